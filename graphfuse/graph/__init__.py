@@ -1,0 +1,31 @@
+"""Graph construction: intra- and cross-modal edges, the builder, batching and conversion."""
+from graphfuse.graph.builder import GraphBuilder, Relation
+from graphfuse.graph.cross import (
+    CallableStrategy,
+    CrossEdges,
+    CrossModalStrategy,
+    FullBipartite,
+    RandomBipartite,
+    StridedBipartite,
+    TemporalAlignment,
+    VirtualNodes,
+    resolve_strategy,
+)
+from graphfuse.graph.edges import chain_edges, full_bipartite_edges, grid_edges
+
+__all__ = [
+    "CallableStrategy",
+    "CrossEdges",
+    "CrossModalStrategy",
+    "FullBipartite",
+    "GraphBuilder",
+    "RandomBipartite",
+    "Relation",
+    "StridedBipartite",
+    "TemporalAlignment",
+    "VirtualNodes",
+    "chain_edges",
+    "full_bipartite_edges",
+    "grid_edges",
+    "resolve_strategy",
+]

@@ -1,0 +1,262 @@
+"""The graph builder: a sample's modalities -> one heterogeneous graph; many samples -> one batch."""
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Batch, HeteroData
+
+from graphfuse.graph.cache import TemplateCache
+from graphfuse.graph.cross import CrossEdges, CrossModalStrategy, VirtualNodes
+from graphfuse.modalities.base import NODE_ATTRIBUTES, Modality, NodeSet, create_modality
+
+EdgeType = Tuple[str, str, str]
+CrossSpec = Union[CrossEdges, VirtualNodes, Tuple[Any, ...]]
+_NO_EDGES = torch.empty(2, 0, dtype=torch.long)
+
+
+@dataclass(frozen=True)
+class Relation:
+    """One edge type of the builder's graphs; ``strategy`` is ``None`` for the source
+    modality's own intra-modal edges."""
+
+    edge_type: EdgeType
+    strategy: Optional[CrossModalStrategy] = None
+
+
+class GraphBuilder:
+    r"""Turns multimodal samples into PyG heterogeneous graphs.
+
+    A sample is a mapping from modality name to its raw input (``{"text": "a cat",
+    "image": tensor, "audio": waveform}``), or to an already featurised :class:`NodeSet`.
+    Any modality may be absent (left out, or ``None``): every graph still holds every node
+    type and relation of the builder, with zero nodes and edges where a modality is missing,
+    so all graphs share one schema (:meth:`metadata`).
+
+    Args:
+        modalities (Mapping[str, Modality or str]): node type -> featurizer (or the name of a
+            registered modality, created with default arguments).
+        cross (str or Sequence, optional): the cross-modal edges: ``"full"`` joins every pair
+            of modalities completely; otherwise a list of :class:`CrossEdges`,
+            ``(src, dst, strategy)`` tuples and :class:`VirtualNodes`. (default: :obj:`()`)
+        max_edges_per_sample (int, optional): largest edge count of one sample graph; a
+            larger graph raises an error naming the relation to make sparser. ``None`` for no
+            cap. (default: :obj:`1_000_000`)
+        template_cache_bytes (int, optional): memory for edge templates cached per shape.
+            (default: 256 MiB)
+
+    Example:
+        >>> builder = GraphBuilder({"text": TextModality(tokenizer), "image": ImageModality()},
+        ...                        cross="full")
+        >>> graph = builder.build({"text": "a red square", "image": image})
+        >>> batch = builder.collate([sample_1, sample_2])  # == Batch.from_data_list([...])
+    """
+
+    def __init__(self, modalities: Mapping[str, Union[Modality, str]], cross: Union[str, Sequence[CrossSpec]] = (),
+                 max_edges_per_sample: Optional[int] = 1_000_000, template_cache_bytes: int = 256 << 20) -> None:
+        if not isinstance(modalities, Mapping) or not modalities:
+            raise ValueError("GraphBuilder needs at least one modality, e.g. {'text': TextModality(tokenizer)}")
+        if max_edges_per_sample is not None and max_edges_per_sample < 1:
+            raise ValueError(f"'max_edges_per_sample' must be positive or None, got {max_edges_per_sample!r}")
+        self.modalities: Dict[str, Modality] = {key: self._named(key, modality) for key, modality in modalities.items()}
+        self.max_edges_per_sample = max_edges_per_sample
+        self.virtual_nodes: Dict[str, int] = {}
+        self.relations: List[Relation] = [
+            Relation((key, modality.relation, key)) for key, modality in self.modalities.items() if modality.relation
+        ]
+        for spec in self._cross_specs(cross):
+            self._add_cross(spec)
+        self.node_types: List[str] = [*self.modalities, *self.virtual_nodes]
+        self.empty_node_sets: Dict[str, NodeSet] = {
+            **{node_type: modality.empty() for node_type, modality in self.modalities.items()},
+            **{node_type: NodeSet.empty(dtype=torch.long) for node_type in self.virtual_nodes},
+        }
+        # Virtual nodes are the same in every sample; these serve the edge strategies, read-only.
+        self._virtual_node_sets = {node_type: NodeSet(x=torch.arange(count), edge_index=_NO_EDGES)
+                                   for node_type, count in self.virtual_nodes.items()}
+        self._check_relations()
+        self._templates = TemplateCache(template_cache_bytes)
+
+    @staticmethod
+    def _named(key: str, modality: Union[Modality, str]) -> Modality:
+        if isinstance(modality, str):
+            modality = create_modality(modality)
+        if not isinstance(modality, Modality):
+            raise TypeError(f"GraphBuilder modality '{key}' must be a Modality or a registered modality name, "
+                            f"got {type(modality).__name__}")
+        if modality.name != key:
+            modality = copy.copy(modality)
+            modality.name = key
+        return modality
+
+    def _cross_specs(self, cross: Union[str, Sequence[CrossSpec]]) -> List[Union[CrossEdges, VirtualNodes]]:
+        if isinstance(cross, str):
+            if cross != "full":
+                raise ValueError(f"GraphBuilder 'cross' as a string must be 'full', got {cross!r}; pass a list "
+                                 f"of CrossEdges for other strategies")
+            return [CrossEdges(a, b) for a, b in itertools.combinations(self.modalities, 2)]
+        specs = []
+        for spec in cross:
+            if isinstance(spec, tuple):
+                spec = CrossEdges(*spec)
+            if not isinstance(spec, (CrossEdges, VirtualNodes)):
+                raise TypeError(f"GraphBuilder 'cross' entries must be CrossEdges, (src, dst, strategy) tuples or "
+                                f"VirtualNodes, got {spec!r}")
+            specs.append(spec)
+        return specs
+
+    def _add_cross(self, spec: Union[CrossEdges, VirtualNodes]) -> None:
+        if isinstance(spec, VirtualNodes):
+            if spec.node_type in self.modalities or spec.node_type in self.virtual_nodes:
+                raise ValueError(f"VirtualNodes node_type '{spec.node_type}' is already a node type; choose another")
+            targets = list(self.modalities) if spec.modalities is None else list(spec.modalities)
+            self.virtual_nodes[spec.node_type] = spec.count
+            for modality in targets:
+                self._add_cross(CrossEdges(modality, spec.node_type, "full", spec.relation))
+            return
+        for node_type in (spec.src, spec.dst):
+            if node_type not in self.modalities and node_type not in self.virtual_nodes:
+                raise ValueError(f"CrossEdges names node type '{node_type}', which is not among the builder's "
+                                 f"modalities {list(self.modalities)}")
+        self.relations.append(Relation((spec.src, spec.relation, spec.dst), spec.strategy))
+        self.relations.append(Relation((spec.dst, spec.relation, spec.src), spec.strategy))
+
+    def _check_relations(self) -> None:
+        seen = set()
+        for relation in self.relations:
+            if relation.edge_type in seen:
+                raise ValueError(f"Relation {relation.edge_type} is defined twice; give one of the CrossEdges a "
+                                 f"different relation name, e.g. CrossEdges(..., relation='aligned')")
+            seen.add(relation.edge_type)
+            for attribute in relation.strategy.requires if relation.strategy else ():
+                for node_type in (relation.edge_type[0], relation.edge_type[2]):
+                    if getattr(self.empty_node_sets[node_type], attribute) is None:
+                        raise ValueError(
+                            f"{relation.strategy!r} on {relation.edge_type} needs '{attribute}' on every node, but "
+                            f"modality '{node_type}' has none (for text, create TextModality(..., spans=True))")
+
+    def metadata(self) -> Tuple[List[str], List[EdgeType]]:
+        """Node types and edge types of every graph this builder makes (as ``HeteroData.metadata()``)."""
+        return list(self.node_types), [relation.edge_type for relation in self.relations]
+
+    def featurize(self, sample: Mapping[str, Any]) -> Dict[str, NodeSet]:
+        """Raw inputs (or node sets) per modality -> node sets of the modalities present."""
+        if not isinstance(sample, Mapping):
+            raise TypeError(f"A sample must be a mapping from modality name to input, e.g. {{'text': ..., "
+                            f"'image': ...}}; got {type(sample).__name__}")
+        nodes: Dict[str, NodeSet] = {}
+        for key, raw in sample.items():
+            if key not in self.modalities:
+                raise ValueError(f"Sample has unknown modality '{key}'; this GraphBuilder knows "
+                                 f"{list(self.modalities)}. Add it to 'modalities' or drop it from the sample")
+            if raw is None:
+                continue
+            featurized = raw if isinstance(raw, NodeSet) else self.modalities[key].featurize(raw).validate(key)
+            nodes[key] = self._conforming(key, featurized)
+        if not nodes:
+            raise ValueError(f"Sample has none of the modalities {list(self.modalities)}; every sample needs at "
+                             f"least one")
+        return nodes
+
+    def _conforming(self, node_type: str, nodes: NodeSet) -> NodeSet:
+        reference = self.empty_node_sets[node_type]
+        for attribute in NODE_ATTRIBUTES:
+            value, expected = getattr(nodes, attribute), getattr(reference, attribute)
+            if (value is None) != (expected is None) or (value is not None and (
+                    value.dtype != expected.dtype or value.shape[1:] != expected.shape[1:])):
+                raise ValueError(
+                    f"Modality '{node_type}' produced '{attribute}' as {_describe(value)}, unlike its empty() "
+                    f"node set ({_describe(expected)}); featurize() and empty() must agree")
+        return nodes
+
+    def _sample_node_sets(self, sample: Mapping[str, Any]) -> Mapping[str, NodeSet]:
+        already_featurized = (isinstance(sample, Mapping) and sample and sample.keys() <= self.modalities.keys()
+                              and all(isinstance(value, NodeSet) for value in sample.values()))
+        return sample if already_featurized else self.featurize(sample)
+
+    def relation_edges(self, relation: Relation, nodes: Mapping[str, NodeSet]) -> Tensor:
+        """Local edges of ``relation`` in one sample; shape-only templates are shared, not copied."""
+        src, _, dst = relation.edge_type
+        src_nodes = nodes.get(src, self._virtual_node_sets.get(src))
+        if relation.strategy is None:
+            return _NO_EDGES if src_nodes is None else src_nodes.edge_index
+        dst_nodes = nodes.get(dst, self._virtual_node_sets.get(dst))
+        if src_nodes is None or dst_nodes is None:
+            return _NO_EDGES
+        strategy = relation.strategy
+        if not strategy.shape_only:
+            edge_index = strategy.edges(src_nodes, dst_nodes)
+            self.check_edge_count(relation, edge_index.size(1), edge_index.size(1))
+            return edge_index
+        key = (relation.edge_type, src_nodes.num_nodes, dst_nodes.num_nodes)
+        template = self._templates.get(key)
+        if template is None:
+            bound = strategy.max_edges(src_nodes.num_nodes, dst_nodes.num_nodes)
+            if bound is not None:
+                self.check_edge_count(relation, bound, bound)
+            template = self._templates.put(key, strategy.edges(src_nodes, dst_nodes))
+        return template
+
+    def check_edge_count(self, relation: Relation, count: int, total: int) -> None:
+        """Raises when a sample graph would exceed ``max_edges_per_sample``."""
+        cap = self.max_edges_per_sample
+        if cap is None or total <= cap:
+            return
+        src, _, dst = relation.edge_type
+        advice = (f"make it sparser, e.g. CrossEdges('{src}', '{dst}', StridedBipartite(budget=8)) or "
+                  f"RandomBipartite(budget=8)" if relation.strategy is not None else
+                  f"shorten the input or lower the modality's window")
+        raise ValueError(
+            f"A sample graph would have {total} edges, over max_edges_per_sample={cap}: relation {relation.edge_type} "
+            f"has {count} of them. To fix it, {advice}, or raise max_edges_per_sample")
+
+    def build(self, sample: Mapping[str, Any]) -> HeteroData:
+        """One sample -> one :class:`~torch_geometric.data.HeteroData`."""
+        nodes = self._sample_node_sets(sample)
+        data = HeteroData()
+        for node_type in self.modalities:
+            for attribute, value in nodes.get(node_type, self.empty_node_sets[node_type]).attributes().items():
+                data[node_type][attribute] = value
+        for node_type, count in self.virtual_nodes.items():
+            data[node_type].x = torch.arange(count)
+        total = 0
+        for relation in self.relations:
+            edge_index = self.relation_edges(relation, nodes)
+            total += edge_index.size(1)
+            self.check_edge_count(relation, edge_index.size(1), total)
+            shared = relation.strategy is not None and relation.strategy.shape_only
+            data[relation.edge_type].edge_index = edge_index.clone() if shared else edge_index
+        return data
+
+    __call__ = build
+
+    def collate(self, samples: Sequence[Mapping[str, Any]]) -> Batch:
+        """Many samples -> one batched graph, equal to ``Batch.from_data_list([build(s) for s in samples])``
+        but built with a few vectorised tensor operations per node and edge type.
+        Usable as a ``DataLoader``'s ``collate_fn``."""
+        from graphfuse.graph.batch import collate_node_sets
+
+        if isinstance(samples, Mapping) or not isinstance(samples, Sequence):
+            raise TypeError(f"collate expects a list of samples, got {type(samples).__name__}")
+        if len(samples) == 0:
+            raise ValueError("collate received an empty list of samples; a batch needs at least one sample")
+        return collate_node_sets(self, [self._sample_node_sets(sample) for sample in samples])
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_templates"] = TemplateCache(self._templates.max_bytes)
+        return state
+
+    def __repr__(self) -> str:
+        cross = [f"{r.edge_type}: {r.strategy!r}" for r in self.relations if r.strategy is not None]
+        return (f"{self.__class__.__name__}(modalities={self.modalities}, virtual_nodes={self.virtual_nodes}, "
+                f"cross=[{', '.join(cross)}], max_edges_per_sample={self.max_edges_per_sample})")
+
+
+def _describe(value: Optional[Tensor]) -> str:
+    return "absent" if value is None else f"dtype {value.dtype}, shape [N, {', '.join(map(str, value.shape[1:]))}]"

@@ -1,0 +1,251 @@
+"""Cross-modal edge strategies: which nodes of one modality send messages to which of another."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional, Tuple, Type, Union
+
+import torch
+from torch import Tensor
+
+from graphfuse.graph.edges import full_bipartite_edges
+from graphfuse.modalities.base import NodeSet, check_edge_index
+
+_RANDOM_CHUNK_ELEMENTS = 1 << 22
+
+
+class CrossModalStrategy(ABC):
+    """Decides the edges from the nodes of one modality (sources) to another (destinations).
+
+    Attributes:
+        shape_only (bool): the edges depend only on the two node counts, so a builder computes
+            them once per pair of counts and reuses them for every sample of that shape.
+        requires (tuple): node attributes both node sets must carry (e.g. ``("time",)``).
+    """
+
+    shape_only: bool = False
+    requires: Tuple[str, ...] = ()
+
+    @abstractmethod
+    def edges(self, src: NodeSet, dst: NodeSet) -> Tensor:
+        """Local edges :math:`[2, E]` (``torch.long``) from ``src`` nodes to ``dst`` nodes."""
+
+    def max_edges(self, num_src: int, num_dst: int) -> Optional[int]:
+        """An upper bound on the edge count known before building, or ``None``."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}()"
+
+
+class FullBipartite(CrossModalStrategy):
+    r"""Every source node sends to every destination node: :math:`N_s N_d` edges."""
+
+    shape_only = True
+
+    def edges(self, src: NodeSet, dst: NodeSet) -> Tensor:
+        return full_bipartite_edges(src.num_nodes, dst.num_nodes)
+
+    def max_edges(self, num_src: int, num_dst: int) -> int:
+        return num_src * num_dst
+
+
+class TemporalAlignment(CrossModalStrategy):
+    r"""Joins nodes whose time spans overlap, e.g. a spoken word and the audio frames it spans.
+
+    Source :math:`i` with span :math:`[s_i, e_i]` sends to destination :math:`j` when
+    :math:`s_i - w < e_j` and :math:`s_j < e_i + w` for the widening ``window`` :math:`w`
+    (seconds). Nodes whose span is unknown (``NaN``) get no edges.
+
+    Args:
+        window (float, optional): seconds added on both sides of each source span.
+            (default: :obj:`0.0`)
+    """
+
+    requires = ("time",)
+
+    def __init__(self, window: float = 0.0) -> None:
+        if not window >= 0.0:
+            raise ValueError(f"TemporalAlignment 'window' must be >= 0 seconds, got {window!r}")
+        self.window = float(window)
+
+    def edges(self, src: NodeSet, dst: NodeSet) -> Tensor:
+        start, end = src.time[:, 0, None] - self.window, src.time[:, 1, None] + self.window
+        overlap = (start < dst.time[None, :, 1]) & (dst.time[None, :, 0] < end)
+        return overlap.nonzero().t()
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(window={self.window})"
+
+
+class _BudgetStrategy(CrossModalStrategy):
+    shape_only = True
+
+    def __init__(self, budget: int = 8) -> None:
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            raise ValueError(f"{self.__class__.__name__} 'budget' must be a positive integer, got {budget!r}")
+        self.budget = budget
+
+    def max_edges(self, num_src: int, num_dst: int) -> int:
+        return num_dst * min(self.budget, num_src)
+
+    def edges(self, src: NodeSet, dst: NodeSet) -> Tensor:
+        num_src, num_dst = src.num_nodes, dst.num_nodes
+        per_node = min(self.budget, num_src)
+        if per_node == 0 or num_dst == 0:
+            return torch.empty(2, 0, dtype=torch.long)
+        sources = self._pick(num_src, num_dst, per_node)  # [num_dst, per_node]
+        targets = torch.arange(num_dst).repeat_interleave(per_node)
+        return torch.stack([sources.reshape(-1), targets])
+
+    @abstractmethod
+    def _pick(self, num_src: int, num_dst: int, per_node: int) -> Tensor:
+        """Distinct source indices for every destination, :math:`[N_d, k]`."""
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(budget={self.budget})"
+
+
+class StridedBipartite(_BudgetStrategy):
+    r"""Each destination node receives from ``budget`` source nodes spread evenly over the
+    source sequence, starting at its own relative position.
+
+    Destination :math:`j` of :math:`N_d` receives from sources
+    :math:`(\lfloor j N_s / N_d \rfloor + \lfloor t N_s / k \rfloor) \bmod N_s` for
+    :math:`t < k = \min(\text{budget}, N_s)`: :math:`N_d k` edges, linear in the input length.
+
+    Args:
+        budget (int, optional): incoming cross-modal edges per destination node. (default: :obj:`8`)
+    """
+
+    def _pick(self, num_src: int, num_dst: int, per_node: int) -> Tensor:
+        start = torch.arange(num_dst) * num_src // num_dst
+        stride = torch.arange(per_node) * num_src // per_node
+        return (start[:, None] + stride[None, :]) % num_src
+
+
+class RandomBipartite(_BudgetStrategy):
+    r"""Each destination node receives from ``budget`` distinct source nodes drawn at random.
+
+    The draw is seeded by ``seed`` and the two node counts, so it is reproducible and every
+    sample of the same shape gets the same pattern (as in fixed random sparse attention);
+    :math:`N_d \min(\text{budget}, N_s)` edges.
+
+    Args:
+        budget (int, optional): incoming cross-modal edges per destination node. (default: :obj:`8`)
+        seed (int, optional): seed of the draw. (default: :obj:`0`)
+    """
+
+    def __init__(self, budget: int = 8, seed: int = 0) -> None:
+        super().__init__(budget)
+        self.seed = int(seed)
+
+    def _pick(self, num_src: int, num_dst: int, per_node: int) -> Tensor:
+        generator = torch.Generator().manual_seed((self.seed * 0x9E3779B1 + num_src * 0x85EBCA77 + num_dst) % (1 << 63))
+        rows_per_chunk = max(1, _RANDOM_CHUNK_ELEMENTS // num_src)
+        chunks = []
+        for first in range(0, num_dst, rows_per_chunk):
+            rows = min(rows_per_chunk, num_dst - first)
+            keys = torch.rand(rows, num_src, generator=generator)
+            chunks.append(keys.topk(per_node, dim=1, sorted=False).indices)
+        return torch.cat(chunks)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(budget={self.budget}, seed={self.seed})"
+
+
+class CallableStrategy(CrossModalStrategy):
+    """A user function ``fn(src: NodeSet, dst: NodeSet) -> Tensor[2, E]`` as a strategy.
+
+    Args:
+        fn (callable): returns local edges from ``src`` nodes to ``dst`` nodes.
+        shape_only (bool, optional): promise that the edges depend only on the two node
+            counts, so they can be cached per shape. (default: :obj:`False`)
+    """
+
+    def __init__(self, fn: Callable[[NodeSet, NodeSet], Tensor], shape_only: bool = False) -> None:
+        if not callable(fn):
+            raise TypeError(f"CallableStrategy expects a callable fn(src, dst) -> edge_index, got {fn!r}")
+        self.fn = fn
+        self.shape_only = shape_only
+
+    def edges(self, src: NodeSet, dst: NodeSet) -> Tensor:
+        edge_index = self.fn(src, dst)
+        check_edge_index(edge_index, src.num_nodes, dst.num_nodes, f"output of cross-modal edge function {self.fn!r}")
+        return edge_index
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({getattr(self.fn, '__name__', self.fn)!r})"
+
+
+_STRATEGIES: Dict[str, Type[CrossModalStrategy]] = {
+    "full": FullBipartite,
+    "temporal": TemporalAlignment,
+    "strided": StridedBipartite,
+    "random": RandomBipartite,
+}
+
+StrategyLike = Union[str, CrossModalStrategy, Callable[[NodeSet, NodeSet], Tensor]]
+
+
+def resolve_strategy(strategy: StrategyLike) -> CrossModalStrategy:
+    """A strategy from its name (``"full"``, ``"temporal"``, ``"strided"``, ``"random"``,
+    with default arguments), an instance, or an edge function."""
+    if isinstance(strategy, CrossModalStrategy):
+        return strategy
+    if isinstance(strategy, str):
+        if strategy not in _STRATEGIES:
+            raise ValueError(f"Unknown cross-modal strategy '{strategy}'; choose one of {sorted(_STRATEGIES)}, "
+                             f"or pass a CrossModalStrategy instance or a function (src, dst) -> edge_index")
+        return _STRATEGIES[strategy]()
+    if callable(strategy):
+        return CallableStrategy(strategy)
+    raise TypeError(f"Cannot use {strategy!r} as a cross-modal strategy; pass a name, a CrossModalStrategy "
+                    f"or a function (src, dst) -> edge_index")
+
+
+@dataclass
+class CrossEdges:
+    """Cross-modal edges between two node types, in both directions.
+
+    Adds the relations ``(src, relation, dst)`` and ``(dst, relation, src)``; the reverse
+    direction applies ``strategy`` with the roles swapped.
+
+    Args:
+        src (str): one node type.
+        dst (str): the other node type.
+        strategy (str, CrossModalStrategy or callable, optional): see :func:`resolve_strategy`.
+            (default: :obj:`"full"`)
+        relation (str, optional): relation name. (default: :obj:`"to"`)
+    """
+
+    src: str
+    dst: str
+    strategy: Any = "full"
+    relation: str = "to"
+
+    def __post_init__(self) -> None:
+        if self.src == self.dst:
+            raise ValueError(f"CrossEdges joins two different node types, got '{self.src}' twice; "
+                             f"intra-modal edges come from the modality's own edge rule")
+        self.strategy = resolve_strategy(self.strategy)
+
+
+@dataclass
+class VirtualNodes:
+    """Virtual fusion node(s) joined, both ways, to every node of every modality of a sample.
+
+    Adds the node type ``node_type`` with ``count`` nodes per sample (``x`` holds their index
+    ``0..count-1`` so a model can learn an embedding per virtual node) and the relations
+    ``(m, relation, node_type)`` and ``(node_type, relation, m)`` for each modality ``m``
+    (all of the builder's, or those listed in ``modalities``).
+    """
+
+    count: int = 1
+    node_type: str = "virtual"
+    relation: str = "to"
+    modalities: Optional[Tuple[str, ...]] = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
+            raise ValueError(f"VirtualNodes 'count' must be a positive integer, got {self.count!r}")

@@ -1,0 +1,101 @@
+"""Edge patterns that depend only on shapes: sequence chains, patch grids, complete bipartite.
+
+Each pattern is built once per shape (``functools.lru_cache``) and handed out as a fresh copy,
+so nobody can corrupt the cached template by writing into what they received.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+from torch import Tensor
+
+
+def _check_count(value: int, name: str, minimum: int = 0) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"'{name}' must be an integer >= {minimum}, got {value!r}")
+
+
+@lru_cache(maxsize=512)
+def _chain(num_nodes: int, window: int, self_loops: bool) -> Tensor:
+    index = torch.arange(num_nodes)
+    sources, targets = [], []
+    for distance in range(1, min(window, num_nodes - 1) + 1):
+        sources += [index[:-distance], index[distance:]]
+        targets += [index[distance:], index[:-distance]]
+    if self_loops:
+        sources.append(index)
+        targets.append(index)
+    if not sources:
+        return torch.empty(2, 0, dtype=torch.long)
+    return torch.stack([torch.cat(sources), torch.cat(targets)])
+
+
+def chain_edges(num_nodes: int, window: int = 1, self_loops: bool = False) -> Tensor:
+    r"""Edges of a sequence: node :math:`i` and :math:`j` are joined, both ways, when
+    :math:`1 \le |i - j| \le` ``window``.
+
+    Args:
+        num_nodes (int): sequence length.
+        window (int, optional): how far apart joined nodes may be. (default: :obj:`1`)
+        self_loops (bool, optional): add :math:`i \to i`. (default: :obj:`False`)
+
+    Returns:
+        ``torch.long`` tensor :math:`[2, E]`; without self loops
+        :math:`E = 2 \sum_{d=1}^{k} (n - d)` for :math:`k = \min(\text{window}, n - 1)`.
+    """
+    _check_count(num_nodes, "num_nodes")
+    _check_count(window, "window", 1)
+    return _chain(num_nodes, window, bool(self_loops)).clone()
+
+
+_NEIGHBOUR_OFFSETS = {
+    4: ((0, 1), (0, -1), (1, 0), (-1, 0)),
+    8: ((0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (-1, -1), (1, -1), (-1, 1)),
+}
+
+
+@lru_cache(maxsize=256)
+def _grid(rows: int, cols: int, neighbourhood: int, self_loops: bool) -> Tensor:
+    index = torch.arange(rows * cols).view(rows, cols)
+    sources, targets = [], []
+    for d_row, d_col in _NEIGHBOUR_OFFSETS[neighbourhood]:
+        source = index[max(0, -d_row):rows - max(0, d_row), max(0, -d_col):cols - max(0, d_col)]
+        target = index[max(0, d_row):rows - max(0, -d_row), max(0, d_col):cols - max(0, -d_col)]
+        sources.append(source.reshape(-1))
+        targets.append(target.reshape(-1))
+    if self_loops:
+        sources.append(index.reshape(-1))
+        targets.append(index.reshape(-1))
+    return torch.stack([torch.cat(sources), torch.cat(targets)])
+
+
+def grid_edges(rows: int, cols: int, neighbourhood: int = 4, self_loops: bool = False) -> Tensor:
+    r"""Edges of a ``rows`` x ``cols`` grid of patches numbered row-major, both ways.
+
+    Args:
+        rows (int): grid height.
+        cols (int): grid width.
+        neighbourhood (int, optional): ``4`` (edge-sharing) or ``8`` (also corner-sharing)
+            neighbours. (default: :obj:`4`)
+        self_loops (bool, optional): add :math:`i \to i`. (default: :obj:`False`)
+
+    Returns:
+        ``torch.long`` tensor :math:`[2, E]`; a 7 x 7 grid has 168 edges with 4 neighbours
+        and 312 with 8.
+    """
+    _check_count(rows, "rows")
+    _check_count(cols, "cols")
+    if neighbourhood not in _NEIGHBOUR_OFFSETS:
+        raise ValueError(f"'neighbourhood' must be 4 or 8, got {neighbourhood!r}")
+    return _grid(rows, cols, neighbourhood, bool(self_loops)).clone()
+
+
+def full_bipartite_edges(num_src: int, num_dst: int) -> Tensor:
+    r"""Every source node joined to every destination node: :math:`[2, N_s N_d]`, source-major."""
+    _check_count(num_src, "num_src")
+    _check_count(num_dst, "num_dst")
+    return torch.stack([
+        torch.arange(num_src).repeat_interleave(num_dst),
+        torch.arange(num_dst).repeat(num_src),
+    ])

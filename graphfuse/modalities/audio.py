@@ -1,0 +1,196 @@
+"""Audio -> log-mel frame nodes along the time line, computed in torch."""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Dict, Tuple
+
+import torch
+from torch import Tensor
+
+from graphfuse.graph.edges import chain_edges
+from graphfuse.modalities.base import Modality, NodeSet, check_finite, register_modality
+
+_MIN_SAMPLE_RATE = 1000
+
+
+def hz_to_mel(frequency: Tensor) -> Tensor:
+    """HTK mel scale: :math:`2595 \\log_{10}(1 + f / 700)`."""
+    return 2595.0 * torch.log10(1.0 + frequency / 700.0)
+
+
+def mel_to_hz(mel: Tensor) -> Tensor:
+    return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+
+
+def mel_filter_bank(n_freqs: int, n_mels: int, sample_rate: int, f_min: float, f_max: float) -> Tensor:
+    r"""Triangular filters on the HTK mel scale, :math:`[n_{freqs}, n_{mels}]`.
+
+    Filter :math:`m` rises from 0 at the mel point :math:`m - 1` to 1 at :math:`m` and falls
+    back to 0 at :math:`m + 1`; the :math:`n_{mels} + 2` points are evenly spaced in mel
+    between ``f_min`` and ``f_max``. Frequency bin :math:`k` sits at
+    :math:`k \cdot \text{sample\_rate} / (2 (n_{freqs} - 1))` Hz.
+    """
+    bin_hz = torch.linspace(0.0, sample_rate / 2.0, n_freqs, dtype=torch.float64)
+    mel_points = torch.linspace(float(hz_to_mel(torch.tensor(f_min))), float(hz_to_mel(torch.tensor(f_max))),
+                                n_mels + 2, dtype=torch.float64)
+    hz_points = mel_to_hz(mel_points)
+    lower, centre, upper = hz_points[:-2], hz_points[1:-1], hz_points[2:]
+    rising = (bin_hz[:, None] - lower) / (centre - lower)
+    falling = (upper - bin_hz[:, None]) / (upper - centre)
+    return torch.clamp(torch.minimum(rising, falling), min=0.0).float()
+
+
+@register_modality("audio")
+class AudioModality(Modality):
+    r"""Frame nodes: a waveform becomes log-mel frames, one node per frame.
+
+    Frame :math:`i` covers samples :math:`[i h, i h + w)` (window :math:`w`, hop :math:`h`);
+    its features are :math:`\log(M |\mathrm{FFT}(\mathrm{hann} \cdot \text{frame})|^2 + 10^{-6})`
+    for the mel filter bank :math:`M`. A clip shorter than one window is zero-padded to one
+    frame; samples after the last whole frame are dropped.
+
+    Node attributes: ``x`` :math:`[F, n_{mels}]`, ``pos`` the frame index :math:`[F]`,
+    ``time`` each frame's ``(start, end)`` in seconds :math:`[F, 2]`. Intra-modal relation
+    ``('audio', 'seq', 'audio')`` joins frames at most ``window`` apart.
+
+    Raw input: a waveform :math:`[T]` or :math:`[C, T]` (channels are averaged) at
+    ``sample_rate``; or ``(waveform, sample_rate)``; or a mapping with ``"waveform"`` and
+    ``"sample_rate"``. Floating samples, or ``int16`` PCM (scaled by :math:`2^{-15}`). Any
+    integer sample rate of at least 1 kHz and at least :math:`2 f_{max}` is accepted: window and
+    hop are in seconds and the filter bank in Hz, so features agree across rates.
+
+    Args:
+        sample_rate (int, optional): rate of waveforms given without one. (default: :obj:`16000`)
+        n_mels (int, optional): mel bands, the feature size. (default: :obj:`64`)
+        win_length (float, optional): window in seconds. (default: :obj:`0.025`)
+        hop_length (float, optional): hop in seconds. (default: :obj:`0.010`)
+        f_min (float, optional): lowest filter edge in Hz. (default: :obj:`0.0`)
+        f_max (float, optional): highest filter edge in Hz. (default: ``sample_rate / 2``)
+        window (int, optional): frames at most this far apart are joined. (default: :obj:`1`)
+        self_loops (bool, optional): join each frame to itself. (default: :obj:`False`)
+    """
+
+    relation = "seq"
+
+    def __init__(self, sample_rate: int = 16000, n_mels: int = 64, win_length: float = 0.025,
+                 hop_length: float = 0.010, f_min: float = 0.0, f_max: float | None = None,
+                 window: int = 1, self_loops: bool = False) -> None:
+        self.sample_rate = self._check_rate(sample_rate)
+        if not isinstance(n_mels, int) or n_mels < 1:
+            raise ValueError(f"AudioModality 'n_mels' must be a positive integer, got {n_mels!r}")
+        if not 0 < hop_length <= win_length:
+            raise ValueError(
+                f"AudioModality needs 0 < hop_length <= win_length (seconds), got hop_length={hop_length}, "
+                f"win_length={win_length}")
+        f_max = sample_rate / 2.0 if f_max is None else float(f_max)
+        if not 0.0 <= f_min < f_max:
+            raise ValueError(f"AudioModality needs 0 <= f_min < f_max, got f_min={f_min}, f_max={f_max}")
+        if not isinstance(window, int) or window < 1:
+            raise ValueError(f"AudioModality 'window' must be a positive integer, got {window!r}")
+        self.n_mels = n_mels
+        self.win_length = float(win_length)
+        self.hop_length = float(hop_length)
+        self.f_min = float(f_min)
+        self.f_max = f_max
+        self.window = window
+        self.self_loops = self_loops
+        self._check_rate(self.sample_rate)
+        self._analysis: Dict[int, Tuple[int, int, int, Tensor, Tensor]] = {}
+
+    def _check_rate(self, sample_rate: Any) -> int:
+        if isinstance(sample_rate, float) and sample_rate.is_integer():
+            sample_rate = int(sample_rate)
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
+            raise ValueError(
+                f"Modality '{self.name}' received sample rate {sample_rate!r}; expected a positive integer "
+                f"in Hz such as 16000")
+        f_max = getattr(self, "f_max", None)
+        if sample_rate < _MIN_SAMPLE_RATE or (f_max is not None and sample_rate < 2 * f_max):
+            needed = max(_MIN_SAMPLE_RATE, math.ceil(2 * f_max)) if f_max is not None else _MIN_SAMPLE_RATE
+            raise ValueError(
+                f"Modality '{self.name}' does not support sample rate {sample_rate} Hz: it needs at least "
+                f"{needed} Hz (1 kHz, and twice f_max={f_max} Hz); resample the waveform or lower f_max")
+        return sample_rate
+
+    def _analysis_for(self, sample_rate: int) -> Tuple[int, int, int, Tensor, Tensor]:
+        if sample_rate not in self._analysis:
+            win = max(2, round(self.win_length * sample_rate))
+            hop = max(1, round(self.hop_length * sample_rate))
+            n_fft = 1 << (win - 1).bit_length()
+            filters = mel_filter_bank(n_fft // 2 + 1, self.n_mels, sample_rate, self.f_min, self.f_max)
+            self._analysis[sample_rate] = (win, hop, n_fft, torch.hann_window(win, periodic=True), filters)
+        return self._analysis[sample_rate]
+
+    def featurize(self, raw: Any) -> NodeSet:
+        waveform, sample_rate = self._unpack(raw)
+        sample_rate = self._check_rate(sample_rate)
+        waveform = self._to_mono(waveform)
+        win, hop, n_fft, window, filters = self._analysis_for(sample_rate)
+        if waveform.numel() < win:
+            waveform = torch.nn.functional.pad(waveform, (0, win - waveform.numel()))
+        frames = waveform.unfold(0, win, hop) * window  # [F, win]
+        power = torch.fft.rfft(frames, n=n_fft).abs().pow(2)
+        features = torch.log(power @ filters + 1e-6)
+        num_frames = frames.size(0)
+        start = torch.arange(num_frames, dtype=torch.float64) * hop / sample_rate
+        time = torch.stack([start, start + win / sample_rate], dim=1).float()
+        return NodeSet(
+            x=features,
+            edge_index=chain_edges(num_frames, self.window, self.self_loops),
+            pos=torch.arange(num_frames),
+            time=time,
+        )
+
+    def _unpack(self, raw: Any) -> Tuple[Any, Any]:
+        if isinstance(raw, Mapping):
+            if set(raw) != {"waveform", "sample_rate"}:
+                raise ValueError(
+                    f"Modality '{self.name}' received a mapping with keys {sorted(raw)}; expected "
+                    f"'waveform' and 'sample_rate'")
+            return raw["waveform"], raw["sample_rate"]
+        if isinstance(raw, tuple):
+            if len(raw) != 2:
+                raise ValueError(
+                    f"Modality '{self.name}' received a tuple of {len(raw)} items; expected (waveform, sample_rate)")
+            return raw
+        return raw, self.sample_rate
+
+    def _to_mono(self, waveform: Any) -> Tensor:
+        if not isinstance(waveform, Tensor):
+            try:
+                waveform = torch.as_tensor(waveform)
+            except (TypeError, ValueError, RuntimeError):
+                raise TypeError(
+                    f"Modality '{self.name}' received {type(waveform).__name__}; expected a waveform tensor "
+                    f"[T] or [C, T]") from None
+        if waveform.dtype == torch.int16:
+            waveform = waveform.float() / 32768.0
+        elif waveform.is_floating_point():
+            waveform = waveform.float()
+        else:
+            raise TypeError(
+                f"Modality '{self.name}' received samples of dtype {waveform.dtype}; expected a floating "
+                f"dtype or int16 PCM")
+        if waveform.dim() == 2:
+            if waveform.size(0) > waveform.size(1):
+                raise ValueError(
+                    f"Modality '{self.name}' received a waveform of shape {tuple(waveform.shape)} with more "
+                    f"channels than samples (channels last? transpose it to [C, T])")
+            waveform = waveform.mean(dim=0)
+        elif waveform.dim() != 1:
+            raise ValueError(
+                f"Modality '{self.name}' received a {waveform.dim()}-D waveform of shape {tuple(waveform.shape)}; "
+                f"expected [T] or [C, T]")
+        if waveform.numel() == 0:
+            raise ValueError(f"Modality '{self.name}' received an empty waveform; leave the '{self.name}' key out of a "
+                             "sample that has no audio")
+        check_finite(waveform, self.name, "samples")
+        return waveform
+
+    def empty(self) -> NodeSet:
+        return NodeSet.empty(feature_shape=(self.n_mels,), pos_shape=(), timed=True)
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}(sample_rate={self.sample_rate}, n_mels={self.n_mels}, "
+                f"win_length={self.win_length}, hop_length={self.hop_length}, window={self.window})")

@@ -1,0 +1,184 @@
+"""Node sets and the modality interface: one raw input becomes a set of typed nodes."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional, Sequence, Type
+
+import torch
+from torch import Tensor
+
+NODE_ATTRIBUTES = ("x", "pos", "time")
+"""The node-level attributes a :class:`NodeSet` may carry, in the order they are stored."""
+
+
+@dataclass
+class NodeSet:
+    r"""The nodes of one modality of one sample, with their intra-modal edges.
+
+    Args:
+        x (torch.Tensor): node features :math:`[N, *]` (token ids :math:`[N]` for text).
+        edge_index (torch.Tensor): intra-modal edges :math:`[2, E]` (``torch.long``), local
+            node indices.
+        pos (torch.Tensor, optional): node positions :math:`[N, *]` (token or frame index,
+            patch ``(row, col)``).
+        time (torch.Tensor, optional): ``(start, end)`` times in seconds :math:`[N, 2]`;
+            ``NaN`` marks an unknown span.
+    """
+
+    x: Tensor
+    edge_index: Tensor
+    pos: Optional[Tensor] = None
+    time: Optional[Tensor] = None
+
+    @property
+    def num_nodes(self) -> int:
+        return self.x.size(0)
+
+    @property
+    def num_edges(self) -> int:
+        return self.edge_index.size(1)
+
+    def attributes(self) -> Dict[str, Tensor]:
+        """The node-level tensors that are set, in storage order."""
+        return {name: getattr(self, name) for name in NODE_ATTRIBUTES if getattr(self, name) is not None}
+
+    @classmethod
+    def empty(
+        cls,
+        feature_shape: Sequence[int] = (),
+        dtype: torch.dtype = torch.float32,
+        pos_shape: Optional[Sequence[int]] = None,
+        pos_dtype: torch.dtype = torch.long,
+        timed: bool = False,
+    ) -> "NodeSet":
+        """A node set with no nodes, shaped like those a modality produces.
+
+        Every sample graph holds every node type of its builder, with zero nodes where the
+        sample lacks that modality, so that batches keep one schema.
+        """
+        return cls(
+            x=torch.empty(0, *feature_shape, dtype=dtype),
+            edge_index=torch.empty(2, 0, dtype=torch.long),
+            pos=None if pos_shape is None else torch.empty(0, *pos_shape, dtype=pos_dtype),
+            time=torch.empty(0, 2) if timed else None,
+        )
+
+    def validate(self, modality: str) -> "NodeSet":
+        """Checks shapes, dtypes and values; raises an error naming ``modality`` if wrong."""
+        if not isinstance(self.x, Tensor) or self.x.dim() == 0:
+            raise TypeError(
+                f"Modality '{modality}' produced node features of type "
+                f"{type(self.x).__name__} with shape {tuple(getattr(self.x, 'shape', ()))}; "
+                f"expected a tensor [num_nodes, ...]")
+        num_nodes = self.x.size(0)
+        if self.x.is_floating_point():
+            check_finite(self.x, modality, "node features")
+        for name in ("pos", "time"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, Tensor) or value.dim() == 0 or value.size(0) != num_nodes:
+                raise ValueError(
+                    f"Modality '{modality}' produced '{name}' with shape "
+                    f"{tuple(getattr(value, 'shape', ()))} for {num_nodes} nodes; expected "
+                    f"[{num_nodes}, ...]")
+        if self.time is not None:
+            if self.time.dim() != 2 or self.time.size(1) != 2 or not self.time.is_floating_point():
+                raise ValueError(
+                    f"Modality '{modality}' produced 'time' of shape {tuple(self.time.shape)} "
+                    f"and dtype {self.time.dtype}; expected floating (start, end) seconds "
+                    f"[{num_nodes}, 2]")
+            known = ~self.time.isnan().any(dim=1)
+            check_finite(self.time[known], modality, "time spans")
+            if bool((self.time[known, 1] < self.time[known, 0]).any()):
+                raise ValueError(f"Modality '{modality}' has a time span whose end is before its start")
+        check_edge_index(self.edge_index, num_nodes, num_nodes, f"intra-modal edges of '{modality}'")
+        return self
+
+
+def check_finite(value: Tensor, modality: str, what: str) -> None:
+    if not bool(torch.isfinite(value).all()):
+        bad = int((~torch.isfinite(value)).sum())
+        raise ValueError(
+            f"Modality '{modality}' received {what} with {bad} NaN/Inf value(s); clean or "
+            f"impute them before building the graph")
+
+
+def check_edge_index(edge_index: Any, num_src: int, num_dst: int, what: str) -> None:
+    if (not isinstance(edge_index, Tensor) or edge_index.dtype != torch.long
+            or edge_index.dim() != 2 or edge_index.size(0) != 2):
+        raise TypeError(
+            f"The {what} must be a torch.long tensor of shape [2, num_edges]; received "
+            f"{type(edge_index).__name__} of shape {tuple(getattr(edge_index, 'shape', ()))} "
+            f"and dtype {getattr(edge_index, 'dtype', None)}")
+    if edge_index.numel() == 0:
+        return
+    if int(edge_index.min()) < 0 or int(edge_index[0].max()) >= num_src or int(edge_index[1].max()) >= num_dst:
+        raise ValueError(
+            f"The {what} index nodes out of range: sources must lie in [0, {num_src}) and "
+            f"destinations in [0, {num_dst})")
+
+
+class Modality(ABC):
+    """Turns one raw input of a modality into a :class:`NodeSet`.
+
+    Subclasses implement :meth:`featurize` (raw input -> nodes and intra-modal edges) and
+    :meth:`empty` (the zero-node set standing in for an absent input), and name their
+    intra-modal relation in :attr:`relation` (``None`` when they add no intra-modal edges).
+    Register a subclass under a name with :func:`register_modality` to create it by name.
+
+    :attr:`name` is the node type in error messages; a graph builder sets it to the key the
+    modality is listed under.
+    """
+
+    name: str = "modality"
+    relation: Optional[str] = "intra"
+
+    @abstractmethod
+    def featurize(self, raw: Any) -> NodeSet:
+        """Raw input -> node set. Raise ``ValueError`` / ``TypeError`` naming the modality on bad input."""
+
+    @abstractmethod
+    def empty(self) -> NodeSet:
+        """The node set of a sample that lacks this modality."""
+
+    def __call__(self, raw: Any) -> NodeSet:
+        return self.featurize(raw)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}()"
+
+
+_MODALITIES: Dict[str, Type[Modality]] = {}
+
+
+def register_modality(name: str) -> Callable[[Type[Modality]], Type[Modality]]:
+    """Class decorator registering a :class:`Modality` subclass under ``name``."""
+
+    def decorator(cls: Type[Modality]) -> Type[Modality]:
+        if not (isinstance(cls, type) and issubclass(cls, Modality)):
+            raise TypeError(f"register_modality('{name}') expects a Modality subclass, got {cls!r}")
+        if name in _MODALITIES:
+            raise ValueError(
+                f"A modality named '{name}' is already registered ({_MODALITIES[name].__name__}); "
+                f"choose another name")
+        _MODALITIES[name] = cls
+        cls.name = name
+        return cls
+
+    return decorator
+
+
+def list_modalities() -> list:
+    """Names of the registered modalities."""
+    return sorted(_MODALITIES)
+
+
+def create_modality(name: str, **kwargs: Any) -> Modality:
+    """Creates a registered modality by name, passing ``kwargs`` to its constructor."""
+    if name not in _MODALITIES:
+        raise ValueError(
+            f"Unknown modality '{name}'; registered modalities are {list_modalities()}. "
+            f"Register a new one with @register_modality('{name}')")
+    return _MODALITIES[name](**kwargs)

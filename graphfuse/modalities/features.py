@@ -1,0 +1,114 @@
+"""Precomputed features (e.g. a pretrained encoder's output) -> nodes of any modality."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Callable, Optional, Union
+
+import torch
+from torch import Tensor
+
+from graphfuse.graph.edges import chain_edges
+from graphfuse.modalities.base import Modality, NodeSet, check_edge_index, check_finite, register_modality
+
+EdgeRule = Union[None, str, Callable[[NodeSet], Tensor]]
+
+
+@register_modality("features")
+class FeatureModality(Modality):
+    r"""Nodes from a precomputed feature matrix :math:`[N, D]`, one node per row.
+
+    Raw input: a tensor (or array) :math:`[N, D]`, or a mapping with ``"x"`` and, as set up,
+    ``"pos"`` :math:`[N, *]` and ``"time"`` :math:`[N, 2]` (seconds).
+
+    Args:
+        dim (int): feature size :math:`D`.
+        positions (bool, optional): inputs carry ``pos``. (default: :obj:`False`)
+        timed (bool, optional): inputs carry ``time`` spans (then temporal alignment applies).
+            (default: :obj:`False`)
+        pos_shape (tuple, optional): trailing shape of ``pos``. (default: :obj:`()`, an index per node)
+        pos_dtype (torch.dtype, optional): dtype of ``pos``. (default: :obj:`torch.long`)
+        edges (str or callable, optional): the intra-modal edge rule: ``None`` for none,
+            ``"chain"`` to join rows at most ``window`` apart, or a callable taking the
+            :class:`NodeSet` (without edges) and returning local edges :math:`[2, E]`.
+            (default: :obj:`None`)
+        window (int, optional): reach of the ``"chain"`` rule. (default: :obj:`1`)
+        relation (str, optional): name of the intra-modal relation. (default: :obj:`"intra"`)
+    """
+
+    def __init__(self, dim: int, positions: bool = False, timed: bool = False, pos_shape: tuple = (),
+                 pos_dtype: torch.dtype = torch.long, edges: EdgeRule = None, window: int = 1,
+                 relation: str = "intra") -> None:
+        if not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"FeatureModality 'dim' must be a positive integer, got {dim!r}")
+        if not (edges is None or edges == "chain" or callable(edges)):
+            raise ValueError(f"FeatureModality 'edges' must be None, 'chain' or a callable, got {edges!r}")
+        self.dim = dim
+        self.positions = positions
+        self.timed = timed
+        self.pos_shape = tuple(pos_shape)
+        self.pos_dtype = pos_dtype
+        self.edges = edges
+        self.window = window
+        self.relation = None if edges is None else relation
+
+    def featurize(self, raw: Any) -> NodeSet:
+        if isinstance(raw, Mapping):
+            expected = {"x"} | ({"pos"} if self.positions else set()) | ({"time"} if self.timed else set())
+            if set(raw) != expected:
+                raise ValueError(
+                    f"Modality '{self.name}' received a mapping with keys {sorted(raw)}; this "
+                    f"FeatureModality(positions={self.positions}, timed={self.timed}) expects {sorted(expected)}")
+            x, pos, time = raw["x"], raw.get("pos"), raw.get("time")
+        elif self.positions or self.timed:
+            raise ValueError(
+                f"Modality '{self.name}' received a bare {type(raw).__name__} but is set up with "
+                f"positions={self.positions}, timed={self.timed}; pass a mapping with 'x' and those entries")
+        else:
+            x, pos, time = raw, None, None
+        x = self._as_tensor(x, "x")
+        if x.dim() != 2 or x.size(1) != self.dim or x.size(0) == 0:
+            raise ValueError(
+                f"Modality '{self.name}' received features of shape {tuple(x.shape)}; expected "
+                f"[num_nodes >= 1, {self.dim}] as set by FeatureModality(dim={self.dim})")
+        if not x.is_floating_point():
+            raise TypeError(f"Modality '{self.name}' received features of dtype {x.dtype}; expected a floating dtype")
+        x = x.float()
+        check_finite(x, self.name, "features")
+        if pos is not None:
+            pos = self._as_tensor(pos, "pos").to(self.pos_dtype)
+            if tuple(pos.shape) != (x.size(0), *self.pos_shape):
+                raise ValueError(
+                    f"Modality '{self.name}' received 'pos' of shape {tuple(pos.shape)}; expected "
+                    f"{(x.size(0), *self.pos_shape)}")
+        if time is not None:
+            time = self._as_tensor(time, "time").float()
+        nodes = NodeSet(x=x, edge_index=torch.empty(2, 0, dtype=torch.long), pos=pos, time=time)
+        nodes.edge_index = self._edges(nodes)
+        return nodes.validate(self.name)
+
+    def _edges(self, nodes: NodeSet) -> Tensor:
+        if self.edges is None:
+            return nodes.edge_index
+        if self.edges == "chain":
+            return chain_edges(nodes.num_nodes, self.window)
+        edge_index = self.edges(nodes)
+        check_edge_index(edge_index, nodes.num_nodes, nodes.num_nodes, f"edge rule's output of '{self.name}'")
+        return edge_index
+
+    def _as_tensor(self, value: Any, name: str) -> Tensor:
+        if isinstance(value, Tensor):
+            return value
+        try:
+            return torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"Modality '{self.name}' received '{name}' of type {type(value).__name__}; "
+                            f"expected a tensor or array") from None
+
+    def empty(self) -> NodeSet:
+        return NodeSet.empty(feature_shape=(self.dim,),
+                             pos_shape=self.pos_shape if self.positions else None,
+                             pos_dtype=self.pos_dtype, timed=self.timed)
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}(dim={self.dim}, positions={self.positions}, "
+                f"timed={self.timed}, edges={self.edges!r})")

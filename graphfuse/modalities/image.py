@@ -1,0 +1,123 @@
+"""Images -> patch nodes on a grid."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from graphfuse.graph.edges import grid_edges
+from graphfuse.modalities.base import Modality, NodeSet, check_finite, register_modality
+
+_SIZE_POLICIES = ("pad", "error")
+
+
+@register_modality("image")
+class ImageModality(Modality):
+    r"""Patch nodes: an image is cut into non-overlapping ``patch_size`` x ``patch_size``
+    patches, each a node whose features are its flattened pixels.
+
+    Node attributes: ``x`` :math:`[P, C p^2]` (``float32``, channel-major within a patch,
+    ``uint8`` scaled to :math:`[0, 1]`), ``pos`` the patch ``(row, col)`` :math:`[P, 2]`
+    (``torch.long``), patches numbered row-major. Intra-modal relation
+    ``('image', 'grid', 'image')`` joins 4- or 8-neighbouring patches.
+
+    Raw input: a tensor (or array) :math:`[C, H, W]` or :math:`[H, W]`, ``uint8`` or floating.
+    A one-channel image is repeated to ``channels`` channels.
+
+    Args:
+        patch_size (int, optional): patch side :math:`p` in pixels. (default: :obj:`4`)
+        channels (int, optional): channels :math:`C` of every image. (default: :obj:`3`)
+        neighbourhood (int, optional): ``4`` or ``8``. (default: :obj:`4`)
+        self_loops (bool, optional): join each patch to itself. (default: :obj:`False`)
+        size_policy (str, optional): for sides not divisible by :math:`p`: ``"pad"`` adds zero
+            pixels at the bottom and right, ``"error"`` raises. (default: :obj:`"pad"`)
+    """
+
+    relation = "grid"
+
+    def __init__(self, patch_size: int = 4, channels: int = 3, neighbourhood: int = 4,
+                 self_loops: bool = False, size_policy: str = "pad") -> None:
+        if not isinstance(patch_size, int) or patch_size < 1:
+            raise ValueError(f"ImageModality 'patch_size' must be a positive integer, got {patch_size!r}")
+        if not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"ImageModality 'channels' must be a positive integer, got {channels!r}")
+        if neighbourhood not in (4, 8):
+            raise ValueError(f"ImageModality 'neighbourhood' must be 4 or 8, got {neighbourhood!r}")
+        if size_policy not in _SIZE_POLICIES:
+            raise ValueError(f"ImageModality 'size_policy' must be one of {_SIZE_POLICIES}, got {size_policy!r}")
+        self.patch_size = patch_size
+        self.channels = channels
+        self.neighbourhood = neighbourhood
+        self.self_loops = self_loops
+        self.size_policy = size_policy
+
+    @property
+    def feature_dim(self) -> int:
+        return self.channels * self.patch_size ** 2
+
+    def featurize(self, raw: Any) -> NodeSet:
+        image = self._to_chw(raw)
+        p = self.patch_size
+        height, width = image.shape[-2:]
+        pad_bottom, pad_right = -height % p, -width % p
+        if pad_bottom or pad_right:
+            if self.size_policy == "error":
+                raise ValueError(
+                    f"Modality '{self.name}' received a {height}x{width} image, not divisible into "
+                    f"{p}x{p} patches; resize or crop it, or use size_policy='pad'")
+            image = F.pad(image, (0, pad_right, 0, pad_bottom))
+        rows, cols = image.size(1) // p, image.size(2) // p
+        patches = image.unfold(1, p, p).unfold(2, p, p)  # [C, rows, cols, p, p]
+        x = patches.permute(1, 2, 0, 3, 4).reshape(rows * cols, self.feature_dim)
+        pos = torch.stack(torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij"), dim=-1)
+        return NodeSet(
+            x=x.contiguous(),
+            edge_index=grid_edges(rows, cols, self.neighbourhood, self.self_loops),
+            pos=pos.reshape(-1, 2),
+        )
+
+    def _to_chw(self, raw: Any) -> Tensor:
+        if not isinstance(raw, Tensor):
+            try:
+                raw = torch.as_tensor(raw)
+            except (TypeError, ValueError, RuntimeError):
+                raise TypeError(
+                    f"Modality '{self.name}' received {type(raw).__name__}; expected a tensor or array "
+                    f"[C, H, W] or [H, W]") from None
+        if raw.dim() not in (2, 3):
+            hint = " (a batch? pass one image per sample)" if raw.dim() == 4 else ""
+            raise ValueError(
+                f"Modality '{self.name}' received a {raw.dim()}-D tensor of shape {tuple(raw.shape)}{hint}; "
+                f"expected [C, H, W] or [H, W]")
+        if raw.numel() == 0:
+            raise ValueError(f"Modality '{self.name}' received an empty image of shape {tuple(raw.shape)}")
+        if raw.dtype == torch.uint8:
+            image = raw.float().div_(255.0)
+        elif raw.is_floating_point():
+            check_finite(raw, self.name, "pixels")
+            image = raw.float()
+        else:
+            raise TypeError(
+                f"Modality '{self.name}' received pixels of dtype {raw.dtype}; expected uint8 (0-255) "
+                f"or a floating dtype")
+        image = image.unsqueeze(0) if image.dim() == 2 else image
+        num_channels = image.size(0)
+        if num_channels == 1 and self.channels > 1:
+            image = image.expand(self.channels, -1, -1)
+        elif num_channels != self.channels:
+            hint = (" (channels last? permute it to [C, H, W])"
+                    if raw.dim() == 3 and raw.size(-1) == self.channels else "")
+            raise ValueError(
+                f"Modality '{self.name}' received {num_channels} channels in an image of shape "
+                f"{tuple(raw.shape)}{hint}; expected {self.channels} channels [C, H, W], as set by "
+                f"ImageModality(channels={self.channels})")
+        return image
+
+    def empty(self) -> NodeSet:
+        return NodeSet.empty(feature_shape=(self.feature_dim,), pos_shape=(2,))
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}(patch_size={self.patch_size}, channels={self.channels}, "
+                f"neighbourhood={self.neighbourhood}, size_policy={self.size_policy!r})")

@@ -1,0 +1,130 @@
+"""Text -> token nodes joined along the sequence."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from graphfuse.graph.edges import chain_edges
+from graphfuse.modalities.base import Modality, NodeSet, register_modality
+from graphfuse.modalities.tokenizer import Tokenizer
+
+_OVERFLOW_POLICIES = ("truncate", "error")
+
+
+@register_modality("text")
+class TextModality(Modality):
+    r"""Token nodes: a string or a pre-tokenised list becomes one node per token.
+
+    Node attributes: ``x`` token ids :math:`[N]` (``torch.long``), ``pos`` token index
+    :math:`[N]`, and with ``spans=True`` ``time`` :math:`[N, 2]`, each token's
+    ``(start, end)`` in seconds (``NaN`` where a sample gives none) for alignment with audio.
+    Intra-modal relation ``('text', 'seq', 'text')`` joins tokens at most ``window`` apart.
+
+    Raw input: a ``str``; a list of token strings; or a mapping with ``"text"`` (a string)
+    or ``"tokens"`` (a list), and ``"spans"``, one ``(start, end)`` pair per token.
+
+    Args:
+        tokenizer (Tokenizer): splits text and maps tokens to ids.
+        max_length (int, optional): most tokens kept per sample. (default: :obj:`None`, no limit)
+        overflow (str, optional): what happens to longer inputs: ``"truncate"`` keeps the first
+            ``max_length`` tokens (and their spans), ``"error"`` raises. (default: :obj:`"truncate"`)
+        window (int, optional): tokens at most this far apart are joined. (default: :obj:`1`)
+        self_loops (bool, optional): join each token to itself. (default: :obj:`False`)
+        spans (bool, optional): keep per-token time spans. (default: :obj:`False`)
+    """
+
+    relation = "seq"
+
+    def __init__(self, tokenizer: Tokenizer, max_length: Optional[int] = None, overflow: str = "truncate",
+                 window: int = 1, self_loops: bool = False, spans: bool = False) -> None:
+        if not isinstance(tokenizer, Tokenizer):
+            raise TypeError(
+                f"TextModality expects a graphfuse Tokenizer, got {type(tokenizer).__name__}; build one "
+                f"with Tokenizer.from_corpus(texts) or Tokenizer.load(path)")
+        if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
+            raise ValueError(f"TextModality 'max_length' must be a positive integer or None, got {max_length!r}")
+        if overflow not in _OVERFLOW_POLICIES:
+            raise ValueError(f"TextModality 'overflow' must be one of {_OVERFLOW_POLICIES}, got {overflow!r}")
+        if not isinstance(window, int) or window < 1:
+            raise ValueError(f"TextModality 'window' must be a positive integer, got {window!r}")
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.overflow = overflow
+        self.window = window
+        self.self_loops = self_loops
+        self.spans = spans
+
+    def featurize(self, raw: Any) -> NodeSet:
+        tokens, spans = self._tokens_and_spans(raw)
+        if not tokens:
+            raise ValueError(
+                f"Modality '{self.name}' received empty text ({raw!r} has no tokens); leave the '{self.name}' "
+                f"key out of a sample that has no text")
+        if self.max_length is not None and len(tokens) > self.max_length:
+            if self.overflow == "error":
+                raise ValueError(
+                    f"Modality '{self.name}' received {len(tokens)} tokens, more than max_length="
+                    f"{self.max_length}; shorten the text, raise max_length, or use overflow='truncate'")
+            tokens = tokens[:self.max_length]
+            spans = None if spans is None else spans[:self.max_length]
+        num_tokens = len(tokens)
+        time = None
+        if self.spans:
+            time = spans if spans is not None else torch.full((num_tokens, 2), float("nan"))
+        return NodeSet(
+            x=self.tokenizer.encode(tokens),
+            edge_index=chain_edges(num_tokens, self.window, self.self_loops),
+            pos=torch.arange(num_tokens),
+            time=time,
+        )
+
+    def _tokens_and_spans(self, raw: Any) -> Tuple[List[str], Optional[Tensor]]:
+        spans = None
+        if isinstance(raw, Mapping):
+            unknown = set(raw) - {"text", "tokens", "spans"}
+            if unknown or ("text" in raw) == ("tokens" in raw):
+                raise ValueError(
+                    f"Modality '{self.name}' received a mapping with keys {sorted(raw)}; expected exactly one "
+                    f"of 'text' (a string) or 'tokens' (a list of strings), and optionally 'spans'")
+            spans = raw.get("spans")
+            raw = raw["text"] if "text" in raw else raw["tokens"]
+        if isinstance(raw, str):
+            tokens = self.tokenizer.tokenize(raw)
+        elif isinstance(raw, Sequence) and all(isinstance(token, str) for token in raw):
+            tokens = [self.tokenizer.normalize(token) for token in raw]
+        else:
+            raise TypeError(
+                f"Modality '{self.name}' received {type(raw).__name__}; expected a string, a list of token "
+                f"strings, or a mapping with 'text' or 'tokens' (and 'spans')")
+        return tokens, None if spans is None else self._check_spans(spans, len(tokens))
+
+    def _check_spans(self, spans: Any, num_tokens: int) -> Tensor:
+        if not self.spans:
+            raise ValueError(
+                f"Modality '{self.name}' received token spans but was built with spans=False; create "
+                "TextModality(..., spans=True) to keep them")
+        try:
+            spans = torch.as_tensor(spans, dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(
+                f"Modality '{self.name}' received spans of type {type(spans).__name__}; expected "
+                f"(start, end) pairs in seconds, one per token") from None
+        if spans.shape != (num_tokens, 2):
+            raise ValueError(
+                f"Modality '{self.name}' received spans of shape {tuple(spans.shape)} for {num_tokens} "
+                f"tokens; expected one (start, end) pair per token: [{num_tokens}, 2]")
+        if not bool(torch.isfinite(spans).all()):
+            raise ValueError(f"Modality '{self.name}' received NaN/Inf token spans; give finite (start, end) seconds")
+        if bool((spans[:, 1] < spans[:, 0]).any()):
+            raise ValueError(f"Modality '{self.name}' received a token span whose end is before its start")
+        return spans
+
+    def empty(self) -> NodeSet:
+        return NodeSet.empty(dtype=torch.long, pos_shape=(), timed=self.spans)
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}(vocab_size={len(self.tokenizer)}, max_length={self.max_length}, "
+                f"window={self.window}, spans={self.spans})")

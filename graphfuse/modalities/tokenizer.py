@@ -1,0 +1,134 @@
+"""A word-level tokenizer whose vocabulary is built from a corpus, saved and loaded as JSON."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, List, Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+PAD, UNK = "<pad>", "<unk>"
+_FORMAT = "graphfuse-tokenizer"
+_VERSION = 1
+_DEFAULT_PATTERN = r"\w+|[^\w\s]"
+
+
+class Tokenizer:
+    r"""Splits text into words and punctuation and maps them to ids.
+
+    Id ``0`` is the padding token ``<pad>`` and id ``1`` the unknown token ``<unk>``; every
+    token outside the vocabulary maps to ``<unk>``.
+
+    Args:
+        vocabulary (Sequence[str]): the known tokens, without the two special tokens.
+        lowercase (bool, optional): lower-case text and tokens before look-up.
+            (default: :obj:`True`)
+        pattern (str, optional): regular expression whose matches are the tokens.
+            (default: words and single punctuation marks)
+    """
+
+    def __init__(self, vocabulary: Sequence[str] = (), lowercase: bool = True,
+                 pattern: str = _DEFAULT_PATTERN) -> None:
+        self.lowercase = lowercase
+        self.pattern = pattern
+        self._regex = re.compile(pattern)
+        self.itos: List[str] = [PAD, UNK]
+        for token in vocabulary:
+            if not isinstance(token, str) or not token:
+                raise ValueError(f"Tokenizer vocabulary entries must be non-empty strings, got {token!r}")
+            if token not in (PAD, UNK):
+                self.itos.append(token)
+        self.stoi = {token: i for i, token in enumerate(self.itos)}
+        if len(self.stoi) != len(self.itos):
+            raise ValueError("Tokenizer vocabulary has duplicate tokens")
+
+    @property
+    def pad_id(self) -> int:
+        return 0
+
+    @property
+    def unk_id(self) -> int:
+        return 1
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __contains__(self, token: str) -> bool:
+        return self.normalize(token) in self.stoi
+
+    def normalize(self, token: str) -> str:
+        return token.lower() if self.lowercase else token
+
+    def tokenize(self, text: str) -> List[str]:
+        """Splits ``text`` into normalised tokens."""
+        return self._regex.findall(self.normalize(text))
+
+    def encode(self, text: Union[str, Sequence[str]]) -> Tensor:
+        """A string (tokenised first) or a list of tokens -> ``torch.long`` ids."""
+        tokens = self.tokenize(text) if isinstance(text, str) else [self.normalize(t) for t in text]
+        return torch.tensor([self.stoi.get(token, 1) for token in tokens], dtype=torch.long)
+
+    def decode(self, ids: Union[Tensor, Iterable[int]]) -> List[str]:
+        ids = ids.tolist() if isinstance(ids, Tensor) else list(ids)
+        return [self.itos[i] if 0 <= i < len(self.itos) else UNK for i in ids]
+
+    @classmethod
+    def from_corpus(cls, corpus: Iterable[Union[str, Sequence[str]]], min_freq: int = 1,
+                    max_size: Optional[int] = None, lowercase: bool = True,
+                    pattern: str = _DEFAULT_PATTERN) -> "Tokenizer":
+        """Builds the vocabulary from ``corpus`` (strings or token lists).
+
+        Tokens seen at least ``min_freq`` times are kept, most frequent first (ties in order
+        of first appearance), at most ``max_size`` of them besides the special tokens.
+        """
+        if min_freq < 1:
+            raise ValueError(f"'min_freq' must be >= 1, got {min_freq}")
+        if max_size is not None and max_size < 0:
+            raise ValueError(f"'max_size' must be >= 0 or None, got {max_size}")
+        scratch = cls(lowercase=lowercase, pattern=pattern)
+        counts: Counter = Counter()
+        for text in corpus:
+            tokens = scratch.tokenize(text) if isinstance(text, str) else [scratch.normalize(t) for t in text]
+            counts.update(tokens)
+        kept = [token for token, count in counts.most_common() if count >= min_freq]
+        if max_size is not None:
+            kept = kept[:max_size]
+        return cls(kept, lowercase=lowercase, pattern=pattern)
+
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        """Writes the tokenizer as JSON; an existing file is replaced only once the new one is complete."""
+        path = Path(path)
+        payload = {"format": _FORMAT, "version": _VERSION, "lowercase": self.lowercase,
+                   "pattern": self.pattern, "tokens": self.itos[2:]}
+        handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
+                                             suffix=".tmp", delete=False, encoding="utf-8")
+        try:
+            with handle:
+                json.dump(payload, handle, ensure_ascii=False)
+            os.replace(handle.name, path)
+        except BaseException:
+            os.unlink(handle.name)
+            raise
+
+    @classmethod
+    def load(cls, path: Union[str, os.PathLike]) -> "Tokenizer":
+        try:
+            with open(path, encoding="utf-8") as handle:
+                payload = json.load(handle)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"'{path}' is not a graphfuse tokenizer file (invalid JSON: {error})") from None
+        if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+            raise ValueError(f"'{path}' is not a graphfuse tokenizer file (no \"format\": \"{_FORMAT}\")")
+        if payload.get("version") != _VERSION:
+            raise ValueError(
+                f"'{path}' is a version {payload.get('version')} tokenizer file; this graphfuse "
+                f"reads version {_VERSION}")
+        return cls(payload["tokens"], lowercase=payload["lowercase"], pattern=payload["pattern"])
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(vocab_size={len(self)}, lowercase={self.lowercase})"
