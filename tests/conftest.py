@@ -34,7 +34,8 @@ def samples():
     return [
         {"text": {"text": "a red square", "spans": [[0.0, 0.1], [0.1, 0.3], [0.3, 0.5]]},
          "image": torch.rand(1, 12, 16, generator=generator), "audio": waveform(0.5, 1)},
-        {"text": "the cat sat on the mat", "image": torch.randint(0, 256, (8, 8), dtype=torch.uint8, generator=generator)},
+        {"text": "the cat sat on the mat",
+         "image": torch.randint(0, 256, (8, 8), dtype=torch.uint8, generator=generator)},
         {"audio": waveform(0.3, 2), "image": torch.rand(1, 8, 12, generator=generator)},
         {"text": ["a", "blue", "circle"], "audio": waveform(0.2, 3)},
         {"text": "at the top left", "image": torch.rand(1, 12, 16, generator=generator), "audio": waveform(0.5, 4)},

@@ -210,7 +210,7 @@ class GraphBuilder:
         src, _, dst = relation.edge_type
         advice = (f"make it sparser, e.g. CrossEdges('{src}', '{dst}', StridedBipartite(budget=8)) or "
                   f"RandomBipartite(budget=8)" if relation.strategy is not None else
-                  f"shorten the input or lower the modality's window")
+                  "shorten the input or lower the modality's window")
         raise ValueError(
             f"A sample graph would have {total} edges, over max_edges_per_sample={cap}: relation {relation.edge_type} "
             f"has {count} of them. To fix it, {advice}, or raise max_edges_per_sample")

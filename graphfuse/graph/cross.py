@@ -8,8 +8,9 @@ from typing import Any, Callable, Dict, Optional, Tuple, Type, Union
 import torch
 from torch import Tensor
 
+from graphfuse.checks import check_edge_index, check_int
 from graphfuse.graph.edges import full_bipartite_edges
-from graphfuse.modalities.base import NodeSet, check_edge_index
+from graphfuse.modalities.base import NodeSet
 
 _RANDOM_CHUNK_ELEMENTS = 1 << 22
 
@@ -82,8 +83,7 @@ class _BudgetStrategy(CrossModalStrategy):
     shape_only = True
 
     def __init__(self, budget: int = 8) -> None:
-        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-            raise ValueError(f"{self.__class__.__name__} 'budget' must be a positive integer, got {budget!r}")
+        check_int(budget, f"{self.__class__.__name__} 'budget'")
         self.budget = budget
 
     def max_edges(self, num_src: int, num_dst: int) -> int:
@@ -247,5 +247,4 @@ class VirtualNodes:
     modalities: Optional[Tuple[str, ...]] = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
-            raise ValueError(f"VirtualNodes 'count' must be a positive integer, got {self.count!r}")
+        check_int(self.count, "VirtualNodes 'count'")

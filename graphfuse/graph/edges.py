@@ -10,10 +10,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-
-def _check_count(value: int, name: str, minimum: int = 0) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"'{name}' must be an integer >= {minimum}, got {value!r}")
+from graphfuse.checks import check_choice, check_int
 
 
 @lru_cache(maxsize=512)
@@ -44,8 +41,8 @@ def chain_edges(num_nodes: int, window: int = 1, self_loops: bool = False) -> Te
         ``torch.long`` tensor :math:`[2, E]`; without self loops
         :math:`E = 2 \sum_{d=1}^{k} (n - d)` for :math:`k = \min(\text{window}, n - 1)`.
     """
-    _check_count(num_nodes, "num_nodes")
-    _check_count(window, "window", 1)
+    check_int(num_nodes, "chain_edges 'num_nodes'", 0)
+    check_int(window, "chain_edges 'window'")
     return _chain(num_nodes, window, bool(self_loops)).clone()
 
 
@@ -84,17 +81,16 @@ def grid_edges(rows: int, cols: int, neighbourhood: int = 4, self_loops: bool = 
         ``torch.long`` tensor :math:`[2, E]`; a 7 x 7 grid has 168 edges with 4 neighbours
         and 312 with 8.
     """
-    _check_count(rows, "rows")
-    _check_count(cols, "cols")
-    if neighbourhood not in _NEIGHBOUR_OFFSETS:
-        raise ValueError(f"'neighbourhood' must be 4 or 8, got {neighbourhood!r}")
+    check_int(rows, "grid_edges 'rows'", 0)
+    check_int(cols, "grid_edges 'cols'", 0)
+    check_choice(neighbourhood, tuple(_NEIGHBOUR_OFFSETS), "grid_edges 'neighbourhood'")
     return _grid(rows, cols, neighbourhood, bool(self_loops)).clone()
 
 
 def full_bipartite_edges(num_src: int, num_dst: int) -> Tensor:
     r"""Every source node joined to every destination node: :math:`[2, N_s N_d]`, source-major."""
-    _check_count(num_src, "num_src")
-    _check_count(num_dst, "num_dst")
+    check_int(num_src, "full_bipartite_edges 'num_src'", 0)
+    check_int(num_dst, "full_bipartite_edges 'num_dst'", 0)
     return torch.stack([
         torch.arange(num_src).repeat_interleave(num_dst),
         torch.arange(num_dst).repeat(num_src),

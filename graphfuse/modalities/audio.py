@@ -8,8 +8,9 @@ from typing import Any, Dict, Tuple
 import torch
 from torch import Tensor
 
+from graphfuse.checks import as_tensor, check_finite, check_int
 from graphfuse.graph.edges import chain_edges
-from graphfuse.modalities.base import Modality, NodeSet, check_finite, register_modality
+from graphfuse.modalities.base import Modality, NodeSet, register_modality
 
 _MIN_SAMPLE_RATE = 1000
 
@@ -77,8 +78,7 @@ class AudioModality(Modality):
                  hop_length: float = 0.010, f_min: float = 0.0, f_max: float | None = None,
                  window: int = 1, self_loops: bool = False) -> None:
         self.sample_rate = self._check_rate(sample_rate)
-        if not isinstance(n_mels, int) or n_mels < 1:
-            raise ValueError(f"AudioModality 'n_mels' must be a positive integer, got {n_mels!r}")
+        check_int(n_mels, "AudioModality 'n_mels'")
         if not 0 < hop_length <= win_length:
             raise ValueError(
                 f"AudioModality needs 0 < hop_length <= win_length (seconds), got hop_length={hop_length}, "
@@ -86,8 +86,7 @@ class AudioModality(Modality):
         f_max = sample_rate / 2.0 if f_max is None else float(f_max)
         if not 0.0 <= f_min < f_max:
             raise ValueError(f"AudioModality needs 0 <= f_min < f_max, got f_min={f_min}, f_max={f_max}")
-        if not isinstance(window, int) or window < 1:
-            raise ValueError(f"AudioModality 'window' must be a positive integer, got {window!r}")
+        check_int(window, "AudioModality 'window'")
         self.n_mels = n_mels
         self.win_length = float(win_length)
         self.hop_length = float(hop_length)
@@ -157,13 +156,7 @@ class AudioModality(Modality):
         return raw, self.sample_rate
 
     def _to_mono(self, waveform: Any) -> Tensor:
-        if not isinstance(waveform, Tensor):
-            try:
-                waveform = torch.as_tensor(waveform)
-            except (TypeError, ValueError, RuntimeError):
-                raise TypeError(
-                    f"Modality '{self.name}' received {type(waveform).__name__}; expected a waveform tensor "
-                    f"[T] or [C, T]") from None
+        waveform = as_tensor(waveform, f"Modality '{self.name}'", "a waveform tensor or array [T] or [C, T]")
         if waveform.dtype == torch.int16:
             waveform = waveform.float() / 32768.0
         elif waveform.is_floating_point():

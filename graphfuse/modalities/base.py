@@ -8,6 +8,8 @@ from typing import Any, Callable, Dict, Optional, Sequence, Type
 import torch
 from torch import Tensor
 
+from graphfuse.checks import check_edge_index, check_finite
+
 NODE_ATTRIBUTES = ("x", "pos", "time")
 """The node-level attributes a :class:`NodeSet` may carry, in the order they are stored."""
 
@@ -95,29 +97,6 @@ class NodeSet:
                 raise ValueError(f"Modality '{modality}' has a time span whose end is before its start")
         check_edge_index(self.edge_index, num_nodes, num_nodes, f"intra-modal edges of '{modality}'")
         return self
-
-
-def check_finite(value: Tensor, modality: str, what: str) -> None:
-    if not bool(torch.isfinite(value).all()):
-        bad = int((~torch.isfinite(value)).sum())
-        raise ValueError(
-            f"Modality '{modality}' received {what} with {bad} NaN/Inf value(s); clean or "
-            f"impute them before building the graph")
-
-
-def check_edge_index(edge_index: Any, num_src: int, num_dst: int, what: str) -> None:
-    if (not isinstance(edge_index, Tensor) or edge_index.dtype != torch.long
-            or edge_index.dim() != 2 or edge_index.size(0) != 2):
-        raise TypeError(
-            f"The {what} must be a torch.long tensor of shape [2, num_edges]; received "
-            f"{type(edge_index).__name__} of shape {tuple(getattr(edge_index, 'shape', ()))} "
-            f"and dtype {getattr(edge_index, 'dtype', None)}")
-    if edge_index.numel() == 0:
-        return
-    if int(edge_index.min()) < 0 or int(edge_index[0].max()) >= num_src or int(edge_index[1].max()) >= num_dst:
-        raise ValueError(
-            f"The {what} index nodes out of range: sources must lie in [0, {num_src}) and "
-            f"destinations in [0, {num_dst})")
 
 
 class Modality(ABC):

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Union
 
 import torch
 from torch import Tensor
 
+from graphfuse.checks import as_tensor, check_edge_index, check_finite, check_int
 from graphfuse.graph.edges import chain_edges
-from graphfuse.modalities.base import Modality, NodeSet, check_edge_index, check_finite, register_modality
+from graphfuse.modalities.base import Modality, NodeSet, register_modality
 
 EdgeRule = Union[None, str, Callable[[NodeSet], Tensor]]
 
@@ -38,8 +39,8 @@ class FeatureModality(Modality):
     def __init__(self, dim: int, positions: bool = False, timed: bool = False, pos_shape: tuple = (),
                  pos_dtype: torch.dtype = torch.long, edges: EdgeRule = None, window: int = 1,
                  relation: str = "intra") -> None:
-        if not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"FeatureModality 'dim' must be a positive integer, got {dim!r}")
+        check_int(dim, "FeatureModality 'dim'")
+        check_int(window, "FeatureModality 'window'")
         if not (edges is None or edges == "chain" or callable(edges)):
             raise ValueError(f"FeatureModality 'edges' must be None, 'chain' or a callable, got {edges!r}")
         self.dim = dim
@@ -65,7 +66,7 @@ class FeatureModality(Modality):
                 f"positions={self.positions}, timed={self.timed}; pass a mapping with 'x' and those entries")
         else:
             x, pos, time = raw, None, None
-        x = self._as_tensor(x, "x")
+        x = as_tensor(x, f"Modality '{self.name}'", "features as a tensor or array [N, D]")
         if x.dim() != 2 or x.size(1) != self.dim or x.size(0) == 0:
             raise ValueError(
                 f"Modality '{self.name}' received features of shape {tuple(x.shape)}; expected "
@@ -75,13 +76,13 @@ class FeatureModality(Modality):
         x = x.float()
         check_finite(x, self.name, "features")
         if pos is not None:
-            pos = self._as_tensor(pos, "pos").to(self.pos_dtype)
+            pos = as_tensor(pos, f"Modality '{self.name}' 'pos'", "a tensor or array").to(self.pos_dtype)
             if tuple(pos.shape) != (x.size(0), *self.pos_shape):
                 raise ValueError(
                     f"Modality '{self.name}' received 'pos' of shape {tuple(pos.shape)}; expected "
                     f"{(x.size(0), *self.pos_shape)}")
         if time is not None:
-            time = self._as_tensor(time, "time").float()
+            time = as_tensor(time, f"Modality '{self.name}' 'time'", "a tensor or array [N, 2]").float()
         nodes = NodeSet(x=x, edge_index=torch.empty(2, 0, dtype=torch.long), pos=pos, time=time)
         nodes.edge_index = self._edges(nodes)
         return nodes.validate(self.name)
@@ -94,15 +95,6 @@ class FeatureModality(Modality):
         edge_index = self.edges(nodes)
         check_edge_index(edge_index, nodes.num_nodes, nodes.num_nodes, f"edge rule's output of '{self.name}'")
         return edge_index
-
-    def _as_tensor(self, value: Any, name: str) -> Tensor:
-        if isinstance(value, Tensor):
-            return value
-        try:
-            return torch.as_tensor(value)
-        except (TypeError, ValueError, RuntimeError):
-            raise TypeError(f"Modality '{self.name}' received '{name}' of type {type(value).__name__}; "
-                            f"expected a tensor or array") from None
 
     def empty(self) -> NodeSet:
         return NodeSet.empty(feature_shape=(self.dim,),

@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from graphfuse.checks import as_tensor, check_choice, check_finite, check_int
 from graphfuse.graph.edges import grid_edges
-from graphfuse.modalities.base import Modality, NodeSet, check_finite, register_modality
+from graphfuse.modalities.base import Modality, NodeSet, register_modality
 
 _SIZE_POLICIES = ("pad", "error")
 
@@ -39,14 +40,10 @@ class ImageModality(Modality):
 
     def __init__(self, patch_size: int = 4, channels: int = 3, neighbourhood: int = 4,
                  self_loops: bool = False, size_policy: str = "pad") -> None:
-        if not isinstance(patch_size, int) or patch_size < 1:
-            raise ValueError(f"ImageModality 'patch_size' must be a positive integer, got {patch_size!r}")
-        if not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"ImageModality 'channels' must be a positive integer, got {channels!r}")
-        if neighbourhood not in (4, 8):
-            raise ValueError(f"ImageModality 'neighbourhood' must be 4 or 8, got {neighbourhood!r}")
-        if size_policy not in _SIZE_POLICIES:
-            raise ValueError(f"ImageModality 'size_policy' must be one of {_SIZE_POLICIES}, got {size_policy!r}")
+        check_int(patch_size, "ImageModality 'patch_size'")
+        check_int(channels, "ImageModality 'channels'")
+        check_choice(neighbourhood, (4, 8), "ImageModality 'neighbourhood'")
+        check_choice(size_policy, _SIZE_POLICIES, "ImageModality 'size_policy'")
         self.patch_size = patch_size
         self.channels = channels
         self.neighbourhood = neighbourhood
@@ -79,13 +76,7 @@ class ImageModality(Modality):
         )
 
     def _to_chw(self, raw: Any) -> Tensor:
-        if not isinstance(raw, Tensor):
-            try:
-                raw = torch.as_tensor(raw)
-            except (TypeError, ValueError, RuntimeError):
-                raise TypeError(
-                    f"Modality '{self.name}' received {type(raw).__name__}; expected a tensor or array "
-                    f"[C, H, W] or [H, W]") from None
+        raw = as_tensor(raw, f"Modality '{self.name}'", "an image tensor or array [C, H, W] or [H, W]")
         if raw.dim() not in (2, 3):
             hint = " (a batch? pass one image per sample)" if raw.dim() == 4 else ""
             raise ValueError(

@@ -7,6 +7,7 @@ from typing import Any, List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from graphfuse.checks import check_choice, check_int
 from graphfuse.graph.edges import chain_edges
 from graphfuse.modalities.base import Modality, NodeSet, register_modality
 from graphfuse.modalities.tokenizer import Tokenizer
@@ -44,12 +45,10 @@ class TextModality(Modality):
             raise TypeError(
                 f"TextModality expects a graphfuse Tokenizer, got {type(tokenizer).__name__}; build one "
                 f"with Tokenizer.from_corpus(texts) or Tokenizer.load(path)")
-        if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
-            raise ValueError(f"TextModality 'max_length' must be a positive integer or None, got {max_length!r}")
-        if overflow not in _OVERFLOW_POLICIES:
-            raise ValueError(f"TextModality 'overflow' must be one of {_OVERFLOW_POLICIES}, got {overflow!r}")
-        if not isinstance(window, int) or window < 1:
-            raise ValueError(f"TextModality 'window' must be a positive integer, got {window!r}")
+        if max_length is not None:
+            check_int(max_length, "TextModality 'max_length'")
+        check_choice(overflow, _OVERFLOW_POLICIES, "TextModality 'overflow'")
+        check_int(window, "TextModality 'window'")
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.overflow = overflow
