@@ -1,7 +1,8 @@
 """Input checks shared across the package; each raises an error naming what was wrong and the fix."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor

@@ -1,5 +1,5 @@
 """Test decorators for optional dependencies and devices (needs pytest)."""
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 import torch

@@ -6,14 +6,14 @@ recent torch as dgl 1.1.3 with ``setuptools<70`` (install the ``dgl`` extra).
 from __future__ import annotations
 
 import os
-from functools import lru_cache
-from typing import Any, Tuple
+from functools import cache
+from typing import Any
 
-EdgeType = Tuple[str, str, str]
+EdgeType = tuple[str, str, str]
 NodeType = str
 
 
-@lru_cache(maxsize=None)
+@cache
 def _dgl_importable() -> bool:
     os.environ.setdefault("DGLBACKEND", "pytorch")
     try:

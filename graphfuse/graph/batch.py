@@ -7,7 +7,8 @@ whose samples all share one cached template is offset by a single broadcast.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -25,8 +26,8 @@ def _cumsum(counts: Tensor) -> Tensor:
     return out
 
 
-def _node_attribute(node_type: str, attribute: str, expected: Optional[Tensor],
-                    present: Sequence[NodeSet]) -> Optional[Tensor]:
+def _node_attribute(node_type: str, attribute: str, expected: Tensor | None,
+                    present: Sequence[NodeSet]) -> Tensor | None:
     values = [getattr(nodes, attribute) for nodes in present]
     if expected is None:
         if any(value is not None for value in values):
@@ -49,14 +50,14 @@ def _node_attribute(node_type: str, attribute: str, expected: Optional[Tensor],
     return torch.cat(values)
 
 
-def collate_node_sets(builder: "GraphBuilder", samples: List[Mapping[str, NodeSet]]) -> Batch:
+def collate_node_sets(builder: GraphBuilder, samples: list[Mapping[str, NodeSet]]) -> Batch:
     """Batches the node sets of ``samples`` (each from :meth:`GraphBuilder.featurize`)."""
     num_graphs = len(samples)
     out = Batch(_base_cls=HeteroData)
-    slice_dict: Dict = {}
-    inc_dict: Dict = {}
+    slice_dict: dict = {}
+    inc_dict: dict = {}
     no_increment = torch.zeros(num_graphs, dtype=torch.long)
-    ptrs: Dict[str, Tensor] = {}
+    ptrs: dict[str, Tensor] = {}
     graph_index = torch.arange(num_graphs)
 
     for node_type in builder.modalities:

@@ -5,7 +5,7 @@ import copy
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -14,9 +14,9 @@ from torch_geometric.data import Batch, HeteroData
 from graphfuse.graph.cache import TemplateCache
 from graphfuse.graph.cross import CrossEdges, CrossModalStrategy, VirtualNodes
 from graphfuse.modalities.base import NODE_ATTRIBUTES, Modality, NodeSet, create_modality
+from graphfuse.typing import EdgeType
 
-EdgeType = Tuple[str, str, str]
-CrossSpec = Union[CrossEdges, VirtualNodes, Tuple[Any, ...]]
+CrossSpec = CrossEdges | VirtualNodes | tuple[Any, ...]
 _NO_EDGES = torch.empty(2, 0, dtype=torch.long)
 
 
@@ -26,7 +26,7 @@ class Relation:
     modality's own intra-modal edges."""
 
     edge_type: EdgeType
-    strategy: Optional[CrossModalStrategy] = None
+    strategy: CrossModalStrategy | None = None
 
 
 class GraphBuilder:
@@ -57,22 +57,22 @@ class GraphBuilder:
         >>> batch = builder.collate([sample_1, sample_2])  # == Batch.from_data_list([...])
     """
 
-    def __init__(self, modalities: Mapping[str, Union[Modality, str]], cross: Union[str, Sequence[CrossSpec]] = (),
-                 max_edges_per_sample: Optional[int] = 1_000_000, template_cache_bytes: int = 256 << 20) -> None:
+    def __init__(self, modalities: Mapping[str, Modality | str], cross: str | Sequence[CrossSpec] = (),
+                 max_edges_per_sample: int | None = 1_000_000, template_cache_bytes: int = 256 << 20) -> None:
         if not isinstance(modalities, Mapping) or not modalities:
             raise ValueError("GraphBuilder needs at least one modality, e.g. {'text': TextModality(tokenizer)}")
         if max_edges_per_sample is not None and max_edges_per_sample < 1:
             raise ValueError(f"'max_edges_per_sample' must be positive or None, got {max_edges_per_sample!r}")
-        self.modalities: Dict[str, Modality] = {key: self._named(key, modality) for key, modality in modalities.items()}
+        self.modalities: dict[str, Modality] = {key: self._named(key, modality) for key, modality in modalities.items()}
         self.max_edges_per_sample = max_edges_per_sample
-        self.virtual_nodes: Dict[str, int] = {}
-        self.relations: List[Relation] = [
+        self.virtual_nodes: dict[str, int] = {}
+        self.relations: list[Relation] = [
             Relation((key, modality.relation, key)) for key, modality in self.modalities.items() if modality.relation
         ]
         for spec in self._cross_specs(cross):
             self._add_cross(spec)
-        self.node_types: List[str] = [*self.modalities, *self.virtual_nodes]
-        self.empty_node_sets: Dict[str, NodeSet] = {
+        self.node_types: list[str] = [*self.modalities, *self.virtual_nodes]
+        self.empty_node_sets: dict[str, NodeSet] = {
             **{node_type: modality.empty() for node_type, modality in self.modalities.items()},
             **{node_type: NodeSet.empty(dtype=torch.long) for node_type in self.virtual_nodes},
         }
@@ -83,7 +83,7 @@ class GraphBuilder:
         self._templates = TemplateCache(template_cache_bytes)
 
     @staticmethod
-    def _named(key: str, modality: Union[Modality, str]) -> Modality:
+    def _named(key: str, modality: Modality | str) -> Modality:
         if isinstance(modality, str):
             modality = create_modality(modality)
         if not isinstance(modality, Modality):
@@ -94,7 +94,7 @@ class GraphBuilder:
             modality.name = key
         return modality
 
-    def _cross_specs(self, cross: Union[str, Sequence[CrossSpec]]) -> List[Union[CrossEdges, VirtualNodes]]:
+    def _cross_specs(self, cross: str | Sequence[CrossSpec]) -> list[CrossEdges | VirtualNodes]:
         if isinstance(cross, str):
             if cross != "full":
                 raise ValueError(f"GraphBuilder 'cross' as a string must be 'full', got {cross!r}; pass a list "
@@ -110,7 +110,7 @@ class GraphBuilder:
             specs.append(spec)
         return specs
 
-    def _add_cross(self, spec: Union[CrossEdges, VirtualNodes]) -> None:
+    def _add_cross(self, spec: CrossEdges | VirtualNodes) -> None:
         if isinstance(spec, VirtualNodes):
             if spec.node_type in self.modalities or spec.node_type in self.virtual_nodes:
                 raise ValueError(f"VirtualNodes node_type '{spec.node_type}' is already a node type; choose another")
@@ -140,16 +140,16 @@ class GraphBuilder:
                             f"{relation.strategy!r} on {relation.edge_type} needs '{attribute}' on every node, but "
                             f"modality '{node_type}' has none (for text, create TextModality(..., spans=True))")
 
-    def metadata(self) -> Tuple[List[str], List[EdgeType]]:
+    def metadata(self) -> tuple[list[str], list[EdgeType]]:
         """Node types and edge types of every graph this builder makes (as ``HeteroData.metadata()``)."""
         return list(self.node_types), [relation.edge_type for relation in self.relations]
 
-    def featurize(self, sample: Mapping[str, Any]) -> Dict[str, NodeSet]:
+    def featurize(self, sample: Mapping[str, Any]) -> dict[str, NodeSet]:
         """Raw inputs (or node sets) per modality -> node sets of the modalities present."""
         if not isinstance(sample, Mapping):
             raise TypeError(f"A sample must be a mapping from modality name to input, e.g. {{'text': ..., "
                             f"'image': ...}}; got {type(sample).__name__}")
-        nodes: Dict[str, NodeSet] = {}
+        nodes: dict[str, NodeSet] = {}
         for key, raw in sample.items():
             if key not in self.modalities:
                 raise ValueError(f"Sample has unknown modality '{key}'; this GraphBuilder knows "
@@ -247,7 +247,7 @@ class GraphBuilder:
             raise ValueError("collate received an empty list of samples; a batch needs at least one sample")
         return collate_node_sets(self, [self._sample_node_sets(sample) for sample in samples])
 
-    def __getstate__(self) -> Dict[str, Any]:
+    def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_templates"] = TemplateCache(self._templates.max_bytes)
         return state
@@ -258,5 +258,5 @@ class GraphBuilder:
                 f"cross=[{', '.join(cross)}], max_edges_per_sample={self.max_edges_per_sample})")
 
 
-def _describe(value: Optional[Tensor]) -> str:
+def _describe(value: Tensor | None) -> str:
     return "absent" if value is None else f"dtype {value.dtype}, shape [N, {', '.join(map(str, value.shape[1:]))}]"

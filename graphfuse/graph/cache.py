@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Hashable, Optional
+from collections.abc import Hashable
 
 from torch import Tensor
 
@@ -17,9 +17,9 @@ class TemplateCache:
     def __init__(self, max_bytes: int = 256 << 20) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._templates: "OrderedDict[Hashable, Tensor]" = OrderedDict()
+        self._templates: OrderedDict[Hashable, Tensor] = OrderedDict()
 
-    def get(self, key: Hashable) -> Optional[Tensor]:
+    def get(self, key: Hashable) -> Tensor | None:
         template = self._templates.get(key)
         if template is not None:
             self._templates.move_to_end(key)

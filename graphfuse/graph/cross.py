@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple, Type, Union
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -25,13 +26,13 @@ class CrossModalStrategy(ABC):
     """
 
     shape_only: bool = False
-    requires: Tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
 
     @abstractmethod
     def edges(self, src: NodeSet, dst: NodeSet) -> Tensor:
         """Local edges :math:`[2, E]` (``torch.long``) from ``src`` nodes to ``dst`` nodes."""
 
-    def max_edges(self, num_src: int, num_dst: int) -> Optional[int]:
+    def max_edges(self, num_src: int, num_dst: int) -> int | None:
         """An upper bound on the edge count known before building, or ``None``."""
         return None
 
@@ -178,14 +179,14 @@ class CallableStrategy(CrossModalStrategy):
         return f"{self.__class__.__name__}({getattr(self.fn, '__name__', self.fn)!r})"
 
 
-_STRATEGIES: Dict[str, Type[CrossModalStrategy]] = {
+_STRATEGIES: dict[str, type[CrossModalStrategy]] = {
     "full": FullBipartite,
     "temporal": TemporalAlignment,
     "strided": StridedBipartite,
     "random": RandomBipartite,
 }
 
-StrategyLike = Union[str, CrossModalStrategy, Callable[[NodeSet, NodeSet], Tensor]]
+StrategyLike = str | CrossModalStrategy | Callable[[NodeSet, NodeSet], Tensor]
 
 
 def resolve_strategy(strategy: StrategyLike) -> CrossModalStrategy:
@@ -244,7 +245,7 @@ class VirtualNodes:
     count: int = 1
     node_type: str = "virtual"
     relation: str = "to"
-    modalities: Optional[Tuple[str, ...]] = None
+    modalities: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         check_int(self.count, "VirtualNodes 'count'")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Dict, Tuple
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -95,7 +95,7 @@ class AudioModality(Modality):
         self.window = window
         self.self_loops = self_loops
         self._check_rate(self.sample_rate)
-        self._analysis: Dict[int, Tuple[int, int, int, Tensor, Tensor]] = {}
+        self._analysis: dict[int, tuple[int, int, int, Tensor, Tensor]] = {}
 
     def _check_rate(self, sample_rate: Any) -> int:
         if isinstance(sample_rate, float) and sample_rate.is_integer():
@@ -112,7 +112,7 @@ class AudioModality(Modality):
                 f"{needed} Hz (1 kHz, and twice f_max={f_max} Hz); resample the waveform or lower f_max")
         return sample_rate
 
-    def _analysis_for(self, sample_rate: int) -> Tuple[int, int, int, Tensor, Tensor]:
+    def _analysis_for(self, sample_rate: int) -> tuple[int, int, int, Tensor, Tensor]:
         if sample_rate not in self._analysis:
             win = max(2, round(self.win_length * sample_rate))
             hop = max(1, round(self.hop_length * sample_rate))
@@ -141,7 +141,7 @@ class AudioModality(Modality):
             time=time,
         )
 
-    def _unpack(self, raw: Any) -> Tuple[Any, Any]:
+    def _unpack(self, raw: Any) -> tuple[Any, Any]:
         if isinstance(raw, Mapping):
             if set(raw) != {"waveform", "sample_rate"}:
                 raise ValueError(

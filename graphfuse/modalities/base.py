@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Sequence, Type
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -30,8 +31,8 @@ class NodeSet:
 
     x: Tensor
     edge_index: Tensor
-    pos: Optional[Tensor] = None
-    time: Optional[Tensor] = None
+    pos: Tensor | None = None
+    time: Tensor | None = None
 
     @property
     def num_nodes(self) -> int:
@@ -41,7 +42,7 @@ class NodeSet:
     def num_edges(self) -> int:
         return self.edge_index.size(1)
 
-    def attributes(self) -> Dict[str, Tensor]:
+    def attributes(self) -> dict[str, Tensor]:
         """The node-level tensors that are set, in storage order."""
         return {name: getattr(self, name) for name in NODE_ATTRIBUTES if getattr(self, name) is not None}
 
@@ -50,10 +51,10 @@ class NodeSet:
         cls,
         feature_shape: Sequence[int] = (),
         dtype: torch.dtype = torch.float32,
-        pos_shape: Optional[Sequence[int]] = None,
+        pos_shape: Sequence[int] | None = None,
         pos_dtype: torch.dtype = torch.long,
         timed: bool = False,
-    ) -> "NodeSet":
+    ) -> NodeSet:
         """A node set with no nodes, shaped like those a modality produces.
 
         Every sample graph holds every node type of its builder, with zero nodes where the
@@ -66,7 +67,7 @@ class NodeSet:
             time=torch.empty(0, 2) if timed else None,
         )
 
-    def validate(self, modality: str) -> "NodeSet":
+    def validate(self, modality: str) -> NodeSet:
         """Checks shapes, dtypes and values; raises an error naming ``modality`` if wrong."""
         if not isinstance(self.x, Tensor) or self.x.dim() == 0:
             raise TypeError(
@@ -112,7 +113,7 @@ class Modality(ABC):
     """
 
     name: str = "modality"
-    relation: Optional[str] = "intra"
+    relation: str | None = "intra"
 
     @abstractmethod
     def featurize(self, raw: Any) -> NodeSet:
@@ -129,13 +130,13 @@ class Modality(ABC):
         return f"{self.__class__.__name__}()"
 
 
-_MODALITIES: Dict[str, Type[Modality]] = {}
+_MODALITIES: dict[str, type[Modality]] = {}
 
 
-def register_modality(name: str) -> Callable[[Type[Modality]], Type[Modality]]:
+def register_modality(name: str) -> Callable[[type[Modality]], type[Modality]]:
     """Class decorator registering a :class:`Modality` subclass under ``name``."""
 
-    def decorator(cls: Type[Modality]) -> Type[Modality]:
+    def decorator(cls: type[Modality]) -> type[Modality]:
         if not (isinstance(cls, type) and issubclass(cls, Modality)):
             raise TypeError(f"register_modality('{name}') expects a Modality subclass, got {cls!r}")
         if name in _MODALITIES:

@@ -1,8 +1,8 @@
 """Precomputed features (e.g. a pretrained encoder's output) -> nodes of any modality."""
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Callable, Union
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -11,7 +11,7 @@ from graphfuse.checks import as_tensor, check_edge_index, check_finite, check_in
 from graphfuse.graph.edges import chain_edges
 from graphfuse.modalities.base import Modality, NodeSet, register_modality
 
-EdgeRule = Union[None, str, Callable[[NodeSet], Tensor]]
+EdgeRule = str | Callable[[NodeSet], Tensor] | None
 
 
 @register_modality("features")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, List, Optional, Tuple
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -39,7 +39,7 @@ class TextModality(Modality):
 
     relation = "seq"
 
-    def __init__(self, tokenizer: Tokenizer, max_length: Optional[int] = None, overflow: str = "truncate",
+    def __init__(self, tokenizer: Tokenizer, max_length: int | None = None, overflow: str = "truncate",
                  window: int = 1, self_loops: bool = False, spans: bool = False) -> None:
         if not isinstance(tokenizer, Tokenizer):
             raise TypeError(
@@ -80,7 +80,7 @@ class TextModality(Modality):
             time=time,
         )
 
-    def _tokens_and_spans(self, raw: Any) -> Tuple[List[str], Optional[Tensor]]:
+    def _tokens_and_spans(self, raw: Any) -> tuple[list[str], Tensor | None]:
         spans = None
         if isinstance(raw, Mapping):
             unknown = set(raw) - {"text", "tokens", "spans"}

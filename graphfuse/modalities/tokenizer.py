@@ -6,8 +6,8 @@ import os
 import re
 import tempfile
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -37,7 +37,7 @@ class Tokenizer:
         self.lowercase = lowercase
         self.pattern = pattern
         self._regex = re.compile(pattern)
-        self.itos: List[str] = [PAD, UNK]
+        self.itos: list[str] = [PAD, UNK]
         for token in vocabulary:
             if not isinstance(token, str) or not token:
                 raise ValueError(f"Tokenizer vocabulary entries must be non-empty strings, got {token!r}")
@@ -64,23 +64,23 @@ class Tokenizer:
     def normalize(self, token: str) -> str:
         return token.lower() if self.lowercase else token
 
-    def tokenize(self, text: str) -> List[str]:
+    def tokenize(self, text: str) -> list[str]:
         """Splits ``text`` into normalised tokens."""
         return self._regex.findall(self.normalize(text))
 
-    def encode(self, text: Union[str, Sequence[str]]) -> Tensor:
+    def encode(self, text: str | Sequence[str]) -> Tensor:
         """A string (tokenised first) or a list of tokens -> ``torch.long`` ids."""
         tokens = self.tokenize(text) if isinstance(text, str) else [self.normalize(t) for t in text]
         return torch.tensor([self.stoi.get(token, 1) for token in tokens], dtype=torch.long)
 
-    def decode(self, ids: Union[Tensor, Iterable[int]]) -> List[str]:
+    def decode(self, ids: Tensor | Iterable[int]) -> list[str]:
         ids = ids.tolist() if isinstance(ids, Tensor) else list(ids)
         return [self.itos[i] if 0 <= i < len(self.itos) else UNK for i in ids]
 
     @classmethod
-    def from_corpus(cls, corpus: Iterable[Union[str, Sequence[str]]], min_freq: int = 1,
-                    max_size: Optional[int] = None, lowercase: bool = True,
-                    pattern: str = _DEFAULT_PATTERN) -> "Tokenizer":
+    def from_corpus(cls, corpus: Iterable[str | Sequence[str]], min_freq: int = 1,
+                    max_size: int | None = None, lowercase: bool = True,
+                    pattern: str = _DEFAULT_PATTERN) -> Tokenizer:
         """Builds the vocabulary from ``corpus`` (strings or token lists).
 
         Tokens seen at least ``min_freq`` times are kept, most frequent first (ties in order
@@ -100,7 +100,7 @@ class Tokenizer:
             kept = kept[:max_size]
         return cls(kept, lowercase=lowercase, pattern=pattern)
 
-    def save(self, path: Union[str, os.PathLike]) -> None:
+    def save(self, path: str | os.PathLike) -> None:
         """Writes the tokenizer as JSON; an existing file is replaced only once the new one is complete."""
         path = Path(path)
         payload = {"format": _FORMAT, "version": _VERSION, "lowercase": self.lowercase,
@@ -116,7 +116,7 @@ class Tokenizer:
             raise
 
     @classmethod
-    def load(cls, path: Union[str, os.PathLike]) -> "Tokenizer":
+    def load(cls, path: str | os.PathLike) -> Tokenizer:
         try:
             with open(path, encoding="utf-8") as handle:
                 payload = json.load(handle)
