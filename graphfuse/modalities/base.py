@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,12 +27,17 @@ class NodeSet:
             patch ``(row, col)``).
         time (torch.Tensor, optional): ``(start, end)`` times in seconds :math:`[N, 2]`;
             ``NaN`` marks an unknown span.
+        structure (Hashable, optional): a key promising that node sets of the same modality
+            with equal keys have equal ``edge_index`` and ``pos`` (e.g.
+            ``("grid", 7, 7, 4, False)``), so batching offsets one shared template instead of
+            concatenating every sample's. ``None`` when the structure depends on the data.
     """
 
     x: Tensor
     edge_index: Tensor
     pos: Tensor | None = None
     time: Tensor | None = None
+    structure: Hashable | None = None
 
     @property
     def num_nodes(self) -> int:

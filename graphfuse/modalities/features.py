@@ -85,6 +85,8 @@ class FeatureModality(Modality):
             time = as_tensor(time, f"Modality '{self.name}' 'time'", "a tensor or array [N, 2]").float()
         nodes = NodeSet(x=x, edge_index=torch.empty(2, 0, dtype=torch.long), pos=pos, time=time)
         nodes.edge_index = self._edges(nodes)
+        if pos is None and not callable(self.edges):
+            nodes.structure = (self.edges, x.size(0), self.window)
         return nodes.validate(self.name)
 
     def _edges(self, nodes: NodeSet) -> Tensor:

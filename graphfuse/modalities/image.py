@@ -73,6 +73,7 @@ class ImageModality(Modality):
             x=x.contiguous(),
             edge_index=grid_edges(rows, cols, self.neighbourhood, self.self_loops),
             pos=pos.reshape(-1, 2),
+            structure=("grid", rows, cols, self.neighbourhood, self.self_loops),
         )
 
     def _to_chw(self, raw: Any) -> Tensor:

@@ -78,6 +78,7 @@ class TextModality(Modality):
             edge_index=chain_edges(num_tokens, self.window, self.self_loops),
             pos=torch.arange(num_tokens),
             time=time,
+            structure=("chain", num_tokens, self.window, self.self_loops),
         )
 
     def _tokens_and_spans(self, raw: Any) -> tuple[list[str], Tensor | None]:
