@@ -1,0 +1,1 @@
+"""Benchmarks behind ``python -m graphfuse.bench``: ``build`` (graph construction and batching)."""

@@ -1,0 +1,41 @@
+"""``python -m graphfuse.bench SUBCOMMAND``: the benchmark harness."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from graphfuse.bench import build
+from graphfuse.io import atomic_write_text
+
+SUBCOMMANDS = {"build": build}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m graphfuse.bench", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name, module in SUBCOMMANDS.items():
+        subparser = subparsers.add_parser(name, help=module.__doc__.splitlines()[0], description=module.__doc__,
+                                          formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(subparser)
+        subparser.add_argument("--json", type=Path, help="also write the results as JSON to this path")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    if args.json is not None and not args.json.parent.is_dir():
+        print(f"error: --json folder '{args.json.parent}' does not exist; create it first", file=sys.stderr)
+        return 2
+    report = SUBCOMMANDS[args.command].main(args)
+    if args.json is not None:
+        atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
+        logging.getLogger("graphfuse.bench").info("results written to %s", args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+import json
+
+import pytest
+import torch
+
+from graphfuse.bench import build
+from graphfuse.bench.__main__ import main
+from graphfuse.datasets import synthetic_samples
+from graphfuse.testing import requires_dgl
+
+SMALL = dict(batch_size=3, tokens=5, grid=2, frames=4, rounds=1, allocator="default")
+
+
+def test_run_reports_every_method_with_the_documented_schema():
+    report = build.run(methods=("graphfuse", "pyg"), **SMALL)
+    assert [r["method"] for r in report["results"]] == ["graphfuse", "pyg"]
+    for result in report["results"]:
+        assert result["samples_per_s"] > 0
+        assert result["us_per_sample"] == pytest.approx(1e6 / result["samples_per_s"])
+    by_method = {r["method"]: r["samples_per_s"] for r in report["results"]}
+    assert report["speedup_vs_pyg"] == pytest.approx(by_method["graphfuse"] / by_method["pyg"])
+    assert report["config"]["nodes_per_sample"] == 5 + 4 + 4
+    assert report["config"]["edges_per_sample"] == 8 + 8 + 6 + 2 * (5 * 4 + 5 * 4 + 4 * 4)
+    assert report["featurization"]["samples_per_s"] > 0
+    assert "pyg" in build.format_table(report) and "speedup_vs_pyg" in build.format_table(report)
+
+
+@pytest.mark.parametrize("cross", ["strided", "random"])
+def test_sparse_cross_edges(cross):
+    report = build.run(methods=("graphfuse",), cross=cross, **SMALL)
+    assert report["config"]["cross"] == cross and report["speedup_vs_pyg"] is None
+
+
+def featurized_batch(size):
+    builder = build.make_builder(patch_size=4, channels=3, cross="full")
+    return builder, [builder.featurize(s) for s in synthetic_samples(size, tokens=4, grid=2, frames=5)]
+
+
+def test_check_same_batch_notices_a_difference():
+    builder, node_sets = featurized_batch(2)
+    reference = build.pyg_batch(builder, node_sets)
+    ours = builder.collate(node_sets)
+    build.check_same_batch(ours, reference)
+    ours["image", "to", "text"].edge_index[0, 0] += 1
+    with pytest.raises(RuntimeError, match=r"differs from Batch.from_data_list in \('image', 'to', 'text'\)"):
+        build.check_same_batch(ours, reference)
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ValueError, match=r"Unknown methods \['networkx'\]"):
+        build.run(methods=("networkx",), **SMALL)
+
+
+def test_cli_writes_the_json_document(tmp_path, capsys):
+    path = tmp_path / "build.json"
+    assert main(["build", "--quick", "--batch-size", "2", "--tokens", "4", "--grid", "2", "--frames", "3",
+                 "--methods", "graphfuse,pyg", "--allocator", "default", "--json", str(path)]) == 0
+    document = json.loads(path.read_text())
+    assert set(document) >= {"config", "results", "speedup_vs_pyg"}
+    assert document["config"]["batch_size"] == 2 and document["config"]["rounds"] == 5
+    assert {r["method"] for r in document["results"]} == {"graphfuse", "pyg"}
+    assert "speedup_vs_pyg" in capsys.readouterr().out
+
+
+def test_cli_refuses_a_json_path_in_a_missing_folder(tmp_path, capsys):
+    assert main(["build", "--json", str(tmp_path / "missing" / "out.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+@requires_dgl
+def test_dgl_batch_holds_the_same_graph():
+    builder, node_sets = featurized_batch(3)
+    ours = builder.collate(node_sets)
+    graph = build.dgl_batch(builder, node_sets)
+    for node_type in ours.node_types:
+        assert graph.num_nodes(node_type) == ours[node_type].num_nodes
+        assert torch.equal(graph.nodes[node_type].data["x"], ours[node_type].x)
+    for edge_type in ours.edge_types:
+        src, dst = graph.edges(etype=edge_type)
+        assert torch.equal(torch.stack([src, dst]), ours[edge_type].edge_index)
+    report = build.run(methods=("graphfuse", "pyg", "dgl"), **SMALL)
+    assert [r["method"] for r in report["results"]] == ["graphfuse", "pyg", "dgl"]
