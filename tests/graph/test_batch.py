@@ -1,0 +1,125 @@
+import pytest
+import torch
+from torch.utils.data import DataLoader
+from torch_geometric.data import Batch
+
+from graphfuse import CrossEdges, FeatureModality, GraphBuilder, NodeSet, VirtualNodes
+from graphfuse.graph import RandomBipartite, StridedBipartite, TemporalAlignment
+
+
+def assert_same_batch(batch, reference):
+    assert batch.metadata() == reference.metadata()
+    assert batch.num_graphs == reference.num_graphs
+    for store, expected in zip(batch.stores, reference.stores, strict=True):
+        assert list(store.keys()) == list(expected.keys()), store._key
+        for key, value in expected.items():
+            assert store[key].dtype == value.dtype, (store._key, key)
+            assert torch.equal(store[key].nan_to_num(-1), value.nan_to_num(-1)), (store._key, key)
+    for name in ("_slice_dict", "_inc_dict"):
+        ours, theirs = getattr(batch, name), getattr(reference, name)
+        assert ours.keys() == theirs.keys()
+        for key in theirs:
+            for attribute, value in theirs[key].items():
+                assert torch.equal(ours[key][attribute], value), (name, key, attribute)
+
+
+def reference_batch(builder, samples):
+    return Batch.from_data_list([builder.build(sample) for sample in samples])
+
+
+def test_collate_equals_from_data_list_with_missing_modalities(builder, samples):
+    assert_same_batch(builder.collate(samples), reference_batch(builder, samples))
+
+
+def test_collate_equals_from_data_list_for_every_strategy(modalities, samples):
+    builder = GraphBuilder(modalities, cross=[
+        CrossEdges("text", "audio", TemporalAlignment(window=0.05)),
+        CrossEdges("text", "image", RandomBipartite(budget=3)),
+        CrossEdges("image", "audio", StridedBipartite(budget=2)),
+        CrossEdges("text", "image", "full", relation="sees"),
+        VirtualNodes(count=2),
+    ])
+    assert_same_batch(builder.collate(samples), reference_batch(builder, samples))
+
+
+def test_uniform_batch_takes_the_shared_template_path_and_still_equals(builder, samples):
+    uniform = [samples[0], samples[4], samples[0]]  # same shapes in every modality
+    batch = builder.collate(uniform)
+    assert_same_batch(batch, reference_batch(builder, uniform))
+    assert torch.equal(batch["image"].batch, torch.arange(3).repeat_interleave(12))
+
+
+def test_batch_splits_back_into_its_samples(builder, samples):
+    for graph, sample in zip(builder.collate(samples).to_data_list(), samples, strict=True):
+        expected = builder.build(sample)
+        for store, reference in zip(graph.stores, expected.stores, strict=True):
+            for key, value in reference.items():
+                assert torch.equal(store[key].nan_to_num(-1), value.nan_to_num(-1)), (store._key, key)
+
+
+def test_node_type_absent_from_the_whole_batch(builder, samples):
+    text_only = [{"text": "a red square"}, {"text": "the cat"}]
+    batch = builder.collate(text_only)
+    assert batch["image"].x.shape == (0, 16) and batch["image"].batch.numel() == 0
+    assert torch.equal(batch["image"].ptr, torch.zeros(3, dtype=torch.long))
+    assert_same_batch(batch, reference_batch(builder, text_only))
+
+
+def test_featurised_samples_batch_like_raw_ones(builder, samples):
+    featurized = [builder.featurize(sample) for sample in samples]
+    assert_same_batch(builder.collate(featurized), builder.collate(samples))
+
+
+def test_single_node_samples(tokenizer):
+    builder = GraphBuilder({"feat": FeatureModality(dim=3, edges="chain"), "other": FeatureModality(dim=2)},
+                           cross="full")
+    samples = [{"feat": torch.ones(1, 3), "other": torch.ones(1, 2)}, {"feat": torch.zeros(1, 3)}]
+    assert_same_batch(builder.collate(samples), reference_batch(builder, samples))
+
+
+def test_dataloader_with_worker_processes(builder, samples):
+    loader = DataLoader(samples, batch_size=3, collate_fn=builder.collate, num_workers=2)
+    batches = list(loader)
+    assert [b.num_graphs for b in batches] == [3, 2]
+    assert_same_batch(batches[0], builder.collate(samples[:3]))
+    assert_same_batch(batches[1], builder.collate(samples[3:]))
+
+
+def test_no_information_crosses_samples(builder, samples):
+    batch = builder.collate(samples)
+    for edge_type in batch.edge_types:
+        src, _, dst = edge_type
+        edge_index = batch[edge_type].edge_index
+        assert torch.equal(batch[src].batch[edge_index[0]], batch[dst].batch[edge_index[1]]), edge_type
+
+
+def test_bad_batches_raise_clear_errors(builder, samples):
+    with pytest.raises(ValueError, match="empty list of samples"):
+        builder.collate([])
+    with pytest.raises(TypeError, match="collate expects a list of samples, got dict"):
+        builder.collate(samples[0])
+
+
+def test_hand_made_node_sets_that_do_not_fit_the_builder():
+    builder = GraphBuilder({"feat": FeatureModality(dim=3)})
+    wrong_dim = NodeSet(x=torch.ones(2, 4), edge_index=torch.empty(2, 0, dtype=torch.long))
+    right = NodeSet(x=torch.ones(2, 3), edge_index=torch.empty(2, 0, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"Cannot batch 'x' of node type 'feat': one sample has dtype torch.float32 "
+                                         r"and shape \(2, 4\), the builder expects .* trailing shape \(3,\)"):
+        builder.collate([{"feat": right}, {"feat": wrong_dim}])
+    wrong_dtype = NodeSet(x=torch.ones(2, 3, dtype=torch.float64), edge_index=torch.empty(2, 0, dtype=torch.long))
+    with pytest.raises(ValueError, match="one sample has dtype torch.float64"):
+        builder.collate([{"feat": right}, {"feat": wrong_dtype}])
+    with_time = NodeSet(x=torch.ones(2, 3), edge_index=torch.empty(2, 0, dtype=torch.long), time=torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="carries 'time', which this builder's 'feat' modality does not produce"):
+        builder.collate([{"feat": with_time}])
+
+
+def test_edge_cap_applies_to_batches(modalities, samples):
+    builder = GraphBuilder({"text": modalities["text"], "image": modalities["image"]}, cross="full",
+                           max_edges_per_sample=40)
+    assert builder.collate([{"text": "a red square"}]).num_graphs == 1
+    text_and_image = {"text": samples[1]["text"], "image": samples[1]["image"]}  # 6 tokens, 4 patches
+    with pytest.raises(ValueError, match=r"would have 42 edges, over max_edges_per_sample=40: relation "
+                                         r"\('text', 'to', 'image'\) has 24"):
+        builder.collate([{"text": "a red square"}, text_and_image])

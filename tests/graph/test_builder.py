@@ -1,0 +1,156 @@
+import pickle
+
+import pytest
+import torch
+
+from graphfuse import CrossEdges, FeatureModality, GraphBuilder, ImageModality, TextModality, VirtualNodes
+from graphfuse.graph import StridedBipartite, TemporalAlignment
+
+
+def test_graph_holds_every_node_and_edge_type_even_when_a_modality_is_missing(builder, samples):
+    text_and_image = builder.build(samples[1])
+    assert text_and_image.metadata() == builder.metadata()
+    assert text_and_image["audio"].x.shape == (0, 16)
+    assert text_and_image["audio"].time.shape == (0, 2)
+    assert text_and_image["text", "to", "audio"].edge_index.shape == (2, 0)
+    num_tokens, num_patches = 6, 4
+    assert text_and_image["text"].x.shape == (num_tokens,)
+    assert text_and_image["text", "seq", "text"].edge_index.size(1) == 2 * (num_tokens - 1)
+    assert text_and_image["image", "grid", "image"].edge_index.size(1) == 8  # 2x2 grid, 4-neighbourhood
+    assert text_and_image["text", "to", "image"].edge_index.size(1) == num_tokens * num_patches
+    assert text_and_image["image", "to", "text"].edge_index.size(1) == num_tokens * num_patches
+
+
+def test_metadata_lists_intra_then_cross_relations(builder):
+    node_types, edge_types = builder.metadata()
+    assert node_types == ["text", "image", "audio"]
+    assert edge_types == [
+        ("text", "seq", "text"), ("image", "grid", "image"), ("audio", "seq", "audio"),
+        ("text", "to", "image"), ("image", "to", "text"), ("text", "to", "audio"), ("audio", "to", "text"),
+        ("image", "to", "audio"), ("audio", "to", "image"),
+    ]
+
+
+def test_cross_edges_follow_each_strategy_both_ways(modalities, samples):
+    builder = GraphBuilder(modalities, cross=[
+        CrossEdges("text", "audio", TemporalAlignment(), relation="aligned"),
+        ("image", "audio", StridedBipartite(budget=2)),
+    ])
+    graph = builder.build(samples[0])
+    aligned = graph["text", "aligned", "audio"].edge_index
+    text_time, audio_time = graph["text"].time, graph["audio"].time
+    starts_before_end = text_time[aligned[0], 0] < audio_time[aligned[1], 1]
+    overlaps = starts_before_end & (audio_time[aligned[1], 0] < text_time[aligned[0], 1])
+    assert aligned.size(1) > 0 and bool(overlaps.all())
+    assert torch.equal(graph["audio", "aligned", "text"].edge_index.flip(0).unique(dim=1), aligned.unique(dim=1))
+    num_audio, num_image = graph["audio"].num_nodes, graph["image"].num_nodes
+    assert graph["image", "to", "audio"].edge_index.size(1) == 2 * num_audio
+    assert graph["audio", "to", "image"].edge_index.size(1) == 2 * num_image
+
+
+def test_virtual_nodes_join_every_node_of_the_sample(modalities, samples):
+    builder = GraphBuilder(modalities, cross=[VirtualNodes(count=2, node_type="fusion")])
+    graph = builder.build(samples[3])  # text and audio, no image
+    assert torch.equal(graph["fusion"].x, torch.arange(2))
+    for node_type in ("text", "audio"):
+        pairs = {(i, v) for i in range(graph[node_type].num_nodes) for v in range(2)}
+        into = graph[node_type, "to", "fusion"].edge_index
+        out_of = graph["fusion", "to", node_type].edge_index
+        assert set(map(tuple, into.t().tolist())) == pairs
+        assert set(map(tuple, out_of.flip(0).t().tolist())) == pairs
+    assert graph["image", "to", "fusion"].edge_index.size(1) == 0
+
+
+def test_featurised_and_raw_samples_build_the_same_graph(builder, samples):
+    raw = builder.build(samples[0])
+    featurized = builder.build(builder.featurize(samples[0]))
+    for store, expected in zip(featurized.stores, raw.stores, strict=True):
+        for key, value in expected.items():
+            assert torch.equal(store[key].nan_to_num(-1), value.nan_to_num(-1)), key
+
+
+def test_none_counts_as_a_missing_modality(builder, samples):
+    with_none = builder.build({**samples[1], "audio": None})
+    assert with_none["audio"].num_nodes == 0
+    assert torch.equal(with_none["image"].x, builder.build(samples[1])["image"].x)
+
+
+def test_built_graphs_do_not_share_the_cached_templates(builder, samples):
+    first = builder.build(samples[1])
+    first["text", "to", "image"].edge_index.zero_()
+    second = builder.build(samples[1])
+    assert int(second["text", "to", "image"].edge_index[1].max()) == second["image"].num_nodes - 1
+
+
+def test_modalities_can_be_named_by_their_registered_name():
+    builder = GraphBuilder({"image": "image"})
+    assert isinstance(builder.modalities["image"], ImageModality)
+    assert builder.build({"image": torch.rand(3, 8, 8)})["image"].x.shape == (4, 48)
+
+
+def test_errors_name_the_builder_key_of_a_modality():
+    builder = GraphBuilder({"clip": FeatureModality(dim=4)})
+    with pytest.raises(ValueError, match=r"Modality 'clip' received features of shape \(3, 5\)"):
+        builder.build({"clip": torch.rand(3, 5)})
+
+
+@pytest.mark.parametrize("sample,error,match", [
+    ({"txt": "a cat"}, ValueError, r"unknown modality 'txt'; this GraphBuilder knows \['text', 'image', 'audio'\]"),
+    ({}, ValueError, r"none of the modalities \['text', 'image', 'audio'\]"),
+    ({"text": None}, ValueError, "every sample needs at least one"),
+    ("a cat", TypeError, "A sample must be a mapping from modality name to input"),
+    ({"text": ""}, ValueError, "Modality 'text' received empty text"),
+])
+def test_bad_samples_raise_clear_errors(builder, sample, error, match):
+    with pytest.raises(error, match=match):
+        builder.build(sample)
+
+
+def test_edge_cap_names_the_relation_and_a_sparser_strategy(tokenizer):
+    builder = GraphBuilder({"text": TextModality(tokenizer), "image": ImageModality(patch_size=1, channels=1)},
+                           cross="full", max_edges_per_sample=1000)
+    sample = {"text": "a red square at the top left", "image": torch.rand(10, 10)}  # 7 tokens, 100 patches
+    with pytest.raises(ValueError, match=r"would have 1072 edges.*relation \('text', 'to', 'image'\) has 700 of them"
+                                         r".*StridedBipartite"):
+        builder.build(sample)
+    sparse = GraphBuilder(builder.modalities, cross=[("text", "image", StridedBipartite(budget=1))],
+                          max_edges_per_sample=1000)
+    assert sparse.build(sample)["text", "to", "image"].edge_index.size(1) == 100
+    uncapped = GraphBuilder(builder.modalities, cross="full", max_edges_per_sample=None)
+    assert uncapped.build(sample)["image", "to", "text"].edge_index.size(1) == 700
+
+
+def test_edge_cap_counts_the_whole_sample(tokenizer):
+    builder = GraphBuilder({"text": TextModality(tokenizer, window=3)}, max_edges_per_sample=20)
+    with pytest.raises(ValueError, match=r"would have 24 edges.*\('text', 'seq', 'text'\).*lower the modality's "):
+        builder.build({"text": "a red square at the top"})
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(modalities={}), ValueError, "needs at least one modality"),
+    (dict(modalities={"text": 3}), TypeError, "modality 'text' must be a Modality or a registered modality name"),
+    (dict(modalities={"video": "video-frames"}), ValueError, "Unknown modality 'video-frames'"),
+    (dict(cross="dense"), ValueError, "'cross' as a string must be 'full'"),
+    (dict(cross=[("text", "video")]), ValueError, "names node type 'video', which is not among"),
+    (dict(cross=[("text", "image"), ("image", "text")]), ValueError, r"\('image', 'to', 'text'\) is defined twice"),
+    (dict(cross=[3]), TypeError, "'cross' entries must be CrossEdges"),
+    (dict(cross=[VirtualNodes(node_type="text")]), ValueError, "node_type 'text' is already a node type"),
+    (dict(max_edges_per_sample=0), ValueError, "'max_edges_per_sample' must be positive or None"),
+])
+def test_bad_configurations_raise_clear_errors(modalities, kwargs, error, match):
+    kwargs = {"modalities": modalities, **kwargs}
+    with pytest.raises(error, match=match):
+        GraphBuilder(**kwargs)
+
+
+def test_temporal_alignment_needs_time_spans_on_both_sides(tokenizer, modalities):
+    with pytest.raises(ValueError, match=r"needs 'time' on every node, but modality 'text' has none.*spans=True"):
+        GraphBuilder({**modalities, "text": TextModality(tokenizer)}, cross=[("text", "audio", "temporal")])
+
+
+def test_builder_pickles_without_its_cache(builder, samples):
+    expected = builder.build(samples[0])
+    restored = pickle.loads(pickle.dumps(builder))
+    assert len(restored._templates) == 0
+    rebuilt = restored.build(samples[0])
+    assert torch.equal(rebuilt["audio", "to", "image"].edge_index, expected["audio", "to", "image"].edge_index)
