@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,8 +34,8 @@ def mel_filter_bank(n_freqs: int, n_mels: int, sample_rate: int, f_min: float, f
     :math:`k \cdot \text{sample\_rate} / (2 (n_{freqs} - 1))` Hz.
     """
     bin_hz = torch.linspace(0.0, sample_rate / 2.0, n_freqs, dtype=torch.float64)
-    mel_points = torch.linspace(float(hz_to_mel(torch.tensor(f_min))), float(hz_to_mel(torch.tensor(f_max))),
-                                n_mels + 2, dtype=torch.float64)
+    mel_range = hz_to_mel(torch.tensor([f_min, f_max], dtype=torch.float64))
+    mel_points = torch.linspace(float(mel_range[0]), float(mel_range[1]), n_mels + 2, dtype=torch.float64)
     hz_points = mel_to_hz(mel_points)
     lower, centre, upper = hz_points[:-2], hz_points[1:-1], hz_points[2:]
     rising = (bin_hz[:, None] - lower) / (centre - lower)
@@ -59,7 +60,10 @@ class AudioModality(Modality):
     ``sample_rate``; or ``(waveform, sample_rate)``; or a mapping with ``"waveform"`` and
     ``"sample_rate"``. Floating samples, or ``int16`` PCM (scaled by :math:`2^{-15}`). Any
     integer sample rate of at least 1 kHz and at least :math:`2 f_{max}` is accepted: window and
-    hop are in seconds and the filter bank in Hz, so features agree across rates.
+    hop are in seconds and the filter bank in Hz, so frame times and band frequencies agree
+    across rates. Levels do not: the power grows with the window length in samples (doubling
+    the rate adds about :math:`\log 4` to a tone's features), so resample to one rate per dataset
+    when levels matter.
 
     Args:
         sample_rate (int, optional): rate of waveforms given without one. (default: :obj:`16000`)
@@ -100,6 +104,8 @@ class AudioModality(Modality):
     def _check_rate(self, sample_rate: Any) -> int:
         if isinstance(sample_rate, float) and sample_rate.is_integer():
             sample_rate = int(sample_rate)
+        elif isinstance(sample_rate, numbers.Integral) and not isinstance(sample_rate, bool):
+            sample_rate = int(sample_rate)  # e.g. a numpy integer
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
             raise ValueError(
                 f"Modality '{self.name}' received sample rate {sample_rate!r}; expected a positive integer "
@@ -139,6 +145,7 @@ class AudioModality(Modality):
             edge_index=chain_edges(num_frames, self.window, self.self_loops),
             pos=torch.arange(num_frames),
             time=time,
+            structure=("chain", num_frames, self.window, self.self_loops),
         )
 
     def _unpack(self, raw: Any) -> tuple[Any, Any]:
@@ -166,7 +173,7 @@ class AudioModality(Modality):
                 f"Modality '{self.name}' received samples of dtype {waveform.dtype}; expected a floating "
                 f"dtype or int16 PCM")
         if waveform.dim() == 2:
-            if waveform.size(0) > waveform.size(1):
+            if waveform.size(0) > waveform.size(1) > 0:  # [C, 0] is reported as empty below
                 raise ValueError(
                     f"Modality '{self.name}' received a waveform of shape {tuple(waveform.shape)} with more "
                     f"channels than samples (channels last? transpose it to [C, T])")

@@ -58,10 +58,6 @@ class TextModality(Modality):
 
     def featurize(self, raw: Any) -> NodeSet:
         tokens, spans = self._tokens_and_spans(raw)
-        if not tokens:
-            raise ValueError(
-                f"Modality '{self.name}' received empty text ({raw!r} has no tokens); leave the '{self.name}' "
-                f"key out of a sample that has no text")
         if self.max_length is not None and len(tokens) > self.max_length:
             if self.overflow == "error":
                 raise ValueError(
@@ -99,6 +95,10 @@ class TextModality(Modality):
             raise TypeError(
                 f"Modality '{self.name}' received {type(raw).__name__}; expected a string, a list of token "
                 f"strings, or a mapping with 'text' or 'tokens' (and 'spans')")
+        if not tokens:
+            raise ValueError(
+                f"Modality '{self.name}' received empty text ({raw!r} has no tokens); leave the '{self.name}' "
+                f"key out of a sample that has no text")
         return tokens, None if spans is None else self._check_spans(spans, len(tokens))
 
     def _check_spans(self, spans: Any, num_tokens: int) -> Tensor:

@@ -4,13 +4,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from graphfuse.io import atomic_write_text
 
 PAD, UNK = "<pad>", "<unk>"
 _FORMAT = "graphfuse-tokenizer"
@@ -95,25 +95,16 @@ class Tokenizer:
         for text in corpus:
             tokens = scratch.tokenize(text) if isinstance(text, str) else [scratch.normalize(t) for t in text]
             counts.update(tokens)
-        kept = [token for token, count in counts.most_common() if count >= min_freq]
+        kept = [token for token, count in counts.most_common() if count >= min_freq and token not in (PAD, UNK)]
         if max_size is not None:
             kept = kept[:max_size]
         return cls(kept, lowercase=lowercase, pattern=pattern)
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the tokenizer as JSON; an existing file is replaced only once the new one is complete."""
-        path = Path(path)
         payload = {"format": _FORMAT, "version": _VERSION, "lowercase": self.lowercase,
                    "pattern": self.pattern, "tokens": self.itos[2:]}
-        handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
-                                             suffix=".tmp", delete=False, encoding="utf-8")
-        try:
-            with handle:
-                json.dump(payload, handle, ensure_ascii=False)
-            os.replace(handle.name, path)
-        except BaseException:
-            os.unlink(handle.name)
-            raise
+        atomic_write_text(path, json.dumps(payload, ensure_ascii=False))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Tokenizer:
@@ -128,6 +119,9 @@ class Tokenizer:
             raise ValueError(
                 f"'{path}' is a version {payload.get('version')} tokenizer file; this graphfuse "
                 f"reads version {_VERSION}")
+        missing = {"tokens", "lowercase", "pattern"} - payload.keys()
+        if missing:
+            raise ValueError(f"'{path}' is a damaged graphfuse tokenizer file: it lacks {sorted(missing)}")
         return cls(payload["tokens"], lowercase=payload["lowercase"], pattern=payload["pattern"])
 
     def __repr__(self) -> str:
