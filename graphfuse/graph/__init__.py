@@ -1,5 +1,6 @@
 """Graph construction: intra- and cross-modal edges, the builder, batching and conversion."""
 from graphfuse.graph.builder import GraphBuilder, Relation
+from graphfuse.graph.convert import from_dgl, from_networkx, to_dgl, to_networkx
 from graphfuse.graph.cross import (
     CallableStrategy,
     CrossEdges,
@@ -25,7 +26,11 @@ __all__ = [
     "TemporalAlignment",
     "VirtualNodes",
     "chain_edges",
+    "from_dgl",
+    "from_networkx",
     "full_bipartite_edges",
     "grid_edges",
     "resolve_strategy",
+    "to_dgl",
+    "to_networkx",
 ]
