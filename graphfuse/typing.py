@@ -1,7 +1,8 @@
 """Optional-dependency flags and shared type aliases.
 
-``WITH_DGL`` is computed on first access: importing DGL is slow, and it only imports beside
-recent torch as dgl 1.1.3 with ``setuptools<70`` (install the ``dgl`` extra).
+``WITH_DGL`` (or :func:`dgl_importable`) is computed on first access: importing DGL is slow,
+and it only imports beside recent torch as dgl 1.1.3 with ``setuptools<70`` (install the
+``dgl`` extra).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ NodeType = str
 
 
 @cache
-def _dgl_importable() -> bool:
+def dgl_importable() -> bool:
     os.environ.setdefault("DGLBACKEND", "pytorch")
     try:
         import dgl  # noqa: F401
@@ -25,7 +26,7 @@ def _dgl_importable() -> bool:
 
 def import_dgl() -> Any:
     """Imports DGL, or raises an ImportError saying how to install it."""
-    if not _dgl_importable():
+    if not dgl_importable():
         raise ImportError(
             "This needs DGL, which is not importable here. Install the extra in its own environment: "
             "pip install torch==2.13.0 && pip install 'graphfuse[dgl]' (dgl 1.1.3, setuptools<70, packaging)")
@@ -36,5 +37,5 @@ def import_dgl() -> Any:
 
 def __getattr__(name: str) -> Any:
     if name == "WITH_DGL":
-        return _dgl_importable()
+        return dgl_importable()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,7 +27,8 @@ from graphfuse.bench.timing import ALLOCATORS, configure_allocator, interleaved_
 from graphfuse.datasets import WORDS, synthetic_samples
 from graphfuse.graph import CrossEdges, FullBipartite, GraphBuilder, RandomBipartite, StridedBipartite
 from graphfuse.modalities import AudioModality, ImageModality, NodeSet, TextModality, Tokenizer
-from graphfuse.typing import WITH_DGL, import_dgl
+from graphfuse.testing import assert_same_graph
+from graphfuse.typing import dgl_importable, import_dgl
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +71,10 @@ def dgl_batch(builder: GraphBuilder, node_sets: Sequence[Mapping[str, NodeSet]])
 
 def check_same_batch(ours: Batch, reference: Batch) -> None:
     """Raises unless both batches hold the same node attributes, edges, ``batch`` and ``ptr``."""
-    if ours.metadata() != reference.metadata():
-        raise RuntimeError(f"graphfuse batch has schema {ours.metadata()}, PyG's {reference.metadata()}")
-    for store, expected in zip(ours.stores, reference.stores, strict=True):
-        for key, value in expected.items():
-            if not torch.equal(store[key].nan_to_num(-1.0), value.nan_to_num(-1.0)):
-                raise RuntimeError(f"graphfuse batch differs from Batch.from_data_list in {store._key} '{key}'")
+    try:
+        assert_same_graph(ours, reference)
+    except AssertionError as error:
+        raise RuntimeError(f"graphfuse's batch differs from Batch.from_data_list: {error}") from None
 
 
 def run(batch_size: int = 64, tokens: int = 32, grid: int = 7, patch_size: int = 4, channels: int = 3,
@@ -87,7 +86,7 @@ def run(batch_size: int = 64, tokens: int = 32, grid: int = 7, patch_size: int =
         raise ValueError(f"Unknown methods {sorted(unknown)}; choose from {METHODS}")
     allocator_description = configure_allocator(allocator)
     torch.set_num_threads(threads)
-    if "dgl" in methods and not WITH_DGL:
+    if "dgl" in methods and not dgl_importable():
         logger.warning("dgl is not importable: the 'dgl' method is skipped (install graphfuse[dgl])")
         methods = [m for m in methods if m != "dgl"]
 

@@ -42,7 +42,8 @@ def test_check_same_batch_notices_a_difference():
     ours = builder.collate(node_sets)
     build.check_same_batch(ours, reference)
     ours["image", "to", "text"].edge_index[0, 0] += 1
-    with pytest.raises(RuntimeError, match=r"differs from Batch.from_data_list in \('image', 'to', 'text'\)"):
+    with pytest.raises(RuntimeError, match=r"differs from Batch.from_data_list: \(\('image', 'to', 'text'\), "
+                                           r"'edge_index'\) differs"):
         build.check_same_batch(ours, reference)
 
 

@@ -1,0 +1,20 @@
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.DOTALL)
+SHELL_BLOCKS = re.findall(r"```bash\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.DOTALL)
+
+
+@pytest.mark.parametrize("code", PYTHON_BLOCKS)
+def test_readme_python_snippets_run(code):
+    exec(compile(code, str(README), "exec"), {})
+
+
+def test_readme_has_exactly_the_two_set_up_commands_and_ci_runs_the_test_one():
+    commands = [line.split("#")[0].strip() for block in SHELL_BLOCKS for line in block.splitlines()]
+    assert [c for c in commands if c] == ["make bench", "make test"]
+    ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
+    assert "make test" in ci
