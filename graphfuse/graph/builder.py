@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -81,6 +82,7 @@ class GraphBuilder:
                                    for node_type, count in self.virtual_nodes.items()}
         self._check_relations()
         self._templates = TemplateCache(template_cache_bytes)
+        self._skeletons: OrderedDict = OrderedDict()  # batch skeletons by shape, see graphfuse.graph.batch
 
     @staticmethod
     def _named(key: str, modality: Modality | str) -> Modality:
@@ -175,7 +177,8 @@ class GraphBuilder:
         return nodes
 
     def _sample_node_sets(self, sample: Mapping[str, Any]) -> Mapping[str, NodeSet]:
-        already_featurized = (isinstance(sample, Mapping) and sample and sample.keys() <= self.modalities.keys()
+        # A plain dict of node sets (what featurize returns) passes straight through: this runs per sample.
+        already_featurized = (isinstance(sample, dict) and sample and sample.keys() <= self.modalities.keys()
                               and all(isinstance(value, NodeSet) for value in sample.values()))
         return sample if already_featurized else self.featurize(sample)
 
@@ -250,6 +253,7 @@ class GraphBuilder:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_templates"] = TemplateCache(self._templates.max_bytes)
+        state["_skeletons"] = OrderedDict()
         return state
 
     def __repr__(self) -> str:

@@ -5,6 +5,7 @@ from torch_geometric.data import Batch
 
 from graphfuse import CrossEdges, FeatureModality, GraphBuilder, NodeSet, VirtualNodes
 from graphfuse.graph import RandomBipartite, StridedBipartite, TemporalAlignment
+from graphfuse.graph import batch as batch_module
 from graphfuse.testing import assert_same_graph
 
 
@@ -17,6 +18,11 @@ def assert_same_batch(batch, reference):
         for key in theirs:
             for attribute, value in theirs[key].items():
                 assert torch.equal(ours[key][attribute], value), (name, key, attribute)
+
+
+def fixed_shape(samples):
+    """Two samples with the same shape in every modality: 3 tokens, 3x4 patches, 48 audio frames."""
+    return [samples[0], {**samples[4], "text": "at the top"}]
 
 
 def reference_batch(builder, samples):
@@ -39,10 +45,10 @@ def test_collate_equals_from_data_list_for_every_strategy(modalities, samples):
 
 
 def test_uniform_batch_takes_the_shared_template_path_and_still_equals(builder, samples):
-    uniform = [samples[0], samples[4], samples[0]]  # same shapes in every modality
+    uniform = fixed_shape(samples)
     batch = builder.collate(uniform)
     assert_same_batch(batch, reference_batch(builder, uniform))
-    assert torch.equal(batch["image"].batch, torch.arange(3).repeat_interleave(12))
+    assert torch.equal(batch["image"].batch, torch.arange(2).repeat_interleave(12))
 
 
 def test_batch_splits_back_into_its_samples(builder, samples):
@@ -116,3 +122,35 @@ def test_edge_cap_applies_to_batches(modalities, samples):
     with pytest.raises(ValueError, match=r"would have 42 edges, over max_edges_per_sample=40: relation "
                                          r"\('text', 'to', 'image'\) has 24"):
         builder.collate([{"text": "a red square"}, text_and_image])
+
+
+def test_repeated_fixed_shape_batches_reuse_a_skeleton_but_get_their_own_tensors(builder, samples):
+    uniform = fixed_shape(samples)
+    first = builder.collate(uniform)
+    assert len(builder._skeletons) == 1
+    for store in first.stores:
+        for value in store.values():
+            value.zero_()  # a user writing into one batch must not change the next
+    second = builder.collate(uniform)
+    assert len(builder._skeletons) == 1
+    assert_same_batch(second, reference_batch(builder, uniform))
+
+
+def test_batches_of_varying_shapes_are_not_cached(builder, samples):
+    builder.collate(samples)
+    assert len(builder._skeletons) == 0
+
+
+def test_skeleton_cache_is_bounded(tokenizer):
+    builder = GraphBuilder({"feat": FeatureModality(dim=2, edges="chain")})
+    for length in range(1, batch_module.SKELETON_CACHE_SIZE + 5):
+        builder.collate([{"feat": torch.ones(length, 2)}])
+    assert len(builder._skeletons) == batch_module.SKELETON_CACHE_SIZE
+
+
+def test_a_cached_skeleton_still_obeys_a_lowered_edge_cap(builder, samples):
+    uniform = fixed_shape(samples)
+    builder.collate(uniform)
+    builder.max_edges_per_sample = 100
+    with pytest.raises(ValueError, match="over max_edges_per_sample=100"):
+        builder.collate(uniform)
