@@ -78,7 +78,7 @@ def check_same_batch(ours: Batch, reference: Batch) -> None:
 
 
 def run(batch_size: int = 64, tokens: int = 32, grid: int = 7, patch_size: int = 4, channels: int = 3,
-        frames: int = 50, cross: str = "full", rounds: int = 15, methods: Sequence[str] = METHODS,
+        frames: int = 50, cross: str = "full", rounds: int = 30, methods: Sequence[str] = METHODS,
         threads: int = 1, allocator: str = "tuned", seed: int = 0) -> dict:
     """Runs the benchmark and returns the results (the ``--json`` document)."""
     unknown = set(methods) - set(METHODS)
@@ -159,7 +159,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=50)
     parser.add_argument("--cross", choices=CROSS_CHOICES, default="full",
                         help="cross-modal edges: full bipartite, or strided / random with 8 edges per node")
-    parser.add_argument("--rounds", type=int, default=15, help="interleaved measurement rounds (median reported)")
+    parser.add_argument("--rounds", type=int, default=30, help="interleaved measurement rounds (median reported)")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--allocator", choices=ALLOCATORS, default="tuned",

@@ -105,6 +105,11 @@ class _RelationLayout:
     counts: Tensor | None  # edges per sample, when they vary
     slices: Tensor
 
+    @property
+    def increments(self) -> Tensor:
+        """``offsets`` as ``Batch.from_data_list`` records them: ``[num_graphs, 2, 1]``."""
+        return self.offsets.t().unsqueeze(-1)
+
     def edge_index(self) -> Tensor:
         if isinstance(self.local, Tensor):
             return (self.local.unsqueeze(1) + self.offsets.unsqueeze(2)).reshape(2, -1)
@@ -208,7 +213,7 @@ class _Skeleton:
         for relation, layout in zip(builder.relations, self.relations, strict=True):
             out[relation.edge_type].edge_index = layout.edge_index()
             slice_dict[relation.edge_type] = {"edge_index": layout.slices}
-            inc_dict[relation.edge_type] = {"edge_index": layout.offsets.t().unsqueeze(-1)}
+            inc_dict[relation.edge_type] = {"edge_index": layout.increments}
         out._num_graphs = num_graphs
         out._slice_dict = slice_dict
         out._inc_dict = inc_dict
