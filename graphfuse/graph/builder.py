@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, HeteroData
 
+from graphfuse.graph.batch import collate_node_sets
 from graphfuse.graph.cache import TemplateCache
 from graphfuse.graph.cross import CrossEdges, CrossModalStrategy, VirtualNodes
 from graphfuse.modalities.base import NODE_ATTRIBUTES, Modality, NodeSet, create_modality
@@ -242,8 +243,6 @@ class GraphBuilder:
         """Many samples -> one batched graph, equal to ``Batch.from_data_list([build(s) for s in samples])``
         but built with a few vectorised tensor operations per node and edge type.
         Usable as a ``DataLoader``'s ``collate_fn``."""
-        from graphfuse.graph.batch import collate_node_sets
-
         if isinstance(samples, Mapping) or not isinstance(samples, Sequence):
             raise TypeError(f"collate expects a list of samples, got {type(samples).__name__}")
         if len(samples) == 0:
