@@ -81,13 +81,14 @@ class AudioModality(Modality):
     def __init__(self, sample_rate: int = 16000, n_mels: int = 64, win_length: float = 0.025,
                  hop_length: float = 0.010, f_min: float = 0.0, f_max: float | None = None,
                  window: int = 1, self_loops: bool = False) -> None:
+        self.f_max: float | None = None  # set once the rate is checked; _check_rate reads it
         self.sample_rate = self._check_rate(sample_rate)
         check_int(n_mels, "AudioModality 'n_mels'")
         if not 0 < hop_length <= win_length:
             raise ValueError(
                 f"AudioModality needs 0 < hop_length <= win_length (seconds), got hop_length={hop_length}, "
                 f"win_length={win_length}")
-        f_max = sample_rate / 2.0 if f_max is None else float(f_max)
+        f_max = self.sample_rate / 2.0 if f_max is None else float(f_max)
         if not 0.0 <= f_min < f_max:
             raise ValueError(f"AudioModality needs 0 <= f_min < f_max, got f_min={f_min}, f_max={f_max}")
         check_int(window, "AudioModality 'window'")
@@ -98,7 +99,7 @@ class AudioModality(Modality):
         self.f_max = f_max
         self.window = window
         self.self_loops = self_loops
-        self._check_rate(self.sample_rate)
+        self._check_rate(self.sample_rate)  # again, now that f_max is known
         self._analysis: dict[int, tuple[int, int, int, Tensor, Tensor]] = {}
 
     def _check_rate(self, sample_rate: Any) -> int:
@@ -110,7 +111,7 @@ class AudioModality(Modality):
             raise ValueError(
                 f"Modality '{self.name}' received sample rate {sample_rate!r}; expected a positive integer "
                 f"in Hz such as 16000")
-        f_max = getattr(self, "f_max", None)
+        f_max = self.f_max
         if sample_rate < _MIN_SAMPLE_RATE or (f_max is not None and sample_rate < 2 * f_max):
             needed = max(_MIN_SAMPLE_RATE, math.ceil(2 * f_max)) if f_max is not None else _MIN_SAMPLE_RATE
             raise ValueError(
