@@ -16,11 +16,15 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # DGL is an optional extra: dgl 1.1.3 is the only release that imports beside this torch, and it
-# needs setuptools<70, so it lives in its own environment.
+# needs setuptools<70 (pkg_resources) at import, so it lives in its own environment. torch 2.13
+# declares setuptools>=77, so resolving '.[dgl]' together with it makes pip backtrack to an older
+# CUDA torch: the DGL set is installed without re-resolving torch, then dgl's own runtime needs.
 $(DGL_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(DGL_VENV)
 	$(DGL_VENV)/bin/python -m pip install $(TORCH)
-	$(DGL_VENV)/bin/python -m pip install -e '.[dev,dgl]'
+	$(DGL_VENV)/bin/python -m pip install -e '.[dev]'
+	$(DGL_VENV)/bin/python -m pip install --no-deps dgl==1.1.3 'setuptools<70' packaging
+	$(DGL_VENV)/bin/python -m pip install scipy requests tqdm psutil
 	touch $@
 
 bench: $(VENV)/.installed

@@ -1,0 +1,195 @@
+"""Message aggregation over a :class:`FlatGraph`, all relations at once.
+
+* :func:`relation_aggregate`: per (destination node, relation) sums of source features with
+  degree weights, as one sparse-matrix product for sparse relations and per-sample pooling for
+  complete bipartite ones (where every destination of a sample sees the same sum).
+* :func:`relational_attention`: softmax-weighted sums of per-edge values, per node across all
+  incoming relations or per relation. Sparse relations gather per edge; complete bipartite
+  relations run as padded per-sample blocks (a batched matrix product, no per-edge messages).
+  The two parts are merged exactly with a shared per-group maximum (as in flash attention).
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor
+
+from graphfuse.nn.flat import FlatGraph
+
+NORMALIZATIONS = ("sym", "mean", "sum")
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _degree_weights(graph: FlatGraph, normalize: str, self_loops: bool) -> tuple[Tensor, Tensor]:
+    """CSR matrix ``[num_group_rows, num_nodes]`` of the sparse relations' edge weights."""
+    edges = graph.sparse_edges(self_loops)
+    device = graph.device
+    if normalize == "sum":
+        weight = torch.ones(edges.num_edges, device=device)
+    else:
+        in_degree = torch.bincount(edges.group_row, minlength=graph.num_group_rows).float()
+        if normalize == "mean":
+            weight = in_degree[edges.group_row].reciprocal()
+        else:
+            out_degree = torch.bincount(edges.source_row, minlength=graph.num_source_rows).float()
+            weight = (in_degree[edges.group_row] * out_degree[edges.source_row]).rsqrt()
+    order = torch.argsort(edges.group_row, stable=True)
+    crow = torch.zeros(graph.num_group_rows + 1, dtype=torch.long, device=device)
+    crow[1:] = torch.cumsum(torch.bincount(edges.group_row, minlength=graph.num_group_rows), 0)
+    with warnings.catch_warnings():  # torch flags every CSR tensor as beta; the product here is exact
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        matrix = torch.sparse_csr_tensor(crow, edges.src[order], weight[order], check_invariants=False,
+                                         size=(graph.num_group_rows, graph.num_nodes))
+    has_edges = torch.bincount(edges.group_row, minlength=graph.num_group_rows) > 0
+    return matrix, has_edges
+
+
+def sparse_weights(graph: FlatGraph, normalize: str = "sym", self_loops: bool = False) -> tuple[Tensor, Tensor]:
+    """The sparse relations' weighted adjacency (cached on the graph) and which group rows have edges."""
+    return graph.cached(("sparse_weights", normalize, self_loops),
+                        lambda: _degree_weights(graph, normalize, self_loops))
+
+
+def spmm(matrix: Tensor, x: Tensor) -> Tensor:
+    """``matrix @ x`` for a CSR ``matrix``; low-precision inputs run in float32 (CPU sparse kernels
+    have no bfloat16) and come back in their dtype."""
+    if x.dtype in _LOW_PRECISION:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return torch.sparse.mm(matrix, x.float()).to(x.dtype)
+    return torch.sparse.mm(matrix.to(x.dtype), x)
+
+
+def pooled_by_sample(x: Tensor, graph: FlatGraph) -> Tensor:
+    """Sum of ``x`` over each (node type, sample): ``[T, B, C]``."""
+    T, B = graph.schema.num_node_types, graph.num_samples
+    pooled = x.new_zeros(T * B, x.size(-1)).index_add(0, graph.type_sample, x)
+    return pooled.view(T, B, -1)
+
+
+def dense_scale(graph: FlatGraph, relations: Tensor, normalize: str) -> Tensor:
+    """``[R_d, B]`` weight of each complete bipartite relation's pooled sum per sample (0 where a
+    sample lacks either side)."""
+    schema = graph.schema
+    src = graph.counts[torch.tensor(schema.src_type, device=graph.device)[relations]].float()
+    dst = graph.counts[torch.tensor(schema.dst_type, device=graph.device)[relations]].float()
+    present = (src > 0) & (dst > 0)
+    if normalize == "sum":
+        scale = torch.ones_like(src)
+    elif normalize == "mean":
+        scale = src.clamp_min(1).reciprocal()
+    else:
+        scale = (src * dst).clamp_min(1).rsqrt()
+    return scale * present
+
+
+def relation_aggregate(x: Tensor, graph: FlatGraph, normalize: str = "mean", self_loops: bool = False,
+                       include_dense: bool = True) -> tuple[Tensor, Tensor]:
+    r"""Per (destination node, relation) weighted sums of source features: ``[num_group_rows, C]``
+    and a boolean ``[num_group_rows]`` of the rows that received any edge.
+
+    ``normalize`` weighs edge :math:`j \to i` of relation :math:`r` by :math:`1/\sqrt{d^{in}_r(i)
+    d^{out}_r(j)}` (``"sym"``), :math:`1/d^{in}_r(i)` (``"mean"``) or 1 (``"sum"``). With
+    ``include_dense=False`` the rows of complete bipartite relations stay zero (the caller handles
+    them per sample).
+    """
+    matrix, has_edges = sparse_weights(graph, normalize, self_loops)
+    out = spmm(matrix, x)
+    blocks = graph.dense_blocks(self_loops)
+    if include_dense and blocks is not None:
+        schema = graph.schema
+        src_type = torch.tensor(schema.src_type, device=graph.device)[blocks.relation]
+        pooled = pooled_by_sample(x, graph)[src_type] * dense_scale(graph, blocks.relation, normalize).unsqueeze(-1)
+        L = blocks.dst_node.size(-1)
+        rows = pooled.unsqueeze(2).expand(-1, -1, L, -1) * blocks.dst_valid.unsqueeze(-1)
+        out = out.index_add(0, blocks.dst_group_row.flatten(), rows.flatten(0, 2).to(out.dtype))
+        has_edges = received_rows(graph, self_loops)
+    return out, has_edges
+
+
+def received_rows(graph: FlatGraph, self_loops: bool = False) -> Tensor:
+    """Boolean ``[num_group_rows]``: the (destination node, relation) pairs with any incoming edge."""
+    def make() -> Tensor:
+        edges = graph.sparse_edges(self_loops)
+        rows = torch.bincount(edges.group_row, minlength=graph.num_group_rows) > 0
+        blocks = graph.dense_blocks(self_loops)
+        if blocks is not None:
+            src_type = torch.tensor(graph.schema.src_type, device=graph.device)[blocks.relation]
+            present = (graph.counts[src_type] > 0).unsqueeze(-1) & blocks.dst_valid
+            rows = rows.index_fill(0, blocks.dst_group_row[present], True)
+        return rows
+
+    return graph.cached(("received_rows", self_loops), make)
+
+
+def relational_attention(graph: FlatGraph, values: Tensor, sparse_scores: Tensor, dense_scores: Tensor | None,
+                         self_loops: bool, per_relation: bool, dropout: float = 0.0, training: bool = False,
+                         return_weights: bool = False) -> tuple[Tensor, dict | None]:
+    r"""Softmax attention over all edges of the batch: ``[G, H, C]`` with ``G`` the flat nodes
+    (softmax across all incoming relations) or the group rows (``per_relation``).
+
+    Args:
+        values: ``[num_source_rows, H, C]`` per (source node, relation) values.
+        sparse_scores: ``[E, H]`` scores of ``graph.sparse_edges(self_loops)``.
+        dense_scores: ``[R_d, B, H, L_dst, L_src]`` scores of ``graph.dense_blocks(self_loops)``.
+        return_weights: also return ``{edge_type: (edge_index, alpha [E_r, H])}`` in each
+            relation's input edge order (added self loops last).
+    """
+    edges = graph.sparse_edges(self_loops)
+    blocks = graph.dense_blocks(self_loops)
+    heads = values.size(1)
+    num_groups = graph.num_group_rows if per_relation else graph.num_nodes
+    sparse_group = edges.group_row if per_relation else edges.dst
+    maximum = values.new_full((num_groups, heads), float("-inf"), dtype=sparse_scores.dtype)
+    maximum = maximum.scatter_reduce(0, sparse_group.unsqueeze(-1).expand(-1, heads), sparse_scores.detach(), "amax")
+    if blocks is not None:
+        dense_group = blocks.dst_group_row if per_relation else blocks.dst_node
+        mask = (blocks.dst_valid.unsqueeze(-1) & blocks.src_valid.unsqueeze(-2)).unsqueeze(2)
+        dense_scores = dense_scores.masked_fill(~mask, float("-inf"))
+        block_max = dense_scores.detach().amax(-1).transpose(2, 3)
+        maximum = maximum.scatter_reduce(0, dense_group.flatten().unsqueeze(-1).expand(-1, heads),
+                                         block_max.flatten(0, 2).to(maximum.dtype), "amax")
+    maximum = torch.where(torch.isfinite(maximum), maximum, torch.zeros_like(maximum))
+
+    weights = torch.exp(sparse_scores - maximum[sparse_group])
+    total = weights.new_zeros(num_groups, heads).index_add(0, sparse_group, weights)
+    kept = _dropout(weights, dropout, training)
+    out = values.new_zeros(num_groups, heads, values.size(-1)).index_add(
+        0, sparse_group, (kept.unsqueeze(-1) * values[edges.source_row]).to(values.dtype))
+    dense_weights = None
+    if blocks is not None:
+        shift = maximum[dense_group].transpose(2, 3).unsqueeze(-1)
+        dense_weights = torch.exp(dense_scores - shift)
+        total = total.index_add(0, dense_group.flatten(), dense_weights.sum(-1).transpose(2, 3).flatten(0, 2))
+        kept = _dropout(dense_weights, dropout, training)
+        block_values = values[blocks.src_row]
+        block_out = torch.einsum("rbhij,rbjhc->rbihc", kept.to(block_values.dtype), block_values)
+        out = out.index_add(0, dense_group.flatten(), block_out.flatten(0, 2).to(out.dtype))
+    safe_total = torch.where(total > 0, total, torch.ones_like(total))
+    out = out / safe_total.unsqueeze(-1).to(out.dtype)
+    if not return_weights:
+        return out, None
+    return out, _attention_weights(graph, edges, blocks, weights / safe_total[sparse_group],
+                                   None if blocks is None else dense_weights / safe_total[dense_group].transpose(
+                                       2, 3).unsqueeze(-1))
+
+
+def _dropout(weights: Tensor, p: float, training: bool) -> Tensor:
+    return torch.nn.functional.dropout(weights, p, training) if p > 0 and training else weights
+
+
+def _attention_weights(graph: FlatGraph, edges, blocks, sparse_alpha: Tensor, dense_alpha: Tensor | None) -> dict:
+    schema = graph.schema
+    result = {}
+    for r, edge_type in enumerate(schema.edge_types):
+        s, t = schema.src_type[r], schema.dst_type[r]
+        if blocks is not None and r in blocks.relation.tolist():
+            i = blocks.relation.tolist().index(r)
+            valid = blocks.src_valid[i].unsqueeze(-1) & blocks.dst_valid[i].unsqueeze(-2)
+            alpha = dense_alpha[i].permute(0, 3, 2, 1)[valid]
+            result[edge_type] = (graph.edge_index[r], alpha)
+            continue
+        chosen = edges.relation == r  # input order, added self loops last
+        edge_index = torch.stack([edges.src[chosen] - graph.offsets[s], edges.dst[chosen] - graph.offsets[t]])
+        result[edge_type] = (edge_index, sparse_alpha[chosen])
+    return result

@@ -1,0 +1,213 @@
+"""Per-node-type input encoders: raw node features + positions -> one hidden size for all types."""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+from graphfuse.checks import check_int
+
+
+def _linear(in_channels: int, out_channels: int, factory: dict) -> torch.nn.Module:
+    if in_channels == -1:
+        return torch.nn.LazyLinear(out_channels, **factory)
+    check_int(in_channels, "encoder 'in_channels' (or -1 for lazy)")
+    return torch.nn.Linear(in_channels, out_channels, **factory)
+
+
+def sinusoidal_encoding(position: Tensor, channels: int) -> Tensor:
+    r"""Transformer sinusoids of a (fractional) position: :math:`(|\mathcal{V}|,)` -> :math:`(|\mathcal{V}|, C)`."""
+    half = channels // 2
+    frequency = torch.exp(torch.arange(half, device=position.device, dtype=torch.float32)
+                          * (-math.log(10000.0) / max(half, 1)))
+    angle = position.float().unsqueeze(-1) * frequency
+    encoding = torch.cat([angle.sin(), angle.cos()], -1)
+    return torch.nn.functional.pad(encoding, (0, channels - 2 * half))
+
+
+def _check_positions(owner: str, pos: Tensor, limit: int, name: str) -> None:
+    if pos.numel() and (int(pos.max()) >= limit or int(pos.min()) < 0):
+        raise ValueError(f"'{owner}' got {name} up to {int(pos.max())} but was built for {limit}; build it with a "
+                         f"larger '{name}' limit")
+
+
+class TokenEncoder(torch.nn.Module):
+    r"""Text tokens: an embedding of the token id plus a learned embedding of its position.
+
+    Args:
+        vocab_size (int): number of token ids (``len(tokenizer)``).
+        channels (int): output size.
+        max_positions (int, optional): longest text. (default: :obj:`512`)
+        padding_idx (int, optional): id whose embedding stays zero. (default: :obj:`0`)
+
+    Shapes:
+        - **input:** ids :math:`(N,)` long, positions :math:`(N,)`
+        - **output:** :math:`(N, C)`
+    """
+
+    def __init__(self, vocab_size: int, channels: int, max_positions: int = 512, padding_idx: int | None = 0,
+                 device=None, dtype=None) -> None:
+        super().__init__()
+        factory = dict(device=device, dtype=dtype)
+        self.max_positions = max_positions
+        self.token = torch.nn.Embedding(vocab_size, channels, padding_idx=padding_idx, **factory)
+        self.position = torch.nn.Embedding(max_positions, channels, **factory)
+
+    def reset_parameters(self) -> None:
+        self.token.reset_parameters()
+        self.position.reset_parameters()
+
+    def forward(self, x: Tensor, pos: Tensor | None = None, time: Tensor | None = None) -> Tensor:
+        if x.dtype != torch.long or x.dim() != 1:
+            raise ValueError(f"'TokenEncoder' expects token ids as a [N] long tensor, got {x.dtype} "
+                             f"{tuple(x.shape)}; use PatchEncoder/FeatureEncoder for float features")
+        if x.numel() and (int(x.max()) >= self.token.num_embeddings or int(x.min()) < 0):
+            raise ValueError(f"'TokenEncoder' got token id {int(x.max())} but has a vocabulary of "
+                             f"{self.token.num_embeddings}; build it with vocab_size=len(tokenizer)")
+        out = self.token(x)
+        if pos is not None:
+            _check_positions("TokenEncoder", pos, self.max_positions, "max_positions")
+            out = out + self.position(pos)
+        return out
+
+
+class PatchEncoder(torch.nn.Module):
+    r"""Image patches: a linear projection plus learned row and column embeddings.
+
+    Args:
+        in_channels (int): features per patch, or ``-1`` to infer on the first call.
+        channels (int): output size.
+        max_grid (int, optional): largest number of patch rows / columns. (default: :obj:`64`)
+
+    Shapes:
+        - **input:** :math:`(N, F)`, positions :math:`(N, 2)` as (row, col)
+        - **output:** :math:`(N, C)`
+    """
+
+    def __init__(self, in_channels: int, channels: int, max_grid: int = 64, device=None, dtype=None) -> None:
+        super().__init__()
+        factory = dict(device=device, dtype=dtype)
+        self.max_grid = max_grid
+        self.proj = _linear(in_channels, channels, factory)
+        self.row = torch.nn.Embedding(max_grid, channels, **factory)
+        self.col = torch.nn.Embedding(max_grid, channels, **factory)
+
+    def reset_parameters(self) -> None:
+        for module in (self.proj, self.row, self.col):
+            if not isinstance(module, torch.nn.LazyLinear):
+                module.reset_parameters()
+
+    def forward(self, x: Tensor, pos: Tensor | None = None, time: Tensor | None = None) -> Tensor:
+        out = self.proj(x.float() if not x.is_floating_point() else x)
+        if pos is not None:
+            if pos.dim() != 2 or pos.size(-1) != 2:
+                raise ValueError(f"'PatchEncoder' expects (row, col) positions of shape [N, 2], got {tuple(pos.shape)}")
+            _check_positions("PatchEncoder", pos, self.max_grid, "max_grid")
+            out = out + self.row(pos[:, 0]) + self.col(pos[:, 1])
+        return out
+
+
+class FrameEncoder(torch.nn.Module):
+    r"""Audio frames (or any timed features): a linear projection plus a sinusoidal encoding of
+    the frame's start time (in ``time_scale`` units per second), or of its index without times.
+
+    Args:
+        in_channels (int): features per frame, or ``-1`` to infer on the first call.
+        channels (int): output size.
+        time_scale (float, optional): position units per second. (default: :obj:`100.0`, 10 ms)
+
+    Shapes:
+        - **input:** :math:`(N, F)`, positions :math:`(N,)`, times :math:`(N, 2)`
+        - **output:** :math:`(N, C)`
+    """
+
+    def __init__(self, in_channels: int, channels: int, time_scale: float = 100.0, device=None, dtype=None) -> None:
+        super().__init__()
+        self.channels, self.time_scale = channels, time_scale
+        self.proj = _linear(in_channels, channels, dict(device=device, dtype=dtype))
+
+    def reset_parameters(self) -> None:
+        if not isinstance(self.proj, torch.nn.LazyLinear):
+            self.proj.reset_parameters()
+
+    def forward(self, x: Tensor, pos: Tensor | None = None, time: Tensor | None = None) -> Tensor:
+        out = self.proj(x)
+        if time is not None:
+            position = torch.nan_to_num(time[:, 0]) * self.time_scale
+        elif pos is not None:
+            position = pos
+        else:
+            return out
+        return out + sinusoidal_encoding(position, self.channels).to(out.dtype)
+
+
+class FeatureEncoder(torch.nn.Module):
+    r"""Generic node features: a linear projection.
+
+    Args:
+        in_channels (int): input features, or ``-1`` to infer on the first call.
+        channels (int): output size.
+
+    Shapes:
+        - **input:** :math:`(N, F)` (positions and times are ignored)
+        - **output:** :math:`(N, C)`
+    """
+
+    def __init__(self, in_channels: int, channels: int, device=None, dtype=None) -> None:
+        super().__init__()
+        self.proj = _linear(in_channels, channels, dict(device=device, dtype=dtype))
+
+    def reset_parameters(self) -> None:
+        if not isinstance(self.proj, torch.nn.LazyLinear):
+            self.proj.reset_parameters()
+
+    def forward(self, x: Tensor, pos: Tensor | None = None, time: Tensor | None = None) -> Tensor:
+        return self.proj(x.float() if not x.is_floating_point() else x)
+
+
+class NodeEncoders(torch.nn.ModuleDict):
+    """One encoder per node type; called on a PyG (batched) ``HeteroData`` it returns ``h_dict``.
+
+    Use :meth:`from_builder` to pick encoders for a :class:`~graphfuse.GraphBuilder`'s modalities
+    (text -> :class:`TokenEncoder`, image -> :class:`PatchEncoder`, timed -> :class:`FrameEncoder`,
+    anything else -> :class:`FeatureEncoder`, all with lazy input sizes).
+    """
+
+    def __init__(self, encoders: Mapping[str, torch.nn.Module]) -> None:
+        super().__init__(dict(encoders))
+
+    @classmethod
+    def from_builder(cls, builder, channels: int, device=None, dtype=None) -> NodeEncoders:
+        from graphfuse.modalities import ImageModality, TextModality
+
+        factory = dict(device=device, dtype=dtype)
+        encoders = {}
+        for node_type in builder.node_types:
+            modality = builder.modalities.get(node_type)
+            empty = builder.empty_node_sets[node_type]
+            if isinstance(modality, TextModality):
+                encoders[node_type] = TokenEncoder(len(modality.tokenizer), channels,
+                                                   max(512, modality.max_length or 0), **factory)
+            elif isinstance(modality, ImageModality):
+                encoders[node_type] = PatchEncoder(-1, channels, **factory)
+            elif node_type in builder.virtual_nodes:  # x holds the virtual node's index
+                encoders[node_type] = TokenEncoder(builder.virtual_nodes[node_type], channels, padding_idx=None,
+                                                   **factory)
+            elif empty.time is not None:
+                encoders[node_type] = FrameEncoder(-1, channels, **factory)
+            else:
+                encoders[node_type] = FeatureEncoder(-1, channels, **factory)
+        return cls(encoders)
+
+    def forward(self, data) -> dict[str, Tensor]:
+        out = {}
+        for node_type, encoder in self.items():
+            if node_type not in data.node_types:
+                continue
+            store = data[node_type]
+            if "x" not in store:
+                raise ValueError(f"'NodeEncoders' found no features 'x' for node type {node_type!r}")
+            out[node_type] = encoder(store.x, store.get("pos"), store.get("time"))
+        return out
