@@ -275,7 +275,8 @@ class FlatGraph:
             if not isinstance(ei, Tensor) or ei.dtype != torch.long or ei.dim() != 2 or ei.size(0) != 2:
                 raise TypeError(f"edge_index of {edge_type} must be a [2, num_edges] long tensor, got "
                                 f"{type(ei).__name__} {getattr(ei, 'dtype', '')} {tuple(getattr(ei, 'shape', ()))}")
-            if ei.numel():
+            complete = dense and self._complete_bipartite(ei, s, t)
+            if ei.numel() and not complete:  # a complete bipartite relation is in range by construction
                 n_src, n_dst = self.num_nodes_per_type[s], self.num_nodes_per_type[t]
                 low, high = ei.min(dim=1).values.tolist(), ei.max(dim=1).values.tolist()
                 if min(low) < 0 or high[0] >= n_src or high[1] >= n_dst:
@@ -283,13 +284,20 @@ class FlatGraph:
                                      f"({high[0]}, {high[1]}) for {n_src} {edge_type[0]!r} and {n_dst} "
                                      f"{edge_type[2]!r} nodes")
             self.edge_index.append(ei)
-            self.dense.append(dense and self._complete_bipartite(ei, s, t))
+            self.dense.append(complete)
 
     def _complete_bipartite(self, edge_index: Tensor, s: int, t: int) -> bool:
         n_src, n_dst = self.counts[s], self.counts[t]
         per_sample = n_src * n_dst
         if edge_index.size(1) == 0 or edge_index.size(1) != int(per_sample.sum()):
             return False
+        B, device = self.num_samples, self.device
+        if bool((n_src == n_src[0]).all()) and bool((n_dst == n_dst[0]).all()):  # one shape: compare by views
+            ns, nt = int(n_src[0]), int(n_dst[0])
+            src = torch.arange(B * ns, device=device).unsqueeze(-1)
+            dst = (torch.arange(B, device=device) * nt).view(B, 1, 1) + torch.arange(nt, device=device)
+            return bool((edge_index[0].view(B * ns, nt) == src).all()) and bool(
+                (edge_index[1].view(B, ns, nt) == dst).all())
         sample = torch.repeat_interleave(torch.arange(self.num_samples, device=self.device), per_sample)
         block_start = torch.cumsum(per_sample, 0) - per_sample
         within = torch.arange(edge_index.size(1), device=self.device) - block_start[sample]
@@ -317,6 +325,14 @@ class FlatGraph:
         offsets = [0]
         for t, n in enumerate(self.num_nodes_per_type):
             offsets.append(offsets[-1] + n * len(self.schema.in_relations[t]))
+        return offsets
+
+    @cached_property
+    def group_slot_offsets(self) -> list[int]:
+        """Where each node type's relations start in the list of (type, incoming relation) slots."""
+        offsets = [0]
+        for t in range(self.schema.num_node_types):
+            offsets.append(offsets[-1] + len(self.schema.in_relations[t]))
         return offsets
 
     @property

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -21,34 +22,58 @@ NORMALIZATIONS = ("sym", "mean", "sum")
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
-def _degree_weights(graph: FlatGraph, normalize: str, self_loops: bool) -> tuple[Tensor, Tensor]:
-    """CSR matrix ``[num_group_rows, num_nodes]`` of the sparse relations' edge weights."""
+@dataclass
+class SparseAdjacency:
+    """The sparse relations' weighted adjacency as CSR ``[num_rows, num_nodes]``, one row per
+    (destination node, sparse relation into its type): rows of type ``t`` start at
+    ``type_offsets[t]``, node-major, relations in ``relations[t]`` order. ``group_rows`` maps
+    each row to its group row."""
+
+    matrix: Tensor
+    group_rows: Tensor
+    type_offsets: list[int]
+    relations: list[list[int]]
+
+
+def _adjacency(graph: FlatGraph, normalize: str, self_loops: bool) -> SparseAdjacency:
     edges = graph.sparse_edges(self_loops)
-    device = graph.device
+    schema, device = graph.schema, graph.device
+    run_dense = graph.runs_dense(self_loops)
+    relations = [[r for r in schema.in_relations[t] if not run_dense[r]] for t in range(schema.num_node_types)]
+    is_sparse = torch.tensor([not run_dense[r] for t in range(schema.num_node_types)
+                              for r in schema.in_relations[t]] or [False], device=device)
+    sparse_slot = torch.cat([is_sparse.new_zeros(0)] + [
+        is_sparse[graph.group_slot_offsets[t]:graph.group_slot_offsets[t + 1]].repeat(n)
+        for t, n in enumerate(graph.num_nodes_per_type)])
+    group_rows = torch.nonzero(sparse_slot).flatten()
+    compact = torch.cumsum(sparse_slot.long(), 0) - 1
+    row = compact[edges.group_row]
+    num_rows = group_rows.numel()
     if normalize == "sum":
         weight = torch.ones(edges.num_edges, device=device)
     else:
-        in_degree = torch.bincount(edges.group_row, minlength=graph.num_group_rows).float()
+        in_degree = torch.bincount(row, minlength=num_rows).float()
         if normalize == "mean":
-            weight = in_degree[edges.group_row].reciprocal()
+            weight = in_degree[row].reciprocal()
         else:
             out_degree = torch.bincount(edges.source_row, minlength=graph.num_source_rows).float()
-            weight = (in_degree[edges.group_row] * out_degree[edges.source_row]).rsqrt()
-    order = torch.argsort(edges.group_row, stable=True)
-    crow = torch.zeros(graph.num_group_rows + 1, dtype=torch.long, device=device)
-    crow[1:] = torch.cumsum(torch.bincount(edges.group_row, minlength=graph.num_group_rows), 0)
+            weight = (in_degree[row] * out_degree[edges.source_row]).rsqrt()
+    order = torch.argsort(row, stable=True)
+    crow = torch.zeros(num_rows + 1, dtype=torch.long, device=device)
+    crow[1:] = torch.cumsum(torch.bincount(row, minlength=num_rows), 0)
     with warnings.catch_warnings():  # torch flags every CSR tensor as beta; the product here is exact
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         matrix = torch.sparse_csr_tensor(crow, edges.src[order], weight[order], check_invariants=False,
-                                         size=(graph.num_group_rows, graph.num_nodes))
-    has_edges = torch.bincount(edges.group_row, minlength=graph.num_group_rows) > 0
-    return matrix, has_edges
+                                         size=(num_rows, graph.num_nodes))
+    offsets = [0]
+    for t, n in enumerate(graph.num_nodes_per_type):
+        offsets.append(offsets[-1] + n * len(relations[t]))
+    return SparseAdjacency(matrix, group_rows, offsets, relations)
 
 
-def sparse_weights(graph: FlatGraph, normalize: str = "sym", self_loops: bool = False) -> tuple[Tensor, Tensor]:
-    """The sparse relations' weighted adjacency (cached on the graph) and which group rows have edges."""
-    return graph.cached(("sparse_weights", normalize, self_loops),
-                        lambda: _degree_weights(graph, normalize, self_loops))
+def sparse_adjacency(graph: FlatGraph, normalize: str = "sym", self_loops: bool = False) -> SparseAdjacency:
+    """The sparse relations' weighted adjacency (cached on the graph)."""
+    return graph.cached(("adjacency", normalize, self_loops), lambda: _adjacency(graph, normalize, self_loops))
 
 
 def spmm(matrix: Tensor, x: Tensor) -> Tensor:
@@ -83,28 +108,26 @@ def dense_scale(graph: FlatGraph, relations: Tensor, normalize: str) -> Tensor:
     return scale * present
 
 
-def relation_aggregate(x: Tensor, graph: FlatGraph, normalize: str = "mean", self_loops: bool = False,
-                       include_dense: bool = True) -> tuple[Tensor, Tensor]:
+def relation_aggregate(x: Tensor, graph: FlatGraph, normalize: str = "mean", self_loops: bool = False
+                       ) -> tuple[Tensor, Tensor]:
     r"""Per (destination node, relation) weighted sums of source features: ``[num_group_rows, C]``
     and a boolean ``[num_group_rows]`` of the rows that received any edge.
 
     ``normalize`` weighs edge :math:`j \to i` of relation :math:`r` by :math:`1/\sqrt{d^{in}_r(i)
-    d^{out}_r(j)}` (``"sym"``), :math:`1/d^{in}_r(i)` (``"mean"``) or 1 (``"sum"``). With
-    ``include_dense=False`` the rows of complete bipartite relations stay zero (the caller handles
-    them per sample).
+    d^{out}_r(j)}` (``"sym"``), :math:`1/d^{in}_r(i)` (``"mean"``) or 1 (``"sum"``). Sparse
+    relations take one sparse-matrix product, complete bipartite ones a per-sample sum.
     """
-    matrix, has_edges = sparse_weights(graph, normalize, self_loops)
-    out = spmm(matrix, x)
+    adjacency = sparse_adjacency(graph, normalize, self_loops)
+    out = x.new_zeros(graph.num_group_rows, x.size(-1)).index_copy(0, adjacency.group_rows,
+                                                                     spmm(adjacency.matrix, x))
     blocks = graph.dense_blocks(self_loops)
-    if include_dense and blocks is not None:
-        schema = graph.schema
-        src_type = torch.tensor(schema.src_type, device=graph.device)[blocks.relation]
+    if blocks is not None:
+        src_type = torch.tensor(graph.schema.src_type, device=graph.device)[blocks.relation]
         pooled = pooled_by_sample(x, graph)[src_type] * dense_scale(graph, blocks.relation, normalize).unsqueeze(-1)
         L = blocks.dst_node.size(-1)
         rows = pooled.unsqueeze(2).expand(-1, -1, L, -1) * blocks.dst_valid.unsqueeze(-1)
         out = out.index_add(0, blocks.dst_group_row.flatten(), rows.flatten(0, 2).to(out.dtype))
-        has_edges = received_rows(graph, self_loops)
-    return out, has_edges
+    return out, received_rows(graph, self_loops)
 
 
 def received_rows(graph: FlatGraph, self_loops: bool = False) -> Tensor:
@@ -124,7 +147,8 @@ def received_rows(graph: FlatGraph, self_loops: bool = False) -> Tensor:
 
 def relational_attention(graph: FlatGraph, values: Tensor, sparse_scores: Tensor, dense_scores: Tensor | None,
                          self_loops: bool, per_relation: bool, dropout: float = 0.0, training: bool = False,
-                         return_weights: bool = False) -> tuple[Tensor, dict | None]:
+                         return_weights: bool = False, dense_parts: tuple[Tensor, Tensor, Tensor] | None = None
+                         ) -> tuple[Tensor, dict | None]:
     r"""Softmax attention over all edges of the batch: ``[G, H, C]`` with ``G`` the flat nodes
     (softmax across all incoming relations) or the group rows (``per_relation``).
 
@@ -132,6 +156,10 @@ def relational_attention(graph: FlatGraph, values: Tensor, sparse_scores: Tensor
         values: ``[num_source_rows, H, C]`` per (source node, relation) values.
         sparse_scores: ``[E, H]`` scores of ``graph.sparse_edges(self_loops)``.
         dense_scores: ``[R_d, B, H, L_dst, L_src]`` scores of ``graph.dense_blocks(self_loops)``.
+        dense_parts: instead of ``dense_scores``, the dense blocks already reduced per destination:
+            ``(shift [R_d, B, L, H], total [R_d, B, L, H], out [R_d, B, L, H, C])``, the sums of
+            ``exp(score - shift)`` and of ``exp(score - shift) * value`` (``shift`` is ``-inf`` for
+            padding and for destinations without sources).
         return_weights: also return ``{edge_type: (edge_index, alpha [E_r, H])}`` in each
             relation's input edge order (added self loops last).
     """
@@ -142,7 +170,11 @@ def relational_attention(graph: FlatGraph, values: Tensor, sparse_scores: Tensor
     sparse_group = edges.group_row if per_relation else edges.dst
     maximum = values.new_full((num_groups, heads), float("-inf"), dtype=sparse_scores.dtype)
     maximum = maximum.scatter_reduce(0, sparse_group.unsqueeze(-1).expand(-1, heads), sparse_scores.detach(), "amax")
-    if blocks is not None:
+    if blocks is not None and dense_parts is not None:
+        dense_group = blocks.dst_group_row if per_relation else blocks.dst_node
+        maximum = maximum.scatter_reduce(0, dense_group.flatten().unsqueeze(-1).expand(-1, heads),
+                                         dense_parts[0].flatten(0, 2).to(maximum.dtype), "amax")
+    elif blocks is not None:
         dense_group = blocks.dst_group_row if per_relation else blocks.dst_node
         mask = (blocks.dst_valid.unsqueeze(-1) & blocks.src_valid.unsqueeze(-2)).unsqueeze(2)
         dense_scores = dense_scores.masked_fill(~mask, float("-inf"))
@@ -157,7 +189,13 @@ def relational_attention(graph: FlatGraph, values: Tensor, sparse_scores: Tensor
     out = values.new_zeros(num_groups, heads, values.size(-1)).index_add(
         0, sparse_group, (kept.unsqueeze(-1) * values[edges.source_row]).to(values.dtype))
     dense_weights = None
-    if blocks is not None:
+    if blocks is not None and dense_parts is not None:
+        shift, block_total, block_out = dense_parts
+        factor = torch.exp(shift - maximum[dense_group])
+        total = total.index_add(0, dense_group.flatten(), (block_total * factor).flatten(0, 2).to(total.dtype))
+        out = out.index_add(0, dense_group.flatten(),
+                            (block_out * factor.unsqueeze(-1).to(block_out.dtype)).flatten(0, 2).to(out.dtype))
+    elif blocks is not None:
         shift = maximum[dense_group].transpose(2, 3).unsqueeze(-1)
         dense_weights = torch.exp(dense_scores - shift)
         total = total.index_add(0, dense_group.flatten(), dense_weights.sum(-1).transpose(2, 3).flatten(0, 2))

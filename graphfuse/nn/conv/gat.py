@@ -11,6 +11,7 @@ from torch.nn import Parameter
 from graphfuse.checks import check_choice
 from graphfuse.nn.conv.aggregate import received_rows, relational_attention
 from graphfuse.nn.conv.base import RelationalConv
+from graphfuse.nn.conv.bipartite import bipartite_gat
 from graphfuse.nn.flat import FlatGraph, Metadata, Schema
 
 SOFTMAX_GROUPS = ("node", "relation")
@@ -117,14 +118,18 @@ class RelationalGATConv(RelationalConv):
         edges = graph.sparse_edges(self.add_self_loops)
         sparse_scores = F.leaky_relu(src_logits[edges.source_row] + dst_logits[edges.group_row], self.negative_slope)
         blocks = graph.dense_blocks(self.add_self_loops)
-        dense_scores = None
-        if blocks is not None:
-            src_part = src_logits[blocks.src_row].permute(0, 1, 3, 2).unsqueeze(-2)
-            dst_part = dst_logits[blocks.dst_group_row].permute(0, 1, 3, 2).unsqueeze(-1)
-            dense_scores = F.leaky_relu(dst_part + src_part, self.negative_slope)
+        dense_scores = dense_parts = None
         per_relation = self.softmax == "relation"
+        if blocks is not None:
+            src_part, dst_part = src_logits[blocks.src_row], dst_logits[blocks.dst_group_row]
+            if return_weights or (self.training and self.dropout > 0):  # per-edge weights are needed
+                dense_scores = F.leaky_relu(dst_part.permute(0, 1, 3, 2).unsqueeze(-1)
+                                            + src_part.permute(0, 1, 3, 2).unsqueeze(-2), self.negative_slope)
+            else:
+                dense_parts = bipartite_gat(src_part, dst_part, values[blocks.src_row], blocks.src_valid,
+                                                     blocks.dst_valid, self.negative_slope)
         out, weights = relational_attention(graph, values, sparse_scores, dense_scores, self.add_self_loops,
-                                            per_relation, self.dropout, self.training, return_weights)
+                                            per_relation, self.dropout, self.training, return_weights, dense_parts)
         if per_relation:
             out = self._combine_relations(out, graph)
         out = out.reshape(-1, H * C) if self.concat else out.mean(1)
@@ -146,3 +151,4 @@ class RelationalGATConv(RelationalConv):
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, heads={self.heads}, "
                 f"num_relations={self.schema.num_relations}, softmax={self.softmax!r})")
+

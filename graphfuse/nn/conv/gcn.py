@@ -8,7 +8,14 @@ from torch import Tensor
 from torch.nn import Parameter
 
 from graphfuse.checks import check_choice
-from graphfuse.nn.conv.aggregate import NORMALIZATIONS, dense_scale, pooled_by_sample, relation_aggregate
+from graphfuse.nn.conv.aggregate import (
+    NORMALIZATIONS,
+    dense_scale,
+    pooled_by_sample,
+    received_rows,
+    sparse_adjacency,
+    spmm,
+)
 from graphfuse.nn.conv.base import RelationalConv
 from graphfuse.nn.flat import FlatGraph, Metadata, Schema
 
@@ -74,22 +81,17 @@ class RelationalGCNConv(RelationalConv):
             torch.nn.init.zeros_(self.bias)
 
     def propagate_flat(self, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[Tensor, None]:
-        schema = self.schema
-        grouped, has_edges = relation_aggregate(x, graph, self.normalize, self.add_self_loops, include_dense=False)
-        run_dense = graph.runs_dense(self.add_self_loops)
-        inverse_count = self._inverse_relation_count(graph, has_edges) if self.aggr == "mean" else None
+        adjacency = sparse_adjacency(graph, self.normalize, self.add_self_loops)
+        neighbours = spmm(adjacency.matrix, x)
+        inverse_count = self._inverse_relation_count(graph) if self.aggr == "mean" else None
         dense = self._dense_messages(x, graph)
         outs = []
         for t, rows in enumerate(self.type_slices(graph)):
-            relations = [r for r in schema.in_relations[t] if not run_dense[r]]
-            n = rows.stop - rows.start
-            slots = [schema.dst_slot[r] for r in relations]
-            start = graph.group_row_offsets[t]
-            neighbours = grouped[start:start + n * len(schema.in_relations[t])].view(n, -1, x.size(1))[:, slots]
-            neighbours = neighbours.reshape(n, -1)
+            relations, n = adjacency.relations[t], rows.stop - rows.start
+            grouped = neighbours[adjacency.type_offsets[t]:adjacency.type_offsets[t + 1]].view(n, -1)
             if inverse_count is not None:
-                neighbours = neighbours * inverse_count[rows].unsqueeze(-1)
-            inputs, weights = [neighbours], [self.weight[relations].reshape(-1, self.out_channels)]
+                grouped = grouped * inverse_count[rows].unsqueeze(-1).to(grouped.dtype)
+            inputs, weights = [grouped], [self.weight[relations].reshape(-1, self.out_channels)]
             if self.root is not None:
                 inputs.append(x[rows])
                 weights.append(self.root[t])
@@ -119,23 +121,13 @@ class RelationalGCNConv(RelationalConv):
         return messages.new_zeros(schema.num_node_types * B, self.out_channels).index_add(
             0, index, messages.flatten(0, 1))
 
-    def _inverse_relation_count(self, graph: FlatGraph, has_edges: Tensor) -> Tensor:
+    def _inverse_relation_count(self, graph: FlatGraph) -> Tensor:
         def make() -> Tensor:
-            count = torch.zeros(graph.num_nodes, device=graph.device).index_add(
-                0, graph.group_node, has_edges.float())
-            blocks = graph.dense_blocks(self.add_self_loops)
-            if blocks is not None:
-                schema = self.schema
-                src = graph.counts[torch.tensor(schema.src_type, device=graph.device)[blocks.relation]] > 0
-                per_type_sample = torch.zeros(schema.num_node_types * graph.num_samples, device=graph.device)
-                dst_type = torch.tensor(schema.dst_type, device=graph.device)[blocks.relation]
-                index = (dst_type.unsqueeze(-1) * graph.num_samples
-                         + torch.arange(graph.num_samples, device=graph.device)).flatten()
-                per_type_sample = per_type_sample.index_add(0, index, src.flatten().float())
-                count = count + per_type_sample[graph.type_sample]
+            received = received_rows(graph, self.add_self_loops).float()
+            count = torch.zeros(graph.num_nodes, device=graph.device).index_add(0, graph.group_node, received)
             return count.clamp_min(1).reciprocal()
 
-        return graph.cached(("inverse_relation_count", self.normalize, self.add_self_loops), make)
+        return graph.cached(("inverse_relation_count", self.add_self_loops), make)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "
