@@ -145,6 +145,81 @@ def received_rows(graph: FlatGraph, self_loops: bool = False) -> Tensor:
     return graph.cached(("received_rows", self_loops), make)
 
 
+def _csr(crow: Tensor, col: Tensor, values: Tensor, size: tuple[int, int]) -> Tensor:
+    with warnings.catch_warnings():  # torch flags every CSR tensor as beta; the products here are exact
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, col, values, size=size, check_invariants=False)
+
+
+def _compressed(rows: Tensor, num_rows: int) -> tuple[Tensor, Tensor]:
+    """``(order, crow)``: a stable sort of ``rows`` and the CSR row pointer."""
+    order = torch.argsort(rows, stable=True)
+    crow = torch.zeros(num_rows + 1, dtype=torch.long, device=rows.device)
+    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=num_rows), 0)
+    return order, crow
+
+
+@dataclass
+class EdgeLayout:
+    """The sparse edges as CSR by destination group and by source row, for :class:`EdgeAttention`."""
+
+    order: Tensor
+    crow: Tensor
+    col: Tensor
+    transposed_order: Tensor
+    transposed_crow: Tensor
+    transposed_col: Tensor
+    num_groups: int
+    num_sources: int
+
+
+def edge_layout(graph: FlatGraph, group: Tensor, num_groups: int, key: tuple) -> EdgeLayout:
+    def make() -> EdgeLayout:
+        source = graph.sparse_edges(key[1]).source_row
+        order, crow = _compressed(group, num_groups)
+        transposed_order, transposed_crow = _compressed(source, graph.num_source_rows)
+        return EdgeLayout(order, crow, source[order], transposed_order, transposed_crow, group[transposed_order],
+                          num_groups, graph.num_source_rows)
+
+    return graph.cached(("edge_layout", *key), make)
+
+
+class EdgeAttention(torch.autograd.Function):
+    """``out[g, h] = sum over edges e into g of weight[e, h] * values[source(e), h]`` as one sparse
+    matrix product per head, without per-edge ``[E, H, C]`` tensors in forward or backward (the
+    weights' gradient is a sampled dense-dense product)."""
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, values: Tensor, layout: EdgeLayout):
+        dtype = values.dtype
+        compute = torch.float32 if dtype in _LOW_PRECISION else dtype  # CPU sparse kernels lack bfloat16
+        weight, by_head = weight.to(compute), values.to(compute).permute(1, 0, 2).contiguous()
+        heads = [torch.sparse.mm(_csr(layout.crow, layout.col, weight[layout.order, h],
+                                      (layout.num_groups, layout.num_sources)), by_head[h])
+                 for h in range(weight.size(1))]
+        ctx.layout = layout
+        ctx.save_for_backward(weight, by_head)
+        ctx.dtype = dtype
+        return torch.stack(heads, 1).to(dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        weight, by_head = ctx.saved_tensors
+        layout = ctx.layout
+        grad_by_head = grad_out.to(weight.dtype).permute(1, 0, 2).contiguous()
+        grad_weight = torch.empty_like(weight)
+        grad_values = []
+        pattern = _csr(layout.crow, layout.col, torch.ones_like(layout.col, dtype=weight.dtype),
+                       (layout.num_groups, layout.num_sources))
+        for h in range(weight.size(1)):
+            transposed = _csr(layout.transposed_crow, layout.transposed_col, weight[layout.transposed_order, h],
+                              (layout.num_sources, layout.num_groups))
+            grad_values.append(torch.sparse.mm(transposed, grad_by_head[h]))
+            sampled = torch.sparse.sampled_addmm(pattern, grad_by_head[h], by_head[h].t(), beta=0.0)
+            grad_weight[layout.order, h] = sampled.values()
+        return grad_weight.to(ctx.dtype), torch.stack(grad_values, 1).to(ctx.dtype), None
+
+
 def relational_attention(graph: FlatGraph, values: Tensor, sparse_scores: Tensor, dense_scores: Tensor | None,
                          self_loops: bool, per_relation: bool, dropout: float = 0.0, training: bool = False,
                          return_weights: bool = False, dense_parts: tuple[Tensor, Tensor, Tensor] | None = None
@@ -186,8 +261,11 @@ def relational_attention(graph: FlatGraph, values: Tensor, sparse_scores: Tensor
     weights = torch.exp(sparse_scores - maximum[sparse_group])
     total = weights.new_zeros(num_groups, heads).index_add(0, sparse_group, weights)
     kept = _dropout(weights, dropout, training)
-    out = values.new_zeros(num_groups, heads, values.size(-1)).index_add(
-        0, sparse_group, (kept.unsqueeze(-1) * values[edges.source_row]).to(values.dtype))
+    if edges.num_edges:
+        layout = edge_layout(graph, sparse_group, num_groups, ("group" if per_relation else "node", self_loops))
+        out = EdgeAttention.apply(kept, values, layout)
+    else:
+        out = values.new_zeros(num_groups, heads, values.size(-1))
     dense_weights = None
     if blocks is not None and dense_parts is not None:
         shift, block_total, block_out = dense_parts

@@ -53,9 +53,9 @@ class BlockAttention(torch.autograd.Function):
         grad_scores.add_(grad_total.unsqueeze(-1))
         grad_scores.mul_(weights)
         # The score was on LeakyReLU's positive side where exp(score - shift) >= exp(-shift).
-        slope = torch.where(weights < torch.exp(-shift).unsqueeze(-1), weights.new_tensor(ctx.negative_slope),
-                            weights.new_tensor(1.0))
-        grad_scores.mul_(slope)
+        slope = ctx.negative_slope
+        scale = (weights >= torch.exp(-shift).unsqueeze(-1)).to(weights.dtype).mul_(1 - slope).add_(slope)
+        grad_scores.mul_(scale)
         return grad_scores.sum(-1), grad_scores.sum(-2), grad_values, None
 
 
@@ -65,9 +65,10 @@ def bipartite_gat(src_logit: Tensor, dst_logit: Tensor, values: Tensor, src_vali
     values and ``[R, B, L]`` validity masks in, ``(shift, total, out)`` laid out ``[R, B, L, H(, C)]`` out."""
     if src_logit.size(2) >= SORTED_BLOCK_SIZE:
         return sorted_bipartite_gat(src_logit, dst_logit, values, src_valid, dst_valid, negative_slope)
-    b = src_logit.masked_fill(~src_valid.unsqueeze(-1), float("-inf")).transpose(2, 3)
-    shift, total, out = BlockAttention.apply(dst_logit.transpose(2, 3), b, values.transpose(2, 3).contiguous(),
-                                             negative_slope)
+    # Contiguous [R, B, H, L] logits keep the score block contiguous (else matmul copies it).
+    b = src_logit.masked_fill(~src_valid.unsqueeze(-1), float("-inf")).transpose(2, 3).contiguous()
+    shift, total, out = BlockAttention.apply(dst_logit.transpose(2, 3).contiguous(), b,
+                                             values.transpose(2, 3).contiguous(), negative_slope)
     present = (dst_valid.unsqueeze(-1) & src_valid.any(-1, keepdim=True).unsqueeze(-1))
     shift = shift.transpose(2, 3).masked_fill(~present, float("-inf"))
     return shift, total.transpose(2, 3) * present, out.transpose(2, 3) * present.unsqueeze(-1)
