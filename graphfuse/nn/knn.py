@@ -51,6 +51,20 @@ class DynamicKNNEdges(torch.nn.Module):
                              "relation between two node types)")
         self.relations = relations
         self.relation_index = [self.schema.edge_types.index(e) for e in relations]
+        # Pair each relation with its reverse among the replaced ones (if any).
+        self.pair_first: list[int] = []
+        self.pair_of: list[int] = []
+        self.pair_transposed: list[bool] = []
+        for i, (src, _, dst) in enumerate(relations):
+            reverse = next((self.pair_first.index(j) for j in self.pair_first
+                            if (relations[j][0], relations[j][2]) == (dst, src)), None)
+            if reverse is None or self.pair_of.count(reverse) > 1:
+                self.pair_first.append(i)
+                self.pair_of.append(len(self.pair_first) - 1)
+                self.pair_transposed.append(False)
+            else:
+                self.pair_of.append(reverse)
+                self.pair_transposed.append(True)
 
     @torch.no_grad()
     def edges(self, x: Tensor, graph: FlatGraph) -> dict[EdgeType, Tensor]:
@@ -62,8 +76,13 @@ class DynamicKNNEdges(torch.nn.Module):
         table = graph.slot_table
         src_node, dst_node = table[src_type], table[dst_type]
         unit = F.normalize(x.float(), dim=-1)
-        similarity = torch.einsum("rbic,rbjc->rbij", unit[dst_node.clamp_min(0)], unit[src_node.clamp_min(0)])
-        similarity = similarity.masked_fill((src_node < 0).unsqueeze(2), float("-inf"))
+        # A relation and its reverse share one similarity block (transposed): one matmul per pair.
+        first = torch.tensor(self.pair_first, device=device)
+        pair_dst, pair_src = table[dst_type[first]], table[src_type[first]]
+        pairs = torch.einsum("pbic,pbjc->pbij", unit[pair_dst.clamp_min(0)], unit[pair_src.clamp_min(0)])
+        similarity = torch.where(torch.tensor(self.pair_transposed, device=device).view(-1, 1, 1, 1),
+                                 pairs[self.pair_of].transpose(-1, -2), pairs[self.pair_of])
+        similarity.masked_fill_((src_node < 0).unsqueeze(2), float("-inf"))
         k = min(self.k, similarity.size(-1))
         best, chosen = similarity.topk(k, dim=-1)
         keep = torch.isfinite(best) & (dst_node >= 0).unsqueeze(-1)

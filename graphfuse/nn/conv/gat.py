@@ -95,24 +95,24 @@ class RelationalGATConv(RelationalConv):
 
     def propagate_flat(self, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[Tensor, dict | None]:
         schema, H, C = self.schema, self.heads, self.out_channels
-        # The destination's logit a_d^T W_r x_i is x_i @ (W_r a_d): fold it into the type's matmul.
-        dst_logit = (self.weight.view(-1, self.in_channels, H, C) * self.att_dst.unsqueeze(1)).sum(-1)
+        # Logits a^T W_r x are x @ (W_r a): folded into each type's one matmul as extra columns.
+        weight = self.weight.view(-1, self.in_channels, H, C)
+        src_logit = (weight * self.att_src.unsqueeze(1)).sum(-1)
+        dst_logit = (weight * self.att_dst.unsqueeze(1)).sum(-1)
         values, src_logits, dst_logits, roots = [], [], [], []
         for t, rows in enumerate(self.type_slices(graph)):
             out_rel, in_rel = list(schema.out_relations[t]), list(schema.in_relations[t])
-            n = rows.stop - rows.start
             weights = [self.weight[out_rel].permute(1, 0, 2).reshape(self.in_channels, -1),
+                       src_logit[out_rel].permute(1, 0, 2).reshape(self.in_channels, -1),
                        dst_logit[in_rel].permute(1, 0, 2).reshape(self.in_channels, -1)]
             if self.root is not None:
                 weights.append(self.root[t])
-            projected = x[rows] @ torch.cat(weights, 1)
-            value = projected[:, :len(out_rel) * H * C].reshape(n, len(out_rel), H, C)
-            values.append(value.reshape(-1, H, C))
-            src_logits.append((value * self.att_src[out_rel].to(value.dtype)).sum(-1).reshape(-1, H))
-            end = len(out_rel) * H * C + len(in_rel) * H
-            dst_logits.append(projected[:, len(out_rel) * H * C:end].reshape(-1, H))
+            parts = torch.split(x[rows] @ torch.cat(weights, 1), [w.size(1) for w in weights], dim=1)
+            values.append(parts[0].reshape(-1, H, C))
+            src_logits.append(parts[1].reshape(-1, H))
+            dst_logits.append(parts[2].reshape(-1, H))
             if self.root is not None:
-                roots.append(projected[:, end:])
+                roots.append(parts[3])
         values, src_logits, dst_logits = (torch.cat(parts) for parts in (values, src_logits, dst_logits))
 
         edges = graph.sparse_edges(self.add_self_loops)
