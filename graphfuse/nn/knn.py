@@ -76,15 +76,18 @@ class DynamicKNNEdges(torch.nn.Module):
         table = graph.slot_table
         src_node, dst_node = table[src_type], table[dst_type]
         unit = F.normalize(x.float(), dim=-1)
-        # A relation and its reverse share one similarity block (transposed): one matmul per pair.
+        # A relation and its reverse share one similarity block: rows are the first relation's
+        # destinations, so the reverse takes its top-k down the columns.
         first = torch.tensor(self.pair_first, device=device)
         pair_dst, pair_src = table[dst_type[first]], table[src_type[first]]
         pairs = torch.einsum("pbic,pbjc->pbij", unit[pair_dst.clamp_min(0)], unit[pair_src.clamp_min(0)])
-        similarity = torch.where(torch.tensor(self.pair_transposed, device=device).view(-1, 1, 1, 1),
-                                 pairs[self.pair_of].transpose(-1, -2), pairs[self.pair_of])
-        similarity.masked_fill_((src_node < 0).unsqueeze(2), float("-inf"))
-        k = min(self.k, similarity.size(-1))
-        best, chosen = similarity.topk(k, dim=-1)
+        k = min(self.k, pairs.size(-1))
+        forward = pairs.masked_fill((pair_src < 0).unsqueeze(2), float("-inf")).topk(k, dim=-1)
+        backward = pairs.masked_fill_((pair_dst < 0).unsqueeze(3), float("-inf")).topk(k, dim=-2)
+        best = torch.stack([backward.values[p].transpose(-1, -2) if flipped else forward.values[p]
+                            for p, flipped in zip(self.pair_of, self.pair_transposed, strict=True)])
+        chosen = torch.stack([backward.indices[p].transpose(-1, -2) if flipped else forward.indices[p]
+                              for p, flipped in zip(self.pair_of, self.pair_transposed, strict=True)])
         keep = torch.isfinite(best) & (dst_node >= 0).unsqueeze(-1)
         src = torch.gather(src_node.unsqueeze(2).expand(-1, -1, dst_node.size(-1), -1), 3, chosen)
         dst = dst_node.unsqueeze(-1).expand_as(src)
