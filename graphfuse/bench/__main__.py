@@ -7,10 +7,10 @@ import logging
 import sys
 from pathlib import Path
 
-from graphfuse.bench import build
+from graphfuse.bench import build, throughput
 from graphfuse.io import atomic_write_text
 
-SUBCOMMANDS = {"build": build}
+SUBCOMMANDS = {"build": build, "throughput": throughput}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -40,6 +40,17 @@ def configure_allocator(mode: str) -> str:
     return "glibc, mmap threshold 32 MiB, trim threshold 1 GiB"
 
 
+def return_freed_memory() -> bool:
+    """Makes glibc hand every allocation above 64 KiB back to the kernel when freed (fixed mmap and
+    trim thresholds), so the resident set follows live memory: for peak-memory probes only."""
+    library = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(library) if library else None
+    if libc is None or not hasattr(libc, "mallopt"):
+        return False
+    return (libc.mallopt(_M_MMAP_THRESHOLD, ctypes.c_int(64 << 10)) == 1
+            and libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(64 << 10)) == 1)
+
+
 def _calls_per_measurement(fn: Callable[[], object], min_seconds: float) -> int:
     start = time.perf_counter()
     fn()

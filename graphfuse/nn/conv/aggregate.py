@@ -79,10 +79,10 @@ def sparse_adjacency(graph: FlatGraph, normalize: str = "sym", self_loops: bool 
 def spmm(matrix: Tensor, x: Tensor) -> Tensor:
     """``matrix @ x`` for a CSR ``matrix``; low-precision inputs run in float32 (CPU sparse kernels
     have no bfloat16) and come back in their dtype."""
-    if x.dtype in _LOW_PRECISION:
-        with torch.autocast(device_type=x.device.type, enabled=False):
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        if x.dtype in _LOW_PRECISION:
             return torch.sparse.mm(matrix, x.float()).to(x.dtype)
-    return torch.sparse.mm(matrix.to(x.dtype), x)
+        return torch.sparse.mm(matrix.to(x.dtype), x)
 
 
 def pooled_by_sample(x: Tensor, graph: FlatGraph) -> Tensor:
@@ -194,9 +194,10 @@ class EdgeAttention(torch.autograd.Function):
         dtype = values.dtype
         compute = torch.float32 if dtype in _LOW_PRECISION else dtype  # CPU sparse kernels lack bfloat16
         weight, by_head = weight.to(compute), values.to(compute).permute(1, 0, 2).contiguous()
-        heads = [torch.sparse.mm(_csr(layout.crow, layout.col, weight[layout.order, h],
-                                      (layout.num_groups, layout.num_sources)), by_head[h])
-                 for h in range(weight.size(1))]
+        with torch.autocast(device_type=values.device.type, enabled=False):
+            heads = [torch.sparse.mm(_csr(layout.crow, layout.col, weight[layout.order, h],
+                                          (layout.num_groups, layout.num_sources)), by_head[h])
+                     for h in range(weight.size(1))]
         ctx.layout = layout
         ctx.save_for_backward(weight, by_head)
         ctx.dtype = dtype
@@ -204,6 +205,11 @@ class EdgeAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
+        with torch.autocast(device_type=grad_out.device.type, enabled=False):
+            return EdgeAttention._backward(ctx, grad_out)
+
+    @staticmethod
+    def _backward(ctx, grad_out: Tensor):
         weight, by_head = ctx.saved_tensors
         layout = ctx.layout
         grad_by_head = grad_out.to(weight.dtype).permute(1, 0, 2).contiguous()

@@ -30,6 +30,14 @@ class BlockAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a: Tensor, b: Tensor, values: Tensor, negative_slope: float):
+        # One dtype for the block (the widest of the inputs), computed as written even under autocast.
+        ctx.dtypes = (a.dtype, b.dtype, values.dtype)
+        dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), values.dtype)
+        with torch.autocast(device_type=a.device.type, enabled=False):
+            return BlockAttention._forward(ctx, a.to(dtype), b.to(dtype), values.to(dtype), negative_slope)
+
+    @staticmethod
+    def _forward(ctx, a: Tensor, b: Tensor, values: Tensor, negative_slope: float):
         top = b.amax(-1, keepdim=True)
         top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
         shift = F.leaky_relu(a + top, negative_slope)  # the largest score of each destination
@@ -45,7 +53,14 @@ class BlockAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_shift, grad_total, grad_out):
+        with torch.autocast(device_type=grad_out.device.type, enabled=False):
+            grads = BlockAttention._backward(ctx, grad_total, grad_out)
+        return (*(grad.to(dtype) for grad, dtype in zip(grads, ctx.dtypes, strict=True)), None)
+
+    @staticmethod
+    def _backward(ctx, grad_total, grad_out):
         weights, values, shift = ctx.saved_tensors
+        grad_total, grad_out = grad_total.to(weights.dtype), grad_out.to(weights.dtype)
         batch, (n_dst, n_src, channels) = weights.shape[:-2], (*weights.shape[-2:], values.size(-1))
         flat_weights, flat_grad = weights.reshape(-1, n_dst, n_src), grad_out.reshape(-1, n_dst, channels)
         grad_values = torch.bmm(flat_weights.transpose(1, 2), flat_grad).view(*batch, n_src, channels)
@@ -56,7 +71,7 @@ class BlockAttention(torch.autograd.Function):
         slope = ctx.negative_slope
         scale = (weights >= torch.exp(-shift).unsqueeze(-1)).to(weights.dtype).mul_(1 - slope).add_(slope)
         grad_scores.mul_(scale)
-        return grad_scores.sum(-1), grad_scores.sum(-2), grad_values, None
+        return grad_scores.sum(-1), grad_scores.sum(-2), grad_values
 
 
 def bipartite_gat(src_logit: Tensor, dst_logit: Tensor, values: Tensor, src_valid: Tensor, dst_valid: Tensor,

@@ -80,7 +80,7 @@ class GatedRelationalConv(RelationalConv):
             start, n = graph.group_row_offsets[t], rows.stop - rows.start
             parts = [node @ self.root[t]] if self.root is not None else []
             if in_rel:
-                grouped = means[start:start + n * len(in_rel)].view(n, len(in_rel), -1)
+                grouped = means[start:start + n * len(in_rel)].view(n, len(in_rel), x.size(-1))
                 messages = torch.einsum("nrc,rcd->nrd", grouped, self.weight[in_rel].to(grouped.dtype))
                 gate_input = torch.einsum("nc,rcd->nrd", node, self.gate_node[in_rel].to(node.dtype))
                 gates = torch.sigmoid(gate_input + torch.einsum("nrc,rcd->nrd", messages,

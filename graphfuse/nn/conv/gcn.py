@@ -88,7 +88,8 @@ class RelationalGCNConv(RelationalConv):
         outs = []
         for t, rows in enumerate(self.type_slices(graph)):
             relations, n = adjacency.relations[t], rows.stop - rows.start
-            grouped = neighbours[adjacency.type_offsets[t]:adjacency.type_offsets[t + 1]].view(n, -1)
+            grouped = neighbours[adjacency.type_offsets[t]:adjacency.type_offsets[t + 1]].view(
+                n, len(relations) * x.size(-1))
             if inverse_count is not None:
                 grouped = grouped * inverse_count[rows].unsqueeze(-1).to(grouped.dtype)
             inputs, weights = [grouped], [self.weight[relations].reshape(-1, self.out_channels)]

@@ -1,0 +1,279 @@
+"""Fusion throughput benchmark: training steps (forward + backward) per second and peak step memory.
+
+Every method is the same model around a different fusion: per-type input encoders (token, patch
+and frame encoders with positions) -> FUSION -> mean over each sample's nodes -> linear head ->
+cross-entropy. Methods are timed in interleaved rounds in one process (medians reported).
+
+* ``graphfuse-{gcn,gat,hgt,gated}``: :class:`graphfuse.nn.FusionEncoder` blocks (conv + residual +
+  LayerNorm, no feed-forward, as the other graph methods have none); building the batch's
+  :class:`~graphfuse.nn.FlatGraph` is inside the timed step.
+* ``pyg-heteroconv-{gcn,gat}``, ``pyg-hgt``, ``dgl-{graphconv,gat}``: the same number of PyG / DGL
+  layers with a residual (DGL graph conversion is outside the timed step, like data loading).
+* ``dense-transformer``: ``torch.nn.TransformerEncoder`` (feed-forward 4x hidden) over each
+  sample's concatenated nodes with modality embeddings; ``early-fusion-mlp``: per-modality means,
+  concatenated, through an MLP.
+
+With ``--sizes``, every modality has n = 16, 64, 256 nodes, with full cross edges and with k-NN
+cross edges (k = 8; graphfuse methods recompute them from the embeddings before every block; the
+PyG / DGL layers take fixed edges, so they run only with full edges).
+
+Peak step memory is the peak growth of the resident set during one training step (after a warm-up
+step) in a fresh process per method whose allocator returns freed memory at once, so the resident
+set follows live tensors (CPU, Linux/glibc), or ``torch.cuda.max_memory_allocated`` (CUDA).
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import math
+import platform
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import torch
+import torch_geometric
+
+from graphfuse.bench.baselines import BASELINES, mean_per_sample
+from graphfuse.bench.timing import ALLOCATORS, configure_allocator, interleaved_seconds, return_freed_memory
+from graphfuse.datasets import WORDS, synthetic_samples
+from graphfuse.graph import CrossEdges, FullBipartite, GraphBuilder
+from graphfuse.modalities import AudioModality, ImageModality, TextModality, Tokenizer
+from graphfuse.nn import FlatGraph, FusionEncoder, NodeEncoders
+from graphfuse.typing import dgl_importable
+
+logger = logging.getLogger(__name__)
+
+GRAPHFUSE_CONVS = ("gcn", "gat", "hgt", "gated")
+METHODS = (*(f"graphfuse-{conv}" for conv in GRAPHFUSE_CONVS), "pyg-heteroconv-gcn", "pyg-heteroconv-gat", "pyg-hgt",
+           "dgl-graphconv", "dgl-gat", "dense-transformer", "early-fusion-mlp")
+SIZES = (16, 64, 256)
+CROSS = ("full", "knn")
+NUM_CLASSES = 10
+KNN = 8
+
+
+@dataclass(frozen=True)
+class Config:
+    tokens: int = 32
+    grid: int = 7
+    frames: int = 50
+    patch_size: int = 4
+    hidden: int = 128
+    layers: int = 2
+    heads: int = 4
+    batch_size: int = 64
+    cross: str = "full"
+    threads: int = 1
+    device: str = "cpu"
+
+    @property
+    def n(self) -> int | None:
+        """Nodes per modality when all modalities have the same count (the ``--sizes`` runs)."""
+        return self.tokens if self.tokens == self.grid ** 2 == self.frames else None
+
+
+def make_builder(config: Config) -> GraphBuilder:
+    modalities = {"text": TextModality(Tokenizer.from_corpus([WORDS]), max_length=max(512, config.tokens)),
+                  "image": ImageModality(patch_size=config.patch_size, channels=3), "audio": AudioModality()}
+    cross = [] if config.cross == "knn" else [CrossEdges(a, b, FullBipartite())
+                                               for a, b in itertools.combinations(modalities, 2)]
+    return GraphBuilder(modalities, cross=cross, max_edges_per_sample=None)
+
+
+def metadata(builder: GraphBuilder) -> tuple[list, list]:
+    """The builder's metadata with every cross-modal relation (k-NN fills them inside the model)."""
+    node_types, edge_types = builder.metadata()
+    cross = [(a, "to", b) for a, b in itertools.permutations(builder.modalities, 2)]
+    return node_types, [*edge_types, *(e for e in cross if e not in edge_types)]
+
+
+class GraphfuseFusion(torch.nn.Module):
+    def __init__(self, config: Config, meta, conv: str) -> None:
+        super().__init__()
+        knn = KNN if config.cross == "knn" else None
+        self.encoder = FusionEncoder(config.hidden, meta, config.layers, conv, knn=knn, heads=config.heads,
+                                     ffn_ratio=0, dropout=0.0)
+
+    def forward(self, h_dict, batch):
+        graph = FlatGraph.from_batch(batch, self.encoder.schema)
+        out = self.encoder(graph.flatten(h_dict), graph)
+        return mean_per_sample(graph.unflatten(out), batch.batch_dict, batch.num_graphs)
+
+
+class StepModel(torch.nn.Module):
+    """Encoders -> fusion -> head: what every method trains."""
+
+    def __init__(self, builder: GraphBuilder, fusion: torch.nn.Module, hidden: int) -> None:
+        super().__init__()
+        self.encoders = NodeEncoders.from_builder(builder, hidden)
+        self.fusion = fusion
+        self.head = torch.nn.Linear(hidden, NUM_CLASSES)
+
+    def forward(self, batch, graph) -> torch.Tensor:
+        return self.head(self.fusion(self.encoders(batch), graph))
+
+
+def available(method: str, config: Config) -> str | None:
+    """Why ``method`` cannot run in ``config``, or ``None``."""
+    if method.startswith("dgl-"):
+        if not dgl_importable():
+            return "DGL not importable"
+        if config.device != "cpu":
+            return "dgl 1.1.3 is CPU-only here"
+    if config.cross == "knn" and method.split("-")[0] in ("pyg", "dgl"):
+        return "fixed edges only"
+    return None
+
+
+def setup(method: str, config: Config, seed: int = 0):
+    """The model, the batch and a function running one training step."""
+    torch.manual_seed(seed)
+    builder = make_builder(config)
+    samples = synthetic_samples(config.batch_size, tokens=config.tokens, grid=config.grid,
+                                patch_size=config.patch_size, frames=config.frames, seed=seed)
+    batch = builder.collate([builder.featurize(s) for s in samples])
+    meta = metadata(builder)
+    device = torch.device(config.device)
+    batch = batch.to(device)
+    if method.startswith("graphfuse-"):
+        fusion, graph = GraphfuseFusion(config, meta, method.removeprefix("graphfuse-")), batch
+    else:
+        baseline = BASELINES[method]
+        fusion, graph = baseline.build(meta, config.hidden, config.layers, config.heads), baseline.prepare(batch)
+    model = StepModel(builder, fusion, config.hidden).to(device)
+    target = torch.randint(0, NUM_CLASSES, (config.batch_size,), device=device)
+    model(batch, graph)  # materialise lazy sizes before the optimiser sees the parameters
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(batch, graph), target)
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    return step
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith(field + ":"))
+    return int(line.split()[1]) / 1024
+
+
+def peak_step_mb(method: str, config: Config) -> float:
+    """Peak memory of a training step (see the module docstring); run in a fresh process on CPU."""
+    torch.set_num_threads(config.threads)
+    if not config.device.startswith("cuda") and not return_freed_memory():
+        raise RuntimeError("peak memory on CPU needs glibc's mallopt to follow live memory")
+    step = setup(method, config)
+    step()
+    if config.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        step()
+        return (torch.cuda.max_memory_allocated() - before) / 2 ** 20
+    before = _status_mb("VmRSS")
+    with open("/proc/self/clear_refs", "w") as clear_refs:  # resets the peak resident set (VmHWM)
+        clear_refs.write("5")
+    step()
+    return _status_mb("VmHWM") - before
+
+
+def _probe_in_subprocess(method: str, config: Config) -> float | None:
+    code = ("import json,sys; from graphfuse.bench.throughput import Config, peak_step_mb; "
+            "print(json.dumps(peak_step_mb(sys.argv[1], Config(**json.loads(sys.argv[2])))))")
+    result = subprocess.run([sys.executable, "-c", code, method, json.dumps(asdict(config))],
+                            capture_output=True, text=True, timeout=900)
+    if result.returncode:
+        logger.warning("memory probe of %s failed: %s", method, result.stderr.strip().splitlines()[-1:])
+        return None
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def measure(config: Config, methods: list[str], rounds: int) -> list[dict[str, Any]]:
+    """One configuration: every available method timed side by side, then its peak memory."""
+    runnable, rows = {}, []
+    for method in methods:
+        reason = available(method, config)
+        if reason is None:
+            runnable[method] = setup(method, config)
+        else:
+            logger.info("skipping %s (n=%s, cross=%s): %s", method, config.n, config.cross, reason)
+    seconds = interleaved_seconds(runnable, rounds, min_seconds=0.2)
+    for method, value in seconds.items():
+        peak = (peak_step_mb(method, config) if config.device.startswith("cuda")
+                else _probe_in_subprocess(method, config))
+        rows.append({"method": method, "n": config.n, "cross": config.cross,
+                     "samples_per_s": config.batch_size / value, "peak_mb": peak})
+    for row in rows:
+        for key, reference in (("vs_dense_transformer", "dense-transformer"),
+                               ("vs_pyg_heteroconv", "pyg-heteroconv-gcn")):
+            base = next((r["samples_per_s"] for r in rows if r["method"] == reference), None)
+            row[key] = row["samples_per_s"] / base if base else None
+    return rows
+
+
+def configs(base: Config, sizes: bool) -> list[Config]:
+    if not sizes:
+        return [base]
+    return [base] + [replace(base, tokens=n, grid=int(math.isqrt(n)), frames=n, cross=cross)
+                     for n in SIZES for cross in CROSS]
+
+
+def format_table(results: list[dict[str, Any]]) -> str:
+    lines = ["| method | n | cross | samples/s | peak MB | vs dense-transformer | vs pyg-heteroconv |",
+             "|---|---:|---|---:|---:|---:|---:|"]
+
+    def fmt(value, spec):
+        return "n/a" if value is None else format(value, spec)
+
+    for row in results:
+        lines.append(f"| {row['method']} | {row['n'] or 'default'} | {row['cross']} | {row['samples_per_s']:.1f} | "
+                     f"{fmt(row['peak_mb'], '.0f')} | {fmt(row['vs_dense_transformer'], '.2f')}x | "
+                     f"{fmt(row['vs_pyg_heteroconv'], '.2f')}x |")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", action="store_true", help=f"also n = {SIZES} nodes per modality, full and k-NN")
+    parser.add_argument("--quick", action="store_true", help="the default config only, few rounds (< 5 minutes)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved measurement rounds (median reported)")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--allocator", choices=ALLOCATORS, default="tuned")
+
+
+def main(args: argparse.Namespace) -> dict:
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise SystemExit(f"error: unknown methods {unknown}; choose from {list(METHODS)}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda but torch sees no CUDA device")
+    torch.set_num_threads(args.threads)
+    allocator = configure_allocator(args.allocator)
+    base = Config(hidden=args.hidden, layers=args.layers, heads=args.heads, batch_size=args.batch_size,
+                  threads=args.threads, device=args.device)
+    results = []
+    for config in configs(base, args.sizes and not args.quick):
+        logger.info("measuring n=%s cross=%s", config.n or "default", config.cross)
+        results.extend(measure(config, methods, 3 if args.quick else args.rounds))
+    report = {"config": {**asdict(base), "knn": KNN, "sizes": list(SIZES) if args.sizes else [],
+                         "allocator": allocator, "torch": torch.__version__,
+                         "torch_geometric": torch_geometric.__version__,
+                         "machine": platform.processor() or platform.machine(),
+                         "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"},
+              "results": results}
+    print(format_table(results))
+    return report

@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+from graphfuse.nn import FeatureEncoder, FrameEncoder, NodeEncoders, PatchEncoder, TokenEncoder
+
+
+def test_token_encoder():
+    encoder = TokenEncoder(10, 8, max_positions=6)
+    ids, pos = torch.tensor([1, 0, 9]), torch.tensor([0, 1, 5])
+    out = encoder(ids, pos)
+    assert out.shape == (3, 8)
+    torch.testing.assert_close(out, encoder.token(ids) + encoder.position(pos))
+    assert torch.equal(encoder(torch.tensor([0])), torch.zeros(1, 8))  # the padding id
+    with pytest.raises(ValueError, match="token id 10 but has a vocabulary of 10"):
+        encoder(torch.tensor([10]))
+    with pytest.raises(ValueError, match="max_positions"):
+        encoder(ids, torch.tensor([0, 1, 6]))
+    with pytest.raises(ValueError, match="long tensor"):
+        encoder(torch.randn(3, 4))
+
+
+def test_patch_encoder_lazy():
+    encoder = PatchEncoder(-1, 8, max_grid=4)
+    x, pos = torch.randn(5, 12), torch.tensor([[0, 0], [0, 1], [1, 0], [3, 3], [2, 1]])
+    out = encoder(x, pos)
+    assert out.shape == (5, 8) and encoder.proj.in_features == 12
+    torch.testing.assert_close(out, encoder.proj(x) + encoder.row(pos[:, 0]) + encoder.col(pos[:, 1]))
+    assert encoder(torch.randint(0, 255, (2, 12), dtype=torch.uint8)).dtype == torch.float32
+    with pytest.raises(ValueError, match="max_grid"):
+        encoder(x, torch.tensor([[0, 0], [0, 1], [1, 0], [4, 3], [2, 1]]))
+    with pytest.raises(ValueError, match=r"\[N, 2\]"):
+        encoder(x, torch.zeros(5, dtype=torch.long))
+
+
+def test_frame_and_feature_encoders():
+    frames = FrameEncoder(-1, 6)
+    x = torch.randn(4, 10)
+    plain = frames(x)
+    assert plain.shape == (4, 6) and frames.proj.in_features == 10
+    by_index = frames(x, pos=torch.arange(4))
+    by_time = frames(x, pos=torch.arange(4), time=torch.tensor([[0.0, 0.01], [0.01, 0.02], [0.02, 0.03],
+                                                                [0.03, 0.04]]))
+    torch.testing.assert_close(by_index, by_time)  # 10 ms frames at time_scale 100 are positions 0..3
+    assert not torch.allclose(plain, by_index)
+    features = FeatureEncoder(-1, 5)
+    assert features(torch.randn(3, 7)).shape == (3, 5)
+    assert FeatureEncoder(7, 5)(torch.randint(0, 3, (2, 7))).shape == (2, 5)
+    with pytest.raises(ValueError, match="in_channels"):
+        FeatureEncoder(0, 5)
+
+
+def test_node_encoders_from_builder(fusion_builder, batch):
+    encoders = NodeEncoders.from_builder(fusion_builder, 16)
+    assert list(encoders) == ["text", "image", "audio"]
+    assert isinstance(encoders["text"], TokenEncoder)
+    assert isinstance(encoders["image"], PatchEncoder)
+    assert isinstance(encoders["audio"], FrameEncoder)
+    h = encoders(batch)
+    assert {t: tuple(v.shape) for t, v in h.items()} == {t: (batch[t].num_nodes, 16) for t in batch.node_types}
+    assert all(torch.isfinite(v).all() for v in h.values())
+    sum(v.sum() for v in h.values()).backward()
+    assert encoders["image"].proj.weight.grad is not None
+
+
+def test_node_encoders_missing_features(fusion_builder, batch):
+    encoders = NodeEncoders.from_builder(fusion_builder, 4)
+    data = batch.clone()
+    del data["audio"].x
+    with pytest.raises(ValueError, match="'audio'"):
+        encoders(data)

@@ -1,0 +1,80 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from graphfuse.nn import DynamicKNNEdges, FlatGraph, RelationalGCNConv
+
+CROSS = [("text", "to", "image"), ("image", "to", "text"), ("text", "to", "audio"), ("audio", "to", "text"),
+         ("image", "to", "audio"), ("audio", "to", "image")]
+
+
+@pytest.mark.parametrize("k", [1, 3, 100])
+def test_edges_stay_within_samples_and_count(k, metadata, flat_graph, features):
+    knn = DynamicKNNEdges(k, metadata)
+    assert knn.relations == CROSS
+    edges = knn.edges(features(flat_graph, 8), flat_graph)
+    assert list(edges) == CROSS
+    node_types = list(metadata[0])
+    batch = flat_graph.unflatten(flat_graph.node_batch)
+    for (src, _, dst), ei in edges.items():
+        assert ei.dtype == torch.long
+        assert torch.equal(batch[src][ei[0]], batch[dst][ei[1]])  # never across samples
+        n_src = torch.bincount(batch[src], minlength=flat_graph.num_samples)
+        expected = torch.minimum(n_src, torch.tensor(k))[batch[dst]]
+        received = torch.bincount(ei[1], minlength=flat_graph.num_nodes_per_type[node_types.index(dst)])
+        assert torch.equal(received, expected)
+        assert torch.unique(ei, dim=1).size(1) == ei.size(1)  # no repeated edge
+
+
+def test_neighbours_are_top_cosine(metadata):
+    generator = torch.Generator().manual_seed(0)
+    sizes = {"text": 5, "image": 7}
+    batches = {"text": torch.tensor([0, 0, 0, 1, 1]), "image": torch.tensor([0, 0, 0, 0, 1, 1, 1])}
+    graph = FlatGraph.from_dicts(metadata, sizes, {}, batches)
+    x = torch.randn(graph.num_nodes, 6, generator=generator)
+    x_dict = graph.unflatten(x)
+    edges = DynamicKNNEdges(2, metadata, relations=[("image", "to", "text")]).edges(x, graph)
+    ei = edges["image", "to", "text"]
+    similarity = F.normalize(x_dict["text"], dim=-1) @ F.normalize(x_dict["image"], dim=-1).T
+    for i in range(5):
+        same = (batches["image"] == batches["text"][i]).nonzero().flatten()
+        best = same[similarity[i, same].topk(2).indices]
+        assert set(ei[0, ei[1] == i].tolist()) == set(best.tolist())
+
+
+def test_forward_replaces_only_the_chosen_relations(metadata, flat_graph, features):
+    graph = DynamicKNNEdges(2, metadata)(features(flat_graph, 8), flat_graph)
+    assert isinstance(graph, FlatGraph) and graph.num_nodes == flat_graph.num_nodes
+    for r, edge_type in enumerate(metadata[1]):
+        if edge_type in CROSS:
+            assert not graph.dense[r]
+        else:
+            assert torch.equal(graph.edge_index[r], flat_graph.edge_index[r])
+
+
+def test_no_gradient_through_selection_but_layers_learn(metadata, flat_graph, features):
+    knn = DynamicKNNEdges(2, metadata)
+    conv = RelationalGCNConv(8, 4, metadata)
+    x = features(flat_graph, 8, torch.float32).requires_grad_()
+    edges = knn.edges(x, flat_graph)
+    assert all(not ei.requires_grad for ei in edges.values())
+    conv(x, knn(x, flat_graph)).square().sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+
+
+def test_errors(metadata, flat_graph):
+    with pytest.raises(ValueError, match="'k'"):
+        DynamicKNNEdges(0, metadata)
+    with pytest.raises(ValueError, match="oops"):
+        DynamicKNNEdges(2, metadata, relations=[("text", "oops", "image")])
+    with pytest.raises(ValueError, match="at least one relation"):
+        DynamicKNNEdges(2, (["text"], [("text", "seq", "text")]))
+    other = DynamicKNNEdges(2, (["text", "image"], [("text", "to", "image")]))
+    with pytest.raises(ValueError, match="edge types"):
+        other(torch.randn(flat_graph.num_nodes, 4), flat_graph)
+
+
+def test_repr(metadata):
+    knn = DynamicKNNEdges(3, metadata, relations=[("text", "to", "image")])
+    assert repr(knn) == "DynamicKNNEdges(k=3, relations=[('text', 'to', 'image')])"
