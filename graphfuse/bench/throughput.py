@@ -54,6 +54,8 @@ SIZES = (16, 64, 256)
 CROSS = ("full", "knn")
 NUM_CLASSES = 10
 KNN = 8
+# PyG / DGL layers materialise [E, hidden] messages: beyond this many edges a batch does not fit.
+MAX_BASELINE_EDGES = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -124,8 +126,13 @@ def available(method: str, config: Config) -> str | None:
             return "DGL not importable"
         if config.device != "cpu":
             return "dgl 1.1.3 is CPU-only here"
-    if config.cross == "knn" and method.split("-")[0] in ("pyg", "dgl"):
-        return "fixed edges only"
+    if method.split("-")[0] in ("pyg", "dgl"):
+        if config.cross == "knn":
+            return "fixed edges only"
+        cross_edges = 6 * config.batch_size * max(config.tokens, config.grid ** 2, config.frames) ** 2
+        if cross_edges > MAX_BASELINE_EDGES:
+            gigabytes = cross_edges * config.hidden * 4 / 1e9
+            return f"{cross_edges / 1e6:.0f}M cross edges: per-edge messages alone need {gigabytes:.0f} GB"
     return None
 
 
