@@ -237,13 +237,13 @@ def format_table(results: list[dict[str, Any]]) -> str:
     lines = ["| method | n | cross | samples/s | peak MB | vs dense-transformer | vs pyg-heteroconv |",
              "|---|---:|---|---:|---:|---:|---:|"]
 
-    def fmt(value, spec):
-        return "n/a" if value is None else format(value, spec)
+    def fmt(value, spec, unit=""):
+        return "n/a" if value is None else format(value, spec) + unit
 
     for row in results:
         lines.append(f"| {row['method']} | {row['n'] or 'default'} | {row['cross']} | {row['samples_per_s']:.1f} | "
-                     f"{fmt(row['peak_mb'], '.0f')} | {fmt(row['vs_dense_transformer'], '.2f')}x | "
-                     f"{fmt(row['vs_pyg_heteroconv'], '.2f')}x |")
+                     f"{fmt(row['peak_mb'], '.0f')} | {fmt(row['vs_dense_transformer'], '.2f', 'x')} | "
+                     f"{fmt(row['vs_pyg_heteroconv'], '.2f', 'x')} |")
     return "\n".join(lines)
 
 
