@@ -451,9 +451,14 @@ class FlatGraph:
             xs.append(x)
         return torch.cat(xs) if len(xs) > 1 else xs[0]
 
+    def split(self, x: Tensor) -> tuple[Tensor, ...]:
+        """A flat tensor's per-node-type parts (``torch.split``: its backward concatenates, where
+        slicing would zero-fill a full-size gradient per part)."""
+        return torch.split(x, self.num_nodes_per_type)
+
     def unflatten(self, x: Tensor) -> dict[NodeType, Tensor]:
         """A flat ``[num_nodes, ...]`` tensor back as ``x_dict``."""
-        return {t: x[self.offsets[i]:self.offsets[i + 1]] for i, t in enumerate(self.schema.node_types)}
+        return dict(zip(self.schema.node_types, self.split(x), strict=True))
 
     def __repr__(self) -> str:
         dense = [self.schema.edge_types[r] for r, d in enumerate(self.dense) if d]

@@ -71,9 +71,6 @@ class RelationalConv(torch.nn.Module):
     def propagate_flat(self, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[Tensor, dict | None]:
         raise NotImplementedError
 
-    def type_slices(self, graph: FlatGraph) -> list[slice]:
-        return [slice(graph.offsets[t], graph.offsets[t + 1]) for t in range(self.schema.num_node_types)]
-
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "
                 f"num_relations={self.schema.num_relations})")

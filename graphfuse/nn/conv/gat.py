@@ -100,14 +100,14 @@ class RelationalGATConv(RelationalConv):
         src_logit = (weight * self.att_src.unsqueeze(1)).sum(-1)
         dst_logit = (weight * self.att_dst.unsqueeze(1)).sum(-1)
         values, src_logits, dst_logits, roots = [], [], [], []
-        for t, rows in enumerate(self.type_slices(graph)):
+        for t, node in enumerate(graph.split(x)):
             out_rel, in_rel = list(schema.out_relations[t]), list(schema.in_relations[t])
             weights = [self.weight[out_rel].permute(1, 0, 2).reshape(self.in_channels, -1),
                        src_logit[out_rel].permute(1, 0, 2).reshape(self.in_channels, -1),
                        dst_logit[in_rel].permute(1, 0, 2).reshape(self.in_channels, -1)]
             if self.root is not None:
                 weights.append(self.root[t])
-            parts = torch.split(x[rows] @ torch.cat(weights, 1), [w.size(1) for w in weights], dim=1)
+            parts = torch.split(node @ torch.cat(weights, 1), [w.size(1) for w in weights], dim=1)
             values.append(parts[0].reshape(-1, H, C))
             src_logits.append(parts[1].reshape(-1, H))
             dst_logits.append(parts[2].reshape(-1, H))

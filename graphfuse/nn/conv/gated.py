@@ -74,10 +74,9 @@ class GatedRelationalConv(RelationalConv):
         schema = self.schema
         means, received = relation_aggregate(x, graph, self.normalize)
         outs = []
-        for t, rows in enumerate(self.type_slices(graph)):
+        for t, node in enumerate(graph.split(x)):
             in_rel = list(schema.in_relations[t])
-            node = x[rows]
-            start, n = graph.group_row_offsets[t], rows.stop - rows.start
+            start, n = graph.group_row_offsets[t], node.size(0)
             parts = [node @ self.root[t]] if self.root is not None else []
             if in_rel:
                 grouped = means[start:start + n * len(in_rel)].view(n, len(in_rel), x.size(-1))

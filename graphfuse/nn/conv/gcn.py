@@ -86,15 +86,16 @@ class RelationalGCNConv(RelationalConv):
         inverse_count = self._inverse_relation_count(graph) if self.aggr == "mean" else None
         dense = self._dense_messages(x, graph)
         outs = []
-        for t, rows in enumerate(self.type_slices(graph)):
-            relations, n = adjacency.relations[t], rows.stop - rows.start
+        counts = graph.split(inverse_count) if inverse_count is not None else None
+        for t, node in enumerate(graph.split(x)):
+            relations, n = adjacency.relations[t], node.size(0)
             grouped = neighbours[adjacency.type_offsets[t]:adjacency.type_offsets[t + 1]].view(
                 n, len(relations) * x.size(-1))
             if inverse_count is not None:
-                grouped = grouped * inverse_count[rows].unsqueeze(-1).to(grouped.dtype)
+                grouped = grouped * counts[t].unsqueeze(-1).to(grouped.dtype)
             inputs, weights = [grouped], [self.weight[relations].reshape(-1, self.out_channels)]
             if self.root is not None:
-                inputs.append(x[rows])
+                inputs.append(node)
                 weights.append(self.root[t])
             outs.append(torch.cat(inputs, 1) @ torch.cat(weights, 0))
         out = torch.cat(outs) if len(outs) > 1 else outs[0]

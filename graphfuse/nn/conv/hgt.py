@@ -81,9 +81,9 @@ class RelationalHGTConv(RelationalConv):
         schema, H = self.schema, self.heads
         D = self.out_channels // H
         queries, keys, values = [], [], []
-        for t, rows in enumerate(self.type_slices(graph)):
+        for t, node in enumerate(graph.split(x)):
             out_rel = list(schema.out_relations[t])
-            k, q, v = (x[rows] @ self.kqv_weight[t] + self.kqv_bias[t]).view(-1, 3, H, D).unbind(1)
+            k, q, v = (node @ self.kqv_weight[t] + self.kqv_bias[t]).view(-1, 3, H, D).unbind(1)
             queries.append(q)
             # Relation transforms per head, priors folded into the keys: score = q . (k W_att mu) / sqrt(D).
             key_rel = self.k_rel[out_rel] * self.p_rel[out_rel].view(len(out_rel), H, 1, 1)
@@ -103,7 +103,7 @@ class RelationalHGTConv(RelationalConv):
         if per_relation:
             out = out.new_zeros(graph.num_nodes, H, D).index_add(0, graph.group_node, out)
         out = F.gelu(out.reshape(-1, self.out_channels))
-        outs = [out[rows] @ self.out_weight[t] + self.out_bias[t] for t, rows in enumerate(self.type_slices(graph))]
+        outs = [part @ self.out_weight[t] + self.out_bias[t] for t, part in enumerate(graph.split(out))]
         out = torch.cat(outs) if len(outs) > 1 else outs[0]
         if self.in_channels == self.out_channels:
             gate = torch.sigmoid(self.skip)[graph.node_type].unsqueeze(-1)
