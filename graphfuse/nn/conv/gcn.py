@@ -87,17 +87,16 @@ class RelationalGCNConv(RelationalConv):
         dense = self._dense_messages(x, graph)
         outs = []
         counts = graph.split(inverse_count) if inverse_count is not None else None
-        for t, node in enumerate(graph.split(x)):
-            relations, n = adjacency.relations[t], node.size(0)
-            grouped = neighbours[adjacency.type_offsets[t]:adjacency.type_offsets[t + 1]].view(
-                n, len(relations) * x.size(-1))
+        sizes = [end - start for start, end in zip(adjacency.type_offsets, adjacency.type_offsets[1:], strict=False)]
+        for t, (node, grouped) in enumerate(zip(graph.split(x), torch.split(neighbours, sizes), strict=True)):
+            relations = adjacency.relations[t]
+            grouped = grouped.view(node.size(0), len(relations) * x.size(-1))
             if inverse_count is not None:
                 grouped = grouped * counts[t].unsqueeze(-1).to(grouped.dtype)
-            inputs, weights = [grouped], [self.weight[relations].reshape(-1, self.out_channels)]
+            out = grouped @ self.weight[relations].reshape(-1, self.out_channels)
             if self.root is not None:
-                inputs.append(node)
-                weights.append(self.root[t])
-            outs.append(torch.cat(inputs, 1) @ torch.cat(weights, 0))
+                out = out + node @ self.root[t]
+            outs.append(out)
         out = torch.cat(outs) if len(outs) > 1 else outs[0]
         if dense is not None:
             dense = dense[graph.type_sample]
