@@ -185,7 +185,7 @@ def edge_layout(graph: FlatGraph, group: Tensor, num_groups: int, key: tuple) ->
 
 
 class EdgeAttention(torch.autograd.Function):
-    """``out[g, h] = sum over edges e into g of weight[e, h] * values[source(e), h]`` as one sparse
+    """``out[h, g] = sum over edges e into g of weight[h, e] * values[h, source(e)]`` as one sparse
     matrix product per head, without per-edge ``[E, H, C]`` tensors in forward or backward (the
     weights' gradient is a sampled dense-dense product)."""
 
@@ -193,15 +193,15 @@ class EdgeAttention(torch.autograd.Function):
     def forward(ctx, weight: Tensor, values: Tensor, layout: EdgeLayout):
         dtype = values.dtype
         compute = torch.float32 if dtype in _LOW_PRECISION else dtype  # CPU sparse kernels lack bfloat16
-        weight, by_head = weight.to(compute), values.to(compute).permute(1, 0, 2).contiguous()
+        weight, by_head = weight.to(compute), values.to(compute).contiguous()
         with torch.autocast(device_type=values.device.type, enabled=False):
-            heads = [torch.sparse.mm(_csr(layout.crow, layout.col, weight[layout.order, h],
+            heads = [torch.sparse.mm(_csr(layout.crow, layout.col, weight[h, layout.order],
                                           (layout.num_groups, layout.num_sources)), by_head[h])
-                     for h in range(weight.size(1))]
+                     for h in range(weight.size(0))]
         ctx.layout = layout
         ctx.save_for_backward(weight, by_head)
         ctx.dtype = dtype
-        return torch.stack(heads, 1).to(dtype)
+        return torch.stack(heads).to(dtype)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
@@ -212,18 +212,18 @@ class EdgeAttention(torch.autograd.Function):
     def _backward(ctx, grad_out: Tensor):
         weight, by_head = ctx.saved_tensors
         layout = ctx.layout
-        grad_by_head = grad_out.to(weight.dtype).permute(1, 0, 2).contiguous()
+        grad_by_head = grad_out.to(weight.dtype).contiguous()
         grad_weight = torch.empty_like(weight)
         grad_values = []
         pattern = _csr(layout.crow, layout.col, torch.ones_like(layout.col, dtype=weight.dtype),
                        (layout.num_groups, layout.num_sources))
-        for h in range(weight.size(1)):
-            transposed = _csr(layout.transposed_crow, layout.transposed_col, weight[layout.transposed_order, h],
+        for h in range(weight.size(0)):
+            transposed = _csr(layout.transposed_crow, layout.transposed_col, weight[h, layout.transposed_order],
                               (layout.num_sources, layout.num_groups))
             grad_values.append(torch.sparse.mm(transposed, grad_by_head[h]))
             sampled = torch.sparse.sampled_addmm(pattern, grad_by_head[h], by_head[h].t(), beta=0.0)
-            grad_weight[layout.order, h] = sampled.values()
-        return grad_weight.to(ctx.dtype), torch.stack(grad_values, 1).to(ctx.dtype), None
+            grad_weight[h, layout.order] = sampled.values()
+        return grad_weight.to(ctx.dtype), torch.stack(grad_values).to(ctx.dtype), None
 
 
 def relational_attention(graph: FlatGraph, values: Tensor, sparse_scores: Tensor, dense_scores: Tensor | None,
@@ -233,67 +233,70 @@ def relational_attention(graph: FlatGraph, values: Tensor, sparse_scores: Tensor
     r"""Softmax attention over all edges of the batch: ``[G, H, C]`` with ``G`` the flat nodes
     (softmax across all incoming relations) or the group rows (``per_relation``).
 
+    Tensors are head-first, so that each head's part is contiguous for the matrix products.
+
     Args:
-        values: ``[num_source_rows, H, C]`` per (source node, relation) values.
+        values: ``[H, num_source_rows, C]`` per (source node, relation) values.
         sparse_scores: ``[E, H]`` scores of ``graph.sparse_edges(self_loops)``.
         dense_scores: ``[R_d, B, H, L_dst, L_src]`` scores of ``graph.dense_blocks(self_loops)``.
         dense_parts: instead of ``dense_scores``, the dense blocks already reduced per destination:
-            ``(shift [R_d, B, L, H], total [R_d, B, L, H], out [R_d, B, L, H, C])``, the sums of
+            ``(shift [H, R_d, B, L], total [H, R_d, B, L], out [H, R_d, B, L, C])``, the sums of
             ``exp(score - shift)`` and of ``exp(score - shift) * value`` (``shift`` is ``-inf`` for
-            padding and for destinations without sources).
+            padding and for destinations without sources, where the sums are ignored).
         return_weights: also return ``{edge_type: (edge_index, alpha [E_r, H])}`` in each
             relation's input edge order (added self loops last).
     """
     edges = graph.sparse_edges(self_loops)
     blocks = graph.dense_blocks(self_loops)
-    heads = values.size(1)
+    heads, channels = values.size(0), values.size(-1)
     num_groups = graph.num_group_rows if per_relation else graph.num_nodes
     sparse_group = edges.group_row if per_relation else edges.dst
-    maximum = values.new_full((num_groups, heads), float("-inf"), dtype=sparse_scores.dtype)
-    maximum = maximum.scatter_reduce(0, sparse_group.unsqueeze(-1).expand(-1, heads), sparse_scores.detach(), "amax")
-    if blocks is not None and dense_parts is not None:
-        dense_group = blocks.dst_group_row if per_relation else blocks.dst_node
-        maximum = maximum.scatter_reduce(0, dense_group.flatten().unsqueeze(-1).expand(-1, heads),
-                                         dense_parts[0].flatten(0, 2).to(maximum.dtype), "amax")
-    elif blocks is not None:
-        dense_group = blocks.dst_group_row if per_relation else blocks.dst_node
-        mask = (blocks.dst_valid.unsqueeze(-1) & blocks.src_valid.unsqueeze(-2)).unsqueeze(2)
-        dense_scores = dense_scores.masked_fill(~mask, float("-inf"))
-        block_max = dense_scores.detach().amax(-1).transpose(2, 3)
-        maximum = maximum.scatter_reduce(0, dense_group.flatten().unsqueeze(-1).expand(-1, heads),
-                                         block_max.flatten(0, 2).to(maximum.dtype), "amax")
+    scores = sparse_scores.t()
+    maximum = scores.new_full((heads, num_groups), float("-inf"))
+    maximum = maximum.scatter_reduce(1, sparse_group.expand(heads, -1), scores.detach(), "amax")
+    dense_group = None
+    if blocks is not None:
+        dense_group = (blocks.dst_group_row if per_relation else blocks.dst_node).flatten()
+        if dense_parts is None:
+            mask = (blocks.dst_valid.unsqueeze(-1) & blocks.src_valid.unsqueeze(-2)).unsqueeze(2)
+            dense_scores = dense_scores.masked_fill(~mask, float("-inf")).permute(2, 0, 1, 3, 4)
+            block_max = dense_scores.detach().amax(-1)
+        else:
+            block_max = dense_parts[0]
+        maximum = maximum.scatter_reduce(1, dense_group.expand(heads, -1), block_max.flatten(1).to(maximum.dtype),
+                                         "amax")
     maximum = torch.where(torch.isfinite(maximum), maximum, torch.zeros_like(maximum))
 
-    weights = torch.exp(sparse_scores - maximum[sparse_group])
-    total = weights.new_zeros(num_groups, heads).index_add(0, sparse_group, weights)
+    weights = torch.exp(scores - maximum[:, sparse_group])
+    total = weights.new_zeros(heads, num_groups).index_add(1, sparse_group, weights)
     kept = _dropout(weights, dropout, training)
     if edges.num_edges:
         layout = edge_layout(graph, sparse_group, num_groups, ("group" if per_relation else "node", self_loops))
         out = EdgeAttention.apply(kept, values, layout)
     else:
-        out = values.new_zeros(num_groups, heads, values.size(-1))
+        out = values.new_zeros(heads, num_groups, channels)
     dense_weights = None
-    if blocks is not None and dense_parts is not None:
-        shift, block_total, block_out = dense_parts
-        factor = torch.exp(shift - maximum[dense_group])
-        total = total.index_add(0, dense_group.flatten(), (block_total * factor).flatten(0, 2).to(total.dtype))
-        out = out.index_add(0, dense_group.flatten(),
-                            (block_out * factor.unsqueeze(-1).to(block_out.dtype)).flatten(0, 2).to(out.dtype))
-    elif blocks is not None:
-        shift = maximum[dense_group].transpose(2, 3).unsqueeze(-1)
-        dense_weights = torch.exp(dense_scores - shift)
-        total = total.index_add(0, dense_group.flatten(), dense_weights.sum(-1).transpose(2, 3).flatten(0, 2))
-        kept = _dropout(dense_weights, dropout, training)
-        block_values = values[blocks.src_row]
-        block_out = torch.einsum("rbhij,rbjhc->rbihc", kept.to(block_values.dtype), block_values)
-        out = out.index_add(0, dense_group.flatten(), block_out.flatten(0, 2).to(out.dtype))
+    if blocks is not None:
+        shift = maximum[:, dense_group].view_as(block_max)
+        if dense_parts is not None:
+            _, block_total, block_out = dense_parts
+            factor = torch.exp(block_max - shift)  # 0 where block_max is -inf (padding, no sources)
+            block_total = block_total * factor
+            block_out = block_out * factor.unsqueeze(-1).to(block_out.dtype)
+        else:
+            dense_weights = torch.exp(dense_scores - shift.unsqueeze(-1))
+            block_total = dense_weights.sum(-1)
+            block_values = values[:, blocks.src_row]
+            block_out = torch.matmul(_dropout(dense_weights, dropout, training).to(block_values.dtype), block_values)
+        total = total.index_add(1, dense_group, block_total.flatten(1).to(total.dtype))
+        out = out.index_add(1, dense_group, block_out.flatten(1, 3).to(out.dtype))
     safe_total = torch.where(total > 0, total, torch.ones_like(total))
-    out = out / safe_total.unsqueeze(-1).to(out.dtype)
+    out = (out / safe_total.unsqueeze(-1).to(out.dtype)).permute(1, 0, 2)
     if not return_weights:
         return out, None
-    return out, _attention_weights(graph, edges, blocks, weights / safe_total[sparse_group],
-                                   None if blocks is None else dense_weights / safe_total[dense_group].transpose(
-                                       2, 3).unsqueeze(-1))
+    dense_alpha = None if dense_weights is None else dense_weights / safe_total[:, dense_group].view_as(
+        block_max).unsqueeze(-1)
+    return out, _attention_weights(graph, edges, blocks, (weights / safe_total[:, sparse_group]).t(), dense_alpha)
 
 
 def _dropout(weights: Tensor, p: float, training: bool) -> Tensor:
@@ -308,7 +311,7 @@ def _attention_weights(graph: FlatGraph, edges, blocks, sparse_alpha: Tensor, de
         if blocks is not None and r in blocks.relation.tolist():
             i = blocks.relation.tolist().index(r)
             valid = blocks.src_valid[i].unsqueeze(-1) & blocks.dst_valid[i].unsqueeze(-2)
-            alpha = dense_alpha[i].permute(0, 3, 2, 1)[valid]
+            alpha = dense_alpha[:, i].permute(1, 3, 2, 0)[valid]
             result[edge_type] = (graph.edge_index[r], alpha)
             continue
         chosen = edges.relation == r  # input order, added self loops last

@@ -45,7 +45,9 @@ class BlockAttention(torch.autograd.Function):
         F.leaky_relu(weights, negative_slope, inplace=True)
         weights.sub_(shift.unsqueeze(-1)).exp_()
         total = weights.sum(-1)
-        out = torch.matmul(weights, values)
+        n_dst, n_src = weights.shape[-2:]
+        out = torch.bmm(weights.view(-1, n_dst, n_src), values.reshape(-1, n_src, values.size(-1))).view(
+            *weights.shape[:-1], values.size(-1))
         ctx.negative_slope = negative_slope
         ctx.save_for_backward(weights, values, shift)
         ctx.mark_non_differentiable(shift)
@@ -76,17 +78,18 @@ class BlockAttention(torch.autograd.Function):
 
 def bipartite_gat(src_logit: Tensor, dst_logit: Tensor, values: Tensor, src_valid: Tensor, dst_valid: Tensor,
                   negative_slope: float) -> tuple[Tensor, Tensor, Tensor]:
-    """``dense_parts`` of complete bipartite GAT blocks: ``[R, B, L, H]`` logits, ``[R, B, L, H, C]``
-    values and ``[R, B, L]`` validity masks in, ``(shift, total, out)`` laid out ``[R, B, L, H(, C)]`` out."""
-    if src_logit.size(2) >= SORTED_BLOCK_SIZE:
-        return sorted_bipartite_gat(src_logit, dst_logit, values, src_valid, dst_valid, negative_slope)
-    # Contiguous [R, B, H, L] logits keep the score block contiguous (else matmul copies it).
-    b = src_logit.masked_fill(~src_valid.unsqueeze(-1), float("-inf")).transpose(2, 3).contiguous()
-    shift, total, out = BlockAttention.apply(dst_logit.transpose(2, 3).contiguous(), b,
-                                             values.transpose(2, 3).contiguous(), negative_slope)
-    present = (dst_valid.unsqueeze(-1) & src_valid.any(-1, keepdim=True).unsqueeze(-1))
-    shift = shift.transpose(2, 3).masked_fill(~present, float("-inf"))
-    return shift, total.transpose(2, 3) * present, out.transpose(2, 3) * present.unsqueeze(-1)
+    """``dense_parts`` of complete bipartite GAT blocks, head-first: ``[H, R, B, L]`` logits,
+    ``[H, R, B, L, C]`` values and ``[R, B, L]`` validity masks in, ``(shift, total, out)`` out
+    (``shift`` is ``-inf`` at padding and where a sample has no sources)."""
+    if src_logit.size(-1) >= SORTED_BLOCK_SIZE:
+        shift, total, out = sorted_bipartite_gat(src_logit.permute(1, 2, 3, 0), dst_logit.permute(1, 2, 3, 0),
+                                                 values.permute(1, 2, 3, 0, 4), src_valid, dst_valid,
+                                                 negative_slope)
+        return shift.permute(3, 0, 1, 2), total.permute(3, 0, 1, 2), out.permute(3, 0, 1, 2, 4)
+    b = src_logit.masked_fill(~src_valid, float("-inf")).contiguous()
+    shift, total, out = BlockAttention.apply(dst_logit.contiguous(), b, values.contiguous(), negative_slope)
+    present = dst_valid & src_valid.any(-1, keepdim=True)
+    return shift.masked_fill(~present, float("-inf")), total, out
 
 
 def sorted_bipartite_gat(src_logit: Tensor, dst_logit: Tensor, values: Tensor, src_valid: Tensor,

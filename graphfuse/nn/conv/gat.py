@@ -108,12 +108,13 @@ class RelationalGATConv(RelationalConv):
             if self.root is not None:
                 weights.append(self.root[t])
             parts = torch.split(node @ torch.cat(weights, 1), [w.size(1) for w in weights], dim=1)
-            values.append(parts[0].reshape(-1, H, C))
+            values.append(parts[0].reshape(node.size(0), len(out_rel), H, C).permute(2, 0, 1, 3).reshape(H, -1, C))
             src_logits.append(parts[1].reshape(-1, H))
             dst_logits.append(parts[2].reshape(-1, H))
             if self.root is not None:
                 roots.append(parts[3])
-        values, src_logits, dst_logits = (torch.cat(parts) for parts in (values, src_logits, dst_logits))
+        values = torch.cat(values, 1)  # head-first [H, num_source_rows, C]
+        src_logits, dst_logits = torch.cat(src_logits), torch.cat(dst_logits)
 
         edges = graph.sparse_edges(self.add_self_loops)
         sparse_scores = F.leaky_relu(src_logits[edges.source_row] + dst_logits[edges.group_row], self.negative_slope)
@@ -126,8 +127,9 @@ class RelationalGATConv(RelationalConv):
                 dense_scores = F.leaky_relu(dst_part.permute(0, 1, 3, 2).unsqueeze(-1)
                                             + src_part.permute(0, 1, 3, 2).unsqueeze(-2), self.negative_slope)
             else:
-                dense_parts = bipartite_gat(src_part, dst_part, values[blocks.src_row], blocks.src_valid,
-                                                     blocks.dst_valid, self.negative_slope)
+                dense_parts = bipartite_gat(src_part.permute(3, 0, 1, 2), dst_part.permute(3, 0, 1, 2),
+                                            values[:, blocks.src_row], blocks.src_valid, blocks.dst_valid,
+                                            self.negative_slope)
         out, weights = relational_attention(graph, values, sparse_scores, dense_scores, self.add_self_loops,
                                             per_relation, self.dropout, self.training, return_weights, dense_parts)
         if per_relation:

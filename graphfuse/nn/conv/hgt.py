@@ -98,8 +98,8 @@ class RelationalHGTConv(RelationalConv):
         if blocks is not None:
             dense_scores = torch.einsum("rbihd,rbjhd->rbhij", queries[blocks.dst_node], keys[blocks.src_row]) * scale
         per_relation = self.softmax == "relation"
-        out, weights = relational_attention(graph, values, sparse_scores, dense_scores, False, per_relation,
-                                            self.dropout, self.training, return_weights)
+        out, weights = relational_attention(graph, values.permute(1, 0, 2), sparse_scores, dense_scores, False,
+                                            per_relation, self.dropout, self.training, return_weights)
         if per_relation:
             out = out.new_zeros(graph.num_nodes, H, D).index_add(0, graph.group_node, out)
         out = F.gelu(out.reshape(-1, self.out_channels))
