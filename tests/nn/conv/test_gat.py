@@ -3,6 +3,7 @@ import torch
 from torch_geometric.nn import GATConv
 
 from graphfuse.nn import FlatGraph, RelationalGATConv
+from graphfuse.nn.conv import bipartite
 
 OPTIONS = [
     {},
@@ -46,6 +47,19 @@ def test_dense_matches_sparse(options, metadata, flat_graph, sparse_graph, featu
     conv = make(metadata, **options)
     x = features(flat_graph, 8)
     torch.testing.assert_close(conv(x, flat_graph), conv(x, sparse_graph))
+
+
+@pytest.mark.parametrize("options", OPTIONS[:3], ids=str)
+def test_sorted_block_path_matches_sparse(options, metadata, flat_graph, sparse_graph, features, monkeypatch):
+    monkeypatch.setattr(bipartite, "SORTED_BLOCK_SIZE", 1)  # every block takes the O(n log n) path
+    conv = make(metadata, **options)
+    x = features(flat_graph, 8).requires_grad_()
+    out, out_sparse = conv(x, flat_graph), conv(x, sparse_graph)
+    torch.testing.assert_close(out, out_sparse)
+    grads = torch.autograd.grad(out.square().sum(), [x, *conv.parameters()])
+    grads_sparse = torch.autograd.grad(out_sparse.square().sum(), [x, *conv.parameters()])
+    for grad, grad_sparse in zip(grads, grads_sparse, strict=True):
+        torch.testing.assert_close(grad, grad_sparse)
 
 
 @pytest.mark.parametrize("softmax", ["node", "relation"])
