@@ -23,71 +23,99 @@ from torch import Tensor
 SORTED_BLOCK_SIZE = 192
 
 
+# Score blocks are processed a chunk of (head, relation, sample) blocks at a time, about this many
+# bytes of scores each: the chain of elementwise passes then runs in cache, and no block-sized
+# tensor of the whole batch is ever held.
+CHUNK_BYTES = 4 << 20
+
+
 class BlockAttention(torch.autograd.Function):
-    """Softmax sums of a GAT score block: ``[R, B, H, L_d]`` logits ``a``, ``[R, B, H, L_s]``
-    logits ``b`` (``-inf`` for padding) and values ``[R, B, H, L_s, C]`` give the shift ``m``,
-    ``total = sum_j exp(s_ij - m_i)`` and ``out = sum_j exp(s_ij - m_i) v_j``."""
+    """Softmax sums of GAT score blocks: ``[H, R, B, L_d]`` logits ``a``, ``[H, R, B, L_s]`` logits
+    ``b`` (``-inf`` for padding) and values ``table[h, index[r, b]]`` (``table`` ``[H, S, C]``,
+    ``index`` ``[R, B, L_s]``) give the shift ``m``, ``total = sum_j exp(s_ij - m_i)`` and
+    ``out = sum_j exp(s_ij - m_i) v_j``.
+
+    Blocks are processed in chunks (:data:`CHUNK_BYTES`) and the backward recomputes each chunk's
+    scores and values instead of keeping them.
+    """
 
     @staticmethod
-    def forward(ctx, a: Tensor, b: Tensor, values: Tensor, negative_slope: float):
+    def forward(ctx, a: Tensor, b: Tensor, table: Tensor, index: Tensor, negative_slope: float):
         # One dtype for the block (the widest of the inputs), computed as written even under autocast.
-        ctx.dtypes = (a.dtype, b.dtype, values.dtype)
-        dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), values.dtype)
+        ctx.dtypes = (a.dtype, b.dtype, table.dtype)
+        ctx.negative_slope = negative_slope
+        dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), table.dtype)
+        a, b, table = a.to(dtype), b.to(dtype), table.to(dtype)
+        heads, channels = table.size(0), table.size(-1)
+        # Row of the flattened [H * S, C] table for every (head, relation, sample, source).
+        rows = (index.unsqueeze(0) + table.size(1) * torch.arange(heads, device=index.device).view(-1, 1, 1, 1))
+        flat_a, flat_b, rows = a.reshape(-1, a.size(-1)), b.reshape(-1, b.size(-1)), rows.reshape(-1, b.size(-1))
+        flat_table = table.reshape(-1, channels)
         with torch.autocast(device_type=a.device.type, enabled=False):
-            return BlockAttention._forward(ctx, a.to(dtype), b.to(dtype), values.to(dtype), negative_slope)
+            top = flat_b.amax(-1, keepdim=True)
+            top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+            shift = F.leaky_relu(flat_a + top, negative_slope)  # the largest score of each destination
+            total = flat_a.new_empty(flat_a.shape)
+            out = flat_a.new_empty(*flat_a.shape, channels)
+            for chunk in _chunks(flat_a.size(0), flat_a.size(-1) * flat_b.size(-1) * flat_a.element_size()):
+                weights = BlockAttention._weights(flat_a[chunk], flat_b[chunk], shift[chunk], negative_slope)
+                torch.sum(weights, -1, out=total[chunk])
+                torch.bmm(weights, flat_table[rows[chunk]], out=out[chunk])
+        ctx.save_for_backward(flat_a, flat_b, flat_table, rows, shift)
+        ctx.shape = a.shape, b.shape, table.shape
+        shift = shift.view(a.shape)
+        ctx.mark_non_differentiable(shift)
+        return shift, total.view(a.shape), out.view(*a.shape, channels)
 
     @staticmethod
-    def _forward(ctx, a: Tensor, b: Tensor, values: Tensor, negative_slope: float):
-        top = b.amax(-1, keepdim=True)
-        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-        shift = F.leaky_relu(a + top, negative_slope)  # the largest score of each destination
+    def _weights(a: Tensor, b: Tensor, shift: Tensor, negative_slope: float) -> Tensor:
         weights = a.unsqueeze(-1) + b.unsqueeze(-2)
         F.leaky_relu(weights, negative_slope, inplace=True)
-        weights.sub_(shift.unsqueeze(-1)).exp_()
-        total = weights.sum(-1)
-        n_dst, n_src = weights.shape[-2:]
-        out = torch.bmm(weights.view(-1, n_dst, n_src), values.reshape(-1, n_src, values.size(-1))).view(
-            *weights.shape[:-1], values.size(-1))
-        ctx.negative_slope = negative_slope
-        ctx.save_for_backward(weights, values, shift)
-        ctx.mark_non_differentiable(shift)
-        return shift, total, out
+        return weights.sub_(shift.unsqueeze(-1)).exp_()
 
     @staticmethod
     def backward(ctx, grad_shift, grad_total, grad_out):
-        with torch.autocast(device_type=grad_out.device.type, enabled=False):
-            grads = BlockAttention._backward(ctx, grad_total, grad_out)
-        return (*(grad.to(dtype) for grad, dtype in zip(grads, ctx.dtypes, strict=True)), None)
+        a, b, table, rows, shift = ctx.saved_tensors
+        slope, channels = ctx.negative_slope, table.size(-1)
+        grad_total = grad_total.to(a.dtype).reshape(a.shape)
+        grad_out = grad_out.to(a.dtype).reshape(*a.shape, channels)
+        grad_a, grad_b, grad_table = torch.empty_like(a), torch.empty_like(b), torch.zeros_like(table)
+        with torch.autocast(device_type=a.device.type, enabled=False):
+            for chunk in _chunks(a.size(0), a.size(-1) * b.size(-1) * a.element_size()):
+                weights = BlockAttention._weights(a[chunk], b[chunk], shift[chunk], slope)
+                gradient = grad_out[chunk]
+                grad_table.index_add_(0, rows[chunk].flatten(),
+                                      torch.bmm(weights.transpose(1, 2), gradient).view(-1, channels))
+                scores = torch.bmm(gradient, table[rows[chunk]].transpose(1, 2))
+                scores.add_(grad_total[chunk].unsqueeze(-1)).mul_(weights)
+                # The score was on LeakyReLU's positive side where exp(score - shift) >= exp(-shift).
+                positive = weights >= torch.exp(-shift[chunk]).unsqueeze(-1)
+                scores.mul_(positive.to(scores.dtype).mul_(1 - slope).add_(slope))
+                torch.sum(scores, -1, out=grad_a[chunk])
+                torch.sum(scores, -2, out=grad_b[chunk])
+        (a_shape, b_shape, table_shape), dtypes = ctx.shape, ctx.dtypes
+        grads = (grad_a.view(a_shape), grad_b.view(b_shape), grad_table.view(table_shape))
+        return (*(grad.to(dtype) for grad, dtype in zip(grads, dtypes, strict=True)), None, None)
 
-    @staticmethod
-    def _backward(ctx, grad_total, grad_out):
-        weights, values, shift = ctx.saved_tensors
-        grad_total, grad_out = grad_total.to(weights.dtype), grad_out.to(weights.dtype)
-        batch, (n_dst, n_src, channels) = weights.shape[:-2], (*weights.shape[-2:], values.size(-1))
-        flat_weights, flat_grad = weights.reshape(-1, n_dst, n_src), grad_out.reshape(-1, n_dst, channels)
-        grad_values = torch.bmm(flat_weights.transpose(1, 2), flat_grad).view(*batch, n_src, channels)
-        grad_scores = torch.bmm(flat_grad, values.reshape(-1, n_src, channels).transpose(1, 2)).view_as(weights)
-        grad_scores.add_(grad_total.unsqueeze(-1))
-        grad_scores.mul_(weights)
-        # The score was on LeakyReLU's positive side where exp(score - shift) >= exp(-shift).
-        slope = ctx.negative_slope
-        scale = (weights >= torch.exp(-shift).unsqueeze(-1)).to(weights.dtype).mul_(1 - slope).add_(slope)
-        grad_scores.mul_(scale)
-        return grad_scores.sum(-1), grad_scores.sum(-2), grad_values
+
+def _chunks(count: int, bytes_per_item: int) -> list[slice]:
+    size = max(1, CHUNK_BYTES // max(bytes_per_item, 1))
+    return [slice(start, min(start + size, count)) for start in range(0, count, size)]
 
 
-def bipartite_gat(src_logit: Tensor, dst_logit: Tensor, values: Tensor, src_valid: Tensor, dst_valid: Tensor,
-                  negative_slope: float) -> tuple[Tensor, Tensor, Tensor]:
-    """``dense_parts`` of complete bipartite GAT blocks, head-first: ``[H, R, B, L]`` logits,
-    ``[H, R, B, L, C]`` values and ``[R, B, L]`` validity masks in, ``(shift, total, out)`` out
-    (``shift`` is ``-inf`` at padding and where a sample has no sources)."""
+def bipartite_gat(src_logit: Tensor, dst_logit: Tensor, table: Tensor, index: Tensor, src_valid: Tensor,
+                  dst_valid: Tensor, negative_slope: float) -> tuple[Tensor, Tensor, Tensor]:
+    """``dense_parts`` of complete bipartite GAT blocks, head-first: ``[H, R, B, L]`` logits, the
+    values ``table[:, index]`` (``[H, S, C]`` and ``[R, B, L]``) and ``[R, B, L]`` validity masks
+    in, ``(shift, total, out)`` out (``shift`` is ``-inf`` at padding and where a sample has no
+    sources)."""
     if src_logit.size(-1) >= SORTED_BLOCK_SIZE:
         shift, total, out = sorted_bipartite_gat(src_logit.permute(1, 2, 3, 0), dst_logit.permute(1, 2, 3, 0),
-                                                 values.permute(1, 2, 3, 0, 4), src_valid, dst_valid,
+                                                 table[:, index].permute(1, 2, 3, 0, 4), src_valid, dst_valid,
                                                  negative_slope)
         return shift.permute(3, 0, 1, 2), total.permute(3, 0, 1, 2), out.permute(3, 0, 1, 2, 4)
     b = src_logit.masked_fill(~src_valid, float("-inf")).contiguous()
-    shift, total, out = BlockAttention.apply(dst_logit.contiguous(), b, values.contiguous(), negative_slope)
+    shift, total, out = BlockAttention.apply(dst_logit.contiguous(), b, table, index, negative_slope)
     present = dst_valid & src_valid.any(-1, keepdim=True)
     return shift.masked_fill(~present, float("-inf")), total, out
 

@@ -128,7 +128,7 @@ class RelationalGATConv(RelationalConv):
                                             + src_part.permute(0, 1, 3, 2).unsqueeze(-2), self.negative_slope)
             else:
                 dense_parts = bipartite_gat(src_part.permute(3, 0, 1, 2), dst_part.permute(3, 0, 1, 2),
-                                            values[:, blocks.src_row], blocks.src_valid, blocks.dst_valid,
+                                            values, blocks.src_row, blocks.src_valid, blocks.dst_valid,
                                             self.negative_slope)
         out, weights = relational_attention(graph, values, sparse_scores, dense_scores, self.add_self_loops,
                                             per_relation, self.dropout, self.training, return_weights, dense_parts)
