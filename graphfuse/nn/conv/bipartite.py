@@ -68,10 +68,11 @@ class BlockAttention(torch.autograd.Function):
         return shift, total.view(a.shape), out.view(*a.shape, channels)
 
     @staticmethod
-    def _weights(a: Tensor, b: Tensor, shift: Tensor, negative_slope: float) -> Tensor:
-        weights = a.unsqueeze(-1) + b.unsqueeze(-2)
-        F.leaky_relu(weights, negative_slope, inplace=True)
-        return weights.sub_(shift.unsqueeze(-1)).exp_()
+    def _weights(a: Tensor, b: Tensor, shift: Tensor, negative_slope: float, keep_scores: bool = False):
+        scores = a.unsqueeze(-1) + b.unsqueeze(-2)
+        weights = F.leaky_relu(scores, negative_slope, inplace=not keep_scores)
+        weights = weights.sub_(shift.unsqueeze(-1)).exp_()
+        return (weights, scores) if keep_scores else weights
 
     @staticmethod
     def backward(ctx, grad_shift, grad_total, grad_out):
@@ -82,17 +83,16 @@ class BlockAttention(torch.autograd.Function):
         grad_a, grad_b, grad_table = torch.empty_like(a), torch.empty_like(b), torch.zeros_like(table)
         with torch.autocast(device_type=a.device.type, enabled=False):
             for chunk in _chunks(a.size(0), a.size(-1) * b.size(-1) * a.element_size()):
-                weights = BlockAttention._weights(a[chunk], b[chunk], shift[chunk], slope)
+                weights, scores = BlockAttention._weights(a[chunk], b[chunk], shift[chunk], slope, keep_scores=True)
                 gradient = grad_out[chunk]
                 grad_table.index_add_(0, rows[chunk].flatten(),
                                       torch.bmm(weights.transpose(1, 2), gradient).view(-1, channels))
-                scores = torch.bmm(gradient, table[rows[chunk]].transpose(1, 2))
-                scores.add_(grad_total[chunk].unsqueeze(-1)).mul_(weights)
-                # The score was on LeakyReLU's positive side where exp(score - shift) >= exp(-shift).
-                positive = weights >= torch.exp(-shift[chunk]).unsqueeze(-1)
-                scores.mul_(positive.to(scores.dtype).mul_(1 - slope).add_(slope))
-                torch.sum(scores, -1, out=grad_a[chunk])
-                torch.sum(scores, -2, out=grad_b[chunk])
+                grad_weights = torch.bmm(gradient, table[rows[chunk]].transpose(1, 2))
+                grad_weights.add_(grad_total[chunk].unsqueeze(-1)).mul_(weights)
+                # Through LeakyReLU in one fused pass (its slope where the raw score was negative).
+                grad_scores = torch.ops.aten.leaky_relu_backward(grad_weights, scores, slope, False)
+                torch.sum(grad_scores, -1, out=grad_a[chunk])
+                torch.sum(grad_scores, -2, out=grad_b[chunk])
         (a_shape, b_shape, table_shape), dtypes = ctx.shape, ctx.dtypes
         grads = (grad_a.view(a_shape), grad_b.view(b_shape), grad_table.view(table_shape))
         return (*(grad.to(dtype) for grad, dtype in zip(grads, dtypes, strict=True)), None, None)
