@@ -1,177 +1,312 @@
-"""The throughput benchmark's comparison methods: PyG and DGL heterogeneous layers, a dense
-transformer and an early-fusion MLP, each a fusion ``forward(h_dict, graph) -> [num_samples, hidden]``.
+r"""The comparison methods of the throughput benchmark (:mod:`graphfuse.bench.throughput`).
 
-Graph methods run ``layers`` times ``h = h + relu(conv(h))`` per node type (a node type that
-receives no message keeps ``h``) and end with :func:`mean_per_sample`. ``prepare(batch)`` runs
-outside the timed step (like data loading): DGL graph conversion happens there.
+Each method is the fusion part of ``per-type encoders -> fusion -> linear head -> cross-entropy``:
+a module called as ``fusion(h_dict, graph)`` that maps the encoded nodes
+(``h_dict[node_type]: [num_nodes_of_type, hidden]``) to one vector per sample
+(``[num_samples, hidden]``). ``graph`` is what the method's ``prepare(batch)`` returned; it runs
+outside the timed step, like data loading (DGL graph conversion happens there).
+
+* ``pyg-heteroconv-gcn``, ``pyg-heteroconv-gat``, ``pyg-hgt``, ``dgl-graphconv``, ``dgl-gat``:
+  ``layers`` heterogeneous message-passing layers, each applied as
+
+  .. math::
+      \mathbf{h}_t \leftarrow \mathbf{h}_t + \mathrm{ReLU}(\mathrm{conv}(\mathbf{h})_t)
+
+  per node type :math:`t` (a node type that receives no message keeps :math:`\mathbf{h}_t`),
+  then :func:`mean_per_sample`.
+* ``dense-transformer``: a ``torch.nn.TransformerEncoder`` over each sample's nodes, padded.
+* ``early-fusion-mlp``: per-modality means, concatenated, through an MLP.
+
+Dropout is 0 everywhere, so that the methods are timed doing the same kind of work.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
+from torch_geometric.data import Batch
 from torch_geometric.nn import GATConv, GCNConv, HeteroConv, HGTConv, SAGEConv
+from torch_geometric.utils import scatter, to_dense_batch
 
-from graphfuse.typing import import_dgl
-
-
-def mean_per_sample(h_dict: Mapping[str, Tensor], batch_dict: Mapping[str, Tensor], num_samples: int) -> Tensor:
-    """Mean over all nodes of each sample, all node types together: ``[num_samples, hidden]``
-    (zeros for a sample without nodes)."""
-    keys = [key for key in h_dict if h_dict[key] is not None and h_dict[key].size(0)]
-    if not keys:
-        raise ValueError("mean_per_sample received no nodes at all")
-    x = torch.cat([h_dict[key] for key in keys])
-    batch = torch.cat([batch_dict[key] for key in keys])
-    total = x.new_zeros(num_samples, x.size(1)).index_add(0, batch, x)
-    count = torch.bincount(batch, minlength=num_samples).clamp_min(1).unsqueeze(-1)
-    return total / count.to(x.dtype)
+from graphfuse.graph import to_dgl
+from graphfuse.nn.flat import Metadata
+from graphfuse.typing import EdgeType, NodeType, import_dgl
 
 
-class _ResidualLayers(torch.nn.Module):
-    """``h = h + relu(layer(h))`` per node type, then the per-sample mean."""
+def mean_per_sample(h_dict: Mapping[NodeType, Tensor], batch_dict: Mapping[NodeType, Tensor],
+                    num_samples: int) -> Tensor:
+    r"""The readout every method ends with: the mean over all nodes of each sample, all node types
+    together.
 
-    def __init__(self, layers: Sequence[torch.nn.Module]) -> None:
+    Args:
+        h_dict (Mapping[str, torch.Tensor]): node features ``[num_nodes_of_type, hidden]`` per node
+            type (a type may have no nodes).
+        batch_dict (Mapping[str, torch.Tensor]): the sample of each node, per node type (at least
+            the types of :obj:`h_dict`).
+        num_samples (int): the number of samples in the batch.
+
+    Returns:
+        torch.Tensor: ``[num_samples, hidden]``; zeros for a sample without nodes.
+    """
+    if not h_dict:
+        raise ValueError("'mean_per_sample' received an empty 'h_dict'; pass at least one node type "
+                         "(it may have 0 nodes)")
+    missing = [node_type for node_type in h_dict if node_type not in batch_dict]
+    if missing:
+        raise ValueError(f"'mean_per_sample' received node types {missing} without a sample index in "
+                         f"'batch_dict' (which has {list(batch_dict)}); pass the batch's 'batch_dict'")
+    mismatched = {node_type: (h.size(0), batch_dict[node_type].numel()) for node_type, h in h_dict.items()
+                  if h.size(0) != batch_dict[node_type].numel()}
+    if mismatched:
+        raise ValueError(f"'mean_per_sample' received features and sample indices of different lengths "
+                         f"(node type: (features, indices)): {mismatched}; pass one index per node")
+    x = torch.cat(list(h_dict.values()))
+    batch = torch.cat([batch_dict[node_type] for node_type in h_dict])
+    return scatter(x, batch, dim=0, dim_size=num_samples, reduce="mean")
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    r"""What a method's ``prepare(batch)`` returns: the structure its layers read and what the readout
+    needs.
+
+    Args:
+        edges (Any): the batch's ``edge_index_dict`` (PyG methods), or a DGL heterograph (DGL methods).
+        batch_dict (dict[str, torch.Tensor]): the sample of each node, per node type.
+        num_samples (int): the number of samples in the batch.
+    """
+
+    edges: Any
+    batch_dict: dict[NodeType, Tensor]
+    num_samples: int
+
+
+def prepare_pyg(batch: Batch) -> PreparedBatch:
+    """The batch's edges (``edge_index_dict``) and sample indices, for PyG layers and the dense methods."""
+    return PreparedBatch(batch.edge_index_dict, batch.batch_dict, batch.num_graphs)
+
+
+def prepare_dgl(batch: Batch) -> PreparedBatch:
+    """The batch as a DGL heterograph (:func:`graphfuse.graph.to_dgl`, which keeps PyG's node order
+    per type, so ``batch_dict`` still indexes its nodes) and the sample indices."""
+    return PreparedBatch(to_dgl(batch), batch.batch_dict, batch.num_graphs)
+
+
+class ResidualLayers(torch.nn.Module):
+    r"""Heterogeneous PyG layers applied as :math:`\mathbf{h}_t \leftarrow \mathbf{h}_t +
+    \mathrm{ReLU}(\mathrm{conv}(\mathbf{h})_t)` per node type :math:`t`, then :func:`mean_per_sample`.
+
+    A node type the layer returns nothing (or ``None``) for keeps its features: ``HeteroConv`` only
+    returns node types that some edge type points to, and ``HGTConv`` returns ``None`` for a node
+    type without incoming edges.
+
+    Args:
+        convs (list[torch.nn.Module]): the layers, each called as ``conv(h_dict, graph.edges)`` and
+            returning a dict of ``[num_nodes_of_type, hidden]`` tensors.
+
+    Shapes:
+        - **input:** node features :math:`\{t: (|\mathcal{V}_t|, F)\}`, a :class:`PreparedBatch`
+        - **output:** :math:`(B, F)`
+    """
+
+    def __init__(self, convs: list[torch.nn.Module]) -> None:
         super().__init__()
-        self.layers = torch.nn.ModuleList(layers)
+        self.convs = torch.nn.ModuleList(convs)
 
-    def step(self, layer: torch.nn.Module, h_dict: dict[str, Tensor], graph: Any) -> dict[str, Tensor]:
-        return layer(h_dict, graph.edge_index_dict)
+    def message(self, conv: torch.nn.Module, h_dict: dict[NodeType, Tensor],
+                graph: PreparedBatch) -> Mapping[NodeType, Tensor | None]:
+        return conv(h_dict, graph.edges)
 
-    def forward(self, h_dict: dict[str, Tensor], graph: Any) -> Tensor:
-        for layer in self.layers:
-            out = self.step(layer, h_dict, graph)
-            h_dict = {key: h + torch.relu(out[key]) if out.get(key) is not None else h for key, h in h_dict.items()}
-        return mean_per_sample(h_dict, graph.batch_dict, graph.num_graphs)
-
-
-def _pyg_heteroconv(metadata, hidden: int, layers: int, conv: Callable[[tuple], torch.nn.Module]) -> torch.nn.Module:
-    return _ResidualLayers([HeteroConv({edge_type: conv(edge_type) for edge_type in metadata[1]}, aggr="sum")
-                            for _ in range(layers)])
+    def forward(self, h_dict: dict[NodeType, Tensor], graph: PreparedBatch) -> Tensor:
+        for conv in self.convs:
+            out = self.message(conv, h_dict, graph)
+            h_dict = {node_type: h if out.get(node_type) is None else h + torch.relu(out[node_type])
+                      for node_type, h in h_dict.items()}
+        return mean_per_sample(h_dict, graph.batch_dict, graph.num_samples)
 
 
-def pyg_heteroconv_gcn(metadata, hidden: int, layers: int, heads: int) -> torch.nn.Module:
-    """GCN within a modality, SAGE across (``GCNConv`` has no bipartite form)."""
-    return _pyg_heteroconv(metadata, hidden, layers, lambda e: GCNConv(hidden, hidden) if e[0] == e[2]
-                           else SAGEConv((hidden, hidden), hidden))
+class DGLResidualLayers(ResidualLayers):
+    r""":class:`ResidualLayers` for ``dgl.nn.HeteroGraphConv`` layers, called as
+    ``conv(graph.edges, h_dict)`` on the DGL heterograph of :func:`prepare_dgl`; multi-head outputs
+    ``[num_nodes, heads, channels]`` are concatenated over heads. ``HeteroGraphConv`` skips relations
+    without edges and returns no features for a node type that no edge points to (a modality that
+    every sample of the batch lacks)."""
+
+    def message(self, conv: torch.nn.Module, h_dict: dict[NodeType, Tensor],
+                graph: PreparedBatch) -> Mapping[NodeType, Tensor]:
+        return {node_type: out.flatten(1) for node_type, out in conv(graph.edges, h_dict).items()}
 
 
-def pyg_heteroconv_gat(metadata, hidden: int, layers: int, heads: int) -> torch.nn.Module:
-    return _pyg_heteroconv(metadata, hidden, layers, lambda e: GATConv(
-        (hidden, hidden), hidden // heads, heads=heads, add_self_loops=e[0] == e[2]))
+def _check_heads(method: str, hidden: int, heads: int) -> None:
+    if hidden % heads:
+        raise ValueError(f"'{method}' splits hidden={hidden} channels over heads={heads}; pick a number of heads "
+                         f"that divides hidden")
 
 
-def pyg_hgt(metadata, hidden: int, layers: int, heads: int) -> torch.nn.Module:
-    return _ResidualLayers([HGTConv(hidden, hidden, metadata, heads=heads) for _ in range(layers)])
+def _heteroconv(metadata: Metadata, layers: int, conv: Callable[[EdgeType], torch.nn.Module]) -> ResidualLayers:
+    return ResidualLayers([HeteroConv({edge_type: conv(edge_type) for edge_type in metadata[1]}, aggr="sum")
+                           for _ in range(layers)])
 
 
-@dataclass
-class DGLGraph:
-    """A DGL heterograph with the per-type sample ids the readout needs."""
-
-    graph: Any
-    batch_dict: dict[str, Tensor]
-    num_graphs: int
+def _pyg_heteroconv_gcn(metadata: Metadata, hidden: int, layers: int, heads: int) -> ResidualLayers:
+    """``HeteroConv`` of ``GCNConv`` within a node type and ``SAGEConv`` across types (``GCNConv`` has
+    no bipartite form); ``heads`` is not used."""
+    return _heteroconv(metadata, layers, lambda edge_type: GCNConv(hidden, hidden) if edge_type[0] == edge_type[2]
+                       else SAGEConv((hidden, hidden), hidden))
 
 
-def dgl_prepare(batch) -> DGLGraph:
-    from graphfuse.graph import to_dgl
+def _pyg_heteroconv_gat(metadata: Metadata, hidden: int, layers: int, heads: int) -> ResidualLayers:
+    """``HeteroConv`` of ``GATConv`` with ``heads`` concatenated heads of ``hidden // heads`` channels;
+    self-loops within a node type only."""
+    _check_heads("pyg-heteroconv-gat", hidden, heads)
 
-    return DGLGraph(to_dgl(batch), dict(batch.batch_dict), batch.num_graphs)
+    def conv(edge_type: EdgeType) -> GATConv:
+        within = edge_type[0] == edge_type[2]
+        return GATConv(hidden if within else (hidden, hidden), hidden // heads, heads=heads, add_self_loops=within)
+
+    return _heteroconv(metadata, layers, conv)
 
 
-class _DGLLayers(_ResidualLayers):
-    def step(self, layer, h_dict, graph: DGLGraph):
-        inputs = {key: h for key, h in h_dict.items() if key in graph.graph.ntypes}
-        out = layer(graph.graph, inputs)
-        return {key: value.flatten(1) for key, value in out.items()}
+def _pyg_hgt(metadata: Metadata, hidden: int, layers: int, heads: int) -> ResidualLayers:
+    """``HGTConv(hidden, hidden, metadata, heads)`` layers."""
+    _check_heads("pyg-hgt", hidden, heads)
+    return ResidualLayers([HGTConv(hidden, hidden, metadata, heads=heads) for _ in range(layers)])
 
 
-def _dgl_hetero(metadata, make: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+def _dgl_hetero(metadata: Metadata, layers: int, conv: Callable[[], torch.nn.Module]) -> DGLResidualLayers:
     dgl = import_dgl()
-    return dgl.nn.HeteroGraphConv({edge_type: make() for edge_type in metadata[1]}, aggregate="sum")
+    return DGLResidualLayers([dgl.nn.HeteroGraphConv({edge_type: conv() for edge_type in metadata[1]},
+                                                     aggregate="sum") for _ in range(layers)])
 
 
-def dgl_graphconv(metadata, hidden: int, layers: int, heads: int) -> torch.nn.Module:
+def _dgl_graphconv(metadata: Metadata, hidden: int, layers: int, heads: int) -> DGLResidualLayers:
+    """``HeteroGraphConv`` of ``GraphConv(norm="both")`` per relation; ``heads`` is not used."""
     dgl = import_dgl()
-    return _DGLLayers([_dgl_hetero(metadata, lambda: dgl.nn.GraphConv(hidden, hidden, norm="both",
-                                                                        allow_zero_in_degree=True))
-                       for _ in range(layers)])
+    return _dgl_hetero(metadata, layers, lambda: dgl.nn.GraphConv(hidden, hidden, norm="both",
+                                                                  allow_zero_in_degree=True))
 
 
-def dgl_gat(metadata, hidden: int, layers: int, heads: int) -> torch.nn.Module:
+def _dgl_gat(metadata: Metadata, hidden: int, layers: int, heads: int) -> DGLResidualLayers:
+    """``HeteroGraphConv`` of ``GATConv`` per relation, ``heads`` heads of ``hidden // heads`` channels."""
+    _check_heads("dgl-gat", hidden, heads)
     dgl = import_dgl()
-    return _DGLLayers([_dgl_hetero(metadata, lambda: dgl.nn.GATConv(hidden, hidden // heads, heads,
-                                                                      allow_zero_in_degree=True))
-                       for _ in range(layers)])
+    return _dgl_hetero(metadata, layers, lambda: dgl.nn.GATConv(hidden, hidden // heads, heads,
+                                                                allow_zero_in_degree=True))
 
 
-class DenseTransformer(torch.nn.Module):
-    """``TransformerEncoder`` over each sample's concatenated nodes plus a modality embedding,
-    padded per batch with a key padding mask; masked mean at the end."""
+def _check_node_types(module: DenseTransformerFusion | EarlyFusionMLP, h_dict: Mapping[NodeType, Tensor]) -> None:
+    if not h_dict:
+        raise ValueError(f"'{module.__class__.__name__}' received an empty 'h_dict'; pass the features of at "
+                         f"least one node type")
+    unknown = [node_type for node_type in h_dict if node_type not in module.node_types]
+    if unknown:
+        raise ValueError(f"'{module.__class__.__name__}' received node types {unknown} that are not in its "
+                         f"metadata {module.node_types}; build it with the batch's metadata")
 
-    def __init__(self, metadata, hidden: int, layers: int, heads: int) -> None:
+
+class DenseTransformerFusion(torch.nn.Module):
+    r"""A ``torch.nn.TransformerEncoder`` over each sample's nodes of all types, then the mean over
+    them.
+
+    Each node gets a learned embedding of its node type; each sample's nodes (in metadata type order)
+    are padded to the longest sample of the batch, and padding is masked out of attention and of the
+    mean.
+
+    Args:
+        metadata (tuple[list[str], list[tuple[str, str, str]]]): node and edge types.
+        hidden (int): feature size (``d_model``).
+        layers (int): number of ``TransformerEncoderLayer`` (feed-forward ``4 * hidden``, no dropout).
+        heads (int): attention heads; must divide :obj:`hidden`.
+
+    Shapes:
+        - **input:** node features :math:`\{t: (|\mathcal{V}_t|, F)\}`, a :class:`PreparedBatch`
+        - **output:** :math:`(B, F)`
+    """
+
+    def __init__(self, metadata: Metadata, hidden: int, layers: int, heads: int) -> None:
         super().__init__()
+        _check_heads("dense-transformer", hidden, heads)
         self.node_types = list(metadata[0])
-        self.modality = torch.nn.Embedding(len(self.node_types), hidden)
-        layer = torch.nn.TransformerEncoderLayer(hidden, heads, 4 * hidden, dropout=0.0, batch_first=True)
+        self.type_embedding = torch.nn.Embedding(len(self.node_types), hidden)
+        layer = torch.nn.TransformerEncoderLayer(hidden, heads, dim_feedforward=4 * hidden, dropout=0.0,
+                                                 batch_first=True)
         self.encoder = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
-    def forward(self, h_dict: dict[str, Tensor], graph: Any) -> Tensor:
-        keys = [key for key in self.node_types if key in h_dict]
-        x = torch.cat([h_dict[key] + self.modality.weight[self.node_types.index(key)] for key in keys])
-        batch = torch.cat([graph.batch_dict[key] for key in keys])
-        order = torch.argsort(batch, stable=True)
-        batch = batch[order]
-        B = graph.num_graphs
-        counts = torch.bincount(batch, minlength=B)
-        length = max(int(counts.max()), 1)
-        position = torch.arange(batch.numel(), device=x.device) - (torch.cumsum(counts, 0) - counts)[batch]
-        dense = x.new_zeros(B, length, x.size(1))
-        dense[batch, position] = x[order]
-        valid = torch.arange(length, device=x.device) < counts.unsqueeze(-1)
-        out = self.encoder(dense, src_key_padding_mask=~valid)
-        return (out * valid.unsqueeze(-1)).sum(1) / counts.clamp_min(1).unsqueeze(-1).to(out.dtype)
+    def forward(self, h_dict: dict[NodeType, Tensor], graph: PreparedBatch) -> Tensor:
+        _check_node_types(self, h_dict)
+        present = [(index, node_type) for index, node_type in enumerate(self.node_types) if node_type in h_dict]
+        x = torch.cat([h_dict[node_type] + self.type_embedding.weight[index] for index, node_type in present])
+        batch = torch.cat([graph.batch_dict[node_type] for _, node_type in present])
+        order = torch.argsort(batch, stable=True)  # by sample; within a sample, by type then node
+        dense, valid = to_dense_batch(x[order], batch[order], batch_size=graph.num_samples)
+        padding = ~valid
+        # A sample without nodes would mask every key (NaN attention): let it see one zero padding row.
+        # Position 0 is a node of every other sample, so their masks do not change.
+        padding[:, 0] = False
+        out = self.encoder(dense, src_key_padding_mask=padding)
+        count = valid.sum(1, keepdim=True).clamp_min(1)
+        return (out * valid.unsqueeze(-1)).sum(1) / count
 
 
 class EarlyFusionMLP(torch.nn.Module):
-    """Per-modality means (zeros where a sample lacks the modality), concatenated, through an MLP
-    (``layers`` is not used: the MLP has one hidden layer of 4x hidden)."""
+    r"""Early fusion: the mean of each node type per sample (zeros where a sample lacks the type),
+    concatenated in metadata order, through an MLP
+    ``Linear(T * hidden, 4 * hidden) -> GELU -> Linear(4 * hidden, hidden)``.
 
-    def __init__(self, metadata, hidden: int, layers: int, heads: int) -> None:
+    Args:
+        metadata (tuple[list[str], list[tuple[str, str, str]]]): node and edge types (:math:`T` node
+            types).
+        hidden (int): feature size.
+        layers (int): not used: the MLP always has one hidden layer.
+        heads (int): not used.
+
+    Shapes:
+        - **input:** node features :math:`\{t: (|\mathcal{V}_t|, F)\}`, a :class:`PreparedBatch`
+        - **output:** :math:`(B, F)`
+    """
+
+    def __init__(self, metadata: Metadata, hidden: int, layers: int, heads: int) -> None:
         super().__init__()
         self.node_types = list(metadata[0])
+        self.hidden = hidden
         self.mlp = torch.nn.Sequential(torch.nn.Linear(len(self.node_types) * hidden, 4 * hidden), torch.nn.GELU(),
                                        torch.nn.Linear(4 * hidden, hidden))
 
-    def forward(self, h_dict: dict[str, Tensor], graph: Any) -> Tensor:
-        B = graph.num_graphs
-        parts = []
-        for key in self.node_types:
-            h = h_dict.get(key)
-            if h is None or h.size(0) == 0:
-                parts.append(self.mlp[0].weight.new_zeros(B, self.mlp[0].in_features // len(self.node_types)))
-                continue
-            parts.append(mean_per_sample({key: h}, graph.batch_dict, B))
-        return self.mlp(torch.cat(parts, 1))
+    def forward(self, h_dict: dict[NodeType, Tensor], graph: PreparedBatch) -> Tensor:
+        _check_node_types(self, h_dict)
+        means = [mean_per_sample({node_type: h_dict[node_type]}, graph.batch_dict, graph.num_samples)
+                 if node_type in h_dict else self.mlp[0].weight.new_zeros(graph.num_samples, self.hidden)
+                 for node_type in self.node_types]
+        return self.mlp(torch.cat(means, dim=1))
 
 
 @dataclass(frozen=True)
 class Baseline:
-    build: Callable[..., torch.nn.Module]
-    prepare: Callable[[Any], Any] = staticmethod(lambda batch: batch)
+    r"""A comparison method of the throughput benchmark.
+
+    Args:
+        build (Callable): ``build(metadata, hidden, layers, heads) -> torch.nn.Module``, the fusion
+            module, called as ``fusion(h_dict, graph) -> [num_samples, hidden]``.
+        prepare (Callable): ``prepare(batch) -> graph`` for a collated batch
+            (:meth:`graphfuse.GraphBuilder.collate`); runs outside the timed step.
+        requires_dgl (bool): the method needs DGL (the ``dgl`` extra).
+    """
+
+    build: Callable[[Metadata, int, int, int], torch.nn.Module]
+    prepare: Callable[[Batch], PreparedBatch]
     requires_dgl: bool = False
 
 
 BASELINES: dict[str, Baseline] = {
-    "pyg-heteroconv-gcn": Baseline(pyg_heteroconv_gcn),
-    "pyg-heteroconv-gat": Baseline(pyg_heteroconv_gat),
-    "pyg-hgt": Baseline(pyg_hgt),
-    "dgl-graphconv": Baseline(dgl_graphconv, dgl_prepare, requires_dgl=True),
-    "dgl-gat": Baseline(dgl_gat, dgl_prepare, requires_dgl=True),
-    "dense-transformer": Baseline(DenseTransformer),
-    "early-fusion-mlp": Baseline(EarlyFusionMLP),
+    "pyg-heteroconv-gcn": Baseline(_pyg_heteroconv_gcn, prepare_pyg),
+    "pyg-heteroconv-gat": Baseline(_pyg_heteroconv_gat, prepare_pyg),
+    "pyg-hgt": Baseline(_pyg_hgt, prepare_pyg),
+    "dgl-graphconv": Baseline(_dgl_graphconv, prepare_dgl, requires_dgl=True),
+    "dgl-gat": Baseline(_dgl_gat, prepare_dgl, requires_dgl=True),
+    "dense-transformer": Baseline(DenseTransformerFusion, prepare_pyg),
+    "early-fusion-mlp": Baseline(EarlyFusionMLP, prepare_pyg),
 }
+"""The comparison methods by name (the names ``--methods`` of the throughput benchmark takes)."""
