@@ -28,6 +28,8 @@ SORTED_BLOCK_SIZE = 192
 # tensor of the whole batch is ever held.
 CHUNK_BYTES = 4 << 20
 
+LOG2_E = 1.4426950408889634
+
 
 class BlockAttention(torch.autograd.Function):
     """Softmax sums of GAT score blocks: ``[H, R, B, L_d]`` logits ``a``, ``[H, R, B, L_s]`` logits
@@ -49,19 +51,23 @@ class BlockAttention(torch.autograd.Function):
         heads, channels = table.size(0), table.size(-1)
         # Row of the flattened [H * S, C] table for every (head, relation, sample, source).
         rows = (index.unsqueeze(0) + table.size(1) * torch.arange(heads, device=index.device).view(-1, 1, 1, 1))
-        flat_a, flat_b, rows = a.reshape(-1, a.size(-1)), b.reshape(-1, b.size(-1)), rows.reshape(-1, b.size(-1))
+        rows = rows.reshape(-1, b.size(-1))
         flat_table = table.reshape(-1, channels)
         with torch.autocast(device_type=a.device.type, enabled=False):
-            top = flat_b.amax(-1, keepdim=True)
+            top = b.reshape(-1, b.size(-1)).amax(-1, keepdim=True)
             top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-            shift = F.leaky_relu(flat_a + top, negative_slope)  # the largest score of each destination
+            shift = F.leaky_relu(a.reshape(-1, a.size(-1)) + top, negative_slope)  # each destination's top score
+            # In base-2 units (LeakyReLU commutes with a positive scale): exp2 is several times
+            # cheaper than exp on CPU.
+            flat_a, flat_b = a.reshape(-1, a.size(-1)) * LOG2_E, b.reshape(-1, b.size(-1)) * LOG2_E
+            shift_base2 = shift * LOG2_E
             total = flat_a.new_empty(flat_a.shape)
             out = flat_a.new_empty(*flat_a.shape, channels)
             for chunk in _chunks(flat_a.size(0), flat_a.size(-1) * flat_b.size(-1) * flat_a.element_size()):
-                weights = BlockAttention._weights(flat_a[chunk], flat_b[chunk], shift[chunk], negative_slope)
+                weights = BlockAttention._weights(flat_a[chunk], flat_b[chunk], shift_base2[chunk], negative_slope)
                 torch.sum(weights, -1, out=total[chunk])
-                torch.bmm(weights, flat_table[rows[chunk]], out=out[chunk])
-        ctx.save_for_backward(flat_a, flat_b, flat_table, rows, shift)
+                torch.bmm(weights, _rows(flat_table, rows[chunk]), out=out[chunk])
+        ctx.save_for_backward(flat_a, flat_b, flat_table, rows, shift_base2)
         ctx.shape = a.shape, b.shape, table.shape
         shift = shift.view(a.shape)
         ctx.mark_non_differentiable(shift)
@@ -69,9 +75,10 @@ class BlockAttention(torch.autograd.Function):
 
     @staticmethod
     def _weights(a: Tensor, b: Tensor, shift: Tensor, negative_slope: float, keep_scores: bool = False):
+        """``exp2(LeakyReLU(a_i + b_j) - shift_i)`` of base-2 logits (and the raw scores, for their sign)."""
         scores = a.unsqueeze(-1) + b.unsqueeze(-2)
         weights = F.leaky_relu(scores, negative_slope, inplace=not keep_scores)
-        weights = weights.sub_(shift.unsqueeze(-1)).exp_()
+        weights = weights.sub_(shift.unsqueeze(-1)).exp2_()
         return (weights, scores) if keep_scores else weights
 
     @staticmethod
@@ -87,7 +94,7 @@ class BlockAttention(torch.autograd.Function):
                 gradient = grad_out[chunk]
                 grad_table.index_add_(0, rows[chunk].flatten(),
                                       torch.bmm(weights.transpose(1, 2), gradient).view(-1, channels))
-                grad_weights = torch.bmm(gradient, table[rows[chunk]].transpose(1, 2))
+                grad_weights = torch.bmm(gradient, _rows(table, rows[chunk]).transpose(1, 2))
                 grad_weights.add_(grad_total[chunk].unsqueeze(-1)).mul_(weights)
                 # Through LeakyReLU in one fused pass (its slope where the raw score was negative).
                 grad_scores = torch.ops.aten.leaky_relu_backward(grad_weights, scores, slope, False)
@@ -96,6 +103,11 @@ class BlockAttention(torch.autograd.Function):
         (a_shape, b_shape, table_shape), dtypes = ctx.shape, ctx.dtypes
         grads = (grad_a.view(a_shape), grad_b.view(b_shape), grad_table.view(table_shape))
         return (*(grad.to(dtype) for grad, dtype in zip(grads, dtypes, strict=True)), None, None)
+
+
+def _rows(table: Tensor, rows: Tensor) -> Tensor:
+    """``table[rows]`` for a 2-D ``table``, copied row by row (advanced indexing copies per element)."""
+    return table.index_select(0, rows.flatten()).view(*rows.shape, table.size(-1))
 
 
 def _chunks(count: int, bytes_per_item: int) -> list[slice]:
