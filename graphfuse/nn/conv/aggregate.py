@@ -194,14 +194,16 @@ class EdgeAttention(torch.autograd.Function):
         dtype = values.dtype
         compute = torch.float32 if dtype in _LOW_PRECISION else dtype  # CPU sparse kernels lack bfloat16
         weight, by_head = weight.to(compute), values.to(compute).contiguous()
+        out = by_head.new_empty(weight.size(0), layout.num_groups, by_head.size(-1))
         with torch.autocast(device_type=values.device.type, enabled=False):
-            heads = [torch.sparse.mm(_csr(layout.crow, layout.col, weight[h, layout.order],
-                                          (layout.num_groups, layout.num_sources)), by_head[h])
-                     for h in range(weight.size(0))]
+            for h in range(weight.size(0)):  # each head's product written in place (no stacking copy)
+                adjacency = _csr(layout.crow, layout.col, weight[h, layout.order],
+                                 (layout.num_groups, layout.num_sources))
+                torch.mm(adjacency, by_head[h], out=out[h])
         ctx.layout = layout
         ctx.save_for_backward(weight, by_head)
         ctx.dtype = dtype
-        return torch.stack(heads).to(dtype)
+        return out.to(dtype)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
@@ -220,6 +222,7 @@ class EdgeAttention(torch.autograd.Function):
         for h in range(weight.size(0)):
             transposed = _csr(layout.transposed_crow, layout.transposed_col, weight[h, layout.transposed_order],
                               (layout.num_sources, layout.num_groups))
+            # A separate product per head: writing it into a slice (out=) takes a slow copy here.
             grad_values.append(torch.sparse.mm(transposed, grad_by_head[h]))
             sampled = torch.sparse.sampled_addmm(pattern, grad_by_head[h], by_head[h].t(), beta=0.0)
             grad_weight[h, layout.order] = sampled.values()
@@ -291,7 +294,8 @@ def relational_attention(graph: FlatGraph, values: Tensor, sparse_scores: Tensor
         total = total.index_add(1, dense_group, block_total.flatten(1).to(total.dtype))
         out = out.index_add(1, dense_group, block_out.flatten(1, 3).to(out.dtype))
     safe_total = torch.where(total > 0, total, torch.ones_like(total))
-    out = (out / safe_total.unsqueeze(-1).to(out.dtype)).permute(1, 0, 2)
+    # A product with the reciprocal: its backward is two passes over `out` where a quotient's is four.
+    out = (out * safe_total.reciprocal().unsqueeze(-1).to(out.dtype)).permute(1, 0, 2)
     if not return_weights:
         return out, None
     dense_alpha = None if dense_weights is None else dense_weights / safe_total[:, dense_group].view_as(
