@@ -81,9 +81,13 @@ class DynamicKNNEdges(torch.nn.Module):
         first = torch.tensor(self.pair_first, device=device)
         pair_dst, pair_src = table[dst_type[first]], table[src_type[first]]
         pairs = torch.einsum("pbic,pbjc->pbij", unit[pair_dst.clamp_min(0)], unit[pair_src.clamp_min(0)])
+        # Padding slots never become neighbours. One in-place fill serves both directions: a masked
+        # padding row or column only changes results for padding destinations, which are dropped.
+        dst_padding, src_padding = pair_dst < 0, pair_src < 0
+        if dst_padding.any() or src_padding.any():
+            pairs.masked_fill_(dst_padding.unsqueeze(3) | src_padding.unsqueeze(2), float("-inf"))
         k = min(self.k, pairs.size(-1))
-        forward = pairs.masked_fill((pair_src < 0).unsqueeze(2), float("-inf")).topk(k, dim=-1)
-        backward = pairs.masked_fill_((pair_dst < 0).unsqueeze(3), float("-inf")).topk(k, dim=-2)
+        forward, backward = pairs.topk(k, dim=-1), pairs.topk(k, dim=-2)
         best = torch.stack([backward.values[p].transpose(-1, -2) if flipped else forward.values[p]
                             for p, flipped in zip(self.pair_of, self.pair_transposed, strict=True)])
         chosen = torch.stack([backward.indices[p].transpose(-1, -2) if flipped else forward.indices[p]
