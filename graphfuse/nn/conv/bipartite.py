@@ -20,7 +20,7 @@ from torch import Tensor
 
 # Blocks with at least this many source or destination slots use the sorted path: its cost grows
 # with n, the block's with n^2. Measured on the throughput benchmark's CPU (see the README).
-SORTED_BLOCK_SIZE = 192
+SORTED_BLOCK_SIZE = 400
 
 
 # Score blocks are processed a chunk of (head, relation, sample) blocks at a time, about this many
