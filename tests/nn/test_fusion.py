@@ -111,3 +111,19 @@ def test_repr(metadata):
     assert repr(FusionEncoder(16, metadata, conv="gat", heads=4)) == "FusionEncoder(16, num_layers=2, conv='gat')"
     assert repr(FusionEncoder(8, metadata, num_layers=1, conv="hgt", heads=2, knn=4)) == (
         "FusionEncoder(8, num_layers=1, conv='hgt', knn=4)")
+
+
+@pytest.mark.slow  # compilation takes tens of seconds per layer on CPU
+@pytest.mark.parametrize("knn", [None, 3])
+@pytest.mark.parametrize("conv", CONVS)
+def test_torch_compile_matches_eager(conv, knn, metadata, flat_graph, features):
+    eager = make(metadata, conv, knn=knn)
+    compiled = make(metadata, conv, knn=knn)
+    x = features(flat_graph, 16, torch.float32)
+    out_eager = eager(x, flat_graph)
+    out_compiled = torch.compile(compiled)(x, flat_graph)
+    torch.testing.assert_close(out_compiled, out_eager, rtol=1e-4, atol=1e-5)
+    out_eager.square().sum().backward()
+    out_compiled.square().sum().backward()
+    for (name, p_eager), p_compiled in zip(eager.named_parameters(), compiled.parameters(), strict=True):
+        torch.testing.assert_close(p_compiled.grad, p_eager.grad, rtol=1e-4, atol=1e-4, msg=name)
