@@ -194,16 +194,14 @@ class EdgeAttention(torch.autograd.Function):
         dtype = values.dtype
         compute = torch.float32 if dtype in _LOW_PRECISION else dtype  # CPU sparse kernels lack bfloat16
         weight, by_head = weight.to(compute), values.to(compute).contiguous()
-        out = by_head.new_empty(weight.size(0), layout.num_groups, by_head.size(-1))
         with torch.autocast(device_type=values.device.type, enabled=False):
-            for h in range(weight.size(0)):  # each head's product written in place (no stacking copy)
-                adjacency = _csr(layout.crow, layout.col, weight[h, layout.order],
-                                 (layout.num_groups, layout.num_sources))
-                torch.mm(adjacency, by_head[h], out=out[h])
+            heads = [torch.sparse.mm(_csr(layout.crow, layout.col, weight[h, layout.order],
+                                          (layout.num_groups, layout.num_sources)), by_head[h])
+                     for h in range(weight.size(0))]
         ctx.layout = layout
         ctx.save_for_backward(weight, by_head)
         ctx.dtype = dtype
-        return out.to(dtype)
+        return torch.stack(heads).to(dtype)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
@@ -222,7 +220,6 @@ class EdgeAttention(torch.autograd.Function):
         for h in range(weight.size(0)):
             transposed = _csr(layout.transposed_crow, layout.transposed_col, weight[h, layout.transposed_order],
                               (layout.num_sources, layout.num_groups))
-            # A separate product per head: writing it into a slice (out=) takes a slow copy here.
             grad_values.append(torch.sparse.mm(transposed, grad_by_head[h]))
             sampled = torch.sparse.sampled_addmm(pattern, grad_by_head[h], by_head[h].t(), beta=0.0)
             grad_weight[h, layout.order] = sampled.values()
