@@ -14,6 +14,8 @@ Both return ``(shift, total, out)`` as :func:`relational_attention` takes them a
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -28,7 +30,7 @@ SORTED_BLOCK_SIZE = 400
 # tensor of the whole batch is ever held.
 CHUNK_BYTES = 4 << 20
 
-LOG2_E = 1.4426950408889634
+LOG2_E = math.log2(math.e)
 
 
 class BlockAttention(torch.autograd.Function):
@@ -51,16 +53,15 @@ class BlockAttention(torch.autograd.Function):
         heads, channels = table.size(0), table.size(-1)
         # Row of the flattened [H * S, C] table for every (head, relation, sample, source).
         rows = (index.unsqueeze(0) + table.size(1) * torch.arange(heads, device=index.device).view(-1, 1, 1, 1))
-        rows = rows.reshape(-1, b.size(-1))
+        flat_a, flat_b, rows = a.reshape(-1, a.size(-1)), b.reshape(-1, b.size(-1)), rows.reshape(-1, b.size(-1))
         flat_table = table.reshape(-1, channels)
         with torch.autocast(device_type=a.device.type, enabled=False):
-            top = b.reshape(-1, b.size(-1)).amax(-1, keepdim=True)
+            top = flat_b.amax(-1, keepdim=True)
             top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-            shift = F.leaky_relu(a.reshape(-1, a.size(-1)) + top, negative_slope)  # each destination's top score
+            shift = F.leaky_relu(flat_a + top, negative_slope)  # the largest score of each destination
             # In base-2 units (LeakyReLU commutes with a positive scale): exp2 is several times
             # cheaper than exp on CPU.
-            flat_a, flat_b = a.reshape(-1, a.size(-1)) * LOG2_E, b.reshape(-1, b.size(-1)) * LOG2_E
-            shift_base2 = shift * LOG2_E
+            flat_a, flat_b, shift_base2 = flat_a * LOG2_E, flat_b * LOG2_E, shift * LOG2_E
             total = flat_a.new_empty(flat_a.shape)
             out = flat_a.new_empty(*flat_a.shape, channels)
             for chunk in _chunks(flat_a.size(0), flat_a.size(-1) * flat_b.size(-1) * flat_a.element_size()):
