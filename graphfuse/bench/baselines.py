@@ -33,6 +33,7 @@ from torch_geometric.utils import scatter, to_dense_batch
 
 from graphfuse.graph import to_dgl
 from graphfuse.nn.flat import Metadata
+from graphfuse.nn.readout import check_node_dicts
 from graphfuse.typing import EdgeType, NodeType, import_dgl
 
 
@@ -54,15 +55,7 @@ def mean_per_sample(h_dict: Mapping[NodeType, Tensor], batch_dict: Mapping[NodeT
     if not h_dict:
         raise ValueError("'mean_per_sample' received an empty 'h_dict'; pass at least one node type "
                          "(it may have 0 nodes)")
-    missing = [node_type for node_type in h_dict if node_type not in batch_dict]
-    if missing:
-        raise ValueError(f"'mean_per_sample' received node types {missing} without a sample index in "
-                         f"'batch_dict' (which has {list(batch_dict)}); pass the batch's 'batch_dict'")
-    mismatched = {node_type: (h.size(0), batch_dict[node_type].numel()) for node_type, h in h_dict.items()
-                  if h.size(0) != batch_dict[node_type].numel()}
-    if mismatched:
-        raise ValueError(f"'mean_per_sample' received features and sample indices of different lengths "
-                         f"(node type: (features, indices)): {mismatched}; pass one index per node")
+    check_node_dicts(h_dict, batch_dict, None, "'mean_per_sample'")
     x = torch.cat(list(h_dict.values()))
     batch = torch.cat([batch_dict[node_type] for node_type in h_dict])
     return scatter(x, batch, dim=0, dim_size=num_samples, reduce="mean")
