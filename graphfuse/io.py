@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -18,4 +20,20 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         os.replace(handle.name, path)
     except BaseException:
         os.unlink(handle.name)
+        raise
+
+
+@contextmanager
+def atomic_replace(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary path in the folder of ``path`` for a writer that needs a file name (``torch.save``,
+    ``safetensors``); on a clean exit the finished file replaces ``path``, on an error it is removed and any
+    existing file at ``path`` stays as it was."""
+    path = Path(path)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(descriptor)
+    try:
+        yield Path(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
         raise
