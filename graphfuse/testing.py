@@ -1,6 +1,7 @@
 """Test helpers: marks for optional dependencies and devices (they need pytest), and graph comparison."""
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Collection
 
 import torch
@@ -8,6 +9,22 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from graphfuse.typing import dgl_importable
+
+
+def tri_modal_builder():
+    """Text, image and audio with complete bipartite ("full") cross edges between every pair: the
+    builder of the fusion-layer and model tests."""
+    from graphfuse.datasets import WORDS
+    from graphfuse.graph import CrossEdges, FullBipartite, GraphBuilder
+    from graphfuse.modalities import AudioModality, ImageModality, TextModality, Tokenizer
+
+    modalities = {
+        "text": TextModality(Tokenizer.from_corpus([WORDS])),
+        "image": ImageModality(patch_size=4, channels=3),
+        "audio": AudioModality(),
+    }
+    return GraphBuilder(modalities, cross=[CrossEdges(a, b, FullBipartite())
+                                           for a, b in itertools.combinations(modalities, 2)])
 
 
 def requires_dgl(test: Callable) -> Callable:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import torch
 from torch import Tensor
@@ -201,10 +201,11 @@ class NodeEncoders(torch.nn.ModuleDict):
                 encoders[node_type] = FeatureEncoder(-1, channels, **factory)
         return cls(encoders)
 
-    def forward(self, data) -> dict[str, Tensor]:
+    def forward(self, data, node_types: Collection[str] | None = None) -> dict[str, Tensor]:
+        """``h_dict`` of the node types in ``data`` (only those in ``node_types`` when given)."""
         out = {}
         for node_type, encoder in self.items():
-            if node_type not in data.node_types:
+            if node_type not in data.node_types or (node_types is not None and node_type not in node_types):
                 continue
             store = data[node_type]
             if "x" not in store:

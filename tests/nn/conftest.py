@@ -1,24 +1,11 @@
 """Tiny shared fixtures of the fusion-layer tests: a tri-modal batch with missing modalities and its flat graphs."""
-import itertools
 
 import pytest
 import torch
 
-from graphfuse.datasets import WORDS, synthetic_samples
-from graphfuse.graph import CrossEdges, FullBipartite, GraphBuilder
-from graphfuse.modalities import AudioModality, ImageModality, TextModality, Tokenizer
+from graphfuse.datasets import synthetic_samples
 from graphfuse.nn import FlatGraph
-
-
-def tri_modal_builder() -> GraphBuilder:
-    """Text, image and audio with complete bipartite ("full") cross edges between every pair."""
-    modalities = {
-        "text": TextModality(Tokenizer.from_corpus([WORDS])),
-        "image": ImageModality(patch_size=4, channels=3),
-        "audio": AudioModality(),
-    }
-    return GraphBuilder(modalities, cross=[CrossEdges(a, b, FullBipartite())
-                                           for a, b in itertools.combinations(modalities, 2)])
+from graphfuse.testing import tri_modal_builder
 
 
 @pytest.fixture(scope="session")
