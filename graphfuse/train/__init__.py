@@ -1,0 +1,36 @@
+"""Training: the engine (fit / evaluate with checkpoints, early stopping and DDP), tasks, metrics,
+checkpoints and data batching."""
+from graphfuse.train.checkpoint import UnsafeCheckpointError, load_checkpoint, load_weights, save_checkpoint
+from graphfuse.train.data import GraphCollate, IndexedDataset, featurize_dataset
+from graphfuse.train.engine import NonFiniteLossError, Trainer, seed_everything, set_deterministic
+from graphfuse.train.metrics import (
+    classification_metrics,
+    multilabel_metrics,
+    ranking_metrics,
+    regression_metrics,
+    retrieval_metrics,
+)
+from graphfuse.train.tasks import ClassificationTask, RegressionTask, RetrievalTask, Task
+
+__all__ = [
+    "ClassificationTask",
+    "GraphCollate",
+    "IndexedDataset",
+    "NonFiniteLossError",
+    "RegressionTask",
+    "RetrievalTask",
+    "Task",
+    "Trainer",
+    "UnsafeCheckpointError",
+    "classification_metrics",
+    "featurize_dataset",
+    "load_checkpoint",
+    "load_weights",
+    "multilabel_metrics",
+    "ranking_metrics",
+    "regression_metrics",
+    "retrieval_metrics",
+    "save_checkpoint",
+    "seed_everything",
+    "set_deterministic",
+]

@@ -1,0 +1,113 @@
+"""From datasets of samples to batches the training engine feeds a model.
+
+A dataset is any sequence whose items are a sample (a mapping from modality to raw input or
+:class:`~graphfuse.NodeSet`, as :meth:`graphfuse.GraphBuilder.featurize` takes) or a
+``(sample, target)`` pair. The engine wraps it in :class:`IndexedDataset` so each batch knows
+which samples it holds (evaluation under DDP uses that to drop the copies its sampler pads with).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Batch
+from tqdm.auto import tqdm
+
+from graphfuse.graph import GraphBuilder
+
+
+def split_item(item: Any) -> tuple[Mapping[str, Any], Any]:
+    """``(sample, target)`` of a dataset item; the target is ``None`` for a bare sample."""
+    if isinstance(item, Mapping):
+        return item, None
+    if isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], Mapping):
+        return item[0], item[1]
+    raise TypeError(f"A dataset item must be a sample (a mapping from modality to input) or a (sample, target) "
+                    f"pair, got {type(item).__name__}")
+
+
+def stack_targets(targets: Sequence[Any]) -> Tensor:
+    """Targets of a batch as one tensor: integers give a ``long`` ``[B]``, floats a float ``[B]``,
+    equal-length sequences or tensors ``[B, ...]``."""
+    try:
+        if all(isinstance(t, Tensor) for t in targets):
+            return torch.stack([t.detach() for t in targets])
+        return torch.as_tensor(targets)
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise ValueError(f"Targets of one batch could not be stacked into a tensor ({error}); give every sample a "
+                         f"target of the same shape: an int class, a float, or a fixed-length vector") from None
+
+
+class IndexedDataset(torch.utils.data.Dataset):
+    """``(index, item)`` of any sequence."""
+
+    def __init__(self, data: Sequence[Any]) -> None:
+        if not hasattr(data, "__len__") or not hasattr(data, "__getitem__"):
+            raise TypeError(f"Training data must be a sequence (a list or a torch Dataset with __len__), got "
+                            f"{type(data).__name__}")
+        if len(data) == 0:
+            raise ValueError("Training data is empty; give at least one sample")
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[int, Any]:
+        return index, self.data[index]
+
+
+class GraphCollate:
+    """A ``collate_fn`` turning ``(index, item)`` pairs into one batched graph.
+
+    The batch is :meth:`GraphBuilder.collate` of the samples, with ``batch.y`` (stacked targets,
+    when the items carry them), ``batch.sample_index`` (``[B]``, the items' dataset indices) and,
+    with ``keep_samples=True``, ``batch.node_sets`` (the featurised samples, which a re-ranker
+    combines into query + candidate graphs).
+
+    Args:
+        builder (GraphBuilder): turns samples into graphs.
+        keep_samples (bool, optional): attach the featurised samples. (default: :obj:`False`)
+        check_target (Callable, optional): called on the stacked targets, on the CPU before
+            the batch moves to a device, to reject bad targets early and cheaply.
+    """
+
+    def __init__(self, builder: GraphBuilder, keep_samples: bool = False, check_target=None) -> None:
+        self.builder, self.keep_samples, self.check_target = builder, keep_samples, check_target
+
+    def __call__(self, items: Sequence[tuple[int, Any]]) -> Batch:
+        indices, samples, targets = [], [], []
+        for index, item in items:
+            sample, target = split_item(item)
+            indices.append(index)
+            samples.append(sample)
+            targets.append(target)
+        node_sets = [self.builder.featurize(sample) for sample in samples]
+        batch = self.builder.collate(node_sets)
+        batch.sample_index = torch.tensor(indices, dtype=torch.long)
+        labelled = [t is not None for t in targets]
+        if any(labelled):
+            if not all(labelled):
+                raise ValueError("Some items of this batch have a target and some do not; give every sample a "
+                                 "target (a (sample, target) pair) or none")
+            batch.y = stack_targets(targets)
+            if self.check_target is not None:
+                self.check_target(batch.y)
+        if self.keep_samples:
+            batch.node_sets = node_sets
+        return batch
+
+
+def featurize_dataset(builder: GraphBuilder, data: Sequence[Any], progress: bool = True) -> list[Any]:
+    """``data`` with every sample featurised once (targets kept), so that epochs only batch.
+
+    Featurising (tokenising, cutting patches, log-mel frames) costs far more per sample than
+    batching; do it once for data that fits in memory, or in ``DataLoader`` workers otherwise.
+    """
+    featurized = []
+    for item in tqdm(data, desc="featurize", disable=not progress, leave=False):
+        sample, target = split_item(item)
+        nodes = builder.featurize(sample)
+        featurized.append(nodes if target is None else (nodes, target))
+    return featurized

@@ -1,0 +1,411 @@
+"""The training engine: fit / evaluate / predict for any graphfuse model with a task.
+
+One process or many (DDP under ``torchrun``); the same code path either way, with a
+:class:`~torch.utils.data.distributed.DistributedSampler` whose shares are a single process's
+batches split across ranks, so N processes with batch size B/N step like one with B.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parameter import UninitializedParameter
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+from graphfuse.checks import check_choice, check_int
+from graphfuse.train import distributed as ddp
+from graphfuse.train.checkpoint import load_checkpoint, save_checkpoint
+from graphfuse.train.data import GraphCollate, IndexedDataset
+from graphfuse.train.tasks import Task
+
+log = logging.getLogger("graphfuse.train")
+
+OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+SCHEDULES = ("cosine", "linear", "constant")
+PRECISIONS = ("fp32", "bf16")
+CHECKPOINT_NAMES = ("last.pt", "best.pt")
+SMALLER_IS_BETTER = ("loss", "mse", "mae", "median_rank")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training stopped on a NaN or infinite loss (or gradient norm); the weights were not updated
+    by the step that produced it."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seeds Python's, NumPy's and torch's (every device's) random generators."""
+    import numpy
+
+    random.seed(seed)
+    numpy.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_deterministic(enabled: bool = True) -> None:
+    """Asks torch for deterministic kernels (a warning, not an error, for an op that has none) and
+    turns off cuDNN's autotuner, which picks kernels by timing."""
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    torch.backends.cudnn.deterministic = enabled
+    torch.backends.cudnn.benchmark = not enabled and torch.backends.cudnn.benchmark
+
+
+def _schedule(name: str, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if name == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.5 * (1 + math.cos(math.pi * progress)) if name == "cosine" else 1.0 - progress
+
+    return factor
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    model = getattr(model, "_orig_mod", model)  # torch.compile
+    return getattr(model, "module", model) if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+class Trainer:
+    r"""Trains and evaluates a model that carries a :class:`~graphfuse.train.Task` as ``model.task``
+    and its :class:`~graphfuse.GraphBuilder` as ``model.builder`` (models from
+    :func:`graphfuse.models.create_model` do).
+
+    Args:
+        model (torch.nn.Module): ``model(batch)`` gives what ``model.task`` scores.
+        epochs (int, optional): passes over the training data. (default: :obj:`10`)
+        batch_size (int, optional): samples per step *per process*. (default: :obj:`32`)
+        lr (float, optional): peak learning rate. (default: :obj:`1e-3`)
+        weight_decay (float, optional): decoupled weight decay, on weight matrices only (not on
+            biases, norms or the temperature). (default: :obj:`0.01`)
+        optimizer (str, optional): ``"adamw"``, ``"adam"`` or ``"sgd"``. (default: :obj:`"adamw"`)
+        schedule (str, optional): ``"cosine"``, ``"linear"`` (decay to 0) or ``"constant"``,
+            after a linear warm-up, stepped per optimiser step. (default: :obj:`"cosine"`)
+        warmup (float, optional): fraction of all steps spent warming up. (default: :obj:`0.05`)
+        clip_grad_norm (float, optional): clip the gradient norm to this; ``None`` for no
+            clipping. (default: :obj:`1.0`)
+        precision (str, optional): ``"fp32"`` or ``"bf16"`` (autocast). (default: :obj:`"fp32"`)
+        compile (bool, optional): run the model through :func:`torch.compile`.
+            (default: :obj:`False`)
+        seed (int, optional): seeds every generator and the data order. (default: :obj:`0`)
+        deterministic (bool, optional): deterministic kernels (see :func:`set_deterministic`).
+            (default: :obj:`False`)
+        patience (int, optional): stop after this many epochs without improvement of
+            ``monitor``; ``None`` never stops early. (default: :obj:`None`)
+        monitor (str, optional): the validation metric to follow (default: the task's, e.g.
+            ``"accuracy"``; the training loss when there is no validation data).
+        checkpoint_dir (str or Path, optional): where ``last.pt`` (every epoch) and ``best.pt``
+            go; a folder holding them already is refused unless ``resume`` or ``overwrite``.
+        overwrite (bool, optional): allow replacing checkpoints of an earlier run.
+            (default: :obj:`False`)
+        distributed (bool, optional): DDP over the processes ``torchrun`` started; ``None`` joins
+            when launched by torchrun. (default: :obj:`None`)
+        device (str or torch.device, optional): default: the (local) CUDA device when there is
+            one, else the CPU.
+        num_workers (int, optional): ``DataLoader`` worker processes (they featurise and batch).
+            (default: :obj:`0`)
+        progress (bool, optional): progress bars (on rank 0 only). (default: :obj:`True`)
+        builder (GraphBuilder, optional): default: ``model.builder``.
+
+    Example:
+        >>> model = create_model("graph-gat", builder=builder, num_classes=10)
+        >>> trainer = Trainer(model, epochs=5, checkpoint_dir="runs/gat")
+        >>> history = trainer.fit(train, val)      # items: (sample, label)
+        >>> trainer.evaluate(test)                  # {"loss": ..., "accuracy": ..., "macro_f1": ...}
+    """
+
+    def __init__(self, model: torch.nn.Module, *, epochs: int = 10, batch_size: int = 32, lr: float = 1e-3,
+                 weight_decay: float = 0.01, optimizer: str = "adamw", schedule: str = "cosine", warmup: float = 0.05,
+                 clip_grad_norm: float | None = 1.0, precision: str = "fp32", compile: bool = False, seed: int = 0,
+                 deterministic: bool = False, patience: int | None = None, monitor: str | None = None,
+                 checkpoint_dir: str | os.PathLike | None = None, overwrite: bool = False,
+                 distributed: bool | None = None, device: str | torch.device | None = None, num_workers: int = 0,
+                 progress: bool = True, builder=None) -> None:
+        check_int(epochs, "Trainer 'epochs'")
+        check_int(batch_size, "Trainer 'batch_size'")
+        check_int(num_workers, "Trainer 'num_workers'", minimum=0)
+        check_choice(optimizer, tuple(OPTIMIZERS), "Trainer 'optimizer'")
+        check_choice(schedule, SCHEDULES, "Trainer 'schedule'")
+        check_choice(precision, PRECISIONS, "Trainer 'precision'")
+        if patience is not None:
+            check_int(patience, "Trainer 'patience'")
+        if not 0 <= warmup < 1:
+            raise ValueError(f"Trainer 'warmup' is a fraction of all steps in [0, 1), got {warmup!r}")
+        if clip_grad_norm is not None and not clip_grad_norm > 0:
+            raise ValueError(f"Trainer 'clip_grad_norm' must be positive or None, got {clip_grad_norm!r}")
+        task = getattr(model, "task", None)
+        if not isinstance(task, Task):
+            raise TypeError(f"Trainer needs a model with a 'task' attribute (a graphfuse.train.Task); "
+                            f"{type(model).__name__} has {type(task).__name__}. Models from "
+                            f"graphfuse.models.create_model have one; for your own, set e.g. "
+                            f"model.task = ClassificationTask(model.head)")
+        builder = builder if builder is not None else getattr(model, "builder", None)
+        if builder is None:
+            raise TypeError("Trainer needs the GraphBuilder that turns samples into graphs: pass builder=... or "
+                            "set model.builder")
+        self.model, self.task, self.builder = model, task, builder
+        self.epochs, self.batch_size, self.lr, self.weight_decay = epochs, batch_size, lr, weight_decay
+        self.optimizer_name, self.schedule, self.warmup = optimizer, schedule, warmup
+        self.clip_grad_norm = clip_grad_norm
+        self.precision, self.compile, self.seed, self.deterministic = precision, compile, seed, deterministic
+        self.patience, self.monitor = patience, monitor
+        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+        self.overwrite, self.num_workers, self.progress = overwrite, num_workers, progress
+        self.info: ddp.ProcessInfo | None = None  # resolved in _setup
+        self._distributed, self._device = distributed, device
+        self._wrapped: torch.nn.Module | None = None
+        self.history: list[dict[str, Any]] = []
+
+    # Set-up ---------------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        if isinstance(self.info, ddp.ProcessInfo):
+            return
+        self.info = ddp.setup(self._distributed, self._device)
+        seed_everything(self.seed)
+        if self.deterministic:
+            set_deterministic(True)
+        self.model.to(self.info.device)
+
+    @property
+    def device(self) -> torch.device:
+        self._setup()
+        return self.info.device
+
+    def _loader(self, data: Sequence[Any], train: bool) -> DataLoader:
+        dataset = IndexedDataset(data)
+        if train or self.task.global_batch:
+            sampler = DistributedSampler(dataset, num_replicas=self.info.world_size, rank=self.info.rank,
+                                         shuffle=train, seed=self.seed, drop_last=False)
+        else:
+            # Evaluation: unequal shares rather than the padding DistributedSampler adds (repeated
+            # samples would count twice in the mean loss). Only a loss that gathers needs equal shares.
+            sampler = range(self.info.rank, len(dataset), self.info.world_size)
+        collate = GraphCollate(self.builder, keep_samples=getattr(_unwrap(self.model), "needs_node_sets", False),
+                               check_target=self.task.check_target if self.task.needs_target else None)
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, collate_fn=collate,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def _autocast(self):
+        return torch.autocast(self.info.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
+    def _materialize(self, loader: DataLoader) -> None:
+        """Runs one batch through a model with lazy input sizes, so that every parameter exists
+        before the optimiser, the checkpoint or DDP sees them."""
+        if not any(isinstance(p, UninitializedParameter) for p in self.model.parameters()):
+            return
+        batch = next(iter(loader)).to(self.info.device)
+        training = self.model.training
+        self.model.eval()
+        with torch.no_grad(), self._autocast():
+            self.model(batch)
+        self.model.train(training)
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() >= 2]
+        no_decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        kwargs = {"momentum": 0.9} if self.optimizer_name == "sgd" else {}
+        return OPTIMIZERS[self.optimizer_name](groups, lr=self.lr, **kwargs)
+
+    def _wrap(self) -> torch.nn.Module:
+        model = self.model
+        if self.info.distributed:
+            device_ids = [self.info.device.index] if self.info.device.type == "cuda" else None
+            # A batch may lack a modality, leaving that modality's parameters without a gradient.
+            model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids,
+                                                              find_unused_parameters=True)
+        return torch.compile(model) if self.compile else model
+
+    def _check_checkpoint_dir(self, resume) -> None:
+        if self.checkpoint_dir is None or resume is not None or self.overwrite:
+            return
+        existing = [name for name in CHECKPOINT_NAMES if (self.checkpoint_dir / name).exists()]
+        if existing:
+            raise FileExistsError(f"checkpoint_dir '{self.checkpoint_dir}' already holds {existing} from an earlier "
+                                  f"run; pass resume='last' to continue it, overwrite=True to replace them, or choose "
+                                  f"another folder")
+
+    # Checkpoints ----------------------------------------------------------------------------------
+    def _save(self, name: str, optimizer, scheduler, state: dict[str, Any]) -> None:
+        if self.checkpoint_dir is not None and self.info.is_main:
+            rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
+            if torch.cuda.is_available():
+                rng["cuda"] = torch.cuda.get_rng_state_all()
+            save_checkpoint(self.checkpoint_dir / name, self.model.state_dict(), optimizer=optimizer.state_dict(),
+                            scheduler=scheduler.state_dict(), trainer=state, rng=rng)
+        ddp.barrier()
+
+    def _resume(self, resume, optimizer, scheduler) -> dict[str, Any]:
+        path = Path(resume)
+        if str(resume) in ("last", "best"):
+            if self.checkpoint_dir is None:
+                raise ValueError(f"resume={resume!r} needs checkpoint_dir; or pass the checkpoint's path")
+            path = self.checkpoint_dir / f"{resume}.pt"
+        checkpoint = load_checkpoint(path, map_location=self.info.device)
+        missing = [key for key in ("optimizer", "scheduler", "trainer") if key not in checkpoint]
+        if missing:
+            raise ValueError(f"'{path}' holds model weights but no training state ({missing}), so training cannot "
+                             f"resume from it; load the weights with graphfuse.train.load_weights and start a new fit")
+        self.model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        rng = checkpoint.get("rng", {})
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"].cpu())
+        if "python" in rng:
+            random.setstate(rng["python"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
+        log.info("resumed from %s after epoch %d", path, checkpoint["trainer"]["epoch"])
+        return checkpoint["trainer"]
+
+    # Training -------------------------------------------------------------------------------------
+    def fit(self, train_data: Sequence[Any], val_data: Sequence[Any] | None = None,
+            resume: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+        """Trains for ``epochs`` (or until early stopping); returns the history, one dict per
+        epoch (``train_loss``, ``lr``, ``seconds``, ``val_loss`` and ``val_<metric>``).
+
+        Args:
+            train_data (Sequence): samples or ``(sample, target)`` pairs.
+            val_data (Sequence, optional): evaluated after every epoch.
+            resume (str or Path, optional): a checkpoint to continue from, or ``"last"`` /
+                ``"best"`` in ``checkpoint_dir``: weights, optimiser, schedule, random state,
+                epoch and early-stopping state all resume.
+        """
+        self._setup()
+        self._check_checkpoint_dir(resume)
+        loader = self._loader(train_data, train=True)
+        self._materialize(loader)
+        optimizer = self._optimizer()
+        total_steps = self.epochs * len(loader)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, _schedule(self.schedule, int(self.warmup * total_steps), total_steps))
+        monitor = self.monitor or (self.task.monitor if val_data is not None else "loss")
+        mode = self.task.mode if (val_data is not None and monitor == self.task.monitor) else (
+            "min" if monitor.endswith(SMALLER_IS_BETTER) else "max")
+        state = {"epoch": -1, "step": 0, "best": None, "bad_epochs": 0, "history": []}
+        if resume is not None:
+            state = self._resume(resume, optimizer, scheduler)
+        self.history = state["history"]
+        if resume is not None and self.patience is not None and state["bad_epochs"] >= self.patience:
+            log.info("the resumed run had stopped early after epoch %d; nothing left to train", state["epoch"])
+            return self.history
+        wrapped = self._wrap()
+        for epoch in range(state["epoch"] + 1, self.epochs):
+            started = time.perf_counter()
+            loader.sampler.set_epoch(epoch)
+            train_loss = self._train_epoch(wrapped, loader, optimizer, scheduler, epoch, state)
+            record = {"epoch": epoch, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0]}
+            if val_data is not None:
+                record.update({f"val_{k}": v for k, v in self.evaluate(val_data).items()})
+            record["seconds"] = time.perf_counter() - started
+            self.history.append(record)
+            value = record.get(f"val_{monitor}", record.get(monitor))
+            if value is None and monitor == "loss":
+                value = record["train_loss"]
+            if value is None:
+                raise ValueError(f"Trainer 'monitor' {monitor!r} is not among this run's values "
+                                 f"{[k for k in record if k not in ('epoch', 'seconds')]}"
+                                 f"{'' if val_data is not None else ' (validation metrics need val_data)'}")
+            improved = state["best"] is None or (value > state["best"] if mode == "max" else value < state["best"])
+            state.update(epoch=epoch, history=self.history, best=value if improved else state["best"],
+                         bad_epochs=0 if improved else state["bad_epochs"] + 1)
+            self._save("last.pt", optimizer, scheduler, state)
+            if improved:
+                self._save("best.pt", optimizer, scheduler, state)
+            if self.info.is_main:
+                log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"))
+            if self.patience is not None and state["bad_epochs"] >= self.patience:
+                log.info("early stop after epoch %d: %s has not improved for %d epochs", epoch, monitor,
+                         self.patience)
+                break
+        return self.history
+
+    def _train_epoch(self, wrapped, loader, optimizer, scheduler, epoch: int, state: dict) -> float:
+        self.model.train()
+        total, steps = 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch}", disable=not (self.progress and self.info.is_main), leave=False)
+        for batch in bar:
+            batch = batch.to(self.info.device)
+            with self._autocast():
+                loss = self.task.loss(wrapped(batch), batch)
+            value = float(ddp.all_reduce_mean(loss.detach().float()))
+            if not math.isfinite(value):
+                self._stop(f"the loss became {value}", epoch, state)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.clip_grad_norm is not None:
+                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
+                if not math.isfinite(float(norm)):
+                    self._stop(f"the gradient norm became {float(norm)}", epoch, state)
+            optimizer.step()
+            scheduler.step()
+            state["step"] += 1
+            total, steps = total + value, steps + 1
+            bar.set_postfix(loss=f"{value:.4f}")
+        return total / max(steps, 1)
+
+    def _stop(self, what: str, epoch: int, state: dict) -> None:
+        last = None if self.checkpoint_dir is None else self.checkpoint_dir / "last.pt"
+        kept = (f"the last good checkpoint, '{last}' (after epoch {state['epoch']}), is untouched"
+                if last is not None and last.exists() else
+                "no checkpoint was written yet (set checkpoint_dir to keep one every epoch)")
+        raise NonFiniteLossError(
+            f"Training stopped at epoch {epoch}, step {state['step']}: {what}. This step did not update the weights; "
+            f"{kept}. Lower the learning rate, keep clip_grad_norm on, or look for NaN/inf in the inputs")
+
+    # Evaluation -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, data: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """The task's per-sample outputs (e.g. ``logits`` and ``target``) over ``data``, in its
+        order, gathered from every process, plus the mean ``loss`` over batches."""
+        self._setup()
+        loader = self._loader(data, train=False)
+        self._materialize(loader)
+        model = _unwrap(self.model)
+        training = model.training
+        model.eval()
+        parts, indices, loss_sum, loss_count = [], [], 0.0, 0
+        for batch in tqdm(loader, desc="evaluate", disable=not (self.progress and self.info.is_main), leave=False):
+            batch = batch.to(self.info.device)
+            with self._autocast():
+                output = model(batch)
+                loss = self.task.loss(output, batch) if (self.task.needs_target is False or
+                                                         getattr(batch, "y", None) is not None) else None
+            if loss is not None:
+                loss_sum, loss_count = loss_sum + float(loss) * batch.num_graphs, loss_count + batch.num_graphs
+            parts.append({k: v.cpu() for k, v in self.task.outputs(output, batch).items()})
+            indices.append(batch.sample_index.cpu())
+        model.train(training)
+        gathered = ddp.all_gather_objects((parts, indices, loss_sum, loss_count))
+        if len({frozenset(part) for rank_parts, _, _, _ in gathered for part in rank_parts}) > 1:
+            raise ValueError("Some batches have targets and some do not; give every sample a target (a (sample, "
+                             "target) pair) or none")
+        index = torch.cat([i for _, rank_indices, _, _ in gathered for i in rank_indices])
+        # For a loss that gathers, the sampler pads every process's share to equal length with repeated
+        # samples: keep one of each.
+        first = torch.full((len(data),), -1, dtype=torch.long)
+        first.scatter_reduce_(0, index, torch.arange(index.numel()), reduce="amin", include_self=False)
+        outputs = {key: torch.cat([part[key] for rank_parts, _, _, _ in gathered for part in rank_parts])[first]
+                   for key in gathered[0][0][0]}
+        count = sum(c for _, _, _, c in gathered)
+        if count:
+            outputs["loss"] = torch.tensor(sum(s for _, _, s, _ in gathered) / count)
+        return outputs
+
+    def evaluate(self, data: Sequence[Any]) -> dict[str, float]:
+        """The task's metrics over ``data`` (all processes' shares together) and the mean loss."""
+        outputs = self.predict(data)
+        loss = outputs.pop("loss", None)
+        metrics = self.task.metrics(outputs)
+        return metrics if loss is None else {"loss": float(loss), **metrics}

@@ -1,0 +1,162 @@
+"""What a model is trained for: its loss, what evaluation keeps of each batch, and its metrics.
+
+A model carries its task as ``model.task``; the engine calls ``task.loss(output, batch)`` while
+training, and ``task.outputs`` / ``task.metrics`` while evaluating (outputs of all batches, of all
+processes under DDP, are concatenated before ``metrics`` sees them).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from graphfuse.nn.contrastive import info_nce
+from graphfuse.nn.heads import ClassificationHead, RegressionHead
+from graphfuse.train.distributed import all_gather_with_grad
+from graphfuse.train.metrics import classification_metrics, multilabel_metrics, regression_metrics, retrieval_metrics
+
+
+class Task:
+    """Base class. ``monitor`` names the validation metric early stopping and the best checkpoint
+    follow, ``mode`` whether larger (``"max"``) or smaller (``"min"``) is better."""
+
+    name = "task"
+    monitor = "loss"
+    mode = "min"
+    needs_target = True
+    #: ``loss`` gathers the batches of all processes (a collective call, so under DDP every process
+    #: must score as many batches of one size, also while evaluating).
+    global_batch = False
+
+    def check_target(self, target: Tensor) -> None:
+        """Rejects bad targets of a CPU batch before it moves to a device."""
+
+    def loss(self, output: Any, batch) -> Tensor:
+        raise NotImplementedError
+
+    def outputs(self, output: Any, batch) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def metrics(self, outputs: dict[str, Tensor]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(monitor={self.monitor!r})"
+
+
+def _target(batch, task: Task) -> Tensor:
+    target = getattr(batch, "y", None)
+    if target is None:
+        raise ValueError(f"{task.__class__.__name__} needs targets: give the dataset (sample, target) pairs")
+    return target
+
+
+def _with_target(outputs: dict[str, Tensor], batch) -> dict[str, Tensor]:
+    """``outputs`` plus the batch's targets when it has some (prediction on unlabelled samples has none)."""
+    target = getattr(batch, "y", None)
+    return outputs if target is None else {**outputs, "target": target}
+
+
+def _outputs_target(outputs: dict[str, Tensor], task: Task) -> Tensor:
+    if "target" not in outputs:
+        raise ValueError(f"{task.__class__.__name__} metrics need targets: give the dataset (sample, target) pairs")
+    return outputs["target"]
+
+
+class ClassificationTask(Task):
+    """Multi-class (cross-entropy; accuracy and macro-F1) or multi-label (binary cross-entropy;
+    subset accuracy, micro/macro-F1 and mAP) classification by a :class:`ClassificationHead`."""
+
+    name = "classification"
+    mode = "max"
+
+    def __init__(self, head: ClassificationHead) -> None:
+        self.head = head
+        self.monitor = "mAP" if head.multilabel else "accuracy"
+
+    def check_target(self, target: Tensor) -> None:
+        classes = self.head.out_channels
+        if self.head.multilabel:
+            if target.dim() != 2 or target.size(1) != classes:
+                raise ValueError(f"multi-label targets must be {classes} zeros/ones per sample, got a batch of shape "
+                                 f"{tuple(target.shape)}")
+            if not bool(((target == 0) | (target == 1)).all()):
+                raise ValueError("multi-label targets must be 0 or 1")
+            return
+        if target.dim() != 1 or target.is_floating_point():
+            raise ValueError(f"multi-class targets must be one integer class per sample, got {target.dtype} of "
+                             f"shape {tuple(target.shape)}")
+        if int(target.min()) < 0 or int(target.max()) >= classes:
+            raise ValueError(f"class indices must lie in [0, {classes}), got {int(target.min())}..{int(target.max())}; "
+                             "raise num_classes or remap the labels")
+
+    def loss(self, output: Tensor, batch) -> Tensor:
+        return self.head.loss(output, _target(batch, self))
+
+    def outputs(self, output: Tensor, batch) -> dict[str, Tensor]:
+        return _with_target({"logits": output.detach().float()}, batch)
+
+    def metrics(self, outputs: dict[str, Tensor]) -> dict[str, float]:
+        compute = multilabel_metrics if self.head.multilabel else classification_metrics
+        return compute(outputs["logits"], _outputs_target(outputs, self))
+
+
+class RegressionTask(Task):
+    """Regression by a :class:`RegressionHead`: mean squared error; MSE, MAE and R²."""
+
+    name = "regression"
+    monitor = "mse"
+    mode = "min"
+
+    def __init__(self, head: RegressionHead) -> None:
+        self.head = head
+
+    def check_target(self, target: Tensor) -> None:
+        if not target.is_floating_point():
+            raise ValueError(f"regression targets must be floats, got {target.dtype}; e.g. give 3.0 rather than 3")
+        if not bool(torch.isfinite(target).all()):
+            raise ValueError("regression targets hold NaN or infinite values")
+
+    def loss(self, output: Tensor, batch) -> Tensor:
+        return self.head.loss(output, _target(batch, self))
+
+    def outputs(self, output: Tensor, batch) -> dict[str, Tensor]:
+        outputs = _with_target({"prediction": output.detach().float()}, batch)
+        if "target" in outputs:
+            outputs["target"] = outputs["target"].float()
+        return outputs
+
+    def metrics(self, outputs: dict[str, Tensor]) -> dict[str, float]:
+        return regression_metrics(outputs["prediction"], _outputs_target(outputs, self))
+
+
+class RetrievalTask(Task):
+    r"""Cross-modal retrieval by a dual encoder: symmetric InfoNCE over the batch (over the global
+    batch under DDP: embeddings are gathered with their gradients), plus the re-ranker's
+    cross-entropy when the model has one.
+
+    The model's output is a dict with ``"query"`` and ``"gallery"`` (unit rows, sample :math:`i`'s
+    two sides are a positive pair), ``"logit_scale"``, and optionally ``"rerank_loss"``. Metrics
+    are Recall@1/5/10 and MRR in both directions (``q2g/...``, ``g2q/...``) and ``rsum``, over the
+    whole evaluated set as the gallery.
+    """
+
+    name = "retrieval"
+    monitor = "rsum"
+    mode = "max"
+    needs_target = False
+    global_batch = True
+
+    def loss(self, output: dict[str, Tensor], batch) -> Tensor:
+        query, gallery = all_gather_with_grad(output["query"]), all_gather_with_grad(output["gallery"])
+        loss = info_nce(query, gallery, output["logit_scale"])
+        if output.get("rerank_loss") is not None:
+            loss = loss + output["rerank_loss"]
+        return loss
+
+    def outputs(self, output: dict[str, Tensor], batch) -> dict[str, Tensor]:
+        return {"query": output["query"].detach().float(), "gallery": output["gallery"].detach().float()}
+
+    def metrics(self, outputs: dict[str, Tensor]) -> dict[str, float]:
+        return retrieval_metrics(outputs["query"] @ outputs["gallery"].T)

@@ -1,0 +1,479 @@
+import math
+import re
+
+import pytest
+import torch
+
+from graphfuse.train import (
+    ClassificationTask,
+    NonFiniteLossError,
+    Trainer,
+    classification_metrics,
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+)
+from graphfuse.train.engine import set_deterministic
+
+FAST = dict(batch_size=8, lr=1e-2, progress=False)
+
+
+def state_of(model) -> dict[str, torch.Tensor]:
+    return {key: value.detach().clone() for key, value in model.state_dict().items()}
+
+
+def same_state(first: dict, second: dict) -> bool:
+    return first.keys() == second.keys() and all(torch.equal(first[key], second[key]) for key in first)
+
+
+def losses(history) -> list[float]:
+    return [record["train_loss"] for record in history]
+
+
+def batch_of(builder, data):
+    batch = builder.collate([nodes for nodes, _ in data])
+    batch.y = torch.tensor([label for _, label in data])
+    return batch
+
+
+@torch.no_grad()
+def eval_outputs(model, batch) -> torch.Tensor:
+    model.eval()
+    return model(batch)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These graphs are tiny: intra-op threads only contend (several times slower on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def small(colour_data):
+    """24 training and 12 validation pairs: 3 steps per epoch at batch size 8."""
+    return colour_data["train"][:24], colour_data["val"][:12]
+
+
+# Learning -----------------------------------------------------------------------------------------
+def test_fit_learns_the_colour_word_and_records_one_entry_per_epoch(make_model, colour_data):
+    trainer = Trainer(make_model(), epochs=3, **{**FAST, "lr": 3e-2})
+    history = trainer.fit(colour_data["train"], colour_data["val"])
+
+    assert history is trainer.history
+    assert [record["epoch"] for record in history] == [0, 1, 2]
+    for record in history:
+        assert {"train_loss", "lr", "val_loss", "val_accuracy", "val_macro_f1", "seconds"} <= record.keys()
+        assert all(math.isfinite(record[key]) for key in ("train_loss", "val_loss", "seconds"))
+        assert record["seconds"] > 0
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["val_accuracy"] >= 0.6  # chance is 1/3
+    # Nothing trains after the last evaluation, so evaluating again gives the last epoch's numbers.
+    metrics = trainer.evaluate(colour_data["val"])
+    assert metrics["accuracy"] == history[-1]["val_accuracy"]
+    assert metrics["loss"] == pytest.approx(history[-1]["val_loss"], rel=1e-6)
+
+
+# Seeding --------------------------------------------------------------------------------------------
+def test_same_seed_reproduces_the_run_and_another_seed_does_not(make_model, small):
+    train, val = small
+    def run(seed, scramble):
+        model = make_model(seed=0, dropout=0.3)  # same initial weights: only the trainer's seed differs
+        torch.manual_seed(scramble)  # the trainer seeds every generator itself, whatever their state
+        history = Trainer(model, epochs=2, seed=seed, **FAST).fit(train)
+        return state_of(model), losses(history)
+
+    first, again, other = run(seed=3, scramble=0), run(seed=3, scramble=1), run(seed=4, scramble=0)
+    assert same_state(first[0], again[0])
+    assert first[1] == again[1]
+    assert not same_state(first[0], other[0])
+    assert first[1] != other[1]
+
+
+class RecordingOrder(ClassificationTask):
+    """Classification that records the dataset indices of every training batch."""
+
+    def __init__(self, model) -> None:
+        super().__init__(model.head)
+        self.orders = []
+
+    def loss(self, output, batch):
+        if torch.is_grad_enabled():
+            self.orders.append(batch.sample_index.tolist())
+        return super().loss(output, batch)
+
+
+def test_every_epoch_visits_every_sample_once_in_a_new_order(make_model, small):
+    train, val = small
+    model = make_model()
+    model.task = RecordingOrder(model)
+    Trainer(model, epochs=2, **FAST).fit(train)
+    steps = len(train) // FAST["batch_size"]
+    epochs = [sum(model.task.orders[i * steps:(i + 1) * steps], []) for i in range(2)]
+    assert len(model.task.orders) == 2 * steps
+    assert all(sorted(order) == list(range(len(train))) for order in epochs)
+    assert epochs[0] != epochs[1]
+    assert list(range(len(train))) not in epochs
+
+
+# Checkpoints and resuming ---------------------------------------------------------------------------
+class Interrupted(Exception):
+    pass
+
+
+class CrashingTrainer(Trainer):
+    """Dies at the start of epoch ``crash_at``, as a killed job would, after the earlier epochs' checkpoints."""
+
+    crash_at = 2
+
+    def _train_epoch(self, wrapped, loader, optimizer, scheduler, epoch, state):
+        if epoch == self.crash_at:
+            raise Interrupted
+        return super()._train_epoch(wrapped, loader, optimizer, scheduler, epoch, state)
+
+
+def test_resume_after_a_crash_matches_an_uninterrupted_run(make_model, small, tmp_path):
+    train, val = small
+    config = dict(epochs=4, schedule="cosine", warmup=0.2, seed=1, **FAST)  # dropout 0.2, shuffled batches
+    reference = make_model(seed=0)
+    expected = Trainer(reference, checkpoint_dir=tmp_path / "reference", **config).fit(train, val)
+
+    with pytest.raises(Interrupted):
+        CrashingTrainer(make_model(seed=0), checkpoint_dir=tmp_path / "run", **config).fit(train, val)
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["trainer"]["epoch"] == 1
+
+    resumed = make_model(seed=5)  # other initial weights: everything must come from the checkpoint
+    history = Trainer(resumed, checkpoint_dir=tmp_path / "run", **config).fit(train, val, resume="last")
+    assert same_state(state_of(resumed), state_of(reference))
+    assert [record["epoch"] for record in history] == [0, 1, 2, 3]
+    assert losses(history) == losses(expected)
+    assert [record["lr"] for record in history] == [record["lr"] for record in expected]
+
+
+def test_resume_with_more_epochs_continues_a_finished_run(make_model, small, tmp_path):
+    train, val = small
+    config = dict(schedule="constant", warmup=0.0, seed=2, **FAST)  # a schedule that does not depend on epochs
+    reference = make_model(seed=0)
+    Trainer(reference, epochs=4, **config).fit(train)
+
+    Trainer(make_model(seed=0), epochs=2, checkpoint_dir=tmp_path, **config).fit(train)
+    resumed = make_model(seed=7)
+    history = Trainer(resumed, epochs=4, checkpoint_dir=tmp_path, **config).fit(train, resume=tmp_path / "last.pt")
+    assert len(history) == 4
+    assert same_state(state_of(resumed), state_of(reference))
+
+
+def test_fit_refuses_a_folder_with_checkpoints_unless_told(make_model, small, tmp_path):
+    train, val = small
+    train = train[:8]
+    Trainer(make_model(), epochs=1, checkpoint_dir=tmp_path, **FAST).fit(train)
+    written = (tmp_path / "last.pt").read_bytes()
+
+    with pytest.raises(FileExistsError, match=re.escape(str(tmp_path))):
+        Trainer(make_model(), epochs=1, checkpoint_dir=tmp_path, **FAST).fit(train)
+    assert (tmp_path / "last.pt").read_bytes() == written  # refused before anything was written
+
+    model = make_model(seed=1)
+    Trainer(model, epochs=1, checkpoint_dir=tmp_path, overwrite=True, **FAST).fit(train)
+    assert same_state(load_checkpoint(tmp_path / "last.pt")["model"], state_of(model))
+
+
+class ScriptedAccuracy(ClassificationTask):
+    """Classification whose validation accuracy follows ``script`` (one value per evaluation), so that the
+    best epoch is known; keeps the weights as they were at each evaluation."""
+
+    def __init__(self, model, script) -> None:
+        super().__init__(model.head)
+        self.model, self.script, self.weights = model, list(script), []
+
+    def metrics(self, outputs):
+        self.weights.append(state_of(self.model))
+        return {**super().metrics(outputs), "accuracy": self.script[len(self.weights) - 1]}
+
+
+def test_checkpoints_hold_the_last_and_the_best_epoch(make_model, small, colour_builder, tmp_path):
+    train, val = small
+    model = make_model()
+    model.task = ScriptedAccuracy(model, [0.5, 0.9, 0.7])
+    history = Trainer(model, epochs=3, checkpoint_dir=tmp_path, **FAST).fit(train, val)
+    assert [record["val_accuracy"] for record in history] == [0.5, 0.9, 0.7]
+
+    last = load_checkpoint(tmp_path / "last.pt")
+    assert last["trainer"]["epoch"] == 2
+    assert {"optimizer", "scheduler", "rng"} <= last.keys()
+    best = load_checkpoint(tmp_path / "best.pt")
+    assert best["trainer"]["epoch"] == 1
+    assert best["trainer"]["best"] == 0.9
+    assert len(best["trainer"]["history"]) == 2
+    assert same_state(best["model"], model.task.weights[1])
+    assert not same_state(best["model"], state_of(model))
+
+    batch = batch_of(colour_builder, val[:8])
+    restored = make_model(seed=9)
+    load_weights(restored, tmp_path / "last.pt")
+    assert torch.equal(eval_outputs(restored, batch), eval_outputs(model, batch))
+    load_weights(restored, tmp_path / "best.pt")
+    assert same_state(state_of(restored), model.task.weights[1])
+
+
+# Non-finite losses ----------------------------------------------------------------------------------
+class NaNAfter(ClassificationTask):
+    """Classification whose training loss turns NaN (keeping its graph, so a step would spread the NaN to
+    every weight) from training call ``bad_call`` on; records the weights at that moment."""
+
+    def __init__(self, model, bad_call: int) -> None:
+        super().__init__(model.head)
+        self.model, self.bad_call, self.calls, self.weights_at_nan = model, bad_call, 0, None
+
+    def loss(self, output, batch):
+        loss = super().loss(output, batch)
+        if not torch.is_grad_enabled():  # evaluation
+            return loss
+        self.calls += 1
+        if self.calls >= self.bad_call:
+            if self.weights_at_nan is None:
+                self.weights_at_nan = state_of(self.model)
+            return loss * float("nan")
+        return loss
+
+
+def test_nan_loss_stops_without_updating_the_weights(make_model, small, tmp_path):
+    train, val = small
+    model = make_model()
+    steps_per_epoch = len(train) // FAST["batch_size"]
+    model.task = NaNAfter(model, bad_call=steps_per_epoch + 3)  # in the second epoch (epoch 1)
+    trainer = Trainer(model, epochs=3, checkpoint_dir=tmp_path, **FAST)
+    with pytest.raises(NonFiniteLossError) as error:
+        trainer.fit(train, val)
+
+    message = str(error.value)
+    assert "epoch 1" in message
+    assert str(tmp_path / "last.pt") in message
+    assert "after epoch 0" in message
+    assert same_state(state_of(model), model.task.weights_at_nan)
+    assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+    checkpoint = load_checkpoint(tmp_path / "last.pt")
+    assert checkpoint["trainer"]["epoch"] == 0
+    assert all(bool(torch.isfinite(value).all()) for value in checkpoint["model"].values())
+    assert len(trainer.history) == 1
+
+
+def test_nan_loss_without_checkpoint_dir_says_so(make_model, small):
+    train, val = small
+    model = make_model(materialize=True)
+    model.task = NaNAfter(model, bad_call=1)
+    before = state_of(model)
+    with pytest.raises(NonFiniteLossError, match="epoch 0.*no checkpoint was written"):
+        Trainer(model, epochs=1, **FAST).fit(train)
+    assert same_state(state_of(model), before)
+
+
+# Early stopping ---------------------------------------------------------------------------------------
+def test_early_stopping_counts_epochs_since_the_last_improvement(make_model, small):
+    train, val = small
+    model = make_model()
+    model.task = ScriptedAccuracy(model, [0.5, 0.4, 0.6, 0.3, 0.2, 0.1, 0.0])
+    history = Trainer(model, epochs=10, patience=2, **FAST).fit(train[:8], val[:4])
+    assert [record["val_accuracy"] for record in history] == [0.5, 0.4, 0.6, 0.3, 0.2]
+
+
+@pytest.mark.parametrize("patience", [1, 2])
+def test_early_stopping_when_the_monitor_cannot_improve(make_model, small, patience):
+    train, val = small
+    model = make_model(materialize=True)
+    before = state_of(model)
+    history = Trainer(model, epochs=10, patience=patience, **{**FAST, "lr": 0.0}).fit(train[:16], val)
+    assert len(history) == patience + 1
+    assert same_state(state_of(model), before)  # lr 0 (and so no weight decay) really froze it
+
+
+def test_resuming_a_run_that_stopped_early_trains_no_further(make_model, small, tmp_path):
+    train, val = small
+    config = dict(epochs=10, patience=1, checkpoint_dir=tmp_path, **{**FAST, "lr": 0.0})
+    assert len(Trainer(make_model(), **config).fit(train[:8], val[:4])) == 2
+    written = (tmp_path / "last.pt").read_bytes()
+    history = Trainer(make_model(), **config).fit(train[:8], val[:4], resume="last")
+    assert [record["epoch"] for record in history] == [0, 1]
+    assert (tmp_path / "last.pt").read_bytes() == written
+
+
+@pytest.mark.parametrize("monitor, with_val, message", [
+    ("acuracy", True, "'acuracy' is not among"),
+    ("macro_f1", False, "validation metrics need val_data"),
+])
+def test_a_monitor_the_run_does_not_record_is_refused(make_model, small, monitor, with_val, message):
+    train, val = small
+    trainer = Trainer(make_model(), epochs=2, patience=1, monitor=monitor, **FAST)
+    with pytest.raises(ValueError, match=message):
+        trainer.fit(train[:8], val[:4] if with_val else None)
+
+
+# Schedules, precision, determinism ---------------------------------------------------------------------
+@pytest.mark.parametrize("schedule", ["cosine", "linear"])
+def test_decaying_schedules_end_at_zero(make_model, small, schedule):
+    train, val = small
+    history = Trainer(make_model(), epochs=3, schedule=schedule, warmup=0.25, **FAST).fit(train)
+    lrs = [record["lr"] for record in history]
+    assert lrs[-1] == pytest.approx(0.0, abs=1e-9)
+    assert FAST["lr"] >= lrs[0] > lrs[1] > lrs[2]
+
+
+def test_constant_schedule_keeps_the_learning_rate(make_model, small):
+    train, val = small
+    history = Trainer(make_model(), epochs=2, schedule="constant", warmup=0.25, **FAST).fit(train)
+    assert [record["lr"] for record in history] == [FAST["lr"]] * 2
+
+
+def test_bf16_trains_with_finite_losses_and_float32_outputs(make_model, small):
+    train, val = small
+    trainer = Trainer(make_model(), epochs=1, precision="bf16", **FAST)
+    history = trainer.fit(train, val)
+    assert math.isfinite(history[0]["train_loss"]) and math.isfinite(history[0]["val_loss"])
+    outputs = trainer.predict(val)
+    assert outputs["logits"].dtype == torch.float32
+    assert bool(torch.isfinite(outputs["logits"]).all())
+
+
+def test_deterministic_mode_trains_like_the_default(make_model, small, restore_determinism):
+    train, val = small
+    default = make_model()
+    Trainer(default, epochs=1, **FAST).fit(train)
+    deterministic = make_model()
+    Trainer(deterministic, epochs=1, deterministic=True, **FAST).fit(train)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert same_state(state_of(deterministic), state_of(default))
+    set_deterministic(False)
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+@pytest.mark.slow
+def test_compiled_model_trains(make_model, small, tmp_path):
+    train, val = small
+    model = make_model(dropout=0.0)
+    history = Trainer(model, epochs=1, compile=True, checkpoint_dir=tmp_path, **FAST).fit(train[:16])
+    assert math.isfinite(history[0]["train_loss"])
+    saved = load_checkpoint(tmp_path / "last.pt")["model"]  # the bare model's keys, loadable without compile
+    assert same_state(saved, state_of(model))
+
+
+# Evaluation and prediction ------------------------------------------------------------------------------
+def test_evaluate_is_the_metrics_of_predict_in_dataset_order(make_model, small, colour_builder):
+    train, val = small
+    model = make_model()
+    trainer = Trainer(model, epochs=1, **{**FAST, "batch_size": 5})  # the last batch is smaller
+    trainer.fit(train)
+    outputs = trainer.predict(val)
+
+    labels = torch.tensor([label for _, label in val])
+    assert torch.equal(outputs["target"], labels)
+    assert outputs["logits"].shape == (len(val), 3)
+    one = batch_of(colour_builder, val[7:8])  # sample 7 alone gives row 7
+    torch.testing.assert_close(outputs["logits"][7:8], eval_outputs(model, one))
+    expected_loss = torch.nn.functional.cross_entropy(outputs["logits"], labels)
+    assert float(outputs["loss"]) == pytest.approx(float(expected_loss), rel=1e-5)
+
+    metrics = trainer.evaluate(val)
+    assert metrics == {"loss": pytest.approx(float(outputs["loss"])),
+                       **classification_metrics(outputs["logits"], outputs["target"])}
+    for training in (True, False):  # predict puts back the mode it found
+        model.train(training)
+        trainer.predict(val[:3])
+        assert model.training is training
+
+
+def test_predict_on_unlabelled_samples(make_model, small):
+    train, val = small
+    trainer = Trainer(make_model(), **FAST)
+    labelled = trainer.predict(val)
+    unlabelled = [nodes for nodes, _ in val]
+    outputs = trainer.predict(unlabelled)
+    assert set(outputs) == {"logits"}
+    torch.testing.assert_close(outputs["logits"], labelled["logits"])
+    with pytest.raises(ValueError, match="need targets"):
+        trainer.evaluate(unlabelled)
+    with pytest.raises(ValueError, match="Some batches have targets and some do not"):
+        trainer.predict([*val[:8], *unlabelled[8:]])  # one labelled batch, one unlabelled
+
+
+def test_regression_trains_and_reports_its_metrics(make_model, small):
+    train, val = small
+    def as_regression(data):
+        return [(nodes, float(label)) for nodes, label in data]
+
+    trainer = Trainer(make_model(task="regression"), epochs=1, **FAST)
+    history = trainer.fit(as_regression(train), as_regression(val))
+    assert {"val_loss", "val_mse", "val_mae", "val_r2"} <= history[0].keys()
+    metrics = trainer.evaluate(as_regression(val))
+    assert set(metrics) == {"loss", "mse", "mae", "r2"}
+    assert metrics["loss"] == pytest.approx(metrics["mse"], rel=1e-5)
+    assert trainer.predict(as_regression(val[:4]))["prediction"].shape == (4, 1)
+
+
+def test_multilabel_trains_and_reports_its_metrics(make_model, small):
+    train, val = small
+    def as_multilabel(data):  # the colour, and whether it is not red
+        return [(nodes, [int(label == k) for k in range(3)] + [int(label != 0)]) for nodes, label in data]
+
+    trainer = Trainer(make_model(task="multilabel", num_classes=4), epochs=1, **FAST)
+    history = trainer.fit(as_multilabel(train), as_multilabel(val))
+    assert {"val_loss", "val_subset_accuracy", "val_micro_f1", "val_macro_f1", "val_mAP"} <= history[0].keys()
+    metrics = trainer.evaluate(as_multilabel(val))
+    assert set(metrics) == {"loss", "subset_accuracy", "micro_f1", "macro_f1", "mAP"}
+    assert all(0.0 <= metrics[key] <= 1.0 for key in metrics if key != "loss")
+
+
+# Errors ---------------------------------------------------------------------------------------------------
+def test_model_without_a_task_is_refused(colour_builder):
+    with pytest.raises(TypeError, match="'task' attribute"):
+        Trainer(torch.nn.Linear(2, 2), builder=colour_builder)
+
+
+def test_model_without_a_builder_is_refused(make_model):
+    model = make_model()
+    del model.builder
+    with pytest.raises(TypeError, match="GraphBuilder"):
+        Trainer(model)
+
+
+@pytest.mark.parametrize("option, value", [
+    ("optimizer", "lamb"), ("schedule", "step"), ("precision", "fp16"), ("warmup", 1.0), ("clip_grad_norm", 0.0),
+])
+def test_bad_options_are_refused(make_model, option, value):
+    with pytest.raises(ValueError, match=option):
+        Trainer(make_model(), **{option: value})
+
+
+def test_class_out_of_range_is_refused_when_batching(make_model, small):
+    train, val = small
+    model = make_model(materialize=True)
+    before = state_of(model)
+    data = [*train[:7], (train[7][0], 3)]
+    with pytest.raises(ValueError, match=r"num_classes") as error:
+        Trainer(model, epochs=1, **FAST).fit(data)  # one batch holding the bad label
+    assert any(entry.path.name == "data.py" for entry in error.traceback)  # from the collate check
+    assert same_state(state_of(model), before)
+
+
+def test_mixing_labelled_and_unlabelled_items_is_refused(make_model, small):
+    train, val = small
+    data = [*train[:7], train[7][0]]
+    with pytest.raises(ValueError, match="Some items of this batch have a target"):
+        Trainer(make_model(), epochs=1, **FAST).fit(data)
+
+
+def test_resume_last_needs_a_checkpoint_dir(make_model, small):
+    train, val = small
+    with pytest.raises(ValueError, match="checkpoint_dir"):
+        Trainer(make_model(), epochs=1, **FAST).fit(train[:8], resume="last")
+
+
+@pytest.mark.parametrize("name", ["weights.safetensors", "weights.pt"])
+def test_resume_from_weights_alone_is_refused(make_model, small, tmp_path, name):
+    train, val = small
+    model = make_model(materialize=True)
+    path = save_checkpoint(tmp_path / name, model.state_dict())
+    with pytest.raises(ValueError, match="no training state"):
+        Trainer(model, epochs=1, **FAST).fit(train[:8], resume=path)
