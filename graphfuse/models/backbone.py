@@ -1,0 +1,72 @@
+"""The graph fusion trunk every graph model shares: per-node-type encoders, then fusion blocks,
+over the whole graph of a batch or over the subgraph of some node types."""
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Batch, HeteroData
+
+from graphfuse.graph import GraphBuilder
+from graphfuse.nn import FlatGraph, FusionEncoder, NodeEncoders
+
+
+def as_batch(data: HeteroData | Batch) -> Batch:
+    """A batch of one for a single graph (what :meth:`GraphBuilder.build` gives)."""
+    if isinstance(data, Batch):
+        return data
+    if isinstance(data, HeteroData):
+        return Batch.from_data_list([data])
+    raise TypeError(f"A graph model takes a PyG batch (GraphBuilder.collate) or one graph (GraphBuilder.build), got "
+                    f"{type(data).__name__}")
+
+
+class GraphBackbone(torch.nn.Module):
+    """:class:`~graphfuse.nn.NodeEncoders` then a :class:`~graphfuse.nn.FusionEncoder`.
+
+    Args:
+        builder (GraphBuilder): gives the node types, relations and input encoders.
+        hidden (int): features per node.
+        num_layers, conv, knn, heads, ffn_ratio, dropout: see :class:`~graphfuse.nn.FusionEncoder`.
+        node_types (Sequence[str], optional): the node types the model reads (default: all of
+            the builder's); the others, and their relations, get no parameters and are ignored.
+    """
+
+    def __init__(self, builder: GraphBuilder, hidden: int = 64, num_layers: int = 2, conv: str = "gat",
+                 knn: int | None = None, heads: int = 4, ffn_ratio: float = 2.0, dropout: float = 0.1,
+                 node_types: Sequence[str] | None = None, **block_kwargs: Any) -> None:
+        super().__init__()
+        if not isinstance(builder, GraphBuilder):
+            raise TypeError(f"graph models need the GraphBuilder of their data as 'builder', got "
+                            f"{type(builder).__name__}")
+        self.node_types = list(builder.node_types if node_types is None else node_types)
+        unknown = [t for t in self.node_types if t not in builder.node_types]
+        if unknown:
+            raise ValueError(f"node types {unknown} are not among the builder's {builder.node_types}")
+        encoders = NodeEncoders.from_builder(builder, hidden)
+        self.encoders = NodeEncoders({t: encoders[t] for t in self.node_types})
+        _, edge_types = builder.metadata()
+        metadata = (self.node_types, [e for e in edge_types if e[0] in self.node_types and e[2] in self.node_types])
+        self.fusion = FusionEncoder(hidden, metadata, num_layers, conv, knn=knn, heads=heads, ffn_ratio=ffn_ratio,
+                                    dropout=dropout, **block_kwargs)
+
+    def forward(self, batch: Batch, node_types: Collection[str] | None = None
+                ) -> tuple[dict[str, Tensor], Mapping[str, Tensor], int]:
+        """Fused ``h_dict`` (with ``batch_dict`` and the number of samples) of the whole graph, or
+        of the subgraph of ``node_types``: their nodes and the relations among them only."""
+        h_dict = self.encoders(batch, node_types)
+        if all(h.size(0) == 0 for h in h_dict.values()):  # also a batch whose node types are all empty
+            wanted = self.node_types if node_types is None else list(node_types)
+            raise ValueError(f"The batch has no nodes of the node types {wanted}; its node types are "
+                             f"{batch.node_types}")
+        schema = self.fusion.schema
+        keep = set(h_dict)
+        edges = {e: batch[e].edge_index for e in schema.edge_types
+                 if e[0] in keep and e[2] in keep and e in batch.edge_types}
+        batch_dict = {t: batch[t].batch for t in h_dict}
+        graph = FlatGraph.from_dicts(schema, {t: h.size(0) for t, h in h_dict.items()}, edges, batch_dict,
+                                     batch.num_graphs)
+        fused = graph.unflatten(self.fusion(graph.flatten(h_dict), graph))
+        return {t: fused[t] for t in h_dict}, batch_dict, batch.num_graphs

@@ -1,0 +1,198 @@
+"""Cross-modal retrieval: a graph dual encoder into a shared space, and a re-ranker that scores a
+query and a candidate jointly on their cross-modal graph."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from graphfuse.graph import GraphBuilder
+from graphfuse.modalities import NodeSet
+from graphfuse.models.backbone import GraphBackbone, as_batch
+from graphfuse.nn import ProjectionHead, Readout
+from graphfuse.nn.contrastive import LearnableTemperature
+from graphfuse.train.tasks import RetrievalTask
+
+SIDES = ("query", "gallery")
+NodeSets = Mapping[str, NodeSet]
+
+
+def _side_types(builder: GraphBuilder, types: Sequence[str], name: str) -> tuple[str, ...]:
+    types = (types,) if isinstance(types, str) else tuple(types)
+    unknown = [t for t in types if t not in builder.node_types]
+    if not types or unknown:
+        raise ValueError(f"GraphRetrievalModel '{name}' must name node types of the builder {builder.node_types}, "
+                         f"got {list(types)}")
+    return types
+
+
+class GraphRetrievalModel(torch.nn.Module):
+    r"""A dual encoder for cross-modal retrieval with an optional joint re-ranker.
+
+    Each side (``query`` node types, e.g. text; ``gallery`` node types, e.g. image, or any
+    subset such as image + audio) is encoded by the *same* encoders and fusion blocks on its own
+    subgraph (its nodes and the relations among them), read out and projected into a shared,
+    L2-normalised space. A gallery is therefore encoded (indexed) once, independently of the
+    queries. Training minimises the symmetric InfoNCE loss with a learnable temperature:
+
+    .. math::
+        \mathcal{L} = \tfrac{1}{2}\big(\mathrm{CE}(s\,Q G^{\top}, I) + \mathrm{CE}(s\,G Q^{\top}, I)\big)
+
+    The re-ranker scores a (query, candidate) pair jointly: the two are joined into one sample
+    graph, with the builder's cross-modal edges between them, fused by the same blocks and read
+    out into a score :math:`r(q, c)`. It corrects the dual encoder: a pair's re-ranked logit is
+    :math:`s\,\mathbf{q}^{\top}\mathbf{c} + r(q, c)` (the dual term without gradient). It trains on
+    each query's hardest in-batch negatives (and each gallery item's) by cross-entropy over the
+    positive and those negatives; :meth:`rerank` reorders a query's top-k candidates by it.
+
+    Args:
+        builder (GraphBuilder): the builder of the data.
+        query (Sequence[str], optional): node types of the query side. (default: :obj:`("text",)`)
+        gallery (Sequence[str], optional): node types of the gallery side.
+            (default: :obj:`("image",)`)
+        hidden (int, optional): features per node. (default: :obj:`64`)
+        embed_dim (int, optional): size of the shared space (default: ``hidden``).
+        num_layers, conv, knn, heads, pool, fuse, dropout, ffn_ratio: as in
+            :class:`~graphfuse.models.GraphFusionModel`.
+        temperature (float, optional): initial softmax temperature. (default: :obj:`0.07`)
+        rerank (bool, optional): add the joint re-ranker. (default: :obj:`True`)
+        rerank_negatives (int, optional): hard negatives per query (and per gallery item) for
+            the re-ranker's loss. (default: :obj:`3`)
+
+    Shapes:
+        - **input:** a batch of samples holding both sides (sample :math:`i`'s sides match)
+        - **output:** ``{"query": (B, D), "gallery": (B, D), "logit_scale": (), "rerank_loss": ()}``
+    """
+
+    def __init__(self, builder: GraphBuilder, query: Sequence[str] = ("text",), gallery: Sequence[str] = ("image",),
+                 hidden: int = 64, embed_dim: int | None = None, num_layers: int = 2, conv: str = "gat",
+                 knn: int | None = None, heads: int = 4, pool: str = "mean", fuse: str = "attention",
+                 dropout: float = 0.1, ffn_ratio: float = 2.0, temperature: float = 0.07, rerank: bool = True,
+                 rerank_negatives: int = 3, **block_kwargs: Any) -> None:
+        super().__init__()
+        if not isinstance(builder, GraphBuilder):
+            raise TypeError(f"graph models need the GraphBuilder of their data as 'builder', got "
+                            f"{type(builder).__name__}")
+        self.query_types = _side_types(builder, query, "query")
+        self.gallery_types = _side_types(builder, gallery, "gallery")
+        shared = set(self.query_types) & set(self.gallery_types)
+        if shared:
+            raise ValueError(f"GraphRetrievalModel sides must not share node types, both hold {sorted(shared)}")
+        if rerank_negatives < 1:
+            raise ValueError(f"GraphRetrievalModel 'rerank_negatives' must be >= 1, got {rerank_negatives!r}")
+        self.builder = builder
+        used = list(self.query_types + self.gallery_types)
+        self.backbone = GraphBackbone(builder, hidden, num_layers, conv, knn, heads, ffn_ratio, dropout,
+                                      node_types=used, **block_kwargs)
+        self.readout = Readout(hidden, used, pool=pool, fuse=fuse)
+        self.projection = ProjectionHead(self.readout.out_channels, embed_dim or hidden)
+        self.temperature = LearnableTemperature(temperature)
+        self.rerank_negatives = rerank_negatives
+        self.reranks = rerank
+        if rerank:
+            self.pair_readout = Readout(hidden, used, pool=pool, fuse=fuse)
+            self.pair_score = torch.nn.Sequential(torch.nn.Linear(self.pair_readout.out_channels, hidden),
+                                                  torch.nn.GELU(), torch.nn.Linear(hidden, 1))
+        self.task = RetrievalTask()
+
+    @property
+    def needs_node_sets(self) -> bool:
+        """Batches must carry their featurised samples (``batch.node_sets``) for the re-ranker."""
+        return self.reranks
+
+    def side_types(self, side: str) -> tuple[str, ...]:
+        if side not in SIDES:
+            raise ValueError(f"side must be one of {SIDES}, got {side!r}")
+        return self.query_types if side == "query" else self.gallery_types
+
+    def encode(self, batch, side: str = "query") -> Tensor:
+        """Unit embeddings ``[B, D]`` of one side of each sample (encoded on that side's subgraph)."""
+        h_dict, batch_dict, num_samples = self.backbone(as_batch(batch), self.side_types(side))
+        return self.projection(self.readout(h_dict, batch_dict, num_samples))
+
+    def forward(self, batch) -> dict[str, Tensor | None]:
+        batch = as_batch(batch)
+        query, gallery = self.encode(batch, "query"), self.encode(batch, "gallery")
+        output: dict[str, Tensor | None] = {"query": query, "gallery": gallery, "logit_scale": self.temperature()}
+        if self.reranks and self.training:
+            output["rerank_loss"] = self._rerank_loss(batch, query, gallery)
+        return output
+
+    # Re-ranking ---------------------------------------------------------------------------------
+    def pair_scores(self, query_sets: Sequence[NodeSets], gallery_sets: Sequence[NodeSets], pairs: Tensor) -> Tensor:
+        """Joint scores ``[P]`` of ``pairs`` ``[P, 2]`` of (query sample, gallery sample) indices:
+        each pair is one graph of the query's query-side nodes and the candidate's gallery-side
+        nodes, with the builder's edges between them."""
+        if not self.reranks:
+            raise RuntimeError("This GraphRetrievalModel was built with rerank=False; it has no re-ranker")
+        samples = []
+        for i, j in pairs.tolist():
+            sample = {t: query_sets[i][t] for t in self.query_types if t in query_sets[i]}
+            sample.update({t: gallery_sets[j][t] for t in self.gallery_types if t in gallery_sets[j]})
+            samples.append(sample)
+        device = self.temperature.log_scale.device
+        batch = self.builder.collate(samples).to(device)
+        h_dict, batch_dict, num_samples = self.backbone(batch, self.query_types + self.gallery_types)
+        return self.pair_score(self.pair_readout(h_dict, batch_dict, num_samples)).squeeze(-1)
+
+    def _rerank_loss(self, batch, query: Tensor, gallery: Tensor) -> Tensor | None:
+        node_sets = getattr(batch, "node_sets", None)
+        if node_sets is None:
+            raise ValueError("The re-ranker trains on batches that carry their featurised samples: batch with "
+                             "graphfuse.train.GraphCollate(builder, keep_samples=True) (the Trainer does), or "
+                             "build the model with rerank=False")
+        size = len(node_sets)
+        k = min(self.rerank_negatives, size - 1)
+        if k < 1:
+            return None
+        similarity = (query @ gallery.T).detach().float()
+        similarity.fill_diagonal_(float("-inf"))
+        hardest_gallery = similarity.topk(k, dim=1).indices          # [B, k] per query
+        hardest_query = similarity.T.topk(k, dim=1).indices          # [B, k] per gallery item
+        own = torch.arange(size, device=similarity.device)
+        pairs = torch.cat([torch.stack([own, own], 1),
+                           torch.stack([own.repeat_interleave(k), hardest_gallery.reshape(-1)], 1),
+                           torch.stack([hardest_query.reshape(-1), own.repeat_interleave(k)], 1)])
+        prior = self.temperature().detach() * (query[pairs[:, 0]] * gallery[pairs[:, 1]]).sum(-1).detach()
+        scores = self.pair_scores(node_sets, node_sets, pairs.cpu()) + prior.float()
+        positive = scores[:size, None]
+        per_query = torch.cat([positive, scores[size:size * (k + 1)].view(size, k)], 1)
+        per_gallery = torch.cat([positive, scores[size * (k + 1):].view(size, k)], 1)
+        target = torch.zeros(size, dtype=torch.long, device=scores.device)
+        cross_entropy = torch.nn.functional.cross_entropy
+        return (cross_entropy(per_query.float(), target) + cross_entropy(per_gallery.float(), target)) / 2
+
+    @torch.no_grad()
+    def rerank(self, similarity: Tensor, query_sets: Sequence[NodeSets], gallery_sets: Sequence[NodeSets],
+               k: int = 10, reverse: bool = False, pair_batch_size: int = 256) -> Tensor:
+        """``similarity`` with each row's top-``k`` entries replaced by their re-ranked logits
+        (``logit_scale * similarity + pair score``), lifted above every other entry: a ranking of
+        the result reorders the top-k by the re-ranker and keeps the rest in dual-encoder order.
+
+        Args:
+            similarity (Tensor): ``[Q, G]`` dual-encoder scores (``reverse=True``: ``[G, Q]``,
+                rows are gallery items searching the queries).
+            query_sets, gallery_sets (Sequence): featurised samples of the query and gallery sides.
+            k (int, optional): candidates re-ranked per row. (default: :obj:`10`)
+        """
+        rows, cols = similarity.shape
+        k = min(k, cols)
+        top = similarity.topk(k, dim=1).indices
+        row = torch.arange(rows, device=similarity.device).repeat_interleave(k)
+        pairs = torch.stack([top.reshape(-1), row] if reverse else [row, top.reshape(-1)], 1).cpu()
+        training = self.training
+        self.eval()
+        scores = torch.cat([self.pair_scores(query_sets, gallery_sets, chunk).float()
+                            for chunk in pairs.split(pair_batch_size)]).to(similarity.device)
+        self.train(training)
+        reranked = similarity.float().clone()
+        scores = scores + self.temperature().float() * reranked[row, top.reshape(-1)]
+        lift = reranked.max() - scores.min() + 1  # re-ranked scores go above all dual scores
+        reranked[row, top.reshape(-1)] = scores + lift
+        return reranked
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}(query={list(self.query_types)}, gallery={list(self.gallery_types)}, "
+                f"{self.backbone.fusion!r}, {self.readout!r}, rerank={self.reranks})")
