@@ -1,7 +1,10 @@
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -16,3 +19,35 @@ def test_custom_modality_example_builds_and_batches_video_frames():
     frames = 25 + 12
     chain_edges_window_2 = sum(2 * (n - 1) + 2 * (n - 2) for n in (25, 12))
     assert (int(summary[1]), int(summary[2])) == (frames, chain_edges_window_2)
+
+
+def run_example(name: str, *args: str, timeout: int = 300) -> dict:
+    """Runs an example and parses the JSON object it prints as its last line."""
+    result = subprocess.run([sys.executable, str(EXAMPLES / name), "--no-progress", *args], capture_output=True,
+                            text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_classification_example_learns_above_chance_on_a_short_run():
+    metrics = run_example("classification.py", "--epochs", "10", "--train-size", "512", "--test-size", "128")
+    assert set(metrics) == {"accuracy", "macro_f1"}
+    assert metrics["accuracy"] > 2 / 8  # chance is 1/8; one modality alone gets at most 2/8
+
+
+def test_retrieval_example_learns_above_chance_on_a_short_run():
+    metrics = run_example("retrieval.py", "--epochs", "6", "--train-size", "768", "--test-size", "128")
+    recall_keys = {"R@1", "R@5", "R@10"}
+    assert set(metrics) == recall_keys | {"i2t", "dual"} and set(metrics["i2t"]) == recall_keys
+    assert metrics["R@10"] > 2 * 10 / 128 * 100 and metrics["i2t"]["R@10"] > 2 * 10 / 128 * 100
+
+
+@pytest.mark.slow
+def test_classification_example_default_run_is_well_above_chance():
+    assert run_example("classification.py")["accuracy"] >= 0.8
+
+
+@pytest.mark.slow
+def test_retrieval_example_default_run_is_well_above_chance():
+    metrics = run_example("retrieval.py")
+    assert metrics["R@1"] >= 50 and metrics["i2t"]["R@1"] >= 50  # chance is 1/256
