@@ -107,9 +107,13 @@ def all_gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """
     if world_size() == 1:
         return x
-    from torch.distributed.nn.functional import all_gather
+    from torch.distributed import _functional_collectives as collectives
 
-    return torch.cat(all_gather(x))
+    # The backward sums each part's gradients over the processes (reduce-scatter); with DDP's mean
+    # of the parameter gradients, that gives the gradient of the global-batch loss. Newer torch
+    # names the differentiable gather all_gather_single_autograd and deprecates the older name.
+    gather = getattr(collectives, "all_gather_single_autograd", None) or collectives.all_gather_tensor_autograd
+    return gather(x, 0, dist.group.WORLD)
 
 
 def barrier() -> None:
