@@ -32,11 +32,14 @@ class GraphBackbone(torch.nn.Module):
         num_layers, conv, knn, heads, ffn_ratio, dropout: see :class:`~graphfuse.nn.FusionEncoder`.
         node_types (Sequence[str], optional): the node types the model reads (default: all of
             the builder's); the others, and their relations, get no parameters and are ignored.
+        encoders (NodeEncoders, optional): input encoders to share with another backbone
+            (default: new ones for ``node_types``).
     """
 
     def __init__(self, builder: GraphBuilder, hidden: int = 64, num_layers: int = 2, conv: str = "gat",
                  knn: int | None = None, heads: int = 4, ffn_ratio: float = 2.0, dropout: float = 0.1,
-                 node_types: Sequence[str] | None = None, **block_kwargs: Any) -> None:
+                 node_types: Sequence[str] | None = None, encoders: NodeEncoders | None = None,
+                 **block_kwargs: Any) -> None:
         super().__init__()
         if not isinstance(builder, GraphBuilder):
             raise TypeError(f"graph models need the GraphBuilder of their data as 'builder', got "
@@ -45,7 +48,11 @@ class GraphBackbone(torch.nn.Module):
         unknown = [t for t in self.node_types if t not in builder.node_types]
         if unknown:
             raise ValueError(f"node types {unknown} are not among the builder's {builder.node_types}")
-        encoders = NodeEncoders.from_builder(builder, hidden)
+        if encoders is None:
+            encoders = NodeEncoders.from_builder(builder, hidden)
+        missing = [t for t in self.node_types if t not in encoders]
+        if missing:
+            raise ValueError(f"the shared 'encoders' have no encoder for node types {missing}")
         self.encoders = NodeEncoders({t: encoders[t] for t in self.node_types})
         _, edge_types = builder.metadata()
         metadata = (self.node_types, [e for e in edge_types if e[0] in self.node_types and e[2] in self.node_types])

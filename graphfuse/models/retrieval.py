@@ -41,11 +41,12 @@ class GraphRetrievalModel(torch.nn.Module):
         \mathcal{L} = \tfrac{1}{2}\big(\mathrm{CE}(s\,Q G^{\top}, I) + \mathrm{CE}(s\,G Q^{\top}, I)\big)
 
     The re-ranker scores a (query, candidate) pair jointly: the two are joined into one sample
-    graph, with the builder's cross-modal edges between them, fused by the same blocks and read
-    out into a score :math:`r(q, c)`. It corrects the dual encoder: a pair's re-ranked logit is
-    :math:`s\,\mathbf{q}^{\top}\mathbf{c} + r(q, c)` (the dual term without gradient). It trains on
-    each query's hardest in-batch negatives (and each gallery item's) by cross-entropy over the
-    positive and those negatives; :meth:`rerank` reorders a query's top-k candidates by it.
+    graph, with the builder's cross-modal edges between them, encoded by the same input encoders,
+    fused by its own blocks (``rerank_conv``) and read out into a logit :math:`r(q, c)`. It trains
+    on each query's hardest in-batch negatives under the dual encoder (and each gallery item's) by
+    cross-entropy over the positive and those negatives. :meth:`rerank` reorders a query's top-k
+    candidates by the sum of the two models' logits,
+    :math:`s\,\mathbf{q}^{\top}\mathbf{c} + r(q, c)` (a product of their softmax distributions).
 
     Args:
         builder (GraphBuilder): the builder of the data.
@@ -58,6 +59,11 @@ class GraphRetrievalModel(torch.nn.Module):
             :class:`~graphfuse.models.GraphFusionModel`.
         temperature (float, optional): initial softmax temperature. (default: :obj:`0.07`)
         rerank (bool, optional): add the joint re-ranker. (default: :obj:`True`)
+        rerank_conv (str, optional): the conv of the re-ranker's own fusion blocks;
+            ``None`` shares the dual encoder's. Matching a query's parts to a candidate's needs
+            attention whose ranking of sources depends on the destination (dot-product, as in
+            ``"hgt"``): GAT's additive scores rank all sources the same for every destination,
+            and GCN averages. (default: :obj:`"hgt"`)
         rerank_negatives (int, optional): hard negatives per query (and per gallery item) for
             the re-ranker's loss. (default: :obj:`3`)
 
@@ -70,7 +76,7 @@ class GraphRetrievalModel(torch.nn.Module):
                  hidden: int = 64, embed_dim: int | None = None, num_layers: int = 2, conv: str = "gat",
                  knn: int | None = None, heads: int = 4, pool: str = "mean", fuse: str = "attention",
                  dropout: float = 0.1, ffn_ratio: float = 2.0, temperature: float = 0.07, rerank: bool = True,
-                 rerank_negatives: int = 3, **block_kwargs: Any) -> None:
+                 rerank_conv: str | None = "hgt", rerank_negatives: int = 3, **block_kwargs: Any) -> None:
         super().__init__()
         if not isinstance(builder, GraphBuilder):
             raise TypeError(f"graph models need the GraphBuilder of their data as 'builder', got "
@@ -91,7 +97,11 @@ class GraphRetrievalModel(torch.nn.Module):
         self.temperature = LearnableTemperature(temperature)
         self.rerank_negatives = rerank_negatives
         self.reranks = rerank
+        self.rerank_conv = rerank_conv if rerank else None
         if rerank:
+            self.pair_backbone = None if rerank_conv is None else GraphBackbone(
+                builder, hidden, num_layers, rerank_conv, None, heads, ffn_ratio, dropout, node_types=used,
+                encoders=self.backbone.encoders, **block_kwargs)
             self.pair_readout = Readout(hidden, used, pool=pool, fuse=fuse)
             self.pair_score = torch.nn.Sequential(torch.nn.Linear(self.pair_readout.out_channels, hidden),
                                                   torch.nn.GELU(), torch.nn.Linear(hidden, 1))
@@ -134,7 +144,8 @@ class GraphRetrievalModel(torch.nn.Module):
             samples.append(sample)
         device = self.temperature.log_scale.device
         batch = self.builder.collate(samples).to(device)
-        h_dict, batch_dict, num_samples = self.backbone(batch, self.query_types + self.gallery_types)
+        backbone = self.backbone if self.pair_backbone is None else self.pair_backbone
+        h_dict, batch_dict, num_samples = backbone(batch, self.query_types + self.gallery_types)
         return self.pair_score(self.pair_readout(h_dict, batch_dict, num_samples)).squeeze(-1)
 
     def _rerank_loss(self, batch, query: Tensor, gallery: Tensor) -> Tensor | None:
@@ -155,8 +166,7 @@ class GraphRetrievalModel(torch.nn.Module):
         pairs = torch.cat([torch.stack([own, own], 1),
                            torch.stack([own.repeat_interleave(k), hardest_gallery.reshape(-1)], 1),
                            torch.stack([hardest_query.reshape(-1), own.repeat_interleave(k)], 1)])
-        prior = self.temperature().detach() * (query[pairs[:, 0]] * gallery[pairs[:, 1]]).sum(-1).detach()
-        scores = self.pair_scores(node_sets, node_sets, pairs.cpu()) + prior.float()
+        scores = self.pair_scores(node_sets, node_sets, pairs.cpu())
         positive = scores[:size, None]
         per_query = torch.cat([positive, scores[size:size * (k + 1)].view(size, k)], 1)
         per_gallery = torch.cat([positive, scores[size * (k + 1):].view(size, k)], 1)
@@ -195,4 +205,5 @@ class GraphRetrievalModel(torch.nn.Module):
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(query={list(self.query_types)}, gallery={list(self.gallery_types)}, "
-                f"{self.backbone.fusion!r}, {self.readout!r}, rerank={self.reranks})")
+                f"{self.backbone.fusion!r}, {self.readout!r}, rerank={self.reranks}"
+                f"{'' if self.rerank_conv is None else f', rerank_conv={self.rerank_conv!r}'})")

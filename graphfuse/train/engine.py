@@ -214,6 +214,12 @@ class Trainer:
         with torch.no_grad(), self._autocast():
             self.model(batch)
         self.model.train(training)
+        lazy = [name for name, p in self.model.named_parameters() if isinstance(p, UninitializedParameter)]
+        if lazy:
+            raise ValueError(f"Parameters {lazy[:4]}{' ...' if len(lazy) > 4 else ''} have lazy input sizes that the "
+                             f"first batch did not set (an evaluation-mode forward never reached them, or their node "
+                             f"type had no nodes in it); give them explicit input sizes or run the model once on a "
+                             f"batch that reaches them before training")
 
     def _optimizer(self) -> torch.optim.Optimizer:
         decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() >= 2]

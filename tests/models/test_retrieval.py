@@ -83,8 +83,7 @@ def test_rerank_loss_is_cross_entropy_over_hardest_negatives(builder, complete_s
     for j in range(4):  # each gallery item: its positive, then its 2 most similar other queries
         pairs += [[j, j]] + [[int(i), j] for i in similarity[:, j].topk(2).indices]
     pairs = torch.tensor(pairs)
-    dual = (out["query"][pairs[:, 0]] * out["gallery"][pairs[:, 1]]).sum(-1)  # the dual score is a prior
-    scores = (model.pair_scores(sets, sets, pairs) + out["logit_scale"] * dual).view(8, 3).detach()
+    scores = model.pair_scores(sets, sets, pairs).view(8, 3).detach()  # the joint scores alone
     target = torch.zeros(4, dtype=torch.long)
     expected = (F.cross_entropy(scores[:4], target) + F.cross_entropy(scores[4:], target)) / 2
     assert torch.allclose(out["rerank_loss"], expected, atol=1e-5)
@@ -97,7 +96,7 @@ def test_rerank_loss_of_a_batch_of_one(builder, complete_samples, make_batch):
 
 
 def joint_score(model, batch):
-    h_dict, batch_dict, num_samples = model.backbone(batch, ["text", "image"])
+    h_dict, batch_dict, num_samples = model.pair_backbone(batch, ["text", "image"])
     return model.pair_score(model.pair_readout(h_dict, batch_dict, num_samples)).squeeze(-1)
 
 
@@ -225,7 +224,8 @@ def test_errors(builder, complete_samples, make_batch):
     with pytest.raises(ValueError, match=r"side must be one of \('query', 'gallery'\), got 'text'"):
         model.encode(make_batch(complete_samples), "text")
     assert repr(model).startswith("GraphRetrievalModel(query=['text'], gallery=['image'], FusionEncoder(")
-    assert repr(model).endswith("rerank=True)")
+    assert repr(model).endswith("rerank=True, rerank_conv='hgt')")
+    assert repr(retrieval(builder, rerank_conv=None)).endswith("rerank=True)")
 
 
 def test_builder_without_text(complete_samples):
@@ -252,7 +252,16 @@ def test_builder_without_text(complete_samples):
                            similarity.topk(2, dim=1).indices.sort(1).values)
         # the audio of pair (i, j) is sample i's, the image sample j's
         score = model.pair_scores(node_sets, node_sets, torch.tensor([[1, 3]]))
-        h_dict, batch_dict, num_samples = model.backbone(
+        h_dict, batch_dict, num_samples = model.pair_backbone(
             builder.collate([{"audio": node_sets[1]["audio"], "image": node_sets[3]["image"]}]), ["audio", "image"])
         assert torch.allclose(score, model.pair_score(model.pair_readout(h_dict, batch_dict, num_samples)).squeeze(-1),
                               atol=1e-5)
+
+
+def test_reranker_shares_the_input_encoders_but_fuses_with_its_own_conv(builder):
+    model = retrieval(builder)  # conv="gat" for the dual encoder
+    assert model.pair_backbone.encoders["text"] is model.backbone.encoders["text"]
+    assert model.pair_backbone.fusion.blocks[0].conv_name == "hgt"
+    assert model.pair_backbone.fusion.blocks[0].conv is not model.backbone.fusion.blocks[0].conv
+    shared = retrieval(builder, rerank_conv=None)
+    assert shared.pair_backbone is None

@@ -477,3 +477,22 @@ def test_resume_from_weights_alone_is_refused(make_model, small, tmp_path, name)
     path = save_checkpoint(tmp_path / name, model.state_dict())
     with pytest.raises(ValueError, match="no training state"):
         Trainer(model, epochs=1, **FAST).fit(train[:8], resume=path)
+
+
+class _TrainOnlyLazy(torch.nn.Module):
+    """Wraps a model with a lazy layer that only a training-mode forward reaches."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.task, self.builder = model, model.task, model.builder
+        self.extra = torch.nn.LazyLinear(1)
+
+    def forward(self, batch):
+        out = self.model(batch)
+        return out + 0 * self.extra(out).sum() if self.training else out
+
+
+def test_lazy_parameters_the_first_batch_does_not_reach_are_a_clear_error(make_model, colour_data):
+    trainer = Trainer(_TrainOnlyLazy(make_model()), epochs=1, batch_size=16, progress=False)
+    with pytest.raises(ValueError, match=r"Parameters \['extra.weight', 'extra.bias'\] have lazy input sizes"):
+        trainer.fit(colour_data["train"])
