@@ -8,6 +8,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _usual_permissions(temporary: str) -> None:
+    """Temporary files are created owner-only; the finished file gets what ``open()`` would give."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Writes ``text`` to ``path`` through a temporary file in the same folder, replacing any
     existing file only once the new one is complete."""
@@ -17,6 +24,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     try:
         with handle:
             handle.write(text)
+        _usual_permissions(handle.name)
         os.replace(handle.name, path)
     except BaseException:
         os.unlink(handle.name)
@@ -33,6 +41,7 @@ def atomic_replace(path: str | os.PathLike) -> Iterator[Path]:
     os.close(descriptor)
     try:
         yield Path(temporary)
+        _usual_permissions(temporary)
         os.replace(temporary, path)
     except BaseException:
         os.unlink(temporary)

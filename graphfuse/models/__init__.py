@@ -27,6 +27,9 @@ __all__ = [
 ]
 
 
+RETRIEVAL_OPTIONS = {"query", "gallery", "embed_dim", "temperature", "rerank", "rerank_conv", "rerank_negatives"}
+
+
 def _graph_model(conv: str, **defaults: Any):
     def factory(task: str = "classification", **kwargs: Any) -> torch.nn.Module:
         if "conv" in kwargs and kwargs["conv"] != conv:
@@ -39,6 +42,9 @@ def _graph_model(conv: str, **defaults: Any):
                 raise ValueError(f"task='retrieval' has no prediction head; drop {heads_only} (its space's size is "
                                  f"'embed_dim')")
             return GraphRetrievalModel(**kwargs)
+        retrieval_only = sorted(RETRIEVAL_OPTIONS & kwargs.keys())
+        if retrieval_only:
+            raise ValueError(f"{retrieval_only} only apply to task='retrieval', not task={task!r}")
         return GraphFusionModel(task=task, **kwargs)
 
     factory.__doc__ = f"Graph fusion with conv={conv!r}{''.join(f', {k}={v!r}' for k, v in defaults.items())}."

@@ -86,6 +86,9 @@ class GraphRetrievalModel(torch.nn.Module):
         shared = set(self.query_types) & set(self.gallery_types)
         if shared:
             raise ValueError(f"GraphRetrievalModel sides must not share node types, both hold {sorted(shared)}")
+        if fuse == "virtual":
+            raise ValueError("GraphRetrievalModel encodes each side on its own node types, which hold no virtual "
+                             "nodes; use fuse='attention', 'gate' or 'concat'")
         if rerank_negatives < 1:
             raise ValueError(f"GraphRetrievalModel 'rerank_negatives' must be >= 1, got {rerank_negatives!r}")
         self.builder = builder
@@ -119,7 +122,14 @@ class GraphRetrievalModel(torch.nn.Module):
 
     def encode(self, batch, side: str = "query") -> Tensor:
         """Unit embeddings ``[B, D]`` of one side of each sample (encoded on that side's subgraph)."""
-        h_dict, batch_dict, num_samples = self.backbone(as_batch(batch), self.side_types(side))
+        batch, types = as_batch(batch), self.side_types(side)
+        nodes = sum(torch.bincount(batch[t].batch, minlength=batch.num_graphs) for t in types if t in batch.node_types)
+        # One device sync: a sample without this side would otherwise fail deep in the readout.
+        lacking = torch.nonzero(torch.as_tensor(nodes) == 0).flatten().tolist()
+        if lacking:
+            raise ValueError(f"Samples {lacking[:8]} have no nodes of the {side} side {list(types)}; every retrieval "
+                             f"sample needs both sides")
+        h_dict, batch_dict, num_samples = self.backbone(batch, types)
         return self.projection(self.readout(h_dict, batch_dict, num_samples))
 
     def forward(self, batch) -> dict[str, Tensor | None]:
@@ -198,7 +208,8 @@ class GraphRetrievalModel(torch.nn.Module):
                             for chunk in pairs.split(pair_batch_size)]).to(similarity.device)
         self.train(training)
         reranked = similarity.float().clone()
-        scores = scores + self.temperature().float() * reranked[row, top.reshape(-1)]
+        scale = self.temperature().float().to(similarity.device)
+        scores = scores + scale * reranked[row, top.reshape(-1)]
         lift = reranked.max() - scores.min() + 1  # re-ranked scores go above all dual scores
         reranked[row, top.reshape(-1)] = scores + lift
         return reranked

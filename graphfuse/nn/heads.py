@@ -85,8 +85,8 @@ class ClassificationHead(_Head):
         return torch.nn.functional.cross_entropy(logits.float(), target)
 
     def predict(self, logits: Tensor) -> Tensor:
-        """Class indices ``[B]``, or ``{0, 1}`` labels ``[B, K]`` (sigmoid above 0.5)."""
-        return (logits > 0).long() if self.multilabel else logits.argmax(-1)
+        """Class indices ``[B]``, or ``{0, 1}`` labels ``[B, K]`` (sigmoid at least 0.5)."""
+        return (logits >= 0).long() if self.multilabel else logits.argmax(-1)
 
 
 class RegressionHead(_Head):

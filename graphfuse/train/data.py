@@ -33,22 +33,24 @@ def stack_targets(targets: Sequence[Any]) -> Tensor:
     equal-length sequences or tensors ``[B, ...]``."""
     try:
         if all(isinstance(t, Tensor) for t in targets):
-            return torch.stack([t.detach() for t in targets])
-        return torch.as_tensor(targets)
+            stacked = torch.stack([t.detach() for t in targets])
+        else:
+            stacked = torch.as_tensor(targets)
+        return stacked.long() if stacked.dtype == torch.bool else stacked  # True/False labels are classes 1/0
     except (RuntimeError, TypeError, ValueError) as error:
         raise ValueError(f"Targets of one batch could not be stacked into a tensor ({error}); give every sample a "
                          f"target of the same shape: an int class, a float, or a fixed-length vector") from None
 
 
 class IndexedDataset(torch.utils.data.Dataset):
-    """``(index, item)`` of any sequence."""
+    """``(index, item)`` of any sequence; ``role`` names it in errors (``"training"``, ...)."""
 
-    def __init__(self, data: Sequence[Any]) -> None:
+    def __init__(self, data: Sequence[Any], role: str = "training") -> None:
         if not hasattr(data, "__len__") or not hasattr(data, "__getitem__"):
-            raise TypeError(f"Training data must be a sequence (a list or a torch Dataset with __len__), got "
+            raise TypeError(f"The {role} data must be a sequence (a list or a torch Dataset with __len__), got "
                             f"{type(data).__name__}")
         if len(data) == 0:
-            raise ValueError("Training data is empty; give at least one sample")
+            raise ValueError(f"The {role} data is empty; give at least one sample")
         self.data = data
 
     def __len__(self) -> int:

@@ -63,6 +63,8 @@ def setup(distributed: bool | None = None, device: str | torch.device | None = N
                            f"`torchrun --nproc_per_node=N script.py ...`, or leave distributed off")
     local_rank = int(os.environ["LOCAL_RANK"])
     device = torch.device(device) if device is not None else default_device(local_rank)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():

@@ -33,6 +33,7 @@ SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("fp32", "bf16")
 CHECKPOINT_NAMES = ("last.pt", "best.pt")
 SMALLER_IS_BETTER = ("loss", "mse", "mae", "median_rank")
+NO_DECAY_SUFFIXES = ("bias", "absent")  # per-type biases and absent-type embeddings are 2-D, not weights
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -71,6 +72,32 @@ def _schedule(name: str, warmup_steps: int, total_steps: int) -> Callable[[int],
     return factor
 
 
+def _rng_state() -> dict[str, Any]:
+    """Every generator's state in types a ``weights_only`` load accepts (tensors, ints, tuples)."""
+    import numpy
+
+    _, keys, position, has_gauss, cached_gaussian = numpy.random.get_state()
+    rng = {"torch": torch.get_rng_state(), "python": random.getstate(),
+           "numpy": (torch.from_numpy(keys.astype("int64")), position, has_gauss, cached_gaussian)}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def _set_rng_state(rng: dict[str, Any]) -> None:
+    import numpy
+
+    if "torch" in rng:
+        torch.set_rng_state(rng["torch"].cpu())
+    if "python" in rng:
+        random.setstate(rng["python"])
+    if "numpy" in rng:
+        keys, position, has_gauss, cached_gaussian = rng["numpy"]
+        numpy.random.set_state(("MT19937", keys.cpu().numpy().astype("uint32"), position, has_gauss, cached_gaussian))
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
+
+
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     model = getattr(model, "_orig_mod", model)  # torch.compile
     return getattr(model, "module", model) if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
@@ -87,7 +114,7 @@ class Trainer:
         batch_size (int, optional): samples per step *per process*. (default: :obj:`32`)
         lr (float, optional): peak learning rate. (default: :obj:`1e-3`)
         weight_decay (float, optional): decoupled weight decay, on weight matrices only (not on
-            biases, norms or the temperature). (default: :obj:`0.01`)
+            biases, norms, embeddings of absent node types or the temperature). (default: :obj:`0.01`)
         optimizer (str, optional): ``"adamw"``, ``"adam"`` or ``"sgd"``. (default: :obj:`"adamw"`)
         schedule (str, optional): ``"cosine"``, ``"linear"`` (decay to 0) or ``"constant"``,
             after a linear warm-up, stepped per optimiser step. (default: :obj:`"cosine"`)
@@ -187,10 +214,13 @@ class Trainer:
         return self.info.device
 
     def _loader(self, data: Sequence[Any], train: bool) -> DataLoader:
-        dataset = IndexedDataset(data)
+        dataset = IndexedDataset(data, "training" if train else "evaluation")
+        drop_last = False
         if train or self.task.global_batch:
             sampler = DistributedSampler(dataset, num_replicas=self.info.world_size, rank=self.info.rank,
                                          shuffle=train, seed=self.seed, drop_last=False)
+            # A loss over the global batch may need more samples than a short last batch holds.
+            drop_last = train and 0 < len(sampler) % self.batch_size * self.info.world_size < self.task.min_batch_size
         else:
             # Evaluation: unequal shares rather than the padding DistributedSampler adds (repeated
             # samples would count twice in the mean loss). Only a loss that gathers needs equal shares.
@@ -198,7 +228,8 @@ class Trainer:
         collate = GraphCollate(self.builder, keep_samples=getattr(_unwrap(self.model), "needs_node_sets", False),
                                check_target=self.task.check_target if self.task.needs_target else None)
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, collate_fn=collate,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+                          drop_last=drop_last, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
 
     def _autocast(self):
         return torch.autocast(self.info.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
@@ -208,12 +239,18 @@ class Trainer:
         before the optimiser, the checkpoint or DDP sees them."""
         if not any(isinstance(p, UninitializedParameter) for p in self.model.parameters()):
             return
-        batch = next(iter(loader)).to(self.info.device)
+        batch = next(iter(loader), None)
+        if batch is None:  # an empty evaluation share: the check below names what stays unset
+            return self._check_materialized()
+        batch = batch.to(self.info.device)
         training = self.model.training
         self.model.eval()
         with torch.no_grad(), self._autocast():
             self.model(batch)
         self.model.train(training)
+        self._check_materialized()
+
+    def _check_materialized(self) -> None:
         lazy = [name for name, p in self.model.named_parameters() if isinstance(p, UninitializedParameter)]
         if lazy:
             raise ValueError(f"Parameters {lazy[:4]}{' ...' if len(lazy) > 4 else ''} have lazy input sizes that the "
@@ -222,8 +259,10 @@ class Trainer:
                              f"batch that reaches them before training")
 
     def _optimizer(self) -> torch.optim.Optimizer:
-        decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() >= 2]
-        no_decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() < 2]
+        trained = [(name, p) for name, p in self.model.named_parameters() if p.requires_grad]
+        matrix = [p.dim() >= 2 and not name.endswith(NO_DECAY_SUFFIXES) for name, p in trained]
+        decay = [p for (_, p), is_matrix in zip(trained, matrix, strict=True) if is_matrix]
+        no_decay = [p for (_, p), is_matrix in zip(trained, matrix, strict=True) if not is_matrix]
         groups = [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         kwargs = {"momentum": 0.9} if self.optimizer_name == "sgd" else {}
         return OPTIMIZERS[self.optimizer_name](groups, lr=self.lr, **kwargs)
@@ -248,11 +287,8 @@ class Trainer:
     # Checkpoints ----------------------------------------------------------------------------------
     def _save(self, name: str, optimizer, scheduler, state: dict[str, Any]) -> None:
         if self.checkpoint_dir is not None and self.info.is_main:
-            rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
-            if torch.cuda.is_available():
-                rng["cuda"] = torch.cuda.get_rng_state_all()
             save_checkpoint(self.checkpoint_dir / name, self.model.state_dict(), optimizer=optimizer.state_dict(),
-                            scheduler=scheduler.state_dict(), trainer=state, rng=rng)
+                            scheduler=scheduler.state_dict(), trainer=state, rng=_rng_state())
         ddp.barrier()
 
     def _resume(self, resume, optimizer, scheduler) -> dict[str, Any]:
@@ -269,13 +305,7 @@ class Trainer:
         self.model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
-        rng = checkpoint.get("rng", {})
-        if "torch" in rng:
-            torch.set_rng_state(rng["torch"].cpu())
-        if "python" in rng:
-            random.setstate(rng["python"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
+        _set_rng_state(checkpoint.get("rng", {}))
         log.info("resumed from %s after epoch %d", path, checkpoint["trainer"]["epoch"])
         return checkpoint["trainer"]
 
@@ -390,8 +420,10 @@ class Trainer:
             batch = batch.to(self.info.device)
             with self._autocast():
                 output = model(batch)
-                loss = self.task.loss(output, batch) if (self.task.needs_target is False or
-                                                         getattr(batch, "y", None) is not None) else None
+                scored = (not self.task.needs_target or getattr(batch, "y", None) is not None) and (
+                    batch.num_graphs * (self.info.world_size if self.task.global_batch else 1)
+                    >= self.task.min_batch_size)
+                loss = self.task.loss(output, batch) if scored else None
             if loss is not None:
                 loss_sum, loss_count = loss_sum + float(loss) * batch.num_graphs, loss_count + batch.num_graphs
             parts.append({k: v.cpu() for k, v in self.task.outputs(output, batch).items()})

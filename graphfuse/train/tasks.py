@@ -19,7 +19,10 @@ from graphfuse.train.metrics import classification_metrics, multilabel_metrics, 
 
 class Task:
     """Base class. ``monitor`` names the validation metric early stopping and the best checkpoint
-    follow, ``mode`` whether larger (``"max"``) or smaller (``"min"``) is better."""
+    follow, ``mode`` whether larger (``"max"``) or smaller (``"min"``) is better. ``global_batch``
+    marks a loss over all processes' batches together, ``min_batch_size`` the fewest samples (over
+    all processes) its loss is defined for: a shorter last training batch is dropped, and
+    evaluation leaves such a batch out of the mean loss."""
 
     name = "task"
     monitor = "loss"
@@ -28,6 +31,7 @@ class Task:
     #: ``loss`` gathers the batches of all processes (a collective call, so under DDP every process
     #: must score as many batches of one size, also while evaluating).
     global_batch = False
+    min_batch_size = 1
 
     def check_target(self, target: Tensor) -> None:
         """Rejects bad targets of a CPU batch before it moves to a device."""
@@ -147,6 +151,7 @@ class RetrievalTask(Task):
     mode = "max"
     needs_target = False
     global_batch = True
+    min_batch_size = 2  # InfoNCE needs a negative
 
     def loss(self, output: dict[str, Tensor], batch) -> Tensor:
         query, gallery = all_gather_with_grad(output["query"]), all_gather_with_grad(output["gallery"])

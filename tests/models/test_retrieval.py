@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -5,6 +7,7 @@ import torch.nn.functional as F
 from graphfuse.graph import GraphBuilder
 from graphfuse.modalities import AudioModality, ImageModality
 from graphfuse.models import GraphRetrievalModel, create_model
+from graphfuse.testing import requires_cuda
 
 SMALL = dict(hidden=8, heads=2, num_layers=1)
 
@@ -265,3 +268,36 @@ def test_reranker_shares_the_input_encoders_but_fuses_with_its_own_conv(builder)
     assert model.pair_backbone.fusion.blocks[0].conv is not model.backbone.fusion.blocks[0].conv
     shared = retrieval(builder, rerank_conv=None)
     assert shared.pair_backbone is None
+
+
+def test_a_sample_without_one_side_is_named(builder, complete_samples, make_batch):
+    model = retrieval(builder).eval()
+    samples = [dict(s) for s in complete_samples]
+    samples[2].pop("image")
+    with pytest.raises(ValueError, match=r"Samples \[2\] have no nodes of the gallery side \['image'\]"):
+        model.encode(make_batch(samples), "gallery")
+    assert model.encode(make_batch(samples), "query").shape == (4, 8)
+
+
+def test_options_of_the_wrong_task_are_refused(builder):
+    with pytest.raises(ValueError, match=r"\['temperature'\] only apply to task='retrieval'"):
+        create_model("graph-gat", builder=builder, task="classification", num_classes=2, temperature=0.1)
+    with pytest.raises(ValueError, match="no virtual nodes"):
+        retrieval(builder, fuse="virtual")
+
+
+def test_retrieval_trains_and_evaluates_with_a_last_batch_of_one(builder, complete_samples):
+    from graphfuse.train import Trainer
+
+    data = [builder.featurize(s) for s in complete_samples + complete_samples[:1]]  # 5 samples, batches of 4
+    trainer = Trainer(retrieval(builder, rerank=False), epochs=1, batch_size=4, progress=False)
+    assert len(trainer.fit(data)) == 1
+    assert math.isfinite(trainer.evaluate(data)["loss"])
+
+
+@requires_cuda
+def test_rerank_on_cuda_takes_cpu_similarities(builder, complete_samples, make_batch):
+    model = retrieval(builder).to("cuda").eval()
+    sets = make_batch(complete_samples).node_sets
+    similarity = torch.rand(4, 4)
+    assert model.rerank(similarity, sets, sets, k=2).device == similarity.device

@@ -496,3 +496,36 @@ def test_lazy_parameters_the_first_batch_does_not_reach_are_a_clear_error(make_m
     trainer = Trainer(_TrainOnlyLazy(make_model()), epochs=1, batch_size=16, progress=False)
     with pytest.raises(ValueError, match=r"Parameters \['extra.weight', 'extra.bias'\] have lazy input sizes"):
         trainer.fit(colour_data["train"])
+
+
+def test_true_false_labels_are_classes_one_and_zero(make_model, small):
+    train = [(nodes, bool(label)) for nodes, label in small[0]]
+    trainer = Trainer(make_model(num_classes=2), epochs=1, batch_size=8, progress=False)
+    trainer.fit(train)
+    assert trainer.predict(train)["target"].tolist() == [int(label) for _, label in train]
+
+
+def test_weight_decay_skips_biases_norms_and_absent_type_embeddings(make_model):
+    trainer = Trainer(make_model(materialize=True, pool="attention", fuse="concat"), progress=False)
+    trainer._setup()
+    decayed, kept = (group["params"] for group in trainer._optimizer().param_groups)
+    names = {id(p): name for name, p in trainer.model.named_parameters()}
+    decayed, kept = {names[id(p)] for p in decayed}, {names[id(p)] for p in kept}
+    assert {"readout.pool.att_bias", "readout.fuse.absent", "head.mlp.1.bias"} <= kept
+    assert "readout.pool.att_weight" in decayed and "head.mlp.1.weight" in decayed
+    assert not any(name.endswith("bias") or "norm" in name for name in decayed)
+
+
+def test_checkpoints_restore_every_random_generator():
+    import random
+
+    import numpy
+
+    from graphfuse.train.engine import _rng_state, _set_rng_state
+
+    state = _rng_state()
+    expected = (torch.rand(3), random.random(), numpy.random.rand(3))
+    torch.rand(5), random.random(), numpy.random.rand(5)
+    _set_rng_state(state)
+    assert torch.equal(torch.rand(3), expected[0]) and random.random() == expected[1]
+    assert numpy.array_equal(numpy.random.rand(3), expected[2])
