@@ -177,8 +177,10 @@ class GraphBuilder:
                     f"node set ({_describe(expected)}); featurize() and empty() must agree")
         return nodes
 
-    def _sample_node_sets(self, sample: Mapping[str, Any]) -> Mapping[str, NodeSet]:
-        # A plain dict of node sets (what featurize returns) passes straight through: this runs per sample.
+    def node_sets(self, sample: Mapping[str, Any]) -> Mapping[str, NodeSet]:
+        """The node sets of a sample: :meth:`featurize` of raw inputs, while a plain dict of node sets
+        (what :meth:`featurize` returns) passes straight through, unchecked again (this runs per
+        sample, every epoch)."""
         already_featurized = (isinstance(sample, dict) and sample and sample.keys() <= self.modalities.keys()
                               and all(isinstance(value, NodeSet) for value in sample.values()))
         return sample if already_featurized else self.featurize(sample)
@@ -221,7 +223,7 @@ class GraphBuilder:
 
     def build(self, sample: Mapping[str, Any]) -> HeteroData:
         """One sample -> one :class:`~torch_geometric.data.HeteroData`."""
-        nodes = self._sample_node_sets(sample)
+        nodes = self.node_sets(sample)
         data = HeteroData()
         for node_type in self.modalities:
             for attribute, value in nodes.get(node_type, self.empty_node_sets[node_type]).attributes().items():
@@ -247,7 +249,7 @@ class GraphBuilder:
             raise TypeError(f"collate expects a list of samples, got {type(samples).__name__}")
         if len(samples) == 0:
             raise ValueError("collate received an empty list of samples; a batch needs at least one sample")
-        return collate_node_sets(self, [self._sample_node_sets(sample) for sample in samples])
+        return collate_node_sets(self, [self.node_sets(sample) for sample in samples])
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

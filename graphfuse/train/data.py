@@ -85,7 +85,7 @@ class GraphCollate:
             indices.append(index)
             samples.append(sample)
             targets.append(target)
-        node_sets = [self.builder.featurize(sample) for sample in samples]
+        node_sets = [self.builder.node_sets(sample) for sample in samples]
         batch = self.builder.collate(node_sets)
         batch.sample_index = torch.tensor(indices, dtype=torch.long)
         labelled = [t is not None for t in targets]
