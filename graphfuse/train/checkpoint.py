@@ -48,13 +48,10 @@ def save_checkpoint(path: str | os.PathLike, model_state: Mapping[str, Tensor], 
     half-written; missing parent folders are created. Returns ``path`` as a :class:`~pathlib.Path`.
     """
     path = Path(path)
-    if not isinstance(model_state, Mapping):
-        raise TypeError(f"save_checkpoint expects model_state to be a state dict (model.state_dict()), got "
-                        f"{type(model_state).__name__}")
-    bad_entry = _bad_state_entry(model_state)
-    if bad_entry:
-        raise TypeError(f"save_checkpoint: in model_state, {bad_entry}; a state dict maps names to tensors, pass "
-                        f"other values as keyword state instead")
+    problem = _state_dict_problem(model_state)
+    if problem:
+        raise TypeError(f"save_checkpoint: model_state is not a state dict (model.state_dict()): {problem}; pass "
+                        f"values other than tensors as keyword state instead")
     reserved = sorted({"format", "version"} & state.keys())
     if reserved:
         raise ValueError(f"save_checkpoint: {reserved} are reserved checkpoint entries; store that state under "
@@ -134,8 +131,11 @@ def _is_safetensors(path: Path) -> bool:
     return path.suffix.lower() == SAFETENSORS_SUFFIX
 
 
-def _bad_state_entry(state: Mapping[Any, Any]) -> str | None:
-    """Describes the first entry of ``state`` that is not a string name mapped to a tensor, if any."""
+def _state_dict_problem(state: Any) -> str | None:
+    """What keeps ``state`` from being a state dict (not a mapping, or its first entry that is not a
+    string name mapped to a tensor), if anything."""
+    if not isinstance(state, Mapping):
+        return f"it is a {type(state).__name__}, not a mapping"
     for key, value in state.items():
         if not isinstance(key, str):
             return f"the key {key!r} is of type {type(key).__name__}, not a string name"
@@ -188,7 +188,7 @@ def _as_checkpoint(content: Any, path: Path) -> dict[str, Any]:
     elif isinstance(content, Mapping) and all(isinstance(value, Tensor) for value in content.values()):
         checkpoint = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model": content}
     else:
-        found = (f"a dict without a 'model' entry, in which {_bad_state_entry(content)}"
+        found = (f"a dict without a 'model' entry, in which {_state_dict_problem(content)}"
                  if isinstance(content, Mapping) else f"a {type(content).__name__}")
         raise ValueError(f"{path} holds {found}; expected a graphfuse checkpoint (a dict with a 'model' state "
                          f"dict, as save_checkpoint writes) or a bare state dict of tensors "
@@ -197,12 +197,8 @@ def _as_checkpoint(content: Any, path: Path) -> dict[str, Any]:
     if checkpoint.get("format") == CHECKPOINT_FORMAT and isinstance(version, int) and version > CHECKPOINT_VERSION:
         raise ValueError(f"{path} is a version {version} graphfuse checkpoint; this graphfuse reads up to version "
                          f"{CHECKPOINT_VERSION}, upgrade graphfuse to load it")
-    model_state = checkpoint["model"]
-    if not isinstance(model_state, Mapping):
-        raise ValueError(f"{path}: the 'model' entry is a {type(model_state).__name__}; expected a state dict "
-                         f"mapping names to tensors")
-    bad_entry = _bad_state_entry(model_state)
-    if bad_entry:
-        raise ValueError(f"{path}: in the model state, {bad_entry}; expected a state dict mapping names to "
-                         f"tensors")
+    problem = _state_dict_problem(checkpoint["model"])
+    if problem:
+        raise ValueError(f"{path}: the model state is not a state dict: {problem}; expected a mapping from names "
+                         f"to tensors")
     return checkpoint

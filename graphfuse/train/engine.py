@@ -195,7 +195,6 @@ class Trainer:
         self.find_unused_parameters = find_unused_parameters
         self.info: ddp.ProcessInfo | None = None  # resolved in _setup
         self._distributed, self._device = distributed, device
-        self._wrapped: torch.nn.Module | None = None
         self.history: list[dict[str, Any]] = []
 
     # Set-up ---------------------------------------------------------------------------------------
@@ -259,10 +258,11 @@ class Trainer:
                              f"batch that reaches them before training")
 
     def _optimizer(self) -> torch.optim.Optimizer:
-        trained = [(name, p) for name, p in self.model.named_parameters() if p.requires_grad]
-        matrix = [p.dim() >= 2 and not name.endswith(NO_DECAY_SUFFIXES) for name, p in trained]
-        decay = [p for (_, p), is_matrix in zip(trained, matrix, strict=True) if is_matrix]
-        no_decay = [p for (_, p), is_matrix in zip(trained, matrix, strict=True) if not is_matrix]
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                is_matrix = p.dim() >= 2 and not name.endswith(NO_DECAY_SUFFIXES)
+                (decay if is_matrix else no_decay).append(p)
         groups = [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         kwargs = {"momentum": 0.9} if self.optimizer_name == "sgd" else {}
         return OPTIMIZERS[self.optimizer_name](groups, lr=self.lr, **kwargs)

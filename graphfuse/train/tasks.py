@@ -68,15 +68,31 @@ def _outputs_target(outputs: dict[str, Tensor], task: Task) -> Tensor:
     return outputs["target"]
 
 
-class ClassificationTask(Task):
+class _HeadTask(Task):
+    """A task scored by a head's own loss; its per-sample output is kept under ``output_key``."""
+
+    output_key = "output"
+
+    def __init__(self, head: ClassificationHead | RegressionHead) -> None:
+        self.head = head
+
+    def loss(self, output: Tensor, batch) -> Tensor:
+        return self.head.loss(output, _target(batch, self))
+
+    def outputs(self, output: Tensor, batch) -> dict[str, Tensor]:
+        return _with_target({self.output_key: output.detach().float()}, batch)
+
+
+class ClassificationTask(_HeadTask):
     """Multi-class (cross-entropy; accuracy and macro-F1) or multi-label (binary cross-entropy;
     subset accuracy, micro/macro-F1 and mAP) classification by a :class:`ClassificationHead`."""
 
     name = "classification"
     mode = "max"
+    output_key = "logits"
 
     def __init__(self, head: ClassificationHead) -> None:
-        self.head = head
+        super().__init__(head)
         self.monitor = "mAP" if head.multilabel else "accuracy"
 
     def check_target(self, target: Tensor) -> None:
@@ -95,26 +111,18 @@ class ClassificationTask(Task):
             raise ValueError(f"class indices must lie in [0, {classes}), got {int(target.min())}..{int(target.max())}; "
                              "raise num_classes or remap the labels")
 
-    def loss(self, output: Tensor, batch) -> Tensor:
-        return self.head.loss(output, _target(batch, self))
-
-    def outputs(self, output: Tensor, batch) -> dict[str, Tensor]:
-        return _with_target({"logits": output.detach().float()}, batch)
-
     def metrics(self, outputs: dict[str, Tensor]) -> dict[str, float]:
         compute = multilabel_metrics if self.head.multilabel else classification_metrics
         return compute(outputs["logits"], _outputs_target(outputs, self))
 
 
-class RegressionTask(Task):
+class RegressionTask(_HeadTask):
     """Regression by a :class:`RegressionHead`: mean squared error; MSE, MAE and R²."""
 
     name = "regression"
     monitor = "mse"
     mode = "min"
-
-    def __init__(self, head: RegressionHead) -> None:
-        self.head = head
+    output_key = "prediction"
 
     def check_target(self, target: Tensor) -> None:
         if not target.is_floating_point():
@@ -122,11 +130,8 @@ class RegressionTask(Task):
         if not bool(torch.isfinite(target).all()):
             raise ValueError("regression targets hold NaN or infinite values")
 
-    def loss(self, output: Tensor, batch) -> Tensor:
-        return self.head.loss(output, _target(batch, self))
-
     def outputs(self, output: Tensor, batch) -> dict[str, Tensor]:
-        outputs = _with_target({"prediction": output.detach().float()}, batch)
+        outputs = super().outputs(output, batch)
         if "target" in outputs:
             outputs["target"] = outputs["target"].float()
         return outputs
