@@ -19,7 +19,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 import retrieval as example  # noqa: E402  (the example's data generator)
 
-from graphfuse import GraphBuilder, ImageModality, TextModality, Tokenizer  # noqa: E402
 from graphfuse.io import atomic_write_text  # noqa: E402
 from graphfuse.models import create_model  # noqa: E402
 from graphfuse.train import Trainer, featurize_dataset, ranking_metrics  # noqa: E402
@@ -35,8 +34,7 @@ def main() -> dict:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    builder = GraphBuilder({"text": TextModality(Tokenizer(example.CELLS + example.FILLER)),
-                            "image": ImageModality(patch_size=4, channels=1)}, cross="full")
+    builder = example.make_builder()
     train = featurize_dataset(builder, example.make_data(2048, args.seed), progress=False)
     test = featurize_dataset(builder, example.make_data(256, args.seed + 1), progress=False)
     torch.manual_seed(args.seed)

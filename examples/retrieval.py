@@ -55,6 +55,12 @@ def make_data(size: int, seed: int) -> list[dict]:
     return [make_sample(lit, generator) for lit in layouts.values()]
 
 
+def make_builder() -> GraphBuilder:
+    """Caption tokens and image patches, every token joined to every patch."""
+    return GraphBuilder({"text": TextModality(Tokenizer(CELLS + FILLER)),
+                         "image": ImageModality(patch_size=4, channels=1)}, cross="full")
+
+
 def recalls(metrics: dict) -> dict:
     return {key: round(metrics[key], 2) for key in ("R@1", "R@5", "R@10")}
 
@@ -73,8 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    builder = GraphBuilder({"text": TextModality(Tokenizer(CELLS + FILLER)),
-                            "image": ImageModality(patch_size=4, channels=1)}, cross="full")
+    builder = make_builder()
     train = featurize_dataset(builder, make_data(args.train_size, args.seed), progress=False)
     test = featurize_dataset(builder, make_data(args.test_size, args.seed + 1), progress=False)
 
