@@ -1,0 +1,147 @@
+"""Benchmark tasks by name: a builder plus train / validation / test splits, generated here."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from graphfuse.graph import GraphBuilder
+
+KINDS = ("classification", "retrieval")
+
+
+@dataclass
+class TaskData:
+    """One benchmark task.
+
+    Args:
+        name: the task's name (``"digits"``, ``"retrieval"``, ``"synergy"``, ...).
+        kind: ``"classification"`` (items are ``(sample, class)`` pairs) or ``"retrieval"``
+            (items are samples holding both sides; sample ``i``'s query matches its gallery item).
+        builder: the :class:`~graphfuse.graph.GraphBuilder` every method reads the samples with.
+        train, val, test: the splits, raw (not featurised).
+        num_classes: classes of a classification task.
+        query, gallery: the node types of each side of a retrieval task.
+        description: one line for tables and the data card.
+    """
+
+    name: str
+    kind: str
+    builder: GraphBuilder
+    train: Sequence[Any]
+    val: Sequence[Any]
+    test: Sequence[Any]
+    num_classes: int | None = None
+    query: tuple[str, ...] = ("text",)
+    gallery: tuple[str, ...] = ("image",)
+    description: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"TaskData 'kind' must be one of {KINDS}, got {self.kind!r}")
+        if self.kind == "classification" and self.num_classes is None:
+            raise ValueError(f"classification task {self.name!r} needs 'num_classes'")
+
+
+TaskLoader = Callable[..., TaskData]
+_TASKS: dict[str, TaskLoader] = {}
+
+
+def register_task(name: str) -> Callable[[TaskLoader], TaskLoader]:
+    """Decorator registering ``loader(quick: bool = False, seed: int = 0) -> TaskData``."""
+
+    def register(loader: TaskLoader) -> TaskLoader:
+        if name in _TASKS:
+            raise ValueError(f"A task named {name!r} is already registered; pick another name")
+        _TASKS[name] = loader
+        return loader
+
+    return register
+
+
+def list_tasks() -> list[str]:
+    return list(_TASKS)
+
+
+def load_task(name: str, quick: bool = False, seed: int = 0) -> TaskData:
+    """The task ``name``; ``quick`` gives smaller splits, ``seed`` the data's seed."""
+    if name not in _TASKS:
+        raise ValueError(f"Unknown task {name!r}; registered: {list_tasks()}")
+    return _TASKS[name](quick=quick, seed=seed)
+
+
+# The built-in tasks ------------------------------------------------------------------------------
+def digits_builder() -> GraphBuilder:
+    """Markers with word spans, 4x4-pixel patches of the half-blanked digit, and 50 ms log-mel
+    frames; each marker joined to the frames of its word, full edges between the other pairs."""
+    from graphfuse.datasets.digits import AUDIO_RATE, MARKERS
+    from graphfuse.graph import CrossEdges, TemporalAlignment
+    from graphfuse.modalities import AudioModality, ImageModality, TextModality, Tokenizer
+
+    return GraphBuilder({
+        "text": TextModality(Tokenizer(list(MARKERS)), spans=True),
+        "image": ImageModality(patch_size=4, channels=1),
+        "audio": AudioModality(sample_rate=AUDIO_RATE, n_mels=20, win_length=0.05, hop_length=0.05),
+    }, cross=[CrossEdges("text", "audio", TemporalAlignment()), CrossEdges("text", "image", "full"),
+              CrossEdges("image", "audio", "full")])
+
+
+@register_task("digits")
+def digits_task(quick: bool = False, seed: int = 0) -> TaskData:
+    from graphfuse.datasets.digits import spoken_sequence_digits
+
+    sizes = {"train": 800, "val": 200, "test": 400} if quick else {"train": 1200, "val": 300, "test": 600}
+    splits = {split: spoken_sequence_digits(size, split, seed) for split, size in sizes.items()}
+    return TaskData("digits", "classification", digits_builder(), num_classes=10, **splits,
+                    description="the spoken digit whose marker says keep (3 spoken digits, a half-blanked "
+                                "handwritten one, word markers)")
+
+
+def reading_order(src, dst) -> torch.Tensor:
+    """Cross-modal edges from the ``i``-th token to the ``i``-th patch in reading order (row by row)."""
+    count = min(src.num_nodes, dst.num_nodes)
+    index = torch.arange(count)
+    return torch.stack([index, index])
+
+
+def canvas_builder() -> GraphBuilder:
+    """Caption tokens and the canvas's four 8x8 quadrants as patches, each word joined to its
+    quadrant in reading order."""
+    from graphfuse.datasets.digits import CAPTION_WORDS
+    from graphfuse.graph import CallableStrategy, CrossEdges
+    from graphfuse.modalities import ImageModality, TextModality, Tokenizer
+
+    return GraphBuilder({"text": TextModality(Tokenizer(list(CAPTION_WORDS))),
+                         "image": ImageModality(patch_size=8, channels=1)},
+                        cross=[CrossEdges("text", "image", CallableStrategy(reading_order, shape_only=True))])
+
+
+@register_task("retrieval")
+def retrieval_task(quick: bool = False, seed: int = 0) -> TaskData:
+    from graphfuse.datasets.digits import digit_canvases
+
+    groups = {"train": 200, "val": 30, "test": 60} if quick else {"train": 400, "val": 40, "test": 100}
+    splits = digit_canvases(groups, seed, speech=False)
+    return TaskData("retrieval", "retrieval", canvas_builder(), query=("text",), gallery=("image",), **splits,
+                    description="caption to canvas of 2-3 handwritten digits; each canvas has two twins with "
+                                "the same digits elsewhere")
+
+
+def _interaction_task(interaction: str):
+    def load(quick: bool = False, seed: int = 0) -> TaskData:
+        from graphfuse.datasets.interactions import interaction_builder, interaction_dataset
+
+        sizes = {"train": 1000, "val": 300, "test": 600} if quick else {"train": 1600, "val": 400, "test": 1000}
+        splits = {split: interaction_dataset(size, interaction, 2, seed=seed * 3 + i)
+                  for i, (split, size) in enumerate(sizes.items())}
+        return TaskData(interaction, "classification", interaction_builder(2), num_classes=2, **splits,
+                        description=f"{interaction}: majority over 5 time slots of two modalities' bits")
+
+    return load
+
+
+for _interaction in ("synergy", "redundancy", "uniqueness"):
+    register_task(_interaction)(_interaction_task(_interaction))
