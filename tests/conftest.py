@@ -13,6 +13,16 @@ def waveform(seconds: float, seed: int = 0) -> torch.Tensor:
     return 0.1 * torch.randn(int(seconds * SAMPLE_RATE), generator=generator)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of tiny tensors: more threads only contend (several times
+    slower on a busy 2-core machine). Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tokenizer():
     return Tokenizer.from_corpus(CORPUS)

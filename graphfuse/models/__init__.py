@@ -4,6 +4,10 @@ Graph fusion variants: ``graph-gcn``, ``graph-gat``, ``graph-hgt``, ``graph-gate
 message passing over the builder's graph) and ``graph-gat-knn`` (attention over dynamic k-NN
 cross-modal edges). ``task="retrieval"`` gives a :class:`GraphRetrievalModel` (dual encoder +
 re-ranker); the other tasks a :class:`GraphFusionModel`.
+
+Classic fusion without a graph (family ``"baseline"``, :mod:`graphfuse.models.baselines`):
+``early-fusion``, ``late-fusion``, ``tensor-fusion``, ``lowrank-fusion``, ``transformer-fusion``
+and ``mult``; one modality (family ``"unimodal"``): ``unimodal`` with ``modality="image"``.
 """
 from __future__ import annotations
 
@@ -12,11 +16,14 @@ from typing import Any
 import torch
 
 from graphfuse.models.backbone import GraphBackbone
+from graphfuse.models.baselines import BaselineFusionModel, BaselineRetrievalModel
 from graphfuse.models.classifier import GraphFusionModel
 from graphfuse.models.registry import create_model, list_models, model_family, register_model
 from graphfuse.models.retrieval import GraphRetrievalModel
 
 __all__ = [
+    "BaselineFusionModel",
+    "BaselineRetrievalModel",
     "GraphBackbone",
     "GraphFusionModel",
     "GraphRetrievalModel",

@@ -1,4 +1,15 @@
-"""Neural network modules: input encoders, fusion layers, dynamic k-NN edges, the fusion encoder, readouts and heads."""
+"""Neural network modules: input encoders, fusion layers, dynamic k-NN edges, the fusion encoder, readouts, heads
+and the classic (non-graph) fusion baselines."""
+from graphfuse.nn.baselines import (
+    CrossModalTransformer,
+    EarlyFusion,
+    LateFusion,
+    LowRankTensorFusion,
+    ModalityEncoder,
+    TensorFusion,
+    TransformerFusion,
+    dense_modalities,
+)
 from graphfuse.nn.contrastive import LearnableTemperature, info_nce
 from graphfuse.nn.conv import (
     GatedRelationalConv,
@@ -16,14 +27,19 @@ from graphfuse.nn.readout import Readout, TypeFusion, TypePooling, VirtualNodeRe
 
 __all__ = [
     "ClassificationHead",
+    "CrossModalTransformer",
     "DynamicKNNEdges",
+    "EarlyFusion",
     "FeatureEncoder",
     "FlatGraph",
     "FrameEncoder",
     "FusionBlock",
     "FusionEncoder",
     "GatedRelationalConv",
+    "LateFusion",
     "LearnableTemperature",
+    "LowRankTensorFusion",
+    "ModalityEncoder",
     "NodeEncoders",
     "PatchEncoder",
     "ProjectionHead",
@@ -34,11 +50,14 @@ __all__ = [
     "RelationalGCNConv",
     "RelationalHGTConv",
     "Schema",
+    "TensorFusion",
     "TokenEncoder",
+    "TransformerFusion",
     "TypeFusion",
     "TypePooling",
     "VirtualNodeReadout",
     "create_conv",
+    "dense_modalities",
     "info_nce",
     "list_convs",
     "register_conv",

@@ -31,6 +31,17 @@ def _check_node_types(node_types: Sequence[str], owner: str) -> list[str]:
     return node_types
 
 
+def check_known_node_types(h_dict: Mapping[str, Tensor], node_types: Sequence[str], owner: str) -> None:
+    """``h_dict`` holds at least one node type (possibly without nodes), all among ``node_types``."""
+    unknown = [node_type for node_type in h_dict if node_type not in node_types]
+    if unknown:
+        raise ValueError(f"{owner} received unknown node types {unknown}; it knows {list(node_types)} "
+                         f"(drop the others from h_dict or build it with them in 'node_types')")
+    if not h_dict:
+        raise ValueError(f"{owner} received an empty 'h_dict'; pass at least one of {list(node_types)} "
+                         f"(it may have 0 nodes)")
+
+
 def check_node_dicts(h_dict: Mapping[str, Tensor], batch_dict: Mapping[str, Tensor], channels: int | None,
                  owner: str) -> None:
     """``h_dict`` (features ``[N_t, channels]`` per node type) and ``batch_dict`` (one sample index
@@ -144,13 +155,7 @@ class TypePooling(torch.nn.Module):
 
     def forward(self, h_dict: Mapping[str, Tensor], batch_dict: Mapping[str, Tensor],
                 num_samples: int) -> tuple[Tensor, Tensor]:
-        unknown = [node_type for node_type in h_dict if node_type not in self.node_types]
-        if unknown:
-            raise ValueError(f"TypePooling received unknown node types {unknown}; it knows {self.node_types} "
-                             f"(drop the others from h_dict or build it with them in 'node_types')")
-        if not h_dict:
-            raise ValueError(f"TypePooling received an empty 'h_dict'; pass at least one of {self.node_types} "
-                             f"(it may have 0 nodes)")
+        check_known_node_types(h_dict, self.node_types, "TypePooling")
         check_node_dicts(h_dict, batch_dict, self.channels, "TypePooling")
         _check_num_samples(num_samples, "TypePooling")
         dtype = _common_dtype(list(h_dict.values()))

@@ -42,15 +42,15 @@ def test_list_models():
 
 
 def test_register_model(scratch_registry):
-    @register_model("toy-linear", family="baseline")
+    @register_model("toy-linear", family="toy")
     def toy(in_channels=3, **kwargs):
         return torch.nn.Linear(in_channels, 2)
 
     assert toy(4).in_features == 4  # the decorator returns the factory
     assert "toy-linear" in list_models()
-    assert list_models(family="baseline") == ["toy-linear"]
+    assert list_models(family="toy") == ["toy-linear"]
     assert "toy-linear" not in list_models(family="graph")
-    assert model_family("toy-linear") == "baseline"
+    assert model_family("toy-linear") == "toy"
     assert create_model("toy-linear", in_channels=5).in_features == 5
 
 

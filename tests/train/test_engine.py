@@ -42,13 +42,7 @@ def eval_outputs(model, batch) -> torch.Tensor:
     return model(batch)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These graphs are tiny: intra-op threads only contend (several times slower on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
