@@ -28,7 +28,7 @@ $(DGL_VENV)/.installed: pyproject.toml
 	touch $@
 
 bench: $(VENV)/.installed
-	$(VENV)/bin/python -m graphfuse.bench build
+	$(VENV)/bin/python -m graphfuse.bench accuracy
 
 test: $(VENV)/.installed $(DGL_VENV)/.installed
 	$(VENV)/bin/python -m pytest

@@ -7,10 +7,10 @@ import logging
 import sys
 from pathlib import Path
 
-from graphfuse.bench import build, throughput
+from graphfuse.bench import accuracy, build, throughput
 from graphfuse.io import atomic_write_text
 
-SUBCOMMANDS = {"build": build, "throughput": throughput}
+SUBCOMMANDS = {"build": build, "throughput": throughput, "accuracy": accuracy}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
         logging.getLogger("graphfuse.bench").info("results written to %s", args.json)
-    return 0
+    return 1 if report.get("failed") else 0  # a subcommand lists its failed runs under "failed"
 
 
 if __name__ == "__main__":

@@ -1,0 +1,245 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from graphfuse import GraphBuilder, ImageModality, TextModality, Tokenizer
+from graphfuse.bench import accuracy
+from graphfuse.bench.__main__ import main as cli
+from graphfuse.bench.__main__ import parse_args
+from graphfuse.datasets import WORDS, synthetic_samples
+from graphfuse.datasets.tasks import _TASKS, TaskData, register_task
+from graphfuse.models import GraphRetrievalModel, registry
+from graphfuse.testing import tri_modal_builder
+
+TINY = accuracy.TrainConfig(epochs=3, batch_size=16, lr=1e-2, hidden=16, heads=2, num_layers=1, dropout=0.0)
+TINY_RETRIEVAL = accuracy.TrainConfig(epochs=1, batch_size=8, lr=1e-3, hidden=16, heads=2, num_layers=1,
+                                      dropout=0.0)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def labelled(size: int, seed: int) -> list:
+    """Two classes, each shown by a word of the sentence and by the image's brightness."""
+    samples = synthetic_samples(size, tokens=3, grid=2, frames=4, seed=seed)
+    labels = torch.randint(2, (size,), generator=torch.Generator().manual_seed(seed)).tolist()
+    for sample, label in zip(samples, labels, strict=True):
+        sample["text"] = ("blue " if label else "red ") + sample["text"]
+        sample["image"] = sample["image"] // 4 + (160 if label else 0)
+    return list(zip(samples, labels, strict=True))
+
+
+def pairs(size: int, seed: int) -> list:
+    return [{"text": s["text"], "image": s["image"]}
+            for s in synthetic_samples(size, tokens=3, grid=2, frames=4, seed=seed)]
+
+
+@pytest.fixture
+def tiny_tasks(monkeypatch):
+    """A learnable tri-modal classification task ``_tiny`` and a text -> image retrieval task
+    ``_tiny_retrieval``, registered for the test only, with tiny training configs."""
+
+    def classification(quick: bool = False, seed: int = 0) -> TaskData:
+        return TaskData("_tiny", "classification", tri_modal_builder(), labelled(64, seed), labelled(16, seed + 1),
+                        labelled(32, seed + 2), num_classes=2, description="red/blue word and brightness")
+
+    def retrieval(quick: bool = False, seed: int = 0) -> TaskData:
+        builder = GraphBuilder({"text": TextModality(Tokenizer.from_corpus([WORDS])),
+                                "image": ImageModality(patch_size=4, channels=3)}, cross="full")
+        return TaskData("_tiny_retrieval", "retrieval", builder, pairs(24, seed), pairs(8, seed + 1),
+                        pairs(12, seed + 2), description="random captions and images")
+
+    names = {"_tiny": classification, "_tiny_retrieval": retrieval}
+    for name, loader in names.items():
+        register_task(name)(loader)
+    monkeypatch.setitem(accuracy.CONFIGS, "_tiny", (TINY, TINY))
+    monkeypatch.setitem(accuracy.CONFIGS, "_tiny_retrieval", (TINY_RETRIEVAL, TINY_RETRIEVAL))
+    yield names
+    for name in names:
+        _TASKS.pop(name, None)
+
+
+def run(tmp_path, *argv, progress=False, jobs=1):
+    """``python -m graphfuse.bench accuracy ARGV`` with outputs in ``tmp_path``: (exit code, report).
+    One thread: the tiny models only slow down with more, above all on a shared machine. One job:
+    worker processes would not see the tasks registered by the test."""
+    path = tmp_path / "report.json"
+    flags = [] if progress else ["--no-progress"]
+    code = cli(["accuracy", *flags, "--threads", "1", "--jobs", str(jobs), "--out", str(tmp_path / "out"),
+                "--json", str(path), *argv])
+    return code, json.loads(path.read_text())
+
+
+def test_classification_report_outputs_and_statistics(tmp_path, tiny_tasks, capsys):
+    code, report = run(tmp_path, "--tasks", "_tiny", "--methods", "graph-*", "--seeds", "2")
+    assert code == 0 and report["failed"] == []
+    assert set(report) == {"tasks", "config", "machine", "seconds", "failed"}
+    assert set(report["machine"]) >= {"platform", "torch", "threads", "cpu_count"}
+    assert report["config"]["seeds"] == 2 and report["config"]["training"]["_tiny"]["epochs"] == TINY.epochs
+    task = report["tasks"]["_tiny"]
+    assert task["metric"] == "accuracy" and task["kind"] == "classification"
+    assert task["description"] == "red/blue word and brightness"
+    assert [r["method"] for r in task["results"]] in (["graph-gat", "graph-hgt"], ["graph-hgt", "graph-gat"])
+    for row in task["results"]:
+        assert row["family"] == "graph" and "error" not in row
+        assert set(row["metrics"]) == {"accuracy", "macro_f1"}
+        for name, values in row["metrics"].items():
+            seeds = [run["metrics"][name] for run in row["runs"]]
+            assert values["seeds"] == pytest.approx(seeds) and len(seeds) == 2
+            assert values["mean"] == pytest.approx(np.mean(seeds))
+            assert values["std"] == pytest.approx(np.std(seeds, ddof=1))
+            assert all(0 <= value <= 100 for value in seeds)
+        assert row["mean"] == row["metrics"]["accuracy"]["mean"] and row["seeds"] == row["metrics"]["accuracy"]["seeds"]
+        assert row["params"] > 0 and row["train_seconds"] > 0 and row["samples_per_second"] > 0
+        assert [run["seed"] for run in row["runs"]] == [0, 1]
+    means = [row["mean"] for row in task["results"]]
+    assert means == sorted(means, reverse=True)  # one family: best first
+    gat = next(row for row in task["results"] if row["method"] == "graph-gat")
+    assert gat["mean"] > 75  # two classes: chance is 50 %
+
+    out = tmp_path / "out"
+    assert (out / "accuracy.png").read_bytes().startswith(PNG_MAGIC)
+    markdown = (out / "accuracy.md").read_text()
+    assert "accuracy (%)" in markdown and "| graph-gat | graph |" in markdown
+    with open(out / "accuracy.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["task"], r["method"]) for r in rows] == [("_tiny", r["method"]) for r in task["results"]]
+    assert float(rows[0]["accuracy_mean"]) == pytest.approx(task["results"][0]["mean"])
+    printed = capsys.readouterr().out
+    assert printed.count("### _tiny (classification)") == 2  # once when the task ends, once at the end
+
+
+def test_retrieval_reranks_and_one_seed_has_no_spread(tmp_path, tiny_tasks, monkeypatch):
+    calls = []
+    rerank = GraphRetrievalModel.rerank
+
+    def spy(self, similarity, query_sets, gallery_sets, k=10, **kwargs):
+        calls.append((tuple(similarity.shape), len(query_sets), k))
+        return rerank(self, similarity, query_sets, gallery_sets, k=k, **kwargs)
+
+    monkeypatch.setattr(GraphRetrievalModel, "rerank", spy)
+    code, report = run(tmp_path, "--tasks", "_tiny_retrieval", "--methods", "graph-*", "--seeds", "1", progress=True)
+    assert code == 0
+    task = report["tasks"]["_tiny_retrieval"]
+    assert task["metric"] == "R@1" and task["kind"] == "retrieval"
+    assert {r["method"] for r in task["results"]} == {"graph-hgt+rerank", "graph-hgt"}
+    assert calls == [((12, 12), 12, accuracy.RERANK_K)]  # the re-ranking method only, on the test split
+    for row in task["results"]:
+        assert set(row["metrics"]) == {"R@1", "R@5", "R@10"}
+        assert row["std"] == 0 and all(values["std"] == 0 for values in row["metrics"].values())
+        assert all(0 <= values["mean"] <= 100 for values in row["metrics"].values())
+        assert row["metrics"]["R@1"]["mean"] <= row["metrics"]["R@5"]["mean"] <= row["metrics"]["R@10"]["mean"]
+    assert (tmp_path / "out" / "accuracy.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_failing_method_is_reported_and_others_go_on(tmp_path, tiny_tasks, monkeypatch):
+    create = accuracy.create_model
+    built = []
+
+    def failing(name, **kwargs):
+        built.append(name)
+        if name == "graph-gat":
+            raise RuntimeError("boom")
+        return create(name, **kwargs)
+
+    monkeypatch.setattr(accuracy, "create_model", failing)
+    monkeypatch.setitem(accuracy.CONFIGS, "_tiny", (TINY_RETRIEVAL, TINY_RETRIEVAL))
+    code, report = run(tmp_path, "--tasks", "_tiny", "--methods", "graph-*", "--seeds", "2")
+    assert code == 1
+    assert built.count("graph-gat") == 2 and built.count("graph-hgt") == 2  # every seed is tried
+    assert report["failed"] == [{"task": "_tiny", "method": "graph-gat", "seed": seed, "error": "RuntimeError: boom"}
+                                for seed in (0, 1)]
+    hgt, gat = report["tasks"]["_tiny"]["results"]  # failed last in its family
+    assert gat["method"] == "graph-gat" and gat["error"] == "RuntimeError: boom" and gat["mean"] is None
+    assert hgt["method"] == "graph-hgt" and "error" not in hgt and len(hgt["seeds"]) == 2
+    assert "failed: RuntimeError: boom" in (tmp_path / "out" / "accuracy.md").read_text()
+    with open(tmp_path / "out" / "accuracy.csv", newline="") as handle:
+        assert [r["error"] for r in csv.DictReader(handle)] == ["", "RuntimeError: boom"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seeds", "0"], "--seeds must be at least 1"),
+    (["--tasks", "_nope"], r"unknown tasks \['_nope'\]"),
+    (["--tasks", "_tiny", "--methods", "graph-*", "nothing-*"], "'nothing-\\*' matches no method"),
+    (["--threads", "0"], "--threads must be at least 1"),
+    (["--jobs", "0"], "--jobs must be at least 1"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+])
+def test_bad_arguments_are_refused(tmp_path, tiny_tasks, argv, message):
+    with pytest.raises(SystemExit, match=message):
+        cli(["accuracy", "--no-progress", "--out", str(tmp_path), *argv])
+
+
+def test_arguments_and_defaults(tiny_tasks):
+    args = parse_args(["accuracy"])
+    assert args.seeds == 3 and args.out == accuracy.DEFAULT_OUT and args.threads is None and not args.quick
+    args = parse_args(["accuracy", "--tasks", "_tiny,_tiny_retrieval", "--methods", "graph-*", "unimodal-*"])
+    assert accuracy._names(args.tasks) == ["_tiny", "_tiny_retrieval"]
+    assert accuracy._names(args.methods) == ["graph-*", "unimodal-*"]
+    assert accuracy.training_config("_tiny") is TINY
+    assert accuracy.training_config("_never_configured", quick=True) is accuracy.DEFAULT_CONFIGS[1]
+
+
+def test_methods_per_task_kind(tiny_tasks, monkeypatch):
+    def factory(**kwargs):
+        raise AssertionError("not built here")
+
+    for name, family in (("unimodal", "unimodal"), ("_fake-baseline", "baseline"), ("early-fusion", "baseline")):
+        monkeypatch.setitem(registry._MODELS, name, factory)
+        monkeypatch.setitem(registry._FAMILIES, name, family)
+    monkeypatch.delitem(registry._MODELS, "transformer-fusion", raising=False)
+    classification = tiny_tasks["_tiny"]()
+    methods = accuracy.task_methods(classification)
+    names = [m.name for m in methods]
+    assert names[:2] == list(accuracy.GRAPH_METHODS)
+    assert {"_fake-baseline", "early-fusion"} <= set(names) and "graph-gcn" not in names
+    assert names[-3:] == ["unimodal-text", "unimodal-image", "unimodal-audio"]
+    unimodal = methods[-1]
+    kwargs = accuracy.model_kwargs(unimodal, classification, TINY)
+    assert unimodal.model == "unimodal" and kwargs["modality"] == "audio" and kwargs["num_classes"] == 2
+    assert {k: kwargs[k] for k in ("hidden", "heads", "num_layers", "dropout")} == {
+        "hidden": 16, "heads": 2, "num_layers": 1, "dropout": 0.0}
+
+    retrieval = tiny_tasks["_tiny_retrieval"]()
+    methods = accuracy.task_methods(retrieval)  # transformer-fusion is not registered: left out
+    assert [(m.name, m.family) for m in methods] == [("graph-hgt+rerank", "graph"), ("graph-hgt", "graph"),
+                                                      ("early-fusion", "baseline")]
+    kwargs = accuracy.model_kwargs(methods[0], retrieval, TINY)
+    assert kwargs["rerank"] is True and kwargs["task"] == "retrieval" and kwargs["query"] == ("text",)
+    assert accuracy.model_kwargs(methods[1], retrieval, TINY)["rerank"] is False
+    assert [m.name for m in accuracy.select_methods(methods, ["*rerank"])] == ["graph-hgt+rerank"]
+
+
+def test_every_applicable_method_runs(tmp_path, tiny_tasks, monkeypatch):
+    """Default methods (graph, every registered baseline, unimodal) on both tiny tasks, one seed."""
+    monkeypatch.setitem(accuracy.CONFIGS, "_tiny", (TINY_RETRIEVAL, TINY_RETRIEVAL))
+    code, report = run(tmp_path, "--tasks", "_tiny", "_tiny_retrieval", "--seeds", "1")
+    assert report["failed"] == [] and code == 0
+    for name, task in report["tasks"].items():
+        expected = [m.name for m in accuracy.task_methods(tiny_tasks[name]())]
+        assert sorted(r["method"] for r in task["results"]) == sorted(expected)
+        families = [r["family"] for r in task["results"]]
+        assert families == sorted(families, key=accuracy.FAMILIES.index)  # graph, baseline, unimodal
+
+
+def test_worker_processes_give_the_runs_of_one_process(tmp_path):
+    argv = ("--tasks", "synergy", "--quick", "--epochs", "1", "--methods", "unimodal-m0", "graph-gat", "--seeds", "2")
+    (tmp_path / "alone").mkdir()
+    (tmp_path / "parallel").mkdir()
+    code, alone = run(tmp_path / "alone", *argv)
+    assert code == 0
+    code, parallel = run(tmp_path / "parallel", *argv, jobs=2)
+    assert code == 0 and parallel["config"]["jobs"] == 2
+    for mine, theirs in zip(alone["tasks"]["synergy"]["results"], parallel["tasks"]["synergy"]["results"],
+                            strict=True):
+        assert mine["method"] == theirs["method"]
+        assert mine["seeds"] == pytest.approx(theirs["seeds"], abs=1e-9)
+        assert mine["params"] == theirs["params"]
+
+
+def test_epochs_override(tmp_path, tiny_tasks):
+    code, report = run(tmp_path, "--tasks", "_tiny", "--methods", "graph-gat", "--seeds", "1", "--epochs", "2")
+    assert code == 0
+    assert report["config"]["training"]["_tiny"]["epochs"] == 2
+    assert report["tasks"]["_tiny"]["results"][0]["runs"][0]["epochs"] == 2
