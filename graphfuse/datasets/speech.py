@@ -2,12 +2,23 @@
 
 :func:`synthesize` speaks a text with one :class:`Voice` (an espeak-ng voice variant, speaking rate,
 pitch and pitch range). espeak-ng keeps one global state per process, so calls are serialised.
+
+Reproducibility: espeak-ng's voice variants add random variation (its random generator is seeded
+before every call here) and carry synthesis state from one call to the next in static variables
+that nothing resets. A waveform is therefore fixed by the sequence of calls since the process
+started: :func:`synthesize_all` speaks a list in a fresh process, which gives the same waveforms
+on every run (lengths are always exact).
 """
 from __future__ import annotations
 
 import ctypes
+import json
+import subprocess
+import sys
+import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -78,6 +89,7 @@ class _Engine:
         self.set_voice(voice)
         self.chunks = []
         encoded = text.encode()
+        self.library.espeak_ng_SetRandSeed(0)
         status = self.library.espeak_Synth(encoded, len(encoded) + 1, 0, _POS_CHARACTER, 0, 0, None, None)
         self.library.espeak_Synchronize()
         if status != 0:
@@ -106,3 +118,24 @@ def downsample(waveform: np.ndarray, factor: int) -> np.ndarray:
     low-pass against aliasing); a tail shorter than ``factor`` is dropped."""
     usable = len(waveform) // factor * factor
     return waveform[:usable].reshape(-1, factor).mean(axis=1)
+
+
+def synthesize_all(requests: list[tuple[str, Voice]]) -> list[np.ndarray]:
+    """``synthesize(text, voice)`` for each ``(text, voice)`` of ``requests``, in that order, in a
+    fresh Python process: the same list gives the same waveforms in every run (see the module
+    docstring)."""
+    with tempfile.TemporaryDirectory(prefix="graphfuse-speech-") as folder:
+        asked, spoken = Path(folder) / "requests.json", Path(folder) / "waveforms.npz"
+        asked.write_text(json.dumps([[text, asdict(voice)] for text, voice in requests]))
+        done = subprocess.run([sys.executable, "-m", "graphfuse.datasets.speech", str(asked), str(spoken)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"speech synthesis failed in its process (exit {done.returncode}):\n{done.stderr}")
+        with np.load(spoken) as waveforms:
+            return [waveforms[str(i)] for i in range(len(requests))]
+
+
+if __name__ == "__main__":  # synthesize_all's fresh process: python -m graphfuse.datasets.speech IN OUT
+    asked_path, spoken_path = sys.argv[1:3]
+    requests = [(text, Voice(**voice)) for text, voice in json.loads(Path(asked_path).read_text())]
+    np.savez(spoken_path, **{str(i): synthesize(text, voice) for i, (text, voice) in enumerate(requests)})

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from graphfuse.datasets.speech import SAMPLE_RATE, VOICES, Voice, downsample, synthesize
+from graphfuse.datasets.speech import SAMPLE_RATE, VOICES, Voice, downsample, synthesize, synthesize_all
 
 
 def test_synthesize_speaks_a_word():
@@ -19,9 +19,9 @@ def test_voices_rates_and_pitches_differ():
     assert not np.array_equal(low[:1000], high[:1000])
 
 
-def test_synthesis_repeats_a_word_up_to_espeaks_own_variation():
-    # espeak-ng varies the waveform slightly from call to call (why the data caches its clips);
-    # the length, hence every word's timing, is exact.
+def test_synthesis_repeats_a_word_up_to_espeaks_carried_state():
+    # In one process espeak-ng's waveforms depend on the calls before (synthesize_all is exact);
+    # the length, hence every word's timing, is always exact.
     first, again = synthesize("three", Voice("en+f2")), synthesize("three", Voice("en+f2"))
     assert len(first) == len(again)
     assert np.corrcoef(first, again)[0, 1] > 0.5
@@ -52,3 +52,15 @@ def test_voice_settings_are_checked(field, value):
 
 def test_downsample_averages_runs():
     assert np.allclose(downsample(np.arange(7, dtype=np.float32), 2), [0.5, 2.5, 4.5])
+
+
+def test_synthesize_all_gives_the_same_waveforms_every_run():
+    requests = [("seven", Voice("en+f2")), ("three", Voice("en+whisper", rate=220)), ("seven", Voice("en+f2"))]
+    first, again = synthesize_all(requests), synthesize_all(requests)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert len(first[0]) == len(first[2]) and len(first[0]) == len(synthesize("seven", Voice("en+f2")))
+
+
+def test_synthesize_all_reports_a_failure():
+    with pytest.raises(RuntimeError, match="speech synthesis failed in its process"):
+        synthesize_all([("one", Voice("xx-nonexistent"))])
