@@ -18,6 +18,7 @@ from graphfuse.checks import check_choice
 from graphfuse.graph import GraphBuilder
 from graphfuse.models.backbone import as_batch
 from graphfuse.models.registry import register_model
+from graphfuse.models.retrieval import SIDES, check_sides, pick_side
 from graphfuse.nn import (
     ClassificationHead,
     CrossModalTransformer,
@@ -32,6 +33,7 @@ from graphfuse.nn import (
     TransformerFusion,
     dense_modalities,
 )
+from graphfuse.nn.baselines import masked_mean
 from graphfuse.nn.contrastive import LearnableTemperature
 from graphfuse.train.tasks import ClassificationTask, RegressionTask, RetrievalTask
 
@@ -41,7 +43,6 @@ TASKS = ("classification", "multilabel", "regression")
 FUSIONS = ("early", "late", "tensor", "lowrank", "transformer", "mult")
 VECTOR_FUSIONS = ("early", "late", "tensor", "lowrank")  # a ModalityEncoder per modality, then fusion of vectors
 RETRIEVAL_FUSIONS = ("early", "transformer")
-SIDES = ("query", "gallery")
 
 
 def _check_builder(builder: Any, owner: str) -> None:
@@ -218,8 +219,7 @@ class BaselineFusionModel(torch.nn.Module):
         if present is None:
             return out
         if self.fusion is None:  # late
-            weight = present.unsqueeze(-1).float()
-            return ((out.float() * weight).sum(1) / weight.sum(1)).to(out.dtype)
+            return masked_mean(out, present)[0]
         return self.fusion(out, present)
 
     def forward(self, batch) -> Tensor:
@@ -282,9 +282,7 @@ class BaselineRetrievalModel(torch.nn.Module):
         self.builder, self.fusion_name = builder, fusion
         self.query_types = tuple(_modalities(builder, query, "BaselineRetrievalModel", "query"))
         self.gallery_types = tuple(_modalities(builder, gallery, "BaselineRetrievalModel", "gallery"))
-        shared = set(self.query_types) & set(self.gallery_types)
-        if shared:
-            raise ValueError(f"BaselineRetrievalModel sides must not share node types, both hold {sorted(shared)}")
+        check_sides("BaselineRetrievalModel", self.query_types, self.gallery_types)
         used = list(self.query_types + self.gallery_types)
         self.encoders = _encoders(builder, hidden, used)
         self.modality_encoders = None
@@ -301,9 +299,7 @@ class BaselineRetrievalModel(torch.nn.Module):
         self.task = RetrievalTask()
 
     def side_types(self, side: str) -> tuple[str, ...]:
-        if side not in SIDES:
-            raise ValueError(f"side must be one of {SIDES}, got {side!r}")
-        return self.query_types if side == "query" else self.gallery_types
+        return pick_side(side, self.query_types, self.gallery_types)
 
     def encode(self, batch, side: str = "query") -> Tensor:
         """Unit embeddings ``[B, D]`` of one side of each sample (from that side's node types)."""

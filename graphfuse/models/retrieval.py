@@ -28,6 +28,20 @@ def _side_types(builder: GraphBuilder, types: Sequence[str], name: str) -> tuple
     return types
 
 
+def check_sides(owner: str, query_types: Sequence[str], gallery_types: Sequence[str]) -> None:
+    """A dual encoder's two sides read disjoint node types."""
+    shared = set(query_types) & set(gallery_types)
+    if shared:
+        raise ValueError(f"{owner} sides must not share node types, both hold {sorted(shared)}")
+
+
+def pick_side(side: str, query_types: tuple[str, ...], gallery_types: tuple[str, ...]) -> tuple[str, ...]:
+    """The node types of ``side`` (``"query"`` or ``"gallery"``) of a dual encoder."""
+    if side not in SIDES:
+        raise ValueError(f"side must be one of {SIDES}, got {side!r}")
+    return query_types if side == "query" else gallery_types
+
+
 class GraphRetrievalModel(torch.nn.Module):
     r"""A dual encoder for cross-modal retrieval with an optional joint re-ranker.
 
@@ -83,9 +97,7 @@ class GraphRetrievalModel(torch.nn.Module):
                             f"{type(builder).__name__}")
         self.query_types = _side_types(builder, query, "query")
         self.gallery_types = _side_types(builder, gallery, "gallery")
-        shared = set(self.query_types) & set(self.gallery_types)
-        if shared:
-            raise ValueError(f"GraphRetrievalModel sides must not share node types, both hold {sorted(shared)}")
+        check_sides("GraphRetrievalModel", self.query_types, self.gallery_types)
         if fuse == "virtual":
             raise ValueError("GraphRetrievalModel encodes each side on its own node types, which hold no virtual "
                              "nodes; use fuse='attention', 'gate' or 'concat'")
@@ -116,9 +128,7 @@ class GraphRetrievalModel(torch.nn.Module):
         return self.reranks
 
     def side_types(self, side: str) -> tuple[str, ...]:
-        if side not in SIDES:
-            raise ValueError(f"side must be one of {SIDES}, got {side!r}")
-        return self.query_types if side == "query" else self.gallery_types
+        return pick_side(side, self.query_types, self.gallery_types)
 
     def encode(self, batch, side: str = "query") -> Tensor:
         """Unit embeddings ``[B, D]`` of one side of each sample (encoded on that side's subgraph)."""

@@ -69,7 +69,7 @@ def dense_modalities(h_dict: Mapping[str, Tensor], batch_dict: Mapping[str, Tens
     return out
 
 
-def _masked_mean(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+def masked_mean(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     """Mean over the valid positions ``[B, L, C] -> [B, C]`` (float32 sums, zeros for a row
     without any) and the rows that have one ``[B]``."""
     present = mask.any(dim=1)
@@ -202,7 +202,7 @@ class ModalityEncoder(torch.nn.Module):
             raise ValueError(f"ModalityEncoder expects tokens [B, L, {self.channels}] and a bool mask [B, L], got "
                              f"{tuple(x.shape)} and {tuple(mask.shape)} of dtype {mask.dtype}; pad them with "
                              f"graphfuse.nn.dense_modalities")
-        return _masked_mean(_run_layers(self.layers, self.norm, x, mask), mask)
+        return masked_mean(_run_layers(self.layers, self.norm, x, mask), mask)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.channels}, num_layers={self.num_layers}, heads={self.heads})"
@@ -574,7 +574,7 @@ class TransformerFusion(torch.nn.Module):
 
     def forward(self, h_dict: Mapping[str, Tensor], batch_dict: Mapping[str, Tensor], num_samples: int) -> Tensor:
         x, mask = self.tokens(h_dict, batch_dict, num_samples)
-        return _masked_mean(_run_layers(self.layers, self.norm, x, mask), mask)[0]
+        return masked_mean(_run_layers(self.layers, self.norm, x, mask), mask)[0]
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.channels}, node_types={self.node_types}, "
@@ -698,7 +698,7 @@ class CrossModalTransformer(torch.nn.Module):
                 outputs.append(y)
             y = self.proj[target](torch.cat(outputs, dim=-1))
             y = self.norm[target](self.self_attention[target](y, src_key_padding_mask=_key_padding(mask)))
-            z, present = _masked_mean(y, mask)
+            z, present = masked_mean(y, mask)
             pooled.append(torch.where(present.unsqueeze(-1), z, self.absent[index].to(z.dtype)))
         dtype = pooled[0].dtype
         for p in pooled[1:]:
