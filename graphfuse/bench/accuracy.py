@@ -72,8 +72,8 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -464,14 +464,20 @@ def _worker_run(name: str, quick: bool, method: Method, config: TrainConfig,
     return _guarded_run(task, method, config, splits, seed)
 
 
-def _finished(value: Any) -> Future:
-    future: Future = Future()
-    future.set_result(value)
-    return future
-
-
-def _completed(futures: Iterable[Future], parallel: bool) -> Iterable[Future]:
-    return as_completed(list(futures)) if parallel else list(futures)
+def _outcomes(pool: ProcessPoolExecutor | None, name: str, task: TaskData, quick: bool, config: TrainConfig,
+              runs: list[tuple[Method, int]]) -> Iterator[tuple[tuple[Method, int], tuple[dict | None, str | None]]]:
+    """Each ``(method, seed)`` of ``runs`` on the task registered as ``name`` with its outcome, as
+    it finishes: one after another in this process (``pool`` None), or as the worker processes
+    finish them."""
+    if pool is None:
+        splits = featurize_task(task)
+        for method, seed in runs:
+            yield (method, seed), _guarded_run(task, method, config, splits, seed)
+        return
+    futures = {pool.submit(_worker_run, name, quick, method, config, seed): (method, seed)
+               for method, seed in runs}
+    for future in as_completed(futures):
+        yield futures[future], future.result()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -572,19 +578,11 @@ def _run(args: argparse.Namespace, plans: dict[str, list[Method]], tasks: dict[s
     with _quiet(), nullcontext() if args.no_progress else logging_redirect_tqdm(), bar, pool or nullcontext():
         for name, methods in plans.items():
             task, config = tasks[name], configs[name]
-            splits = featurize_task(task) if pool is None else None
-            jobs = {}
-            for method in methods:
-                for seed in range(args.seeds):
-                    if pool is None:
-                        jobs[method.name, seed] = _finished(_guarded_run(task, method, config, splits, seed))
-                    else:
-                        jobs[method.name, seed] = pool.submit(_worker_run, name, args.quick, method, config, seed)
+            runs = [(method, seed) for method in methods for seed in range(args.seeds)]
             outcomes: dict[tuple[str, int], tuple[dict | None, str | None]] = {}
-            for future in _completed(jobs.values(), pool is not None):
-                key = next(k for k, f in jobs.items() if f is future)
-                outcomes[key] = future.result()
-                bar.set_description(f"{name}/{key[0]} seed {key[1]}")
+            for (method, seed), outcome in _outcomes(pool, name, task, args.quick, config, runs):
+                outcomes[method.name, seed] = outcome
+                bar.set_description(f"{name}/{method.name} seed {seed}")
                 bar.update()
             results = []
             for method in methods:
@@ -610,7 +608,7 @@ def _run(args: argparse.Namespace, plans: dict[str, list[Method]], tasks: dict[s
                 "results": sort_results(results)}
             tqdm.write(format_table(name, report["tasks"][name]) + "\n", file=sys.stdout)
             write_outputs(out, report)
-            del splits, tasks[name]
+            del tasks[name]
     report["seconds"] = time.perf_counter() - started
     print(format_report(report))
     logger.info("results written to %s", out)

@@ -243,3 +243,14 @@ def test_epochs_override(tmp_path, tiny_tasks):
     assert code == 0
     assert report["config"]["training"]["_tiny"]["epochs"] == 2
     assert report["tasks"]["_tiny"]["results"][0]["runs"][0]["epochs"] == 2
+
+
+def test_runs_in_this_process_are_reported_one_by_one(tiny_tasks, monkeypatch):
+    """Each run's outcome comes out as it finishes (the progress bar moves per run), not after all."""
+    started = []
+    monkeypatch.setattr(accuracy, "run_once", lambda task, method, config, splits, seed: started.append(seed) or {})
+    task = tiny_tasks["_tiny"]()
+    method = accuracy.Method("graph-gat", "graph", "graph-gat")
+    outcomes = accuracy._outcomes(None, "_tiny", task, False, TINY, [(method, 0), (method, 1), (method, 2)])
+    assert next(outcomes) == ((method, 0), ({}, None)) and started == [0]
+    assert [seed for (_, seed), _ in outcomes] == [1, 2] and started == [0, 1, 2]
