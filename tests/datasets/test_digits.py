@@ -45,7 +45,8 @@ def test_sequence_sample_structure_and_label():
         # The unblanked half of the image is a handwritten image of the label.
         image = sample["image"]
         keep = (image != 0).float()
-        assert keep.sum() > 0 and (image == 0).sum() >= 32
+        assert keep.sum() > 0
+        assert any(half.abs().sum() == 0 for half in (image[:4], image[4:], image[:, :4], image[:, 4:]))
         assert _matches_an_image(image, images[labels == label], keep)
 
 
