@@ -14,6 +14,13 @@ def check_int(value: Any, what: str, minimum: int = 1) -> None:
         raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
 
 
+def check_probability(value: Any, what: str) -> float:
+    """``value`` as a probability in ``[0, 1)``; ``what`` names the argument in the error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"{what} is a probability in [0, 1), got {value!r}")
+    return float(value)
+
+
 def check_choice(value: Any, choices: Sequence[Any], what: str) -> None:
     if value not in choices:
         raise ValueError(f"{what} must be one of {tuple(choices)}, got {value!r}")

@@ -16,6 +16,7 @@ from torch_geometric.data import Batch
 from tqdm.auto import tqdm
 
 from graphfuse.graph import GraphBuilder
+from graphfuse.train.modality_dropout import ModalityDropout
 
 
 def split_item(item: Any) -> tuple[Mapping[str, Any], Any]:
@@ -43,7 +44,8 @@ def stack_targets(targets: Sequence[Any]) -> Tensor:
 
 
 class IndexedDataset(torch.utils.data.Dataset):
-    """``(index, item)`` of any sequence; ``role`` names it in errors (``"training"``, ...)."""
+    """``(key, item)`` of any sequence, where ``key`` is what the sampler gave: an index, or
+    ``(index, epoch)`` from an :class:`EpochSampler`; ``role`` names it in errors (``"training"``, ...)."""
 
     def __init__(self, data: Sequence[Any], role: str = "training") -> None:
         if not hasattr(data, "__len__") or not hasattr(data, "__getitem__"):
@@ -56,12 +58,33 @@ class IndexedDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getitem__(self, index: int) -> tuple[int, Any]:
-        return index, self.data[index]
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[int | tuple[int, int], Any]:
+        return key, self.data[key[0] if isinstance(key, tuple) else key]
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """The indices of ``sampler`` tagged with the epoch, ``(index, epoch)``, so that what is drawn
+    for a sample in an epoch (its modality drop-out) depends on the sample and the epoch alone:
+    the same in ``DataLoader`` workers as in the main process, and on every process of a DDP run.
+    ``set_epoch`` passes through to ``sampler``."""
+
+    def __init__(self, sampler: torch.utils.data.Sampler) -> None:
+        self.sampler, self.epoch = sampler, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        return ((index, self.epoch) for index in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
 
 
 class GraphCollate:
-    """A ``collate_fn`` turning ``(index, item)`` pairs into one batched graph.
+    """A ``collate_fn`` turning ``(key, item)`` pairs (from :class:`IndexedDataset`) into one batched graph.
 
     The batch is :meth:`GraphBuilder.collate` of the samples, with ``batch.y`` (stacked targets,
     when the items carry them), ``batch.sample_index`` (``[B]``, the items' dataset indices) and,
@@ -73,19 +96,33 @@ class GraphCollate:
         keep_samples (bool, optional): attach the featurised samples. (default: :obj:`False`)
         check_target (Callable, optional): called on the stacked targets, on the CPU before
             the batch moves to a device, to reject bad targets early and cheaply.
+        modality_dropout (float, optional): the share of samples that lose some of their
+            modalities, never all (:class:`~graphfuse.train.ModalityDropout`; for training
+            batches). What a sample loses is drawn from ``seed``, its index and the epoch of its
+            key (see :class:`EpochSampler`), so runs repeat whatever the workers and processes.
+            (default: :obj:`0.0`)
+        seed (int, optional): the seed of modality drop-out. (default: :obj:`0`)
     """
 
-    def __init__(self, builder: GraphBuilder, keep_samples: bool = False, check_target=None) -> None:
+    def __init__(self, builder: GraphBuilder, keep_samples: bool = False, check_target=None,
+                 modality_dropout: float = 0.0, seed: int = 0) -> None:
         self.builder, self.keep_samples, self.check_target = builder, keep_samples, check_target
+        self.modality_dropout = ModalityDropout(modality_dropout, builder.modalities)
+        self.seed = seed
 
     def __call__(self, items: Sequence[tuple[int, Any]]) -> Batch:
         indices, samples, targets = [], [], []
-        for index, item in items:
+        for key, item in items:
+            index, epoch = (int(k) for k in key) if isinstance(key, tuple) else (int(key), 0)
             sample, target = split_item(item)
+            sample = self.builder.node_sets(sample)
+            if self.modality_dropout.p:
+                generator = torch.Generator().manual_seed(hash((self.seed, epoch, index)) & (2 ** 63 - 1))
+                sample = self.modality_dropout(sample, generator)
             indices.append(index)
             samples.append(sample)
             targets.append(target)
-        node_sets = [self.builder.node_sets(sample) for sample in samples]
+        node_sets = samples
         batch = self.builder.collate(node_sets)
         batch.sample_index = torch.tensor(indices, dtype=torch.long)
         labelled = [t is not None for t in targets]
