@@ -1,5 +1,6 @@
 """Training: the engine (fit / evaluate with checkpoints, early stopping and DDP), tasks, metrics,
 checkpoints and data batching."""
+from graphfuse.train.balance import GradientModulation, modulation_coefficients
 from graphfuse.train.checkpoint import UnsafeCheckpointError, load_checkpoint, load_weights, save_checkpoint
 from graphfuse.train.data import GraphCollate, IndexedDataset, featurize_dataset
 from graphfuse.train.engine import NonFiniteLossError, Trainer, seed_everything, set_deterministic
@@ -10,12 +11,15 @@ from graphfuse.train.metrics import (
     regression_metrics,
     retrieval_metrics,
 )
+from graphfuse.train.modality_dropout import ModalityDropout
 from graphfuse.train.tasks import ClassificationTask, RegressionTask, RetrievalTask, Task
 
 __all__ = [
     "ClassificationTask",
+    "GradientModulation",
     "GraphCollate",
     "IndexedDataset",
+    "ModalityDropout",
     "NonFiniteLossError",
     "RegressionTask",
     "RetrievalTask",
@@ -26,6 +30,7 @@ __all__ = [
     "featurize_dataset",
     "load_checkpoint",
     "load_weights",
+    "modulation_coefficients",
     "multilabel_metrics",
     "ranking_metrics",
     "regression_metrics",

@@ -20,11 +20,13 @@ from torch.nn.parameter import UninitializedParameter
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from graphfuse.checks import check_choice, check_int
+from graphfuse.checks import check_choice, check_int, check_probability
+from graphfuse.nn.unimodal import MultimodalOutput
 from graphfuse.train import distributed as ddp
+from graphfuse.train.balance import GradientModulation
 from graphfuse.train.checkpoint import load_checkpoint, save_checkpoint
-from graphfuse.train.data import GraphCollate, IndexedDataset
-from graphfuse.train.tasks import Task
+from graphfuse.train.data import EpochSampler, GraphCollate, IndexedDataset
+from graphfuse.train.tasks import ClassificationTask, Task
 
 log = logging.getLogger("graphfuse.train")
 
@@ -147,6 +149,15 @@ class Trainer:
             it). graphfuse's models run absent node types through their layers as empty tensors,
             so they rarely need it; ``False`` saves a graph traversal per step. (default: :obj:`True`)
         builder (GraphBuilder, optional): default: ``model.builder``.
+        modality_dropout (float, optional): probability that a training sample loses each of its
+            modalities (never all; see :class:`~graphfuse.train.ModalityDropout`), so the model
+            learns to predict from any subset. ``None`` takes the model's own
+            ``model.modality_dropout`` (set by :func:`~graphfuse.models.create_model`), or ``0``.
+            (default: :obj:`None`)
+        gradient_modulation (str or GradientModulation, optional): balance the modalities'
+            gradients (:class:`~graphfuse.train.GradientModulation`: ``"ogm-ge"``, ``"ogm"`` or
+            ``"none"``) for models with unimodal heads. ``None`` takes the model's own
+            ``model.gradient_modulation``, or ``"none"``. (default: :obj:`None`)
 
     Example:
         >>> model = create_model("graph-gat", builder=builder, num_classes=10)
@@ -161,7 +172,9 @@ class Trainer:
                  deterministic: bool = False, patience: int | None = None, monitor: str | None = None,
                  checkpoint_dir: str | os.PathLike | None = None, overwrite: bool = False,
                  distributed: bool | None = None, device: str | torch.device | None = None, num_workers: int = 0,
-                 progress: bool = True, find_unused_parameters: bool = True, builder=None) -> None:
+                 progress: bool = True, find_unused_parameters: bool = True, builder=None,
+                 modality_dropout: float | None = None,
+                 gradient_modulation: str | GradientModulation | None = None) -> None:
         check_int(epochs, "Trainer 'epochs'")
         check_int(batch_size, "Trainer 'batch_size'")
         check_int(num_workers, "Trainer 'num_workers'", minimum=0)
@@ -185,6 +198,21 @@ class Trainer:
             raise TypeError("Trainer needs the GraphBuilder that turns samples into graphs: pass builder=... or "
                             "set model.builder")
         self.model, self.task, self.builder = model, task, builder
+        if modality_dropout is None:
+            modality_dropout = getattr(_unwrap(model), "modality_dropout", 0.0)
+        self.modality_dropout = check_probability(modality_dropout, "Trainer 'modality_dropout'")
+        if gradient_modulation is None:
+            gradient_modulation = getattr(_unwrap(model), "gradient_modulation", "none")
+        if not isinstance(gradient_modulation, GradientModulation):
+            gradient_modulation = GradientModulation(gradient_modulation)
+        if gradient_modulation.mode != "none" and not (
+                hasattr(_unwrap(model), "modality_parameters") and isinstance(task, ClassificationTask)
+                and getattr(task, "unimodal", None) is not None and not task.head.multilabel):
+            raise ValueError(f"Trainer gradient_modulation={gradient_modulation.mode!r} scores each modality by its "
+                             f"unimodal head on class labels: it needs a multi-class model with unimodal heads and "
+                             f"modality_parameters() (graph models from create_model with unimodal_weight > 0); "
+                             f"{type(_unwrap(model)).__name__} with {type(task).__name__} has none")
+        self.gradient_modulation = gradient_modulation
         self.epochs, self.batch_size, self.lr, self.weight_decay = epochs, batch_size, lr, weight_decay
         self.optimizer_name, self.schedule, self.warmup = optimizer, schedule, warmup
         self.clip_grad_norm = clip_grad_norm
@@ -225,7 +253,10 @@ class Trainer:
             # samples would count twice in the mean loss). Only a loss that gathers needs equal shares.
             sampler = range(self.info.rank, len(dataset), self.info.world_size)
         collate = GraphCollate(self.builder, keep_samples=getattr(_unwrap(self.model), "needs_node_sets", False),
-                               check_target=self.task.check_target if self.task.needs_target else None)
+                               check_target=self.task.check_target if self.task.needs_target else None,
+                               modality_dropout=self.modality_dropout if train else 0.0, seed=self.seed)
+        if train:
+            sampler = EpochSampler(sampler)
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, collate_fn=collate,
                           drop_last=drop_last, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
@@ -378,12 +409,15 @@ class Trainer:
         for batch in bar:
             batch = batch.to(self.info.device)
             with self._autocast():
-                loss = self.task.loss(wrapped(batch), batch)
+                output = wrapped(batch)
+                loss = self.task.loss(output, batch)
             value = float(ddp.all_reduce_mean(loss.detach().float()))
             if not math.isfinite(value):
                 self._stop(f"the loss became {value}", epoch, state)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if isinstance(output, MultimodalOutput) and self.gradient_modulation.active(epoch):
+                self.gradient_modulation(output, batch.y, _unwrap(self.model).modality_parameters())
             if self.clip_grad_norm is not None:
                 norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
                 if not math.isfinite(float(norm)):

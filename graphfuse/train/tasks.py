@@ -13,6 +13,7 @@ from torch import Tensor
 
 from graphfuse.nn.contrastive import info_nce
 from graphfuse.nn.heads import ClassificationHead, RegressionHead
+from graphfuse.nn.unimodal import MultimodalOutput, UnimodalHeads
 from graphfuse.train.distributed import all_gather_with_grad
 from graphfuse.train.metrics import classification_metrics, multilabel_metrics, regression_metrics, retrieval_metrics
 
@@ -69,17 +70,31 @@ def _outputs_target(outputs: dict[str, Tensor], task: Task) -> Tensor:
 
 
 class _HeadTask(Task):
-    """A task scored by a head's own loss; its per-sample output is kept under ``output_key``."""
+    """A task scored by a head's own loss; its per-sample output is kept under ``output_key``.
+
+    With ``unimodal`` heads (:class:`~graphfuse.nn.UnimodalHeads`), a training output that is a
+    :class:`~graphfuse.nn.MultimodalOutput` is scored as the fused head's loss plus
+    ``unimodal_weight`` times the mean of the unimodal heads' losses.
+    """
 
     output_key = "output"
 
-    def __init__(self, head: ClassificationHead | RegressionHead) -> None:
-        self.head = head
+    def __init__(self, head: ClassificationHead | RegressionHead, unimodal: UnimodalHeads | None = None,
+                 unimodal_weight: float = 0.0) -> None:
+        self.head, self.unimodal, self.unimodal_weight = head, unimodal, unimodal_weight
 
-    def loss(self, output: Tensor, batch) -> Tensor:
-        return self.head.loss(output, _target(batch, self))
+    def loss(self, output: Tensor | MultimodalOutput, batch) -> Tensor:
+        target = _target(batch, self)
+        if not isinstance(output, MultimodalOutput):
+            return self.head.loss(output, target)
+        loss = self.head.loss(output.output, target)
+        if self.unimodal is not None and self.unimodal_weight:
+            loss = loss + self.unimodal_weight * self.unimodal.loss(output.unimodal, output.present, target)
+        return loss
 
-    def outputs(self, output: Tensor, batch) -> dict[str, Tensor]:
+    def outputs(self, output: Tensor | MultimodalOutput, batch) -> dict[str, Tensor]:
+        if isinstance(output, MultimodalOutput):
+            output = output.output
         return _with_target({self.output_key: output.detach().float()}, batch)
 
 
@@ -91,8 +106,9 @@ class ClassificationTask(_HeadTask):
     mode = "max"
     output_key = "logits"
 
-    def __init__(self, head: ClassificationHead) -> None:
-        super().__init__(head)
+    def __init__(self, head: ClassificationHead, unimodal: UnimodalHeads | None = None,
+                 unimodal_weight: float = 0.0) -> None:
+        super().__init__(head, unimodal, unimodal_weight)
         self.monitor = "mAP" if head.multilabel else "accuracy"
 
     def check_target(self, target: Tensor) -> None:

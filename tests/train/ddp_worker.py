@@ -20,6 +20,7 @@ from torch_geometric.utils import scatter
 
 from graphfuse import AudioModality, GraphBuilder, ImageModality, TextModality, Tokenizer
 from graphfuse.models import create_model
+from graphfuse.nn import MultimodalOutput
 from graphfuse.train import Trainer, featurize_dataset
 from graphfuse.train.distributed import setup, shutdown
 
@@ -97,13 +98,15 @@ class WithImageTerm(torch.nn.Module):
         # No bias: a sample without an image adds nothing, whatever else its batch holds.
         self.image_term = torch.nn.Linear(patch_features, num_classes, bias=False)
 
-    def forward(self, batch) -> torch.Tensor:
-        logits = self.model(batch)
+    def forward(self, batch) -> torch.Tensor | MultimodalOutput:
+        output = self.model(batch)
         image = batch["image"]
         if image.num_nodes == 0:
-            return logits
-        pooled = scatter(image.x, image.batch, dim=0, dim_size=batch.num_graphs, reduce="mean")
-        return logits + self.image_term(pooled)
+            return output
+        term = self.image_term(scatter(image.x, image.batch, dim=0, dim_size=batch.num_graphs, reduce="mean"))
+        if isinstance(output, MultimodalOutput):  # while training with unimodal heads
+            return output._replace(output=output.output + term)
+        return output + term
 
 
 def run(scenario: str, out_dir: Path) -> None:

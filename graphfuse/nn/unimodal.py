@@ -1,0 +1,125 @@
+r"""Unimodal auxiliary heads: a head per modality on that modality's pooled nodes.
+
+Trained beside the fused head (a weighted sum of losses), they give every modality its own
+gradient, so that the modality a joint model learns fastest cannot leave the others untrained
+(the failure of joint multimodal training that Wang et al. 2020 and Peng et al. 2022 measure),
+and their confidences tell gradient modulation (:mod:`graphfuse.train.balance`) which modality
+leads.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from graphfuse.checks import check_choice, check_int
+from graphfuse.nn.heads import ClassificationHead, RegressionHead
+from graphfuse.nn.readout import TypePooling
+
+TASKS = ("classification", "multilabel", "regression")
+
+
+class MultimodalOutput(NamedTuple):
+    """What a model with unimodal heads returns while training (as torchvision's GoogLeNet does
+    with its auxiliary classifiers); in evaluation mode it returns ``output`` alone.
+
+    Attributes:
+        output (Tensor): the fused prediction :math:`(B, K)`.
+        unimodal (Tensor): each modality's own prediction :math:`(B, M, K)`.
+        present (Tensor): which (sample, modality) pairs have nodes :math:`(B, M)` bool; the
+            predictions of absent pairs are placeholders and must be masked.
+        node_types (tuple[str, ...]): the modalities along the :math:`M` axis.
+    """
+
+    output: Tensor
+    unimodal: Tensor
+    present: Tensor
+    node_types: tuple[str, ...]
+
+
+class UnimodalHeads(torch.nn.Module):
+    r"""One prediction head per modality, on the mean of its nodes in each sample.
+
+    .. math::
+        \hat{\mathbf{y}}_{b,m} = \mathrm{Head}_m\Big(\frac{1}{|\mathcal{V}_m(b)|}
+        \sum_{i \in \mathcal{V}_m(b)} \mathbf{h}_i\Big)
+
+    Args:
+        channels (int): features per node.
+        node_types (Sequence[str]): the modalities, one head each.
+        out_channels (int): classes, labels or regression targets.
+        task (str, optional): ``"classification"``, ``"multilabel"`` or ``"regression"``; picks the
+            head (and so its loss). (default: :obj:`"classification"`)
+        dropout (float, optional): dropout before each head. (default: :obj:`0.0`)
+
+    Shapes:
+        - **input:** ``h_dict`` :math:`\{t: (|\mathcal{V}_t|, C)\}`, ``batch_dict``, ``num_samples`` :math:`B`
+        - **output:** predictions :math:`(B, M, K)`, present :math:`(B, M)` bool
+    """
+
+    def __init__(self, channels: int, node_types: Sequence[str], out_channels: int, task: str = "classification",
+                 dropout: float = 0.0, device=None, dtype=None) -> None:
+        super().__init__()
+        check_int(out_channels, "UnimodalHeads 'out_channels'")
+        check_choice(task, TASKS, "UnimodalHeads 'task'")
+        factory = dict(device=device, dtype=dtype)
+        self.pool = TypePooling(channels, node_types, "mean", **factory)
+        self.node_types = self.pool.node_types
+        self.task = task
+        if task == "regression":
+            heads = [RegressionHead(channels, out_channels, dropout=dropout, **factory) for _ in self.node_types]
+        else:
+            heads = [ClassificationHead(channels, out_channels, dropout=dropout, multilabel=task == "multilabel",
+                                        **factory) for _ in self.node_types]
+        self.heads = torch.nn.ModuleList(heads)
+
+    def reset_parameters(self) -> None:
+        for head in self.heads:
+            head.reset_parameters()
+
+    def forward(self, h_dict: Mapping[str, Tensor], batch_dict: Mapping[str, Tensor],
+                num_samples: int) -> tuple[Tensor, Tensor]:
+        known = {t: h for t, h in h_dict.items() if t in self.node_types}
+        pooled, present = self.pool(known, batch_dict, num_samples)
+        return torch.stack([head(pooled[:, i]) for i, head in enumerate(self.heads)], dim=1), present
+
+    def loss(self, unimodal: Tensor, present: Tensor, target: Tensor) -> Tensor:
+        r"""The heads' own losses summed over the (sample, modality) pairs that exist, over the
+        :math:`B M` slots of the batch: :math:`\frac{1}{BM} \sum_{b, m \text{ present}} \ell_m(b)`.
+        (Dividing by the slots rather than by the pairs present keeps it a mean over samples, so
+        processes of a DDP run averaging their losses give the loss of their joint batch; absent
+        pairs are masked rather than indexed out, which would sync with the device.)"""
+        per_row = torch.stack([_per_row_loss(head, unimodal[:, i], target) for i, head in enumerate(self.heads)], 1)
+        return per_row.masked_fill(~present, 0).sum() / max(per_row.numel(), 1)
+
+    def ensemble(self, output: Tensor, unimodal: Tensor, present: Tensor) -> Tensor:
+        r"""``output`` joined by the present modalities' own predictions: for multi-class logits
+        :math:`\mathbf{o} + \sum_{m \text{ present}} \log \mathrm{softmax}(\hat{\mathbf{y}}_m)` (a
+        product of experts; its softmax is the normalised product of the distributions, as late
+        fusion forms); for multi-label logits the sum of the log-odds; for regression the mean."""
+        absent = ~present.unsqueeze(-1)  # masked, not multiplied: an absent slot's placeholder never counts
+        if self.task == "classification":
+            votes = unimodal.log_softmax(-1).to(output.dtype)
+        else:
+            votes = unimodal.to(output.dtype)
+        votes = votes.masked_fill(absent, 0).sum(1)
+        if self.task == "regression":
+            return (output + votes) / (1 + present.sum(1, keepdim=True)).to(output.dtype)
+        return output + votes
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.pool.channels}, node_types={self.node_types}, "
+                f"out_channels={self.heads[0].out_channels})")
+
+
+def _per_row_loss(head: ClassificationHead | RegressionHead, prediction: Tensor, target: Tensor) -> Tensor:
+    """``head.loss`` of each sample ``[B]``."""
+    if isinstance(head, ClassificationHead) and not head.multilabel:
+        return torch.nn.functional.cross_entropy(prediction.float(), target, reduction="none")
+    if isinstance(head, ClassificationHead):
+        return torch.nn.functional.binary_cross_entropy_with_logits(prediction.float(), target.float(),
+                                                                    reduction="none").mean(-1)
+    expected = target.unsqueeze(-1) if target.dim() == 1 else target
+    return torch.nn.functional.mse_loss(prediction.float(), expected.float(), reduction="none").mean(-1)
