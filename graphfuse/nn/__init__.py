@@ -10,6 +10,7 @@ from graphfuse.nn.baselines import (
     TransformerFusion,
     dense_modalities,
 )
+from graphfuse.nn.context import ModalityContext
 from graphfuse.nn.contrastive import LearnableTemperature, info_nce
 from graphfuse.nn.conv import (
     GatedRelationalConv,
@@ -24,6 +25,7 @@ from graphfuse.nn.fusion import FusionBlock, FusionEncoder, create_conv, list_co
 from graphfuse.nn.heads import ClassificationHead, ProjectionHead, RegressionHead
 from graphfuse.nn.knn import DynamicKNNEdges
 from graphfuse.nn.readout import Readout, TypeFusion, TypePooling, VirtualNodeReadout
+from graphfuse.nn.unimodal import MultimodalOutput, UnimodalHeads
 
 __all__ = [
     "ClassificationHead",
@@ -39,7 +41,9 @@ __all__ = [
     "LateFusion",
     "LearnableTemperature",
     "LowRankTensorFusion",
+    "ModalityContext",
     "ModalityEncoder",
+    "MultimodalOutput",
     "NodeEncoders",
     "PatchEncoder",
     "ProjectionHead",
@@ -55,6 +59,7 @@ __all__ = [
     "TransformerFusion",
     "TypeFusion",
     "TypePooling",
+    "UnimodalHeads",
     "VirtualNodeReadout",
     "create_conv",
     "dense_modalities",

@@ -9,6 +9,11 @@ from torch import Tensor
 
 from graphfuse.checks import check_int
 
+#: Initial standard deviation of learned position embeddings (patch rows and columns).
+POSITION_STD = 0.3
+#: Initial per-channel weight of the sinusoidal time encoding of frames.
+TIME_WEIGHT = 0.1
+
 
 def _linear(in_channels: int, out_channels: int, factory: dict) -> torch.nn.Module:
     if in_channels == -1:
@@ -93,11 +98,17 @@ class PatchEncoder(torch.nn.Module):
         self.proj = _linear(in_channels, channels, factory)
         self.row = torch.nn.Embedding(max_grid, channels, **factory)
         self.col = torch.nn.Embedding(max_grid, channels, **factory)
+        self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for module in (self.proj, self.row, self.col):
-            if not isinstance(module, torch.nn.LazyLinear):
-                module.reset_parameters()
+        if not isinstance(self.proj, torch.nn.LazyLinear):
+            self.proj.reset_parameters()
+        # Below nn.Embedding's N(0, 1), which swamps the pixels' projection so that a model first
+        # learns where a patch is, not what it shows; far smaller (ViT's 0.02) and a model that
+        # needs positions learns them slowly. Measured: 0.3 beats both on fashion and on the
+        # position-keyed retrieval example, and ties 0.02 on match.
+        for embedding in (self.row, self.col):
+            torch.nn.init.normal_(embedding.weight, std=POSITION_STD)
 
     def forward(self, x: Tensor, pos: Tensor | None = None, time: Tensor | None = None) -> Tensor:
         out = self.proj(x.float() if not x.is_floating_point() else x)
@@ -111,28 +122,46 @@ class PatchEncoder(torch.nn.Module):
 
 class FrameEncoder(torch.nn.Module):
     r"""Audio frames (or any timed features): a linear projection plus a sinusoidal encoding of
-    the frame's start time (in ``time_scale`` units per second), or of its index without times.
+    the frame's start time (in ``time_scale`` units per second), or of its index without times,
+    weighted per channel by ``time_weight`` (learned, starting at :data:`TIME_WEIGHT`, so that
+    the encoding does not swamp the frame's content at the start of training).
+
+    With ``normalize``, each frame's features are first standardised across themselves (a layer
+    norm without parameters): log-mel levels shift with loudness, gain and microphone, and
+    unnormalised they dominate the projection over the spectral shape that tells sounds apart
+    (per-frame normalisation of the kind speech front ends apply; measured on the embedded
+    ``redundant-digits`` task it lifts the audio's share of the fused model's accuracy by about
+    15 points).
 
     Args:
         in_channels (int): features per frame, or ``-1`` to infer on the first call.
         channels (int): output size.
         time_scale (float, optional): position units per second. (default: :obj:`100.0`, 10 ms)
+        normalize (bool, optional): standardise each frame's features (:meth:`NodeEncoders.from_builder`
+            turns it on for :class:`~graphfuse.AudioModality` frames). (default: :obj:`False`)
 
     Shapes:
         - **input:** :math:`(N, F)`, positions :math:`(N,)`, times :math:`(N, 2)`
         - **output:** :math:`(N, C)`
     """
 
-    def __init__(self, in_channels: int, channels: int, time_scale: float = 100.0, device=None, dtype=None) -> None:
+    def __init__(self, in_channels: int, channels: int, time_scale: float = 100.0, normalize: bool = False,
+                 device=None, dtype=None) -> None:
         super().__init__()
-        self.channels, self.time_scale = channels, time_scale
+        self.channels, self.time_scale, self.normalize = channels, time_scale, normalize
         self.proj = _linear(in_channels, channels, dict(device=device, dtype=dtype))
+        self.time_weight = torch.nn.Parameter(torch.empty(channels, device=device, dtype=dtype))
+        self.reset_parameters()
 
     def reset_parameters(self) -> None:
         if not isinstance(self.proj, torch.nn.LazyLinear):
             self.proj.reset_parameters()
+        # The sinusoids' scale is learned from a small start, for the reason of PatchEncoder's.
+        torch.nn.init.constant_(self.time_weight, TIME_WEIGHT)
 
     def forward(self, x: Tensor, pos: Tensor | None = None, time: Tensor | None = None) -> Tensor:
+        if self.normalize:
+            x = torch.nn.functional.layer_norm(x, x.shape[-1:])
         out = self.proj(x)
         if time is not None:
             position = torch.nan_to_num(time[:, 0]) * self.time_scale
@@ -140,7 +169,7 @@ class FrameEncoder(torch.nn.Module):
             position = pos
         else:
             return out
-        return out + sinusoidal_encoding(position, self.channels).to(out.dtype)
+        return out + self.time_weight.to(out.dtype) * sinusoidal_encoding(position, self.channels).to(out.dtype)
 
 
 class FeatureEncoder(torch.nn.Module):
@@ -171,8 +200,9 @@ class NodeEncoders(torch.nn.ModuleDict):
     """One encoder per node type; called on a PyG (batched) ``HeteroData`` it returns ``h_dict``.
 
     Use :meth:`from_builder` to pick encoders for a :class:`~graphfuse.GraphBuilder`'s modalities
-    (text -> :class:`TokenEncoder`, image -> :class:`PatchEncoder`, timed -> :class:`FrameEncoder`,
-    anything else -> :class:`FeatureEncoder`, all with lazy input sizes).
+    (text -> :class:`TokenEncoder`, image -> :class:`PatchEncoder`, timed -> :class:`FrameEncoder`
+    (normalising each frame for audio), anything else -> :class:`FeatureEncoder`, all with lazy
+    input sizes).
     """
 
     def __init__(self, encoders: Mapping[str, torch.nn.Module]) -> None:
@@ -180,7 +210,7 @@ class NodeEncoders(torch.nn.ModuleDict):
 
     @classmethod
     def from_builder(cls, builder, channels: int, device=None, dtype=None) -> NodeEncoders:
-        from graphfuse.modalities import ImageModality, TextModality
+        from graphfuse.modalities import AudioModality, ImageModality, TextModality
 
         factory = dict(device=device, dtype=dtype)
         encoders = {}
@@ -196,7 +226,8 @@ class NodeEncoders(torch.nn.ModuleDict):
                 encoders[node_type] = TokenEncoder(builder.virtual_nodes[node_type], channels, padding_idx=None,
                                                    **factory)
             elif empty.time is not None:
-                encoders[node_type] = FrameEncoder(-1, channels, **factory)
+                encoders[node_type] = FrameEncoder(-1, channels, normalize=isinstance(modality, AudioModality),
+                                                   **factory)
             else:
                 encoders[node_type] = FeatureEncoder(-1, channels, **factory)
         return cls(encoders)

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from graphfuse.checks import check_choice, check_int
+from graphfuse.nn.context import ModalityContext
 from graphfuse.nn.conv import GatedRelationalConv, RelationalConv, RelationalGATConv, RelationalGCNConv
 from graphfuse.nn.conv.hgt import RelationalHGTConv
 from graphfuse.nn.flat import FlatGraph, Metadata, Schema
@@ -57,10 +58,13 @@ class FusionBlock(torch.nn.Module):
     each with dropout, a residual connection and normalisation.
 
     .. math::
-        \mathbf{h} = \mathrm{Norm}(\mathbf{x} + \mathrm{Dropout}(\mathrm{Conv}(\mathbf{x}))),
+        \mathbf{h} = \mathrm{Norm}(\mathbf{x} + \mathrm{Dropout}(\mathrm{Conv}(\mathbf{x})
+        [+ \mathrm{Context}(\mathbf{x})])),
         \qquad \mathbf{x}^{\prime} = \mathrm{Norm}(\mathbf{h} + \mathrm{Dropout}(\mathrm{FFN}(\mathbf{h})))
 
-    (``norm_first=True`` normalises the branch inputs instead, as pre-norm transformers do.)
+    (``norm_first=True`` normalises the branch inputs instead, as pre-norm transformers do.) The
+    optional :class:`~graphfuse.nn.ModalityContext` adds to the messages a gated summary of each
+    node's own modality in its sample; its gate starts at 0, where the block is the plain one.
 
     Args:
         channels (int): features per node, in and out.
@@ -75,6 +79,8 @@ class FusionBlock(torch.nn.Module):
         activation (str, optional): ``"gelu"``, ``"relu"`` or ``"silu"``. (default: :obj:`"gelu"`)
         norm_first (bool, optional): pre-norm instead of post-norm. (default: :obj:`False`)
         conv_kwargs (dict, optional): more arguments of the conv.
+        modality_context (bool, optional): add a :class:`~graphfuse.nn.ModalityContext` to the
+            messages. (default: :obj:`False`)
 
     Shapes:
         - **input:** :math:`(|\mathcal{V}|, C)` with a :class:`FlatGraph`
@@ -83,7 +89,8 @@ class FusionBlock(torch.nn.Module):
 
     def __init__(self, channels: int, metadata: Metadata | Schema, conv: str = "gat", heads: int = 4,
                  ffn_ratio: float = 4, dropout: float = 0.1, norm: str = "layer", activation: str = "gelu",
-                 norm_first: bool = False, conv_kwargs: Mapping[str, Any] | None = None) -> None:
+                 norm_first: bool = False, conv_kwargs: Mapping[str, Any] | None = None,
+                 modality_context: bool = False) -> None:
         super().__init__()
         check_int(channels, "FusionBlock 'channels'")
         check_choice(norm, NORMS, "FusionBlock 'norm'")
@@ -95,6 +102,7 @@ class FusionBlock(torch.nn.Module):
         self.dropout = torch.nn.Dropout(dropout)
         make_norm = (lambda: torch.nn.LayerNorm(channels)) if norm == "layer" else torch.nn.Identity
         self.norm1, self.norm2 = make_norm(), make_norm()
+        self.context = ModalityContext(channels, self.conv.schema.num_node_types) if modality_context else None
         hidden = int(round(channels * ffn_ratio))
         self.ffn = torch.nn.Sequential(torch.nn.Linear(channels, hidden), ACTIVATIONS[activation](),
                                        torch.nn.Linear(hidden, channels)) if hidden else None
@@ -104,13 +112,17 @@ class FusionBlock(torch.nn.Module):
             if module is not self and hasattr(module, "reset_parameters"):
                 module.reset_parameters()
 
+    def _messages(self, x: Tensor, graph: FlatGraph) -> Tensor:
+        out = self.conv(x, graph)
+        return out if self.context is None else out + self.context(x, graph)
+
     def forward(self, x: Tensor, graph: FlatGraph) -> Tensor:
         if self.norm_first:
-            x = x + self.dropout(self.conv(self.norm1(x), graph))
+            x = x + self.dropout(self._messages(self.norm1(x), graph))
             if self.ffn is not None:
                 x = x + self.dropout(self.ffn(self.norm2(x)))
             return x
-        x = self.norm1(x + self.dropout(self.conv(x, graph)))
+        x = self.norm1(x + self.dropout(self._messages(x, graph)))
         if self.ffn is not None:
             x = self.norm2(x + self.dropout(self.ffn(x)))
         return x

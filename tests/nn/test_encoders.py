@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from graphfuse.nn import FeatureEncoder, FrameEncoder, NodeEncoders, PatchEncoder, TokenEncoder
+from graphfuse.nn.encoders import POSITION_STD, TIME_WEIGHT, sinusoidal_encoding
 
 
 def test_token_encoder():
@@ -68,3 +69,31 @@ def test_node_encoders_missing_features(fusion_builder, batch):
     del data["audio"].x
     with pytest.raises(ValueError, match="'audio'"):
         encoders(data)
+
+
+def test_position_embeddings_and_time_weight_start_small():
+    torch.manual_seed(0)
+    patches = PatchEncoder(12, 64, max_grid=32)
+    for embedding in (patches.row, patches.col):
+        assert abs(embedding.weight.std().item() - POSITION_STD) < 0.2 * POSITION_STD
+    with torch.no_grad():
+        patches.row.weight.fill_(5.0)
+    patches.reset_parameters()
+    assert patches.row.weight.abs().max() < 10 * POSITION_STD
+    frames = FrameEncoder(10, 6)
+    assert torch.equal(frames.time_weight.detach(), torch.full((6,), TIME_WEIGHT))
+    x, pos = torch.randn(4, 10), torch.arange(4)
+    torch.testing.assert_close(frames(x, pos) - frames(x), TIME_WEIGHT * sinusoidal_encoding(pos, 6))
+
+
+def test_normalised_frames_ignore_gain_and_offset():
+    frames = FrameEncoder(10, 6, normalize=True)
+    x = torch.randn(4, 10)
+    torch.testing.assert_close(frames(3.0 * x - 2.0), frames(x), rtol=1e-4, atol=1e-4)  # loudness, a log-mel offset
+    plain = FrameEncoder(10, 6)
+    assert not torch.allclose(plain(3.0 * x - 2.0), plain(x))
+
+
+def test_audio_frames_are_normalised_by_the_builder(fusion_builder):
+    encoders = NodeEncoders.from_builder(fusion_builder, 16)
+    assert encoders["audio"].normalize and not FrameEncoder(-1, 4).normalize

@@ -12,6 +12,9 @@ from graphfuse.nn import FusionEncoder, NodeEncoders, Readout, TypeFusion, TypeP
 TYPES = ["text", "image", "audio"]
 POOLS = ["mean", "max", "sum", "attention"]
 FUSES = ["attention", "gate", "concat"]
+ALL_FUSES = [*FUSES, "bilinear"]
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def hand_made(channels=4, seed=0, dtype=torch.float64):
@@ -191,7 +194,7 @@ def test_builder_with_virtual_nodes_end_to_end():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in readout.parameters())
 
 
-@pytest.mark.parametrize("pool,fuse", [*itertools.product(POOLS, FUSES), ("mean", "virtual")])
+@pytest.mark.parametrize("pool,fuse", [*itertools.product(POOLS, ALL_FUSES), ("mean", "virtual")])
 def test_gradients_flow(pool, fuse, batch):
     h_dict, batch_dict, num_samples = from_batch(batch)
     if fuse == "virtual":
@@ -210,7 +213,7 @@ def test_gradients_flow(pool, fuse, batch):
         assert parameter.grad.abs().sum() > 0, name
 
 
-@pytest.mark.parametrize("pool,fuse", list(itertools.product(POOLS, FUSES)))
+@pytest.mark.parametrize("pool,fuse", list(itertools.product(POOLS, ALL_FUSES)))
 def test_bf16_autocast(pool, fuse, batch):
     h_dict, batch_dict, num_samples = from_batch(batch)
     readout = Readout(8, TYPES, pool=pool, fuse=fuse)
@@ -233,7 +236,7 @@ def test_torch_compile(batch):
 
 def test_sample_without_present_type_raises():
     h_dict, batch_dict, _ = hand_made()
-    for fuse in FUSES:
+    for fuse in ALL_FUSES:
         with pytest.raises(ValueError, match=r"samples \[3, 4\].*at least one node"):
             Readout(4, TYPES, fuse=fuse).double()(h_dict, batch_dict, 5)
     with pytest.raises(ValueError, match=r"samples \[1\]"):
@@ -274,6 +277,7 @@ def test_out_channels_and_reset():
     assert Readout(16, TYPES, fuse="attention").out_channels == 16
     assert Readout(16, TYPES, fuse="gate").out_channels == 16
     assert Readout(16, TYPES, fuse="concat").out_channels == 48
+    assert Readout(16, TYPES, fuse="bilinear").out_channels == (3 + 3) * 16
     assert Readout(16, TYPES, fuse="virtual").out_channels == 16
     readout = Readout(16, TYPES, pool="attention", fuse="concat")
     before = [p.detach().clone() for p in readout.parameters()]
@@ -293,4 +297,92 @@ def test_repr():
     assert repr(TypePooling(8, ["text", "image"], "max")) == (
         "TypePooling(8, node_types=['text', 'image'], reduce='max')")
     assert repr(TypeFusion(8, 3, "gate")) == "TypeFusion(8, num_types=3, mode='gate')"
+    assert repr(TypeFusion(8, 3, "bilinear")) == "TypeFusion(8, num_types=3, mode='bilinear')"
     assert repr(VirtualNodeReadout("hub")) == "VirtualNodeReadout(node_type='hub')"
+
+
+# fuse="bilinear" -------------------------------------------------------------------------------
+def bilinear_by_hand(fusion, pooled, present):
+    """[slots of every type (the learned absent vector for absent ones), then for each pair i < j the product
+    of the slots projected by pair_weight[i] and pair_weight[j]], one sample at a time."""
+    rows = []
+    for b in range(pooled.size(0)):
+        slots = [pooled[b, t] if present[b, t] else fusion.absent[t] for t in range(fusion.num_types)]
+        products = [(slots[i] @ fusion.pair_weight[i]) * (slots[j] @ fusion.pair_weight[j])
+                    for i, j in itertools.combinations(range(fusion.num_types), 2)]
+        rows.append(torch.cat(slots + products))
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("num_types,expected", [(1, 1), (2, 3), (3, 6), (4, 10)])
+def test_bilinear_out_channels(num_types, expected):
+    fusion = TypeFusion(8, num_types, "bilinear")
+    assert fusion.out_channels == expected * 8
+    pooled, present = torch.randn(2, num_types, 8), torch.ones(2, num_types, dtype=torch.bool)
+    assert fusion(pooled, present).shape == (2, expected * 8)
+    if num_types > 1:
+        assert fusion.pair_weight.shape == (num_types, 8, 8)
+
+
+def test_bilinear_matches_manual():
+    h_dict, batch_dict, num_samples = hand_made()
+    readout = seeded(Readout, 4, TYPES, pool="mean", fuse="bilinear")
+    with torch.no_grad():
+        readout.fuse.absent.normal_()  # not the tiny initial values: absent slots must visibly count
+        out = readout(h_dict, batch_dict, num_samples)
+        pooled, present = readout.pool(h_dict, batch_dict, num_samples)
+        assert not present.all()
+        expected = bilinear_by_hand(readout.fuse, pooled, present)
+    assert out.shape == (3, readout.out_channels) == (3, 24)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(out[1, 8:12], readout.fuse.absent[2])  # sample 1 has no audio
+
+
+def test_bilinear_slots_equal_concat():
+    h_dict, batch_dict, num_samples = hand_made()
+    bilinear = seeded(Readout, 4, TYPES, pool="mean", fuse="bilinear")
+    concat = seeded(Readout, 4, TYPES, pool="mean", fuse="concat")
+    with torch.no_grad():
+        concat.fuse.absent.copy_(bilinear.fuse.absent)
+        torch.testing.assert_close(bilinear(h_dict, batch_dict, num_samples)[:, :12],
+                                   concat(h_dict, batch_dict, num_samples))
+
+
+def test_bilinear_one_node_type_is_concat():
+    h_dict, batch_dict, num_samples = hand_made()
+    bilinear = seeded(Readout, 4, ["text"], fuse="bilinear")
+    assert bilinear.out_channels == 4 and bilinear.fuse.pairs == []
+    expected = torch.stack([h_dict["text"][batch_dict["text"] == b].mean(0) for b in range(num_samples)])
+    torch.testing.assert_close(bilinear({"text": h_dict["text"]}, batch_dict, num_samples), expected)
+    fusion = TypeFusion(4, 1, "bilinear")
+    pooled, present = torch.randn(3, 1, 4), torch.tensor([[True], [True], [True]])
+    assert torch.equal(fusion(pooled, present), pooled.flatten(1))
+
+
+def test_bilinear_never_reads_absent_rows(batch):
+    h_dict, batch_dict, num_samples = from_batch(batch, dtype=torch.float64)
+    readout = seeded(Readout, 8, TYPES, pool="attention", fuse="bilinear")
+    with torch.no_grad():
+        out = readout(h_dict, batch_dict, num_samples)
+        pooled, present = readout.pool(h_dict, batch_dict, num_samples)
+        torch.testing.assert_close(out, bilinear_by_hand(readout.fuse, pooled, present))
+        for fill in (float("nan"), 1e6):
+            garbage = pooled.masked_fill(~present.unsqueeze(-1), fill)
+            assert torch.equal(readout.fuse(garbage, present), out)
+        # an absent type's nodes in other samples do not reach a sample without it
+        other = {**h_dict, "audio": h_dict["audio"] + 5.0 * torch.randn_like(h_dict["audio"])}
+        changed = readout(other, batch_dict, num_samples)
+        assert torch.equal(changed[1], out[1]) and not torch.allclose(changed[0], out[0])
+
+
+def test_bilinear_gradients_and_reset(batch):
+    h_dict, batch_dict, num_samples = from_batch(batch)
+    readout = Readout(8, TYPES, fuse="bilinear")
+    readout(h_dict, batch_dict, num_samples).square().sum().backward()
+    grad = readout.fuse.pair_weight.grad
+    assert grad is not None and all(grad[t].abs().sum() > 0 for t in range(3))
+    absent = readout.fuse.absent.grad
+    assert torch.equal(absent[0], torch.zeros(8)) and absent[1].abs().sum() > 0 and absent[2].abs().sum() > 0
+    before = [p.detach().clone() for p in readout.fuse.parameters()]
+    readout.reset_parameters()
+    assert all(not torch.equal(a, b) for a, b in zip(before, readout.fuse.parameters(), strict=True))
