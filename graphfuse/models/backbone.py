@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, HeteroData
 
+from graphfuse.checks import check_int
 from graphfuse.graph import GraphBuilder
 from graphfuse.nn import FlatGraph, FusionEncoder, NodeEncoders
 
@@ -34,12 +35,15 @@ class GraphBackbone(torch.nn.Module):
             the builder's); the others, and their relations, get no parameters and are ignored.
         encoders (NodeEncoders, optional): input encoders to share with another backbone
             (default: new ones for ``node_types``).
+        unimodal_layers (int, optional): how many of the ``num_layers`` blocks, the first ones,
+            pass messages over the intra-modal relations alone: each modality builds its own view
+            before it meets the others (late-then-joint message passing). (default: :obj:`0`)
     """
 
     def __init__(self, builder: GraphBuilder, hidden: int = 64, num_layers: int = 2, conv: str = "gat",
                  knn: int | None = None, heads: int = 4, ffn_ratio: float = 2.0, dropout: float = 0.1,
                  node_types: Sequence[str] | None = None, encoders: NodeEncoders | None = None,
-                 **block_kwargs: Any) -> None:
+                 unimodal_layers: int = 0, **block_kwargs: Any) -> None:
         super().__init__()
         if not isinstance(builder, GraphBuilder):
             raise TypeError(f"graph models need the GraphBuilder of their data as 'builder', got "
@@ -56,24 +60,43 @@ class GraphBackbone(torch.nn.Module):
         self.encoders = NodeEncoders({t: encoders[t] for t in self.node_types})
         _, edge_types = builder.metadata()
         metadata = (self.node_types, [e for e in edge_types if e[0] in self.node_types and e[2] in self.node_types])
-        self.fusion = FusionEncoder(hidden, metadata, num_layers, conv, knn=knn, heads=heads, ffn_ratio=ffn_ratio,
-                                    dropout=dropout, **block_kwargs)
+        check_int(num_layers, "GraphBackbone 'num_layers'")
+        check_int(unimodal_layers, "GraphBackbone 'unimodal_layers'", minimum=0)
+        if unimodal_layers >= num_layers:
+            raise ValueError(f"GraphBackbone 'unimodal_layers' ({unimodal_layers}) must leave at least one of the "
+                             f"num_layers={num_layers} blocks to fuse the modalities; lower it or raise num_layers")
+        self.fusion = FusionEncoder(hidden, metadata, num_layers - unimodal_layers, conv, knn=knn, heads=heads,
+                                    ffn_ratio=ffn_ratio, dropout=dropout, **block_kwargs)
+        intra = (self.node_types, [e for e in metadata[1] if e[0] == e[2]])
+        self.unimodal = FusionEncoder(hidden, intra, unimodal_layers, conv, heads=heads, ffn_ratio=ffn_ratio,
+                                      dropout=dropout, **block_kwargs) if unimodal_layers else None
 
-    def forward(self, batch: Batch, node_types: Collection[str] | None = None
-                ) -> tuple[dict[str, Tensor], Mapping[str, Tensor], int]:
+    def forward(self, batch: Batch, node_types: Collection[str] | None = None, return_unimodal: bool = False
+                ) -> tuple[dict[str, Tensor], Mapping[str, Tensor], int] | tuple[
+                    dict[str, Tensor], Mapping[str, Tensor], int, dict[str, Tensor]]:
         """Fused ``h_dict`` (with ``batch_dict`` and the number of samples) of the whole graph, or
-        of the subgraph of ``node_types``: their nodes and the relations among them only."""
+        of the subgraph of ``node_types``: their nodes and the relations among them only. With
+        ``return_unimodal``, also each node's state after the per-modality blocks (the encoders'
+        output without any), which no other modality has reached."""
         h_dict = self.encoders(batch, node_types)
         if all(h.size(0) == 0 for h in h_dict.values()):  # also a batch whose node types are all empty
             wanted = self.node_types if node_types is None else list(node_types)
             raise ValueError(f"The batch has no nodes of the node types {wanted}; its node types are "
                              f"{batch.node_types}")
-        schema = self.fusion.schema
         keep = set(h_dict)
-        edges = {e: batch[e].edge_index for e in schema.edge_types
+        edges = {e: batch[e].edge_index for e in self.fusion.schema.edge_types
                  if e[0] in keep and e[2] in keep and e in batch.edge_types}
         batch_dict = {t: batch[t].batch for t in h_dict}
-        graph = FlatGraph.from_dicts(schema, {t: h.size(0) for t, h in h_dict.items()}, edges, batch_dict,
-                                     batch.num_graphs)
-        fused = graph.unflatten(self.fusion(graph.flatten(h_dict), graph))
-        return {t: fused[t] for t in h_dict}, batch_dict, batch.num_graphs
+        sizes = {t: h.size(0) for t, h in h_dict.items()}
+        graph = FlatGraph.from_dicts(self.fusion.schema, sizes, edges, batch_dict, batch.num_graphs)
+        x = graph.flatten(h_dict)
+        if self.unimodal is not None:
+            intra = self.unimodal.schema
+            x = self.unimodal(x, FlatGraph.from_dicts(intra, sizes, {e: edges[e] for e in intra.edge_types
+                                                                     if e in edges}, batch_dict, batch.num_graphs))
+        fused = graph.unflatten(self.fusion(x, graph))
+        fused = {t: fused[t] for t in h_dict}
+        if not return_unimodal:
+            return fused, batch_dict, batch.num_graphs
+        unimodal = graph.unflatten(x)
+        return fused, batch_dict, batch.num_graphs, {t: unimodal[t] for t in h_dict}

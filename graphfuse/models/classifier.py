@@ -7,21 +7,48 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from graphfuse.checks import check_choice
+from graphfuse.checks import check_choice, check_int, check_probability
 from graphfuse.graph import GraphBuilder
 from graphfuse.models.backbone import GraphBackbone, as_batch
-from graphfuse.nn import ClassificationHead, Readout, RegressionHead
+from graphfuse.nn import ClassificationHead, MultimodalOutput, Readout, RegressionHead, UnimodalHeads
+from graphfuse.train.balance import MODULATIONS
 from graphfuse.train.tasks import ClassificationTask, RegressionTask
 
 TASKS = ("classification", "multilabel", "regression")
 
 
 class GraphFusionModel(torch.nn.Module):
-    r"""Encoders -> fusion blocks over the sample graph -> readout -> head.
+    r"""Encoders -> per-modality blocks -> joint fusion blocks over the sample graph -> readout ->
+    head, trained with every modality kept alive.
 
     .. math::
-        \mathbf{h} = \mathrm{Readout}\big(\mathrm{Fusion}^{L}(\mathrm{Enc}(\mathcal{G}))\big),
-        \qquad \hat{\mathbf{y}} = \mathrm{Head}(\mathbf{h})
+        \mathbf{u} = \mathrm{Blocks}^{L_u}_{\text{intra}}(\mathrm{Enc}(\mathcal{G})), \qquad
+        \mathbf{h} = \mathrm{Readout}\big(\mathrm{Blocks}^{L - L_u}(\mathbf{u}, \mathcal{G})\big), \qquad
+        \hat{\mathbf{y}} = \mathrm{Head}(\mathbf{h}) + \sum_{m \text{ present}}
+        \log \mathrm{softmax}\big(\mathrm{Head}_m(\bar{\mathbf{u}}_m)\big)
+
+    What keeps each modality alive, all on by default and each measured on its own by
+    ``python -m graphfuse.bench ablation`` (the README has the table):
+
+    * **late-then-joint blocks** (``unimodal_layers``): the first blocks pass messages within each
+      modality only, so every modality builds its own view before the cross-modal edges (a
+      complete image <-> audio relation sends a patch a hundred audio messages beside its four
+      grid neighbours) can drown it;
+    * **modality context** (``modality_context``): a gated per-modality virtual node in every
+      block (:class:`~graphfuse.nn.ModalityContext`), so a modality's view spans all its nodes as
+      a per-modality transformer's does, not a few neighbours;
+    * **attention pooling and a bilinear readout** (``pool``, ``fuse``): each modality keeps its
+      own slot in the fused vector (one modality's evidence is not averaged into another's), and
+      the pairwise products let the head compare modalities;
+    * **unimodal heads** (``unimodal_weight``): a head per modality on its pooled per-modality
+      states, trained beside the fused head, so the modality learned fastest cannot starve the
+      others of gradient; with ``unimodal_ensemble`` their log-probabilities join the prediction
+      (a product of experts, as late fusion forms), which carries a sample whose other
+      modalities are missing;
+    * **modality drop-out** (``modality_dropout``): the Trainer drops modalities of training
+      samples, so the model has seen every modality missing;
+    * **gradient modulation** (``gradient_modulation="ogm-ge"``, off by default): OGM-GE slows
+      the encoders of the modality that leads (:class:`~graphfuse.train.GradientModulation`).
 
     Args:
         builder (GraphBuilder): the builder of the data (node types, relations, encoders).
@@ -30,44 +57,86 @@ class GraphFusionModel(torch.nn.Module):
         num_classes (int, optional): classes or labels (classification tasks).
         out_channels (int, optional): targets per sample (regression). (default: :obj:`1`)
         hidden (int, optional): features per node. (default: :obj:`64`)
-        num_layers (int, optional): fusion blocks. (default: :obj:`2`)
+        num_layers (int, optional): fusion blocks in all, per-modality ones included.
+            (default: :obj:`2`)
         conv (str, optional): ``"gcn"``, ``"gat"``, ``"hgt"``, ``"gated"`` or a registered conv.
             (default: :obj:`"gat"`)
         knn (int, optional): dynamic k-NN cross-modal edges (see :class:`~graphfuse.nn.FusionEncoder`).
         heads (int, optional): attention heads. (default: :obj:`4`)
         pool (str, optional): per-node-type pooling, ``"mean"``, ``"max"``, ``"sum"`` or
-            ``"attention"``. (default: :obj:`"mean"`)
-        fuse (str, optional): fusion across node types, ``"attention"``, ``"gate"``, ``"concat"``
-            or ``"virtual"``. (default: :obj:`"attention"`)
-        dropout (float, optional): in the fusion blocks and the head. (default: :obj:`0.1`)
+            ``"attention"``. (default: :obj:`"attention"`)
+        fuse (str, optional): fusion across node types, ``"attention"``, ``"gate"``, ``"concat"``,
+            ``"bilinear"`` or ``"virtual"`` (see :class:`~graphfuse.nn.TypeFusion`).
+            (default: :obj:`"bilinear"`)
+        dropout (float, optional): in the fusion blocks and the heads. (default: :obj:`0.1`)
         ffn_ratio (float, optional): feed-forward size of the fusion blocks. (default: :obj:`2`)
         head_hidden (int, optional): a two-layer head of this hidden size. (default: :obj:`None`)
+        unimodal_layers (int, optional): how many of the ``num_layers`` blocks, the first, pass
+            messages within each modality only; ``None`` for ``num_layers // 2``.
+            (default: :obj:`None`)
+        modality_context (bool, optional): a :class:`~graphfuse.nn.ModalityContext` in every block.
+            (default: :obj:`True`)
+        unimodal_weight (float, optional): weight of the unimodal heads' mean loss beside the
+            fused head's (:class:`~graphfuse.nn.UnimodalHeads`, one per modality on the mean of
+            its states after the per-modality blocks); ``0`` builds none. (default: :obj:`0.5`)
+        unimodal_ensemble (bool, optional): add the present modalities' unimodal predictions to
+            the fused one (see :meth:`~graphfuse.nn.UnimodalHeads.ensemble`). (default: :obj:`True`)
+        modality_dropout (float, optional): the share of training samples the Trainer shows with
+            some modalities dropped (see :class:`~graphfuse.train.ModalityDropout`).
+            (default: :obj:`0.15`)
+        gradient_modulation (str, optional): what the Trainer balances gradients with:
+            ``"ogm-ge"``, ``"ogm"`` or ``"none"``; needs unimodal heads and multi-class labels.
+            (default: :obj:`"none"`)
+        **block_kwargs: more :class:`~graphfuse.nn.FusionBlock` arguments (``norm_first``,
+            ``conv_kwargs``, ...).
 
     Shapes:
         - **input:** a PyG batch from :meth:`GraphBuilder.collate` (or one graph)
-        - **output:** :math:`(B, K)` logits or :math:`(B, C_{out})` predictions
+        - **output:** :math:`(B, K)` logits or :math:`(B, C_{out})` predictions; while training
+          with unimodal heads, a :class:`~graphfuse.nn.MultimodalOutput` that holds them too
     """
 
     def __init__(self, builder: GraphBuilder, task: str = "classification", num_classes: int | None = None,
                  out_channels: int = 1, hidden: int = 64, num_layers: int = 2, conv: str = "gat",
-                 knn: int | None = None, heads: int = 4, pool: str = "mean", fuse: str = "attention",
+                 knn: int | None = None, heads: int = 4, pool: str = "attention", fuse: str = "bilinear",
                  dropout: float = 0.1, ffn_ratio: float = 2.0, head_hidden: int | None = None,
+                 unimodal_layers: int | None = None, modality_context: bool = True, unimodal_weight: float = 0.5,
+                 unimodal_ensemble: bool = True, modality_dropout: float = 0.15, gradient_modulation: str = "none",
                  **block_kwargs: Any) -> None:
         super().__init__()
         check_choice(task, TASKS, "GraphFusionModel 'task'")
+        check_int(num_layers, "GraphFusionModel 'num_layers'")
+        check_choice(gradient_modulation, MODULATIONS, "GraphFusionModel 'gradient_modulation'")
+        if isinstance(unimodal_weight, bool) or not isinstance(unimodal_weight, (int, float)) or unimodal_weight < 0:
+            raise ValueError(f"GraphFusionModel 'unimodal_weight' must be a number >= 0, got {unimodal_weight!r}")
+        if gradient_modulation != "none" and not (unimodal_weight and task == "classification"):
+            raise ValueError(f"GraphFusionModel gradient_modulation={gradient_modulation!r} scores each modality by "
+                             f"its unimodal head on class labels: it needs unimodal_weight > 0 and "
+                             f"task='classification' (got unimodal_weight={unimodal_weight!r}, task={task!r})")
         self.builder = builder
-        self.backbone = GraphBackbone(builder, hidden, num_layers, conv, knn, heads, ffn_ratio, dropout,
-                                      **block_kwargs)
+        self.modality_dropout = check_probability(modality_dropout, "GraphFusionModel 'modality_dropout'")
+        self.gradient_modulation = gradient_modulation
+        self.unimodal_ensemble = bool(unimodal_ensemble)
+        self.backbone = GraphBackbone(
+            builder, hidden, num_layers, conv, knn, heads, ffn_ratio, dropout,
+            unimodal_layers=num_layers // 2 if unimodal_layers is None else unimodal_layers,
+            modality_context=modality_context, **block_kwargs)
         self.readout = Readout(hidden, builder.node_types, pool=pool, fuse=fuse)
         if task == "regression":
             self.head = RegressionHead(self.readout.out_channels, out_channels, head_hidden, dropout)
-            self.task = RegressionTask(self.head)
         else:
             if num_classes is None:
                 raise ValueError(f"GraphFusionModel with task={task!r} needs 'num_classes'")
             self.head = ClassificationHead(self.readout.out_channels, num_classes, head_hidden, dropout,
                                            multilabel=task == "multilabel")
-            self.task = ClassificationTask(self.head)
+        self.unimodal = UnimodalHeads(hidden, list(builder.modalities), self.head.out_channels, task,
+                                      dropout) if unimodal_weight else None
+        task_class = RegressionTask if task == "regression" else ClassificationTask
+        self.task = task_class(self.head, self.unimodal, float(unimodal_weight))
+
+    def modality_parameters(self) -> dict[str, list[torch.nn.Parameter]]:
+        """Each modality's own parameters, its input encoder's, which gradient modulation scales."""
+        return {t: list(self.backbone.encoders[t].parameters()) for t in self.backbone.encoders}
 
     def embed(self, batch, node_types: Collection[str] | None = None) -> Tensor:
         """The fused vector of each sample ``[B, readout.out_channels]``, from the whole graph or the
@@ -75,10 +144,21 @@ class GraphFusionModel(torch.nn.Module):
         h_dict, batch_dict, num_samples = self.backbone(as_batch(batch), node_types)
         return self.readout(h_dict, batch_dict, num_samples)
 
-    def forward(self, batch) -> Tensor:
-        return self.head(self.embed(batch))
+    def forward(self, batch) -> Tensor | MultimodalOutput:
+        """The prediction ``[B, K]``; while training with unimodal heads, a
+        :class:`~graphfuse.nn.MultimodalOutput` that also holds each modality's own."""
+        h_dict, batch_dict, num_samples, unimodal_states = self.backbone(as_batch(batch), return_unimodal=True)
+        output = self.head(self.readout(h_dict, batch_dict, num_samples))
+        if self.unimodal is None or not (self.training or self.unimodal_ensemble):
+            return output
+        unimodal, present = self.unimodal(unimodal_states, batch_dict, num_samples)
+        if self.unimodal_ensemble:
+            output = self.unimodal.ensemble(output, unimodal, present)
+        return MultimodalOutput(output, unimodal, present, tuple(self.unimodal.node_types)) if self.training \
+            else output
 
     def __repr__(self) -> str:
-        fusion = self.backbone.fusion
-        return (f"{self.__class__.__name__}(task={self.task.name!r}, {fusion!r}, {self.readout!r}, "
+        fusion, unimodal = self.backbone.fusion, self.backbone.unimodal
+        stages = f"{unimodal!r} (per modality), {fusion!r}" if unimodal is not None else repr(fusion)
+        return (f"{self.__class__.__name__}(task={self.task.name!r}, {stages}, {self.readout!r}, "
                 f"{self.head!r})")

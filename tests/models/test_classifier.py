@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from graphfuse.models import GraphFusionModel, create_model
+from graphfuse.nn import ModalityContext
 
 SMALL = dict(hidden=8, heads=2, num_layers=2)
 
@@ -46,11 +47,24 @@ def test_sample_permutation_equivariance(builder, samples, make_batch, name):
     assert torch.allclose(permuted, out[perm], atol=1e-5)
 
 
+def open_context_gates(net: torch.nn.Module, value: float = 0.5) -> None:
+    """Moves the modality-context gates off 0 (where they start, closed), as training does: a
+    closed gate passes no gradient to the context's other parameters."""
+    for module in net.modules():
+        if isinstance(module, ModalityContext):
+            module.gate.data.fill_(value)
+
+
 @pytest.mark.parametrize("name", ["graph-gcn", "graph-gat", "graph-hgt", "graph-gated", "graph-gat-knn"])
 def test_gradients_reach_every_used_parameter(builder, samples, make_batch, name):
     net = model(builder, name, dropout=0.0).train()
     batch = make_batch(samples)
     batch.y = torch.tensor([0, 1, 2, 0])
+    net.task.loss(net(batch), batch).backward()
+    closed = [n for n, p in net.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
+    assert closed and all(".context." in n and not n.endswith(".gate") for n in closed)
+    net.zero_grad(set_to_none=True)
+    open_context_gates(net)
     net.task.loss(net(batch), batch).backward()
     missing = [n for n, p in net.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
     assert missing == []
@@ -58,13 +72,16 @@ def test_gradients_reach_every_used_parameter(builder, samples, make_batch, name
 
 def test_no_gradient_to_an_absent_modality(builder, samples, make_batch):
     net = model(builder, "graph-gat", dropout=0.0).train()
-    net(make_batch(samples)).sum().backward()  # initialise the lazy encoders
+    open_context_gates(net)
+    net(make_batch(samples)).output.sum().backward()  # initialise the lazy encoders
     net.zero_grad(set_to_none=True)
     no_audio = [{k: v for k, v in s.items() if k != "audio"} for s in samples]
-    net(make_batch(no_audio)).logsumexp(-1).sum().backward()
+    out = net(make_batch(no_audio))
+    (out.output.logsumexp(-1).sum() + out.unimodal[out.present].logsumexp(-1).sum()).backward()
+    audio_head = f"unimodal.heads.{net.unimodal.node_types.index('audio')}."
     for name, p in net.named_parameters():
         reached = p.grad is not None and bool(p.grad.abs().sum() > 0)
-        assert reached != name.startswith("backbone.encoders.audio."), name
+        assert reached != name.startswith(("backbone.encoders.audio.", audio_head)), name
     assert any(n.startswith("backbone.encoders.audio.") for n, _ in net.named_parameters())
 
 
@@ -103,7 +120,7 @@ def test_tasks(builder, samples, make_batch, task, shape):
     net = model(builder, task=task)
     batch = make_batch(samples)
     out = net(batch)
-    assert out.shape == shape
+    assert out.output.shape == shape and out.unimodal.shape == (4, 3, shape[1])
     assert net.task.name == ("regression" if task == "regression" else "classification")
     assert getattr(net.head, "multilabel", False) == (task == "multilabel")
     batch.y = {"classification": torch.tensor([0, 2, 1, 1]), "multilabel": torch.randint(0, 2, shape),
@@ -116,7 +133,8 @@ def test_head_hidden_and_repr(builder):
     net = model(builder, head_hidden=5, task="multilabel", num_classes=4)
     assert [m.out_features for m in net.head.mlp if isinstance(m, torch.nn.Linear)] == [5, 4]
     text = repr(net)
-    assert text.startswith("GraphFusionModel(task='classification', ")
+    assert text.startswith("GraphFusionModel(task='classification', FusionEncoder(8, num_layers=1, conv='gat') "
+                           "(per modality), FusionEncoder(8, num_layers=1, conv='gat'), ")
     assert text.endswith(f"{net.readout!r}, ClassificationHead({net.readout.out_channels}, 4, hidden=5))")
 
 

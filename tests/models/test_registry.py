@@ -10,6 +10,7 @@ from graphfuse.models import (
     register_model,
     registry,
 )
+from graphfuse.nn import MultimodalOutput
 from graphfuse.train import save_checkpoint
 
 VARIANTS = ["graph-gcn", "graph-gat", "graph-hgt", "graph-gated", "graph-gat-knn"]
@@ -83,12 +84,17 @@ def test_create_model(builder, samples, make_batch, name, task):
     batch = make_batch(samples)  # sample 1 has no audio, sample 2 no image
     model.train()
     out = model(batch)
+    if task != "retrieval":  # a graph classifier trains its unimodal heads beside the fused one
+        assert isinstance(out, MultimodalOutput) and out.unimodal.shape == (4, 3, shape[1])
+        assert out.node_types == ("text", "image", "audio")
+        assert out.present.tolist() == [[True, True, True], [True, True, False], [True, False, True],
+                                        [True, True, True]]
     if task == "retrieval":
         assert out["query"].shape == out["gallery"].shape == shape
         assert out["logit_scale"].shape == ()
         loss = model.task.loss(out, batch)
     else:
-        assert out.shape == shape
+        assert out.output.shape == shape
         batch.y = {"classification": torch.tensor([0, 1, 2, 0]), "multilabel": torch.randint(0, 2, shape),
                    "regression": torch.randn(shape)}[task]
         loss = model.task.loss(out, batch)
