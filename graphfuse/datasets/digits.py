@@ -95,23 +95,30 @@ def _trim(waveform: np.ndarray, threshold: float = 0.02) -> np.ndarray:
     return waveform[loud[0]:loud[-1] + 1] if loud.size else waveform
 
 
+def spoken_clips(words: tuple[str, ...], path: Path) -> dict[str, list[np.ndarray]]:
+    """Every text of ``words`` spoken in every voice setting of :func:`_voices`, trimmed of silence,
+    at :data:`AUDIO_RATE`: ``{word: [clip per voice]}``. Synthesised once in a fresh process (see
+    :func:`~graphfuse.datasets.speech.synthesize_all`), then cached at ``path``; a cache made for
+    other words or voices is synthesised again and replaced."""
+    voices = _voices()
+    if path.is_file():
+        stored = torch.load(path, weights_only=True)
+        if stored["words"] == list(words) and stored["voices"] == [list(vars(v).values()) for v in voices]:
+            return {w: [c.numpy() for c in clips] for w, clips in stored["clips"].items()}
+    spoken = iter(synthesize_all([(word, voice) for word in words for voice in voices]))
+    clips = {word: [downsample(_trim(next(spoken)), 2) for _ in voices] for word in words}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_replace(path) as temporary:
+        torch.save({"words": list(words), "voices": [list(vars(v).values()) for v in voices],
+                    "clips": {w: [torch.from_numpy(c) for c in cs] for w, cs in clips.items()}}, temporary)
+    return clips
+
+
 @lru_cache(maxsize=1)
 def word_clips() -> tuple[list[Voice], dict[str, list[np.ndarray]]]:
     """Every word of :data:`CAPTION_WORDS` spoken in every voice setting, trimmed of silence, at
     :data:`AUDIO_RATE`: ``(voices, {word: [clip per voice]})``. Synthesised once, then cached."""
-    voices = _voices()
-    path = cache_dir() / f"speech-words-v{_CACHE_VERSION}.pt"
-    if path.is_file():
-        stored = torch.load(path, weights_only=True)
-        if stored["words"] == list(CAPTION_WORDS) and stored["voices"] == [list(vars(v).values()) for v in voices]:
-            return voices, {w: [c.numpy() for c in clips] for w, clips in stored["clips"].items()}
-    spoken = iter(synthesize_all([(word, voice) for word in CAPTION_WORDS for voice in voices]))
-    clips = {word: [downsample(_trim(next(spoken)), 2) for _ in voices] for word in CAPTION_WORDS}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_replace(path) as temporary:
-        torch.save({"words": list(CAPTION_WORDS), "voices": [list(vars(v).values()) for v in voices],
-                    "clips": {w: [torch.from_numpy(c) for c in cs] for w, cs in clips.items()}}, temporary)
-    return voices, clips
+    return _voices(), spoken_clips(CAPTION_WORDS, cache_dir() / f"speech-words-v{_CACHE_VERSION}.pt")
 
 
 def _voice_pool(split: str) -> np.ndarray:
@@ -126,18 +133,27 @@ def _speak(words: list[str], voice: int, rng: np.random.Generator, snr_db: float
     """Word clips of one voice with random pauses and white noise at ``snr_db``: the waveform and
     each word's ``[start, end]`` in seconds."""
     _, clips = word_clips()
-    pieces, spans = [np.zeros(int(rng.uniform(0.0, 0.15) * AUDIO_RATE), np.float32)], []
+    return mix_clips([clips[word][voice] for word in words], rng, snr_db, pause)
+
+
+def mix_clips(clips: list[np.ndarray], rng: np.random.Generator, snr_db: float,
+              pause: tuple[float, float] = (0.05, 0.3), margin: tuple[float, float] = (0.0, 0.15)
+              ) -> tuple[torch.Tensor, list[list[float]]]:
+    """``clips`` (at :data:`AUDIO_RATE`) in a row: a random silence of ``margin`` seconds before and
+    after, random ``pause`` seconds between, a random gain in [0.5, 1.5] and white noise at
+    ``snr_db`` dB (of the whole waveform's power). Returns the waveform and each clip's
+    ``[start, end]`` in seconds."""
+    pieces, spans = [np.zeros(int(rng.uniform(*margin) * AUDIO_RATE), np.float32)], []
     cursor = len(pieces[0])
-    for i, word in enumerate(words):
+    for i, clip in enumerate(clips):
         if i:
             gap = np.zeros(int(rng.uniform(*pause) * AUDIO_RATE), np.float32)
             pieces.append(gap)
             cursor += len(gap)
-        clip = clips[word][voice]
         spans.append([cursor / AUDIO_RATE, (cursor + len(clip)) / AUDIO_RATE])
         pieces.append(clip)
         cursor += len(clip)
-    pieces.append(np.zeros(int(rng.uniform(0.0, 0.15) * AUDIO_RATE), np.float32))
+    pieces.append(np.zeros(int(rng.uniform(*margin) * AUDIO_RATE), np.float32))
     waveform = np.concatenate(pieces) * rng.uniform(0.5, 1.5)
     power = float(np.mean(waveform ** 2)) + 1e-12
     waveform = waveform + rng.normal(0.0, np.sqrt(power / 10 ** (snr_db / 10)), waveform.shape)

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from graphfuse.datasets.fashion import DatasetNotInstalledError as DatasetNotInstalledError  # re-exported
 from graphfuse.graph import GraphBuilder
 
 KINDS = ("classification", "retrieval")
@@ -67,7 +68,9 @@ def list_tasks() -> list[str]:
 
 
 def load_task(name: str, quick: bool = False, seed: int = 0) -> TaskData:
-    """The task ``name``; ``quick`` gives smaller splits, ``seed`` the data's seed."""
+    """The task ``name``; ``quick`` gives smaller splits, ``seed`` the data's seed. A task whose data
+    is read from the machine raises :class:`DatasetNotInstalledError` (a :class:`FileNotFoundError`)
+    saying how to install it where it is absent."""
     if name not in _TASKS:
         raise ValueError(f"Unknown task {name!r}; registered: {list_tasks()}")
     return _TASKS[name](quick=quick, seed=seed)
@@ -98,6 +101,88 @@ def digits_task(quick: bool = False, seed: int = 0) -> TaskData:
     return TaskData("digits", "classification", digits_builder(), num_classes=10, **splits,
                     description="the spoken digit whose marker says keep (3 spoken digits, a half-blanked "
                                 "handwritten one, word markers)")
+
+
+def _full_cross(names: Sequence[str]) -> list:
+    """``"full"`` cross-modal edges between every pair of ``names``: nothing says which node matches which."""
+    from itertools import combinations
+
+    from graphfuse.graph import CrossEdges
+
+    return [CrossEdges(a, b, "full") for a, b in combinations(names, 2)]
+
+
+def _audio_modality():
+    from graphfuse.datasets.digits import AUDIO_RATE
+    from graphfuse.modalities import AudioModality
+
+    return AudioModality(sample_rate=AUDIO_RATE, n_mels=20, win_length=0.05, hop_length=0.05)
+
+
+def redundant_builder() -> GraphBuilder:
+    """Caption tokens, 4x4-pixel patches of the noisy digit and 50 ms log-mel frames of the spoken
+    word, with full cross-modal edges between every pair."""
+    from graphfuse.datasets.redundant import REDUNDANT_VOCABULARY
+    from graphfuse.modalities import ImageModality, TextModality, Tokenizer
+
+    return GraphBuilder({"text": TextModality(Tokenizer(list(REDUNDANT_VOCABULARY))),
+                         "image": ImageModality(patch_size=4, channels=1), "audio": _audio_modality()},
+                        cross=_full_cross(("text", "image", "audio")))
+
+
+@register_task("redundant-digits")
+def redundant_digits_task(quick: bool = False, seed: int = 0) -> TaskData:
+    from graphfuse.datasets.redundant import redundant_digits
+
+    sizes = {"train": 600, "val": 200, "test": 400} if quick else {"train": 1200, "val": 300, "test": 600}
+    splits = {split: redundant_digits(size, split, seed) for split, size in sizes.items()}
+    return TaskData("redundant-digits", "classification", redundant_builder(), num_classes=10, **splits,
+                    description="the digit, shown by a noisy handwritten image, a word spoken in loud noise and "
+                                "a caption that names it half of the time; no pairing in the graph")
+
+
+def match_builder() -> GraphBuilder:
+    """4x4-pixel patches of the handwritten digit and 50 ms log-mel frames of the spoken one, with
+    full cross-modal edges."""
+    from graphfuse.modalities import ImageModality
+
+    return GraphBuilder({"image": ImageModality(patch_size=4, channels=1), "audio": _audio_modality()},
+                        cross=_full_cross(("image", "audio")))
+
+
+@register_task("match")
+def match_task(quick: bool = False, seed: int = 0) -> TaskData:
+    from graphfuse.datasets.redundant import matching_digits
+
+    sizes = {"train": 1000, "val": 200, "test": 400} if quick else {"train": 3000, "val": 400, "test": 800}
+    splits = {split: matching_digits(size, split, seed) for split, size in sizes.items()}
+    return TaskData("match", "classification", match_builder(), num_classes=2, **splits,
+                    description="whether the spoken digit is the handwritten one (balanced); each modality "
+                                "alone is at chance")
+
+
+def fashion_builder() -> GraphBuilder:
+    """Description tokens, 7x7-pixel patches of the 28x28 photograph (16 patches) and 50 ms
+    log-mel frames of the spoken description, with full cross-modal edges between every pair."""
+    from graphfuse.datasets.fashion import FASHION_VOCABULARY
+    from graphfuse.modalities import ImageModality, TextModality, Tokenizer
+
+    return GraphBuilder({"text": TextModality(Tokenizer(list(FASHION_VOCABULARY))),
+                         "image": ImageModality(patch_size=7, channels=1), "audio": _audio_modality()},
+                        cross=_full_cross(("text", "image", "audio")))
+
+
+@register_task("fashion")
+def fashion_task(quick: bool = False, seed: int = 0) -> TaskData:
+    """Raises :class:`DatasetNotInstalledError` where Fashion-MNIST is not installed."""
+    from graphfuse.datasets.fashion import check_fashion_mnist, fashion_samples
+
+    check_fashion_mnist()
+    sizes = {"train": 800, "val": 200, "test": 400} if quick else {"train": 1500, "val": 300, "test": 600}
+    splits = {split: fashion_samples(size, split, seed) for split, size in sizes.items()}
+    return TaskData("fashion", "classification", fashion_builder(), num_classes=10, **splits,
+                    description="the Fashion-MNIST class, shown by a noisy photograph, speech that says it 70 % "
+                                "of the time and a description that names it half of the time")
 
 
 def reading_order(src, dst) -> torch.Tensor:

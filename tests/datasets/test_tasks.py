@@ -7,7 +7,8 @@ from graphfuse.modalities import NodeSet
 
 
 def test_builtin_tasks_are_registered():
-    assert {"digits", "retrieval", "synergy", "redundancy", "uniqueness"} <= set(list_tasks())
+    assert {"digits", "retrieval", "synergy", "redundancy", "uniqueness", "redundant-digits", "match",
+            "fashion"} <= set(list_tasks())
 
 
 @pytest.mark.parametrize("name", ["synergy", "redundancy", "uniqueness"])
@@ -32,6 +33,21 @@ def test_digits_task_builds_graphs_with_aligned_words():
     # every word reaches frames that overlap it, and only those
     overlap = (spans[edges[0], 0] < frames[edges[1], 1]) & (frames[edges[1], 0] < spans[edges[0], 1])
     assert overlap.all() and len(set(edges[0].tolist())) == 3
+
+
+@pytest.mark.parametrize("name, sizes, classes, types", [
+    ("redundant-digits", (600, 200, 400), 10, {"text", "image", "audio"}),
+    ("match", (1000, 200, 400), 2, {"image", "audio"}),
+])
+def test_tasks_without_pairing_join_every_pair_fully(name, sizes, classes, types):
+    task = load_task(name, quick=True)
+    assert (len(task.train), len(task.val), len(task.test), task.num_classes) == (*sizes, classes)
+    graph = task.builder.build(task.val[0][0])
+    assert set(graph.node_types) == types and graph["image"].num_nodes == 4
+    cross = [edge for edge in graph.edge_types if edge[1] == "to"]
+    assert len(cross) == len(types) * (len(types) - 1)  # every pair, both ways
+    for src, _, dst in cross:
+        assert graph[src, "to", dst].edge_index.size(1) == graph[src].num_nodes * graph[dst].num_nodes
 
 
 def test_retrieval_task_joins_each_word_to_its_quadrant():
