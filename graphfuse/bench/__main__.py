@@ -7,10 +7,10 @@ import logging
 import sys
 from pathlib import Path
 
-from graphfuse.bench import accuracy, build, throughput
+from graphfuse.bench import ablation, accuracy, build, throughput, tune
 from graphfuse.io import atomic_write_text
 
-SUBCOMMANDS = {"build": build, "throughput": throughput, "accuracy": accuracy}
+SUBCOMMANDS = {"build": build, "throughput": throughput, "accuracy": accuracy, "ablation": ablation, "tune": tune}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -65,6 +65,7 @@ import argparse
 import csv
 import fnmatch
 import io
+import json
 import logging
 import multiprocessing
 import os
@@ -72,7 +73,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
@@ -86,6 +87,7 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 import graphfuse.datasets  # noqa: F401  (registers the package's tasks)
+from graphfuse.datasets.fashion import DatasetNotInstalledError
 from graphfuse.datasets.tasks import TaskData, list_tasks, load_task
 from graphfuse.io import atomic_replace, atomic_write_text
 from graphfuse.models import create_model, list_models
@@ -101,7 +103,7 @@ UNIMODAL_MODEL = "unimodal"
 FAMILIES = ("graph", "baseline", "unimodal")
 DATA_SEED = 0
 #: What the README's main job runs; redundancy and uniqueness run with --tasks all (or by name).
-DEFAULT_TASKS = ("synergy", "digits", "retrieval")
+DEFAULT_TASKS = ("synergy", "digits", "redundant-digits", "fashion", "match")
 RERANK_K = 10
 RECALL_KS = (1, 5, 10)
 METRICS = {"classification": ("accuracy", "macro_f1"), "retrieval": tuple(f"R@{k}" for k in RECALL_KS)}
@@ -110,6 +112,10 @@ MONITOR = {"classification": "accuracy", "retrieval": "q2g/R@1"}
 LABELS = {"accuracy": "accuracy (%)", "macro_f1": "macro-F1 (%)", **{f"R@{k}": f"R@{k} (%)" for k in RECALL_KS}}
 COLOURS = {"graph": "tab:blue", "baseline": "tab:orange", "unimodal": "tab:gray"}
 DEFAULT_OUT = Path("results/accuracy")
+#: The settings that ``tune`` searches, per task and method (see :func:`method_config`).
+TUNED = ("lr", "hidden", "epochs")
+#: The settings the package ships: ``python -m graphfuse.bench tune`` wrote them on this project's machine.
+TUNED_SETTINGS = Path(__file__).with_name("tuned.json")
 
 
 @dataclass(frozen=True)
@@ -128,12 +134,18 @@ class TrainConfig:
     num_layers: int = 2
     dropout: float = 0.1
     weight_decay: float = 0.01
+    patience: int | None = None
 
 
 # (default, --quick) per task name; DEFAULT_CONFIGS for a task not listed. Sized so that the default
 # run of the three default tasks fits in 10 minutes on 2 CPU cores, --quick in 3.
 DEFAULT_CONFIGS = (TrainConfig(epochs=10, batch_size=32, lr=3e-3), TrainConfig(epochs=5, batch_size=32, lr=3e-3))
 CONFIGS: dict[str, tuple[TrainConfig, TrainConfig]] = {
+    **{name: (TrainConfig(epochs=10, batch_size=64, lr=3e-3), TrainConfig(epochs=5, batch_size=64, lr=3e-3))
+       for name in ("redundant-digits", "fashion")},
+    # Each modality alone says nothing: the encoders learn what a digit is from the match label alone,
+    # which takes some hundred steps before the validation score leaves chance.
+    "match": (TrainConfig(epochs=20, batch_size=64, lr=3e-3), TrainConfig(epochs=8, batch_size=64, lr=3e-3)),
     "retrieval": (TrainConfig(epochs=10, batch_size=64, lr=2e-3, dropout=0.0),
                   TrainConfig(epochs=6, batch_size=64, lr=2e-3, dropout=0.0)),
 }
@@ -143,6 +155,16 @@ def training_config(task: str, quick: bool = False) -> TrainConfig:
     """The :class:`TrainConfig` of ``task`` (its quick one with ``quick``)."""
     default, fast = CONFIGS.get(task, DEFAULT_CONFIGS)
     return fast if quick else default
+
+
+def method_config(task: str, method: str, quick: bool = False,
+                  settings: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None) -> TrainConfig:
+    """The task's :class:`TrainConfig` with the settings ``tune`` chose for ``method`` on ``task``
+    (``settings[task][method]``, e.g. ``{"lr": 3e-3, "hidden": 64, "epochs": 20}``), if any; the
+    quick configs are never tuned."""
+    config = training_config(task, quick)
+    chosen = None if quick or settings is None else settings.get(task, {}).get(method)
+    return config if chosen is None else replace(config, **chosen)
 
 
 @dataclass
@@ -242,27 +264,53 @@ def score_test(method: Method, model: torch.nn.Module, trainer: Trainer, data: S
     return {name: metrics[f"q2g/{name}"] for name in METRICS[kind]}
 
 
-def run_once(task: TaskData, method: Method, config: TrainConfig, splits: Splits, seed: int) -> dict[str, Any]:
-    """Trains ``method`` on ``task`` with ``seed`` and scores the best validation epoch on the test split."""
+def without_modality(data: Sequence[Any], modality: str) -> list[Any]:
+    """``data`` (featurised ``(sample, target)`` items) with ``modality`` removed from every sample
+    that has another one (a sample of that modality alone keeps it)."""
+    out = []
+    for item in data:
+        sample, target = split_item(item)
+        if modality in sample and len(sample) > 1:
+            sample = {key: value for key, value in sample.items() if key != modality}
+        out.append(sample if target is None else (sample, target))
+    return out
+
+
+def score_missing(method: Method, trainer: Trainer, task: TaskData, data: Sequence[Any]) -> dict[str, float]:
+    """Test accuracy (percent) with each modality of a classification task removed at test time;
+    empty for a single modality, for retrieval and for unimodal models."""
+    modalities = list(task.builder.modalities)
+    if task.kind != "classification" or len(modalities) < 2 or method.family == "unimodal":
+        return {}
+    return {m: 100 * trainer.evaluate(without_modality(data, m))["accuracy"] for m in modalities}
+
+
+def run_once(task: TaskData, method: Method, config: TrainConfig, splits: Splits, seed: int,
+             test: bool = True) -> dict[str, Any]:
+    """Trains ``method`` on ``task`` with ``seed`` and scores the best validation epoch on the test
+    split (``test=False``: reports the validation score alone and never reads the test split)."""
     torch.manual_seed(seed)
     model = create_model(method.model, **model_kwargs(method, task, config))
     monitor = MONITOR[task.kind]
     with tempfile.TemporaryDirectory(prefix="graphfuse-accuracy-") as folder:
         trainer = Trainer(model, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                           weight_decay=config.weight_decay, seed=seed, progress=False, monitor=monitor,
-                          checkpoint_dir=folder)
+                          patience=config.patience, checkpoint_dir=folder)
         started = time.perf_counter()
         history = trainer.fit(splits.train, splits.val)
         train_seconds = time.perf_counter() - started
         load_weights(model, Path(folder) / "best.pt")
     values = [record[f"val_{monitor}"] for record in history]
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    validation = {"val": float(max(values)), "best_epoch": int(np.argmax(values)), "epochs": len(history),
+                  "train_seconds": train_seconds, "params": params, "seed": seed}
+    if not test:
+        return validation
     started = time.perf_counter()
     metrics = score_test(method, model, trainer, splits.test, task.kind)
     seconds = time.perf_counter() - started
-    return {"seed": seed, "metrics": metrics, "params": params, "train_seconds": train_seconds,
-            "samples_per_second": len(splits.test) / seconds, "epochs": len(history),
-            "best_epoch": int(np.argmax(values))}
+    return {**validation, "metrics": metrics, "missing": score_missing(method, trainer, task, splits.test),
+            "samples_per_second": len(splits.test) / seconds}
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -286,6 +334,11 @@ def aggregate(method: Method, kind: str, runs: list[dict[str, Any]], error: str 
         metrics[name] = {"mean": mean, "std": std, "seeds": seeds}
     primary = metrics[METRICS[kind][0]]
     result.update(mean=primary["mean"], std=primary["std"], seeds=primary["seeds"], metrics=metrics)
+    result["missing"] = {}
+    for modality in runs[0].get("missing", {}):
+        seeds = [run["missing"][modality] for run in runs]
+        mean, std = mean_std(seeds)
+        result["missing"][modality] = {"mean": mean, "std": std, "seeds": seeds}
     for key in ("params", "train_seconds", "samples_per_second"):
         result[key], result[f"{key}_std"] = mean_std([run[key] for run in runs])
     result["params"] = round(result["params"])
@@ -308,17 +361,21 @@ def _cell(text: str) -> str:
 
 
 def format_table(name: str, task_report: Mapping[str, Any]) -> str:
-    """The markdown table of one task."""
+    """The markdown table of one task (with the accuracy without each modality, where measured)."""
     metrics = task_report["metrics"]
-    header = ["method", "family", *(LABELS.get(m, m) for m in metrics), "params", "train s", "infer samples/s"]
+    removed = list(dict.fromkeys(m for row in task_report["results"] for m in row.get("missing") or {}))
+    header = ["method", "family", *(LABELS.get(m, m) for m in metrics), *(f"without {m}" for m in removed),
+              "params", "train s", "infer samples/s"]
     lines = [f"### {name} ({task_report['kind']}): {task_report['description']}".rstrip(": "), "",
              "| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
     for row in task_report["results"]:
         if "error" in row:
             message = row["error"] if len(row["error"]) <= 80 else row["error"][:77] + "..."
-            cells = [f"failed: {_cell(message)}", *([""] * (len(metrics) - 1)), "", "", ""]
+            cells = [f"failed: {_cell(message)}", *([""] * (len(header) - 3))]
         else:
             cells = [f"{row['metrics'][m]['mean']:.1f} ± {row['metrics'][m]['std']:.1f}" for m in metrics]
+            missing = row.get("missing") or {}
+            cells += [f"{missing[m]['mean']:.1f} ± {missing[m]['std']:.1f}" if m in missing else "–" for m in removed]
             cells += [f"{row['params']:,}", f"{row['train_seconds']:.1f}", f"{row['samples_per_second']:,.0f}"]
         lines.append("| " + " | ".join([row["method"], row["family"], *cells]) + " |")
     return "\n".join(lines)
@@ -399,14 +456,19 @@ def plot(path: Path, report: Mapping[str, Any]) -> None:
         figure.savefig(temporary, format="png", dpi=120)
 
 
-def write_outputs(out: Path, report: Mapping[str, Any]) -> None:
-    write_markdown(out / "accuracy.md", report)
-    write_csv(out / "accuracy.csv", report)
-    plot(out / "accuracy.png", report)
+def write_outputs(out: Path, report: Mapping[str, Any], stem: str = "accuracy") -> None:
+    write_markdown(out / f"{stem}.md", report)
+    write_csv(out / f"{stem}.csv", report)
+    plot(out / f"{stem}.png", report)
 
 
 # Command line ---------------------------------------------------------------------------------------
-def _names(values: Sequence[str] | None) -> list[str] | None:
+def _settings_path(value: str) -> Path | None:
+    return None if value.lower() == "none" else Path(value)
+
+
+
+def split_names(values: Sequence[str] | None) -> list[str] | None:
     """Space- and comma-separated arguments as one list."""
     if values is None:
         return None
@@ -414,7 +476,7 @@ def _names(values: Sequence[str] | None) -> list[str] | None:
 
 
 @contextmanager
-def _quiet(name: str = "graphfuse.train") -> Iterator[None]:
+def quiet_training(name: str = "graphfuse.train") -> Iterator[None]:
     """Silences the Trainer's per-epoch log lines (the progress bar and per-method lines replace them)."""
     train_logger = logging.getLogger(name)
     level = train_logger.level
@@ -435,11 +497,11 @@ def machine(threads: int) -> dict[str, Any]:
 
 
 # Runs, in this process or in worker processes -------------------------------------------------------
-def _guarded_run(task: TaskData, method: Method, config: TrainConfig, splits: Splits,
-                 seed: int) -> tuple[dict[str, Any] | None, str | None]:
+def _guarded_run(task: TaskData, method: Method, config: TrainConfig, splits: Splits, seed: int,
+                 test: bool = True) -> tuple[dict[str, Any] | None, str | None]:
     """:func:`run_once`, with a failure returned as its message (recorded; the command exits 1)."""
     try:
-        return run_once(task, method, config, splits, seed), None
+        return run_once(task, method, config, splits, seed, test), None
     except Exception as exception:  # noqa: BLE001
         logger.debug("run failed", exc_info=exception)
         return None, f"{type(exception).__name__}: {exception}"
@@ -448,34 +510,37 @@ def _guarded_run(task: TaskData, method: Method, config: TrainConfig, splits: Sp
 _WORKER_TASKS: dict[tuple[str, bool], tuple[TaskData, Splits]] = {}
 
 
-def _start_worker(threads: int) -> None:
+def start_worker(threads: int) -> None:
     torch.set_num_threads(threads)
     logging.getLogger("graphfuse.train").setLevel(logging.WARNING)
 
 
-def _worker_run(name: str, quick: bool, method: Method, config: TrainConfig,
-                seed: int) -> tuple[dict[str, Any] | None, str | None]:
+def _worker_run(name: str, quick: bool, method: Method, config: TrainConfig, seed: int,
+                test: bool = True) -> tuple[dict[str, Any] | None, str | None]:
     """One run in a worker process, which loads and featurises each task once (the data is fixed)."""
     if (name, quick) not in _WORKER_TASKS:
         _WORKER_TASKS.clear()
         task = load_task(name, quick=quick, seed=DATA_SEED)
         _WORKER_TASKS[name, quick] = task, featurize_task(task)
     task, splits = _WORKER_TASKS[name, quick]
-    return _guarded_run(task, method, config, splits, seed)
+    return _guarded_run(task, method, config, splits, seed, test)
 
 
-def _outcomes(pool: ProcessPoolExecutor | None, name: str, task: TaskData, quick: bool, config: TrainConfig,
-              runs: list[tuple[Method, int]]) -> Iterator[tuple[tuple[Method, int], tuple[dict | None, str | None]]]:
-    """Each ``(method, seed)`` of ``runs`` on the task registered as ``name`` with its outcome, as
-    it finishes: one after another in this process (``pool`` None), or as the worker processes
-    finish them."""
+Run = tuple[Method, TrainConfig, int]
+
+
+def outcomes(pool: ProcessPoolExecutor | None, name: str, task: TaskData, quick: bool, runs: list[Run],
+              test: bool = True) -> Iterator[tuple[Run, tuple[dict | None, str | None]]]:
+    """Each ``(method, config, seed)`` of ``runs`` on the task registered as ``name`` with its
+    outcome (of :func:`run_once` with ``test``), as it finishes: one after another in this process
+    (``pool`` None), or as the worker processes finish them."""
     if pool is None:
         splits = featurize_task(task)
-        for method, seed in runs:
-            yield (method, seed), _guarded_run(task, method, config, splits, seed)
+        for method, config, seed in runs:
+            yield (method, config, seed), _guarded_run(task, method, config, splits, seed, test)
         return
-    futures = {pool.submit(_worker_run, name, quick, method, config, seed): (method, seed)
-               for method, seed in runs}
+    futures = {pool.submit(_worker_run, name, quick, method, config, seed, test): (method, config, seed)
+               for method, config, seed in runs}
     for future in as_completed(futures):
         yield futures[future], future.result()
 
@@ -496,6 +561,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "to check that a ranking holds with longer training)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help=f"folder for accuracy.md, accuracy.csv and accuracy.png (default: {DEFAULT_OUT})")
+    parser.add_argument("--settings", type=_settings_path, default=TUNED_SETTINGS if TUNED_SETTINGS.is_file() else None,
+                        help="a report of 'python -m graphfuse.bench tune' whose chosen learning rate, width and "
+                             "epochs each method trains with, or 'none' for the tasks' shared settings (default: "
+                             "the settings shipped with graphfuse, graphfuse/bench/tuned.json)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--threads", type=int,
                         help="torch.set_num_threads per process (default: torch's own with --jobs 1, else 1)")
@@ -505,6 +574,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
+    return execute(args, task_methods)
+
+
+def load_settings(path: Path | None) -> dict[str, Any] | None:
+    """The ``{task: {method: {"lr", "hidden", "epochs"}}}`` choices of a ``tune`` report at
+    ``path`` (``None``: every method trains with its task's :class:`TrainConfig`)."""
+    if path is None:
+        return None
+    try:
+        report = json.loads(Path(path).read_text())
+        chosen = {task: {method: {key: trial["chosen"][key] for key in TUNED} for method, trial in methods.items()}
+                  for task, methods in report["tasks"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise SystemExit(f"error: --settings '{path}' is not a readable report of 'python -m graphfuse.bench tune' "
+                         f"({type(error).__name__}: {error}); rerun tune, or pass --settings none") from None
+    return chosen
+
+
+def load_tasks(names: Sequence[str], quick: bool) -> dict[str, TaskData]:
+    """The tasks ``names``; one whose data is not installed here (e.g. ``fashion`` without Debian's
+    ``dataset-fashion-mnist``) is skipped with its message."""
+    tasks = {}
+    for name in names:
+        try:
+            tasks[name] = load_task(name, quick=quick, seed=DATA_SEED)
+        except DatasetNotInstalledError as error:
+            logger.warning("task %r skipped: %s", name, error)
+    return tasks
+
+
+def execute(args: argparse.Namespace, methods_of: Callable[[TaskData], list[Method]],
+            settings_of: Callable[[Method], str] = lambda method: method.name, ranked: bool = True) -> dict[str, Any]:
+    """Checks the arguments, then trains and scores ``methods_of(task)`` (filtered by
+    ``--methods``) on every task of ``--tasks``, each method with the tuned settings of
+    ``settings_of(method)`` (see ``--settings``); ``ranked`` as in :func:`_run`."""
     started = time.perf_counter()
     if args.seeds < 1:
         raise SystemExit(f"error: --seeds must be at least 1, got {args.seeds}")
@@ -515,7 +619,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads is not None and args.threads < 1:
         raise SystemExit(f"error: --threads must be at least 1, got {args.threads}")
     registered = list_tasks()
-    names = _names(args.tasks) or list(DEFAULT_TASKS)
+    names = split_names(args.tasks) or list(DEFAULT_TASKS)
     if names == ["all"]:
         names = registered
     if not names:
@@ -523,21 +627,21 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     unknown = [name for name in names if name not in registered]
     if unknown:
         raise SystemExit(f"error: unknown tasks {unknown}; registered: {registered}")
-    patterns = _names(args.methods)
+    patterns = split_names(args.methods)
     try:
         Path(args.out).mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise SystemExit(f"error: --out folder '{args.out}' cannot be created: {error}") from None
 
-    tasks = {name: load_task(name, quick=args.quick, seed=DATA_SEED) for name in names}
-    available = {name: task_methods(task) for name, task in tasks.items()}
+    tasks = load_tasks(names, args.quick)
+    available = {name: methods_of(task) for name, task in tasks.items()}
     plans = {name: select_methods(methods, patterns) for name, methods in available.items()}
     offered = sorted({m.name for methods in available.values() for m in methods})
     for pattern in patterns or []:
         if not any(fnmatch.fnmatchcase(m, pattern) for m in offered):
             raise SystemExit(f"error: --methods pattern {pattern!r} matches no method of the tasks {names}; "
                              f"their methods: {offered}")
-    for name in names:
+    for name in tasks:
         if not plans[name]:
             logger.info("task %r: no method matches %s; skipped", name, patterns)
     plans = {name: methods for name, methods in plans.items() if methods}
@@ -546,25 +650,36 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:
-        return _run(args, plans, tasks, patterns, started)
+        settings = load_settings(args.settings)
+        args.settings_source = None if settings is None else str(args.settings)
+        return _run(args, plans, tasks, patterns, started,
+                    lambda task, method: method_config(task, settings_of(method), args.quick, settings), ranked)
     finally:
         torch.set_num_threads(threads)
 
 
+ConfigOf = Callable[[str, Method], TrainConfig]
+
+
 def _run(args: argparse.Namespace, plans: dict[str, list[Method]], tasks: dict[str, TaskData],
-         patterns: list[str] | None, started: float) -> dict[str, Any]:
-    """Trains and scores every planned (task, method, seed) and writes the outputs."""
+         patterns: list[str] | None, started: float, config_of: ConfigOf, ranked: bool = True) -> dict[str, Any]:
+    """Trains and scores every planned (task, method, seed), each method with
+    ``config_of(task_name, method)``, and writes the outputs; ``ranked`` orders each table by
+    family and score (else in the order planned)."""
     out = Path(args.out)
-    configs = {name: training_config(name, args.quick) for name in plans}
+    configs = {name: {method.name: config_of(name, method) for method in methods} for name, methods in plans.items()}
     if args.epochs is not None:
-        configs = {name: replace(config, epochs=args.epochs) for name, config in configs.items()}
+        configs = {name: {method: replace(config, epochs=args.epochs) for method, config in task_configs.items()}
+                   for name, task_configs in configs.items()}
     report: dict[str, Any] = {
         "tasks": {},
         "config": {"tasks": list(plans), "methods": patterns, "seeds": args.seeds, "quick": args.quick,
                    "threads": args.threads, "jobs": args.jobs, "out": str(out), "data_seed": DATA_SEED,
                    "rerank_k": RERANK_K,
                    "evaluation": "test split with the weights of the best validation epoch",
-                   "monitor": MONITOR, "training": {name: asdict(config) for name, config in configs.items()}},
+                   "monitor": MONITOR, "settings": getattr(args, "settings_source", None),
+                   "training": {name: {method: asdict(config) for method, config in task_configs.items()}
+                                for name, task_configs in configs.items()}},
         "machine": machine(torch.get_num_threads() if args.jobs == 1 else args.threads or 1),
         "seconds": None,
         "failed": [],
@@ -572,23 +687,23 @@ def _run(args: argparse.Namespace, plans: dict[str, list[Method]], tasks: dict[s
     total = sum(len(methods) for methods in plans.values()) * args.seeds
     bar = tqdm(total=total, desc="accuracy", unit="run", disable=args.no_progress)
     pool = None if args.jobs == 1 else ProcessPoolExecutor(
-        args.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+        args.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=start_worker,
         initargs=(args.threads or 1,))
     # Log lines go through tqdm.write while the bar is shown, so that they do not break it.
-    with _quiet(), nullcontext() if args.no_progress else logging_redirect_tqdm(), bar, pool or nullcontext():
+    with quiet_training(), nullcontext() if args.no_progress else logging_redirect_tqdm(), bar, pool or nullcontext():
         for name, methods in plans.items():
-            task, config = tasks[name], configs[name]
-            runs = [(method, seed) for method in methods for seed in range(args.seeds)]
-            outcomes: dict[tuple[str, int], tuple[dict | None, str | None]] = {}
-            for (method, seed), outcome in _outcomes(pool, name, task, args.quick, config, runs):
-                outcomes[method.name, seed] = outcome
+            task = tasks[name]
+            runs = [(method, configs[name][method.name], seed) for method in methods for seed in range(args.seeds)]
+            finished: dict[tuple[str, int], tuple[dict | None, str | None]] = {}
+            for (method, _, seed), outcome in outcomes(pool, name, task, args.quick, runs):
+                finished[method.name, seed] = outcome
                 bar.set_description(f"{name}/{method.name} seed {seed}")
                 bar.update()
             results = []
             for method in methods:
                 runs, errors = [], []
                 for seed in range(args.seeds):
-                    run, error = outcomes[method.name, seed]
+                    run, error = finished[method.name, seed]
                     if error is None:
                         runs.append(run)
                         continue
@@ -596,6 +711,7 @@ def _run(args: argparse.Namespace, plans: dict[str, list[Method]], tasks: dict[s
                     logger.error("%s / %s seed %d failed: %s", name, method.name, seed, error)
                     report["failed"].append({"task": name, "method": method.name, "seed": seed, "error": error})
                 result = aggregate(method, task.kind, runs, errors[0] if errors else None)
+                result["settings"] = {key: getattr(configs[name][method.name], key) for key in TUNED}
                 results.append(result)
                 if not errors:
                     logger.info("%s / %s: %s %.1f ± %.1f over %d seed(s), %.1f s per seed", name, method.name,
@@ -605,9 +721,9 @@ def _run(args: argparse.Namespace, plans: dict[str, list[Method]], tasks: dict[s
                 "metric": METRICS[task.kind][0], "kind": task.kind, "description": task.description,
                 "metrics": list(METRICS[task.kind]),
                 "sizes": {"train": len(task.train), "val": len(task.val), "test": len(task.test)},
-                "results": sort_results(results)}
+                "results": sort_results(results) if ranked else results}
             tqdm.write(format_table(name, report["tasks"][name]) + "\n", file=sys.stdout)
-            write_outputs(out, report)
+            write_outputs(out, report, getattr(args, "stem", "accuracy"))
             del tasks[name]
     report["seconds"] = time.perf_counter() - started
     print(format_report(report))

@@ -3,61 +3,14 @@ import json
 
 import numpy as np
 import pytest
-import torch
+from tiny import TINY, TINY_RETRIEVAL
 
-from graphfuse import GraphBuilder, ImageModality, TextModality, Tokenizer
 from graphfuse.bench import accuracy
 from graphfuse.bench.__main__ import main as cli
 from graphfuse.bench.__main__ import parse_args
-from graphfuse.datasets import WORDS, synthetic_samples
-from graphfuse.datasets.tasks import _TASKS, TaskData, register_task
 from graphfuse.models import GraphRetrievalModel, registry
-from graphfuse.testing import tri_modal_builder
 
-TINY = accuracy.TrainConfig(epochs=3, batch_size=16, lr=1e-2, hidden=16, heads=2, num_layers=1, dropout=0.0)
-TINY_RETRIEVAL = accuracy.TrainConfig(epochs=1, batch_size=8, lr=1e-3, hidden=16, heads=2, num_layers=1,
-                                      dropout=0.0)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def labelled(size: int, seed: int) -> list:
-    """Two classes, each shown by a word of the sentence and by the image's brightness."""
-    samples = synthetic_samples(size, tokens=3, grid=2, frames=4, seed=seed)
-    labels = torch.randint(2, (size,), generator=torch.Generator().manual_seed(seed)).tolist()
-    for sample, label in zip(samples, labels, strict=True):
-        sample["text"] = ("blue " if label else "red ") + sample["text"]
-        sample["image"] = sample["image"] // 4 + (160 if label else 0)
-    return list(zip(samples, labels, strict=True))
-
-
-def pairs(size: int, seed: int) -> list:
-    return [{"text": s["text"], "image": s["image"]}
-            for s in synthetic_samples(size, tokens=3, grid=2, frames=4, seed=seed)]
-
-
-@pytest.fixture
-def tiny_tasks(monkeypatch):
-    """A learnable tri-modal classification task ``_tiny`` and a text -> image retrieval task
-    ``_tiny_retrieval``, registered for the test only, with tiny training configs."""
-
-    def classification(quick: bool = False, seed: int = 0) -> TaskData:
-        return TaskData("_tiny", "classification", tri_modal_builder(), labelled(64, seed), labelled(16, seed + 1),
-                        labelled(32, seed + 2), num_classes=2, description="red/blue word and brightness")
-
-    def retrieval(quick: bool = False, seed: int = 0) -> TaskData:
-        builder = GraphBuilder({"text": TextModality(Tokenizer.from_corpus([WORDS])),
-                                "image": ImageModality(patch_size=4, channels=3)}, cross="full")
-        return TaskData("_tiny_retrieval", "retrieval", builder, pairs(24, seed), pairs(8, seed + 1),
-                        pairs(12, seed + 2), description="random captions and images")
-
-    names = {"_tiny": classification, "_tiny_retrieval": retrieval}
-    for name, loader in names.items():
-        register_task(name)(loader)
-    monkeypatch.setitem(accuracy.CONFIGS, "_tiny", (TINY, TINY))
-    monkeypatch.setitem(accuracy.CONFIGS, "_tiny_retrieval", (TINY_RETRIEVAL, TINY_RETRIEVAL))
-    yield names
-    for name in names:
-        _TASKS.pop(name, None)
 
 
 def run(tmp_path, *argv, progress=False, jobs=1):
@@ -76,7 +29,8 @@ def test_classification_report_outputs_and_statistics(tmp_path, tiny_tasks, caps
     assert code == 0 and report["failed"] == []
     assert set(report) == {"tasks", "config", "machine", "seconds", "failed"}
     assert set(report["machine"]) >= {"platform", "torch", "threads", "cpu_count"}
-    assert report["config"]["seeds"] == 2 and report["config"]["training"]["_tiny"]["epochs"] == TINY.epochs
+    assert report["config"]["seeds"] == 2 and all(
+        config["epochs"] == TINY.epochs for config in report["config"]["training"]["_tiny"].values())
     task = report["tasks"]["_tiny"]
     assert task["metric"] == "accuracy" and task["kind"] == "classification"
     assert task["description"] == "red/blue word and brightness"
@@ -175,8 +129,8 @@ def test_arguments_and_defaults(tiny_tasks):
     args = parse_args(["accuracy"])
     assert args.seeds == 3 and args.out == accuracy.DEFAULT_OUT and args.threads is None and not args.quick
     args = parse_args(["accuracy", "--tasks", "_tiny,_tiny_retrieval", "--methods", "graph-*", "unimodal-*"])
-    assert accuracy._names(args.tasks) == ["_tiny", "_tiny_retrieval"]
-    assert accuracy._names(args.methods) == ["graph-*", "unimodal-*"]
+    assert accuracy.split_names(args.tasks) == ["_tiny", "_tiny_retrieval"]
+    assert accuracy.split_names(args.methods) == ["graph-*", "unimodal-*"]
     assert accuracy.training_config("_tiny") is TINY
     assert accuracy.training_config("_never_configured", quick=True) is accuracy.DEFAULT_CONFIGS[1]
 
@@ -241,16 +195,18 @@ def test_worker_processes_give_the_runs_of_one_process(tmp_path):
 def test_epochs_override(tmp_path, tiny_tasks):
     code, report = run(tmp_path, "--tasks", "_tiny", "--methods", "graph-gat", "--seeds", "1", "--epochs", "2")
     assert code == 0
-    assert report["config"]["training"]["_tiny"]["epochs"] == 2
+    assert report["config"]["training"]["_tiny"]["graph-gat"]["epochs"] == 2
     assert report["tasks"]["_tiny"]["results"][0]["runs"][0]["epochs"] == 2
 
 
 def test_runs_in_this_process_are_reported_one_by_one(tiny_tasks, monkeypatch):
     """Each run's outcome comes out as it finishes (the progress bar moves per run), not after all."""
     started = []
-    monkeypatch.setattr(accuracy, "run_once", lambda task, method, config, splits, seed: started.append(seed) or {})
+    monkeypatch.setattr(accuracy, "run_once",
+                        lambda task, method, config, splits, seed, test: started.append(seed) or {})
     task = tiny_tasks["_tiny"]()
     method = accuracy.Method("graph-gat", "graph", "graph-gat")
-    outcomes = accuracy._outcomes(None, "_tiny", task, False, TINY, [(method, 0), (method, 1), (method, 2)])
-    assert next(outcomes) == ((method, 0), ({}, None)) and started == [0]
-    assert [seed for (_, seed), _ in outcomes] == [1, 2] and started == [0, 1, 2]
+    runs = [(method, TINY, 0), (method, TINY, 1), (method, TINY, 2)]
+    outcomes = accuracy.outcomes(None, "_tiny", task, False, runs)
+    assert next(outcomes) == ((method, TINY, 0), ({}, None)) and started == [0]
+    assert [seed for (_, _, seed), _ in outcomes] == [1, 2] and started == [0, 1, 2]

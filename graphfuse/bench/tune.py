@@ -1,0 +1,153 @@
+"""Hyper-parameter search with one budget for every method, chosen on validation only.
+
+    python -m graphfuse.bench tune                                  # the accuracy tasks, every method
+    python -m graphfuse.bench tune --tasks digits --methods 'graph-*' --out results/tuned-digits.json
+    python -m graphfuse.bench accuracy --settings results/tuned.json  # train with what it chose
+
+For every task and method, each point of ``GRID`` (learning rate x width x the most epochs) trains
+once with seed 0, stopping early once the validation score has not improved for ``PATIENCE``
+epochs, and is scored by its best validation epoch (accuracy; query -> gallery R@1 for
+retrieval). The point with the best score is chosen; ties go to the cheaper point (fewer epochs,
+then fewer channels, then the lower learning rate). The test split is never read. Every method
+(graph, baseline and unimodal alike) gets the same grid, so none is tuned more than another.
+
+``accuracy`` trains each method with its chosen point (``--settings``; by default the settings
+shipped in ``graphfuse/bench/tuned.json``, which this command wrote on the project's machine) and
+reports it beside the scores. The report (``--out``)::
+
+    {"grid": {"lr": [...], "hidden": [...], "epochs": [...]}, "patience", "seed",
+     "tasks": {TASK: {METHOD: {"chosen": {"lr", "hidden", "epochs"}, "val": best score,
+                               "trials": [{"lr", "hidden", "epochs", "val", "best_epoch",
+                                           "epochs_run", "train_seconds"} | {..., "error"}]}}},
+     "machine": {...}, "seconds": total, "failed": [{"task", "method", "trial", "error"}]}
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from graphfuse.bench import accuracy
+from graphfuse.bench.accuracy import DATA_SEED, TrainConfig, load_tasks, select_methods, task_methods
+from graphfuse.io import atomic_write_text
+
+logger = logging.getLogger("graphfuse.bench")
+
+#: The search space, the same for every method; each point is one run.
+GRID: dict[str, tuple[Any, ...]] = {"lr": (1e-3, 3e-3), "hidden": (32, 64), "epochs": (10, 20)}
+PATIENCE = 5
+SEED = 0
+DEFAULT_OUT = Path("results/tuned.json")
+
+
+def grid_points(grid: dict[str, tuple[Any, ...]] | None = None) -> list[dict[str, Any]]:
+    """Every point of ``grid`` (default: ``GRID``), cheapest first (fewer epochs, then fewer
+    channels, then lower lr)."""
+    grid = GRID if grid is None else grid
+    points = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+    return sorted(points, key=lambda p: (p.get("epochs", 0), p.get("hidden", 0), p.get("lr", 0)))
+
+
+def choose(trials: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The trial with the best validation score; the first (cheapest) among equals; ``None``
+    when every trial failed."""
+    scored = [trial for trial in trials if trial.get("val") is not None]
+    return max(scored, key=lambda trial: trial["val"]) if scored else None  # max keeps the first of equals
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    accuracy.add_arguments(parser)
+    parser.set_defaults(out=DEFAULT_OUT, seeds=1)
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.perf_counter()
+    if args.quick:
+        raise SystemExit("error: tune searches the full training settings; --quick settings are never tuned")
+    if args.epochs is not None:
+        raise SystemExit("error: tune searches the epochs itself (GRID); drop --epochs")
+    if args.jobs < 1:
+        raise SystemExit(f"error: --jobs must be at least 1, got {args.jobs}")
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise SystemExit(f"error: --out folder '{out.parent}' does not exist; create it first")
+    names = accuracy.split_names(args.tasks) or list(accuracy.DEFAULT_TASKS)
+    unknown = [name for name in names if name not in accuracy.list_tasks()]
+    if unknown:
+        raise SystemExit(f"error: unknown tasks {unknown}; registered: {accuracy.list_tasks()}")
+    tasks = load_tasks(names, quick=False)
+    patterns = accuracy.split_names(args.methods)
+    plans = {name: select_methods(task_methods(task), patterns) for name, task in tasks.items()}
+    points = grid_points()
+    report: dict[str, Any] = {"grid": {k: list(v) for k, v in GRID.items()}, "patience": PATIENCE, "seed": SEED,
+                              "data_seed": DATA_SEED, "tasks": {},
+                              "machine": accuracy.machine(args.threads or 1), "seconds": None, "failed": []}
+    total = sum(len(methods) for methods in plans.values()) * len(points)
+    bar = tqdm(total=total, desc="tune", unit="run", disable=args.no_progress)
+    pool = None if args.jobs == 1 else ProcessPoolExecutor(
+        args.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=accuracy.start_worker,
+        initargs=(args.threads or 1,))
+    with accuracy.quiet_training(), bar, pool or nullcontext():
+        for name, methods in plans.items():
+            base = accuracy.training_config(name)
+            runs = [(method, _config(base, point), SEED) for method in methods for point in points]
+            trials: dict[str, list[dict[str, Any]]] = {method.name: [] for method in methods}
+            for (method, config, _), (run, error) in accuracy.outcomes(pool, name, tasks[name], False, runs,
+                                                                        test=False):
+                trials[method.name].append(_trial(config, run, error, tasks[name].kind))
+                if error is not None:
+                    report["failed"].append({"task": name, "method": method.name, "trial": _point(config),
+                                             "error": error})
+                bar.set_description(f"{name}/{method.name}")
+                bar.update()
+            report["tasks"][name] = {method: _summary(method_trials, points) for method, method_trials in
+                                     trials.items()}
+            for method, summary in report["tasks"][name].items():
+                logger.info("%s / %s: chose %s (validation %.1f)", name, method, summary["chosen"],
+                            summary["val"] if summary["val"] is not None else float("nan"))
+            atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+    report["seconds"] = time.perf_counter() - started
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+    logger.info("settings written to %s (train with them: python -m graphfuse.bench accuracy --settings %s)", out,
+                out)
+    return report
+
+
+def _config(base: TrainConfig, point: dict[str, Any]) -> TrainConfig:
+    return replace(base, patience=PATIENCE, **point)
+
+
+def _point(config: TrainConfig) -> dict[str, Any]:
+    return {key: getattr(config, key) for key in GRID}
+
+
+def _trial(config: TrainConfig, run: dict[str, Any] | None, error: str | None, kind: str) -> dict[str, Any]:
+    trial = _point(config)
+    if error is not None:
+        return {**trial, "val": None, "error": error}
+    scale = 100.0 if kind == "classification" else 1.0  # accuracy is a fraction, R@k a percentage
+    return {**trial, "val": scale * run["val"], "best_epoch": run["best_epoch"], "epochs_run": run["epochs"],
+            "train_seconds": run["train_seconds"]}
+
+
+def _summary(trials: list[dict[str, Any]], points: list[dict[str, Any]]) -> dict[str, Any]:
+    order = [json.dumps(point, sort_keys=True) for point in points]
+    trials = sorted(trials, key=lambda trial: order.index(json.dumps(_point_of(trial), sort_keys=True)))
+    best = choose(trials)
+    return {"chosen": None if best is None else _point_of(best), "val": None if best is None else best["val"],
+            "trials": trials}
+
+
+def _point_of(trial: dict[str, Any]) -> dict[str, Any]:
+    return {key: trial[key] for key in GRID}
+

@@ -1,0 +1,99 @@
+import json
+
+import pytest
+from tiny import TINY
+
+from graphfuse.bench import accuracy, tune
+from graphfuse.bench.__main__ import main as cli
+
+
+def test_grid_points_cover_the_grid_cheapest_first():
+    points = tune.grid_points()
+    assert len(points) == len({json.dumps(p, sort_keys=True) for p in points}) == 8
+    assert {tuple(sorted(p)) for p in points} == {("epochs", "hidden", "lr")}
+    costs = [(p["epochs"], p["hidden"], p["lr"]) for p in points]
+    assert costs == sorted(costs)
+    assert points[0] == {"lr": min(tune.GRID["lr"]), "hidden": min(tune.GRID["hidden"]),
+                         "epochs": min(tune.GRID["epochs"])}
+
+
+def test_choose_takes_the_best_validation_score_and_the_cheapest_of_equals():
+    trials = [{"lr": 1, "val": 50.0}, {"lr": 2, "val": 70.0}, {"lr": 3, "val": 70.0}, {"lr": 4, "val": None}]
+    assert tune.choose(trials)["lr"] == 2
+    assert tune.choose([{"lr": 1, "val": None, "error": "x"}]) is None
+
+
+@pytest.fixture
+def small_grid(monkeypatch):
+    monkeypatch.setattr(tune, "GRID", {"lr": (1e-2,), "hidden": (8, 16), "epochs": (1, 2)})
+    monkeypatch.setattr(tune, "PATIENCE", 1)
+
+
+def test_tune_reports_every_trial_and_never_reads_the_test_split(tmp_path, tiny_tasks, small_grid, monkeypatch):
+    def no_test(*args, **kwargs):
+        raise AssertionError("tune scored the test split")
+
+    monkeypatch.setattr(accuracy, "score_test", no_test)
+    monkeypatch.setattr(accuracy, "score_missing", no_test)
+    out = tmp_path / "tuned.json"
+    code = cli(["tune", "--no-progress", "--jobs", "1", "--threads", "1", "--tasks", "_tiny",
+                "--methods", "graph-gat", "unimodal-image", "--out", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["grid"] == {"lr": [1e-2], "hidden": [8, 16], "epochs": [1, 2]} and report["failed"] == []
+    for method in ("graph-gat", "unimodal-image"):
+        summary = report["tasks"]["_tiny"][method]
+        assert len(summary["trials"]) == 4
+        assert [(t["epochs"], t["hidden"]) for t in summary["trials"]] == [(1, 8), (1, 16), (2, 8), (2, 16)]
+        assert all(0 <= t["val"] <= 100 and t["epochs_run"] <= t["epochs"] for t in summary["trials"])
+        best = max(summary["trials"], key=lambda t: t["val"])
+        assert summary["val"] == best["val"]
+        assert summary["chosen"] == {key: best[key] for key in ("lr", "hidden", "epochs")}
+
+
+def test_accuracy_trains_each_method_with_its_chosen_settings(tmp_path, tiny_tasks):
+    settings = {"tasks": {"_tiny": {"graph-gat": {"chosen": {"lr": 5e-3, "hidden": 8, "epochs": 2}, "val": 90.0}}}}
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps(settings))
+    out = tmp_path / "report.json"
+    code = cli(["accuracy", "--no-progress", "--jobs", "1", "--threads", "1", "--tasks", "_tiny", "--seeds", "1",
+                "--methods", "graph-gat", "unimodal-text", "--settings", str(path), "--out", str(tmp_path / "o"),
+                "--json", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    training = report["config"]["training"]["_tiny"]
+    assert {k: training["graph-gat"][k] for k in ("lr", "hidden", "epochs")} == {"lr": 5e-3, "hidden": 8, "epochs": 2}
+    assert {k: training["unimodal-text"][k] for k in ("lr", "hidden", "epochs")} == {
+        "lr": TINY.lr, "hidden": TINY.hidden, "epochs": TINY.epochs}  # not tuned: the task's settings
+    rows = {row["method"]: row for row in report["tasks"]["_tiny"]["results"]}
+    assert rows["graph-gat"]["settings"] == {"lr": 5e-3, "hidden": 8, "epochs": 2}
+    assert rows["graph-gat"]["runs"][0]["epochs"] == 2
+    assert report["config"]["settings"] == str(path)
+
+
+def test_quick_runs_are_never_tuned(tiny_tasks):
+    settings = {"_tiny": {"graph-gat": {"lr": 5e-3, "hidden": 8, "epochs": 2}}}
+    assert accuracy.method_config("_tiny", "graph-gat", quick=False, settings=settings).hidden == 8
+    assert accuracy.method_config("_tiny", "graph-gat", quick=True, settings=settings) == TINY
+    assert accuracy.method_config("_tiny", "mult", quick=False, settings=settings) == TINY
+
+
+@pytest.mark.parametrize("content", ["not json", json.dumps({"tasks": {"_tiny": {"graph-gat": {"val": 1}}}}),
+                                     json.dumps([1, 2])])
+def test_unreadable_settings_are_refused_before_training(tmp_path, tiny_tasks, content):
+    path = tmp_path / "settings.json"
+    path.write_text(content)
+    with pytest.raises(SystemExit, match="not a readable report of 'python -m graphfuse.bench tune'"):
+        cli(["accuracy", "--no-progress", "--jobs", "1", "--tasks", "_tiny", "--settings", str(path),
+             "--out", str(tmp_path / "o")])
+
+
+def test_tune_arguments_are_checked(tmp_path, tiny_tasks):
+    with pytest.raises(SystemExit, match="--quick settings are never tuned"):
+        cli(["tune", "--quick", "--tasks", "_tiny", "--out", str(tmp_path / "t.json")])
+    with pytest.raises(SystemExit, match="drop --epochs"):
+        cli(["tune", "--epochs", "3", "--tasks", "_tiny", "--out", str(tmp_path / "t.json")])
+    with pytest.raises(SystemExit, match="does not exist"):
+        cli(["tune", "--tasks", "_tiny", "--out", str(tmp_path / "missing" / "t.json")])
+    with pytest.raises(SystemExit, match="unknown tasks"):
+        cli(["tune", "--tasks", "_nope", "--out", str(tmp_path / "t.json")])
