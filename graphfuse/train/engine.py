@@ -137,6 +137,10 @@ class Trainer:
             go; a folder holding them already is refused unless ``resume`` or ``overwrite``.
         overwrite (bool, optional): allow replacing checkpoints of an earlier run.
             (default: :obj:`False`)
+        restore_best (bool, optional): at the end of :meth:`fit`, put back the weights of the
+            epoch with the best ``monitor`` value (kept in memory, or read from ``best.pt`` of a
+            resumed run), as Keras' ``restore_best_weights`` does; ``False`` keeps the last
+            epoch's. (default: :obj:`False`)
         distributed (bool, optional): DDP over the processes ``torchrun`` started; ``None`` joins
             when launched by torchrun. (default: :obj:`None`)
         device (str or torch.device, optional): default: the (local) CUDA device when there is
@@ -170,7 +174,7 @@ class Trainer:
                  weight_decay: float = 0.01, optimizer: str = "adamw", schedule: str = "cosine", warmup: float = 0.05,
                  clip_grad_norm: float | None = 1.0, precision: str = "fp32", compile: bool = False, seed: int = 0,
                  deterministic: bool = False, patience: int | None = None, monitor: str | None = None,
-                 checkpoint_dir: str | os.PathLike | None = None, overwrite: bool = False,
+                 checkpoint_dir: str | os.PathLike | None = None, overwrite: bool = False, restore_best: bool = False,
                  distributed: bool | None = None, device: str | torch.device | None = None, num_workers: int = 0,
                  progress: bool = True, find_unused_parameters: bool = True, builder=None,
                  modality_dropout: float | None = None,
@@ -220,6 +224,7 @@ class Trainer:
         self.patience, self.monitor = patience, monitor
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.overwrite, self.num_workers, self.progress = overwrite, num_workers, progress
+        self.restore_best = bool(restore_best)
         self.find_unused_parameters = find_unused_parameters
         self.info: ddp.ProcessInfo | None = None  # resolved in _setup
         self._distributed, self._device = distributed, device
@@ -355,6 +360,9 @@ class Trainer:
         """
         self._setup()
         self._check_checkpoint_dir(resume)
+        if self.restore_best and resume is not None and self.checkpoint_dir is None:
+            raise ValueError("Trainer(restore_best=True) resuming from a checkpoint path needs checkpoint_dir, whose "
+                             "best.pt holds the best weights of the epochs before the resume; pass checkpoint_dir")
         loader = self._loader(train_data, train=True)
         self._materialize(loader)
         optimizer = self._optimizer()
@@ -372,6 +380,7 @@ class Trainer:
             log.info("the resumed run had stopped early after epoch %d; nothing left to train", state["epoch"])
             return self.history
         wrapped = self._wrap()
+        best_weights = None
         for epoch in range(state["epoch"] + 1, self.epochs):
             started = time.perf_counter()
             loader.sampler.set_epoch(epoch)
@@ -394,13 +403,31 @@ class Trainer:
             self._save("last.pt", optimizer, scheduler, state)
             if improved:
                 self._save("best.pt", optimizer, scheduler, state)
+                if self.restore_best:
+                    best_weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
             if self.info.is_main:
                 log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"))
             if self.patience is not None and state["bad_epochs"] >= self.patience:
                 log.info("early stop after epoch %d: %s has not improved for %d epochs", epoch, monitor,
                          self.patience)
                 break
+        if self.restore_best:
+            self._restore(best_weights, state)
         return self.history
+
+    def _restore(self, weights: dict[str, torch.Tensor] | None, state: dict) -> None:
+        """Loads the best epoch's ``weights``; after a resume that never improved on the resumed
+        best, they are in ``best.pt``."""
+        if weights is None and state["best"] is not None:
+            best = self.checkpoint_dir / "best.pt"  # a resumed run: fit checked that there is a folder
+            if not best.is_file():
+                log.warning("restore_best: %s is gone, so the last epoch's weights are kept", best)
+                return
+            weights = load_checkpoint(best, map_location="cpu")["model"]
+        if weights is None:
+            return
+        self.model.load_state_dict(weights)
+        log.info("restored the weights of the best epoch (%s)", state["best"])
 
     def _train_epoch(self, wrapped, loader, optimizer, scheduler, epoch: int, state: dict) -> float:
         self.model.train()

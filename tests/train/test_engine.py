@@ -212,6 +212,37 @@ def test_checkpoints_hold_the_last_and_the_best_epoch(make_model, small, colour_
     assert same_state(state_of(restored), model.task.weights[1])
 
 
+def test_restore_best_puts_back_the_best_epoch_without_any_file(make_model, small, tmp_path, monkeypatch):
+    train, val = small
+    model = make_model()
+    model.task = ScriptedAccuracy(model, [0.5, 0.9, 0.7])
+    monkeypatch.chdir(tmp_path)
+    Trainer(model, epochs=3, restore_best=True, **FAST).fit(train, val)
+    assert same_state(state_of(model), model.task.weights[1])
+    assert not same_state(model.task.weights[2], model.task.weights[1])
+    assert list(tmp_path.iterdir()) == []
+
+    kept = make_model()
+    kept.task = ScriptedAccuracy(kept, [0.5, 0.9, 0.7])
+    Trainer(kept, epochs=3, **FAST).fit(train, val)
+    assert same_state(state_of(kept), kept.task.weights[2])  # the default keeps the last epoch
+
+
+def test_restore_best_after_a_resume_reads_the_best_epoch_from_its_folder(make_model, small, tmp_path):
+    train, val = small
+    first = make_model()
+    first.task = ScriptedAccuracy(first, [0.5, 0.9])
+    Trainer(first, epochs=2, checkpoint_dir=tmp_path, **FAST).fit(train, val)
+
+    resumed = make_model(seed=3)
+    resumed.task = ScriptedAccuracy(resumed, [0.6, 0.4])  # no better than the 0.9 before the resume
+    Trainer(resumed, epochs=4, checkpoint_dir=tmp_path, restore_best=True, **FAST).fit(train, val, resume="last")
+    assert same_state(state_of(resumed), first.task.weights[1])
+
+    with pytest.raises(ValueError, match=r"restore_best=True\) resuming from a checkpoint path needs checkpoint_dir"):
+        Trainer(make_model(), epochs=4, restore_best=True, **FAST).fit(train, val, resume=tmp_path / "last.pt")
+
+
 # Non-finite losses ----------------------------------------------------------------------------------
 class NaNAfter(ClassificationTask):
     """Classification whose training loss turns NaN (keeping its graph, so a step would spread the NaN to
