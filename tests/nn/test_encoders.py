@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from graphfuse.nn import FeatureEncoder, FrameEncoder, NodeEncoders, PatchEncoder, TokenEncoder
-from graphfuse.nn.encoders import POSITION_STD, TIME_WEIGHT, sinusoidal_encoding
+from graphfuse.nn.encoders import AUDIO_TIME_WEIGHT, POSITION_STD, sinusoidal_encoding
 
 
 def test_token_encoder():
@@ -71,7 +71,7 @@ def test_node_encoders_missing_features(fusion_builder, batch):
         encoders(data)
 
 
-def test_position_embeddings_and_time_weight_start_small():
+def test_position_embeddings_and_audio_time_weight_start_small():
     torch.manual_seed(0)
     patches = PatchEncoder(12, 64, max_grid=32)
     for embedding in (patches.row, patches.col):
@@ -80,10 +80,15 @@ def test_position_embeddings_and_time_weight_start_small():
         patches.row.weight.fill_(5.0)
     patches.reset_parameters()
     assert patches.row.weight.abs().max() < 10 * POSITION_STD
-    frames = FrameEncoder(10, 6)
-    assert torch.equal(frames.time_weight.detach(), torch.full((6,), TIME_WEIGHT))
     x, pos = torch.randn(4, 10), torch.arange(4)
-    torch.testing.assert_close(frames(x, pos) - frames(x), TIME_WEIGHT * sinusoidal_encoding(pos, 6))
+    for weight in (1.0, AUDIO_TIME_WEIGHT):
+        frames = FrameEncoder(10, 6, time_weight=weight)
+        with torch.no_grad():
+            frames.time_weight.fill_(7.0)
+        frames.reset_parameters()
+        assert torch.equal(frames.time_weight.detach(), torch.full((6,), weight))
+        torch.testing.assert_close(frames(x, pos) - frames(x), weight * sinusoidal_encoding(pos, 6))
+    assert FrameEncoder(10, 6).initial_time_weight == 1.0 and AUDIO_TIME_WEIGHT < 1.0
 
 
 def test_normalised_frames_ignore_gain_and_offset():
@@ -97,3 +102,4 @@ def test_normalised_frames_ignore_gain_and_offset():
 def test_audio_frames_are_normalised_by_the_builder(fusion_builder):
     encoders = NodeEncoders.from_builder(fusion_builder, 16)
     assert encoders["audio"].normalize and not FrameEncoder(-1, 4).normalize
+    assert torch.equal(encoders["audio"].time_weight.detach(), torch.full((16,), AUDIO_TIME_WEIGHT))
