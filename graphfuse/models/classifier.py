@@ -41,10 +41,10 @@ class GraphFusionModel(torch.nn.Module):
       own slot in the fused vector (one modality's evidence is not averaged into another's), and
       the pairwise products let the head compare modalities;
     * **unimodal heads** (``unimodal_weight``): a head per modality on its pooled per-modality
-      states, trained beside the fused head, so the modality learned fastest cannot starve the
-      others of gradient; with ``unimodal_ensemble`` their log-probabilities join the prediction
-      (a product of experts, as late fusion forms), which carries a sample whose other
-      modalities are missing;
+      states, each trained with the weight of a unimodal model's loss beside the fused head, so
+      the modality learned fastest cannot starve the others of gradient; with
+      ``unimodal_ensemble`` their log-probabilities join the prediction (a product of experts, as
+      late fusion forms), which carries a sample whose other modalities are missing;
     * **modality drop-out** (``modality_dropout``): the Trainer drops modalities of training
       samples, so the model has seen every modality missing;
     * **gradient modulation** (``gradient_modulation="ogm-ge"``, off by default): OGM-GE slows
@@ -63,8 +63,8 @@ class GraphFusionModel(torch.nn.Module):
             (default: :obj:`"gat"`)
         knn (int, optional): dynamic k-NN cross-modal edges (see :class:`~graphfuse.nn.FusionEncoder`).
         heads (int, optional): attention heads. (default: :obj:`4`)
-        pool (str, optional): per-node-type pooling, ``"mean"``, ``"max"``, ``"sum"`` or
-            ``"attention"``. (default: :obj:`"attention"`)
+        pool (str, optional): per-node-type pooling of the readout and of the unimodal heads,
+            ``"mean"``, ``"max"``, ``"sum"`` or ``"attention"``. (default: :obj:`"attention"`)
         fuse (str, optional): fusion across node types, ``"attention"``, ``"gate"``, ``"concat"``,
             ``"bilinear"`` or ``"virtual"`` (see :class:`~graphfuse.nn.TypeFusion`).
             (default: :obj:`"bilinear"`)
@@ -76,9 +76,9 @@ class GraphFusionModel(torch.nn.Module):
             (default: :obj:`None`)
         modality_context (bool, optional): a :class:`~graphfuse.nn.ModalityContext` in every block.
             (default: :obj:`True`)
-        unimodal_weight (float, optional): weight of the unimodal heads' mean loss beside the
-            fused head's (:class:`~graphfuse.nn.UnimodalHeads`, one per modality on the mean of
-            its states after the per-modality blocks); ``0`` builds none. (default: :obj:`0.5`)
+        unimodal_weight (float, optional): weight of each unimodal head's loss beside the fused
+            head's (:class:`~graphfuse.nn.UnimodalHeads`, one per modality on its states after the
+            per-modality blocks); ``0`` builds none. (default: :obj:`1.0`)
         unimodal_ensemble (bool, optional): add the present modalities' unimodal predictions to
             the fused one (see :meth:`~graphfuse.nn.UnimodalHeads.ensemble`). (default: :obj:`True`)
         modality_dropout (float, optional): the share of training samples the Trainer shows with
@@ -100,7 +100,7 @@ class GraphFusionModel(torch.nn.Module):
                  out_channels: int = 1, hidden: int = 64, num_layers: int = 2, conv: str = "gat",
                  knn: int | None = None, heads: int = 4, pool: str = "attention", fuse: str = "bilinear",
                  dropout: float = 0.1, ffn_ratio: float = 2.0, head_hidden: int | None = None,
-                 unimodal_layers: int | None = None, modality_context: bool = True, unimodal_weight: float = 0.5,
+                 unimodal_layers: int | None = None, modality_context: bool = True, unimodal_weight: float = 1.0,
                  unimodal_ensemble: bool = True, modality_dropout: float = 0.15, gradient_modulation: str = "none",
                  **block_kwargs: Any) -> None:
         super().__init__()
@@ -130,7 +130,7 @@ class GraphFusionModel(torch.nn.Module):
             self.head = ClassificationHead(self.readout.out_channels, num_classes, head_hidden, dropout,
                                            multilabel=task == "multilabel")
         self.unimodal = UnimodalHeads(hidden, list(builder.modalities), self.head.out_channels, task,
-                                      dropout) if unimodal_weight else None
+                                      dropout, pool) if unimodal_weight else None
         task_class = RegressionTask if task == "regression" else ClassificationTask
         self.task = task_class(self.head, self.unimodal, float(unimodal_weight))
 

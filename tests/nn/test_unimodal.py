@@ -37,19 +37,41 @@ def linear(head):
 
 def manual_prediction(heads, h_dict, batch_dict, b, m):
     rows = h_dict[heads.node_types[m]][batch_dict[heads.node_types[m]] == b]
+    pool = heads.pool
+    if pool.reduce == "mean":
+        pooled = rows.mean(0)
+    else:  # attention: s = w^T tanh(W h + b), softmax over the sample's nodes
+        scores = torch.tanh(rows @ pool.att_weight[m].T + pool.att_bias[m]) @ pool.att_vector[m]
+        pooled = (scores.softmax(0).unsqueeze(-1) * rows).sum(0)
     layer = linear(heads.heads[m])
-    return rows.mean(0) @ layer.weight.T + layer.bias
+    return pooled @ layer.weight.T + layer.bias
 
 
-def test_shapes_and_predictions_match_manual():
+def close(actual, expected):
+    """Attention weights are computed in float32 (as in TypePooling), the rest in float64."""
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("pool", ["attention", "mean"])
+def test_shapes_and_predictions_match_manual(pool):
     h_dict, batch_dict, B = hand_made()
-    heads = seeded(4, TYPES, 5)
+    heads = seeded(4, TYPES, 5, pool=pool)
+    assert heads.pool.reduce == pool
     unimodal, present = heads(h_dict, batch_dict, B)
     assert unimodal.shape == (3, 3, 5) and present.shape == (3, 3) and present.dtype == torch.bool
     assert present.tolist() == PRESENT
     for b, m in itertools.product(range(B), range(3)):
         if present[b, m]:
-            torch.testing.assert_close(unimodal[b, m], manual_prediction(heads, h_dict, batch_dict, b, m))
+            close(unimodal[b, m], manual_prediction(heads, h_dict, batch_dict, b, m))
+
+
+def test_attention_is_the_default_pooling_and_differs_from_the_mean():
+    h_dict, batch_dict, B = hand_made()
+    heads = seeded(4, TYPES, 5)
+    assert heads.pool.reduce == "attention"
+    mean = seeded(4, TYPES, 5, pool="mean")
+    mean.heads.load_state_dict(heads.heads.state_dict())
+    assert not torch.allclose(heads(h_dict, batch_dict, B)[0], mean(h_dict, batch_dict, B)[0])
 
 
 def test_order_follows_node_types_and_extra_types_are_ignored():
@@ -57,7 +79,7 @@ def test_order_follows_node_types_and_extra_types_are_ignored():
     heads = seeded(4, ["audio", "text"], 2)
     unimodal, present = heads(h_dict, batch_dict, B)
     assert present.tolist() == [[True, True], [False, True], [True, True]]
-    torch.testing.assert_close(unimodal[0, 0], manual_prediction(heads, h_dict, batch_dict, 0, 0))
+    close(unimodal[0, 0], manual_prediction(heads, h_dict, batch_dict, 0, 0))
     with_virtual = {**h_dict, "virtual": torch.randn(3, 4, dtype=torch.float64)}
     out, _ = heads(with_virtual, {**batch_dict, "virtual": torch.arange(3)}, B)
     assert torch.equal(out, unimodal)
@@ -83,15 +105,15 @@ def test_permuting_nodes_does_not_change_predictions():
     torch.testing.assert_close(unimodal, expected)
 
 
-def test_classification_loss_sums_present_pairs_over_all_slots():
-    """The masked sum of the present pairs' losses over the B * M slots (absent pairs count as 0, not left out)."""
+def test_classification_loss_sums_present_pairs_over_the_samples():
+    """The masked sum of the present pairs' losses over the B samples (absent pairs count as 0, not left out)."""
     h_dict, batch_dict, B = hand_made()
     heads = seeded(4, TYPES, 5)
     unimodal, present = heads(h_dict, batch_dict, B)
     assert not present.all()  # 7 of the 9 slots: a mean over present pairs would differ
     target = torch.tensor([4, 0, 2])
     expected = torch.stack([F.cross_entropy(unimodal[b, m].unsqueeze(0), target[b].unsqueeze(0))
-                            for b, m in itertools.product(range(B), range(3)) if present[b, m]]).sum() / (B * 3)
+                            for b, m in itertools.product(range(B), range(3)) if present[b, m]]).sum() / B
     loss = heads.loss(unimodal, present, target)
     assert loss.dim() == 0
     torch.testing.assert_close(loss.double(), expected)
@@ -115,12 +137,12 @@ def test_loss_of_equal_shards_averages_to_the_joint_loss():
     torch.testing.assert_close((halves[0] + halves[1]) / 2, heads.loss(unimodal, present, target))
 
 
-def test_all_present_loss_equals_mean_of_head_losses():
+def test_all_present_loss_is_the_sum_of_the_head_losses():
     generator = torch.Generator().manual_seed(0)
     heads = seeded(4, TYPES, 3)
     unimodal = torch.randn(6, 3, 3, generator=generator, dtype=torch.float64)
     target = torch.randint(3, (6,), generator=generator)
-    expected = torch.stack([head.loss(unimodal[:, m], target) for m, head in enumerate(heads.heads)]).mean()
+    expected = torch.stack([head.loss(unimodal[:, m], target) for m, head in enumerate(heads.heads)]).sum()
     torch.testing.assert_close(heads.loss(unimodal, torch.ones(6, 3, dtype=torch.bool), target), expected.float())
 
 
@@ -130,17 +152,17 @@ def test_regression():
     assert all(isinstance(head, RegressionHead) for head in heads.heads)
     unimodal, present = heads(h_dict, batch_dict, B)
     assert unimodal.shape == (3, 3, 2)
-    torch.testing.assert_close(unimodal[1, 0], manual_prediction(heads, h_dict, batch_dict, 1, 0))
+    close(unimodal[1, 0], manual_prediction(heads, h_dict, batch_dict, 1, 0))
     target = torch.randn(3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     expected = torch.stack([((unimodal[b, m] - target[b]) ** 2).mean()
-                            for b, m in itertools.product(range(B), range(3)) if present[b, m]]).sum() / (B * 3)
+                            for b, m in itertools.product(range(B), range(3)) if present[b, m]]).sum() / B
     torch.testing.assert_close(heads.loss(unimodal, present, target).double(), expected)
 
     single = seeded(4, TYPES, 1, task="regression")
     unimodal, present = single(h_dict, batch_dict, B)
     target = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)  # [B] targets of one output
     expected = torch.stack([((unimodal[b, m, 0] - target[b]) ** 2)
-                            for b, m in itertools.product(range(B), range(3)) if present[b, m]]).sum() / (B * 3)
+                            for b, m in itertools.product(range(B), range(3)) if present[b, m]]).sum() / B
     torch.testing.assert_close(single.loss(unimodal, present, target).double(), expected)
 
 
@@ -151,7 +173,7 @@ def test_multilabel():
     unimodal, present = heads(h_dict, batch_dict, B)
     target = torch.tensor([[1, 0, 1], [0, 0, 1], [1, 1, 0]])
     expected = torch.stack([F.binary_cross_entropy_with_logits(unimodal[b, m], target[b].double())
-                            for b, m in itertools.product(range(B), range(3)) if present[b, m]]).sum() / (B * 3)
+                            for b, m in itertools.product(range(B), range(3)) if present[b, m]]).sum() / B
     torch.testing.assert_close(heads.loss(unimodal, present, target).double(), expected)
     classification = seeded(4, TYPES, 3)
     assert all(isinstance(head, ClassificationHead) and not head.multilabel for head in classification.heads)
@@ -177,7 +199,7 @@ def test_dropout_is_passed_to_the_heads():
     assert all(m.p == 0.5 for head in heads.heads for m in head.modules() if isinstance(m, torch.nn.Dropout))
     heads.eval()
     unimodal, _ = heads(h_dict, batch_dict, B)
-    torch.testing.assert_close(unimodal[0, 1], manual_prediction(heads, h_dict, batch_dict, 0, 1))
+    close(unimodal[0, 1], manual_prediction(heads, h_dict, batch_dict, 0, 1))
     heads.train()
     torch.manual_seed(0)
     assert not torch.allclose(heads(h_dict, batch_dict, B)[0], unimodal)
@@ -195,7 +217,7 @@ def test_multimodal_output():
 
 
 def test_reset_parameters():
-    heads = UnimodalHeads(4, TYPES, 3)
+    heads = UnimodalHeads(4, TYPES, 3)  # the attention pooling's parameters are reset too
     before = [p.detach().clone() for p in heads.parameters()]
     heads.reset_parameters()
     assert all(not torch.equal(a, b) for a, b in zip(before, heads.parameters(), strict=True))
@@ -220,7 +242,8 @@ def test_unknown_task_raises(task):
 
 def test_repr():
     assert repr(UnimodalHeads(16, TYPES, 3)) == (
-        "UnimodalHeads(16, node_types=['text', 'image', 'audio'], out_channels=3)")
+        "UnimodalHeads(16, node_types=['text', 'image', 'audio'], out_channels=3, pool='attention')")
+    assert repr(UnimodalHeads(16, TYPES, 3, pool="mean")).endswith("pool='mean')")
 
 
 # ensemble ----------------------------------------------------------------------------------------
