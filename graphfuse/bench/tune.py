@@ -4,10 +4,11 @@
     python -m graphfuse.bench tune --tasks digits --methods 'graph-*' --out results/tuned-digits.json
     python -m graphfuse.bench accuracy --settings results/tuned.json  # train with what it chose
 
-For every task and method, each point of ``GRID`` (learning rate x width x the most epochs) trains
-once with seed 0, stopping early once the validation score has not improved for ``PATIENCE``
-epochs, and is scored by its best validation epoch (accuracy; query -> gallery R@1 for
-retrieval). The point with the best score is chosen; ties go to the cheaper point (fewer epochs,
+For every task and method, each point of ``GRID`` (learning rate x width x the most epochs, as a
+fraction of the task's budget in ``accuracy.CONFIGS``, so that a tuned benchmark never trains longer
+than an untuned one) trains once with seed 0, stopping early once the validation score has not
+improved for ``PATIENCE`` epochs, and is scored by its best validation epoch (accuracy; query ->
+gallery R@1 for retrieval). The point with the best score is chosen; ties go to the cheaper point (fewer epochs,
 then fewer channels, then the lower learning rate). The test split is never read. Every method
 (graph, baseline and unimodal alike) gets the same grid, so none is tuned more than another.
 
@@ -15,7 +16,7 @@ then fewer channels, then the lower learning rate). The test split is never read
 shipped in ``graphfuse/bench/tuned.json``, which this command wrote on the project's machine) and
 reports it beside the scores. The report (``--out``)::
 
-    {"grid": {"lr": [...], "hidden": [...], "epochs": [...]}, "patience", "seed",
+    {"grid": {"lr": [...], "hidden": [...], "epochs": [fractions]}, "epochs": {TASK: [...]}, "patience", "seed",
      "tasks": {TASK: {METHOD: {"chosen": {"lr", "hidden", "epochs"}, "val": best score,
                                "trials": [{"lr", "hidden", "epochs", "val", "best_epoch",
                                            "epochs_run", "train_seconds"} | {..., "error"}]}}},
@@ -39,23 +40,31 @@ from tqdm.auto import tqdm
 
 from graphfuse.bench import accuracy
 from graphfuse.bench.accuracy import DATA_SEED, TrainConfig, load_tasks, select_methods, task_methods
+from graphfuse.bench.timing import configure_allocator
 from graphfuse.io import atomic_write_text
 
 logger = logging.getLogger("graphfuse.bench")
 
-#: The search space, the same for every method; each point is one run.
-GRID: dict[str, tuple[Any, ...]] = {"lr": (1e-3, 3e-3), "hidden": (32, 64), "epochs": (10, 20)}
+#: The search space, the same for every method; each point is one run. ``epochs`` are fractions of
+#: the task's budget (its ``accuracy.CONFIGS`` entry).
+GRID: dict[str, tuple[Any, ...]] = {"lr": (1e-3, 3e-3, 1e-2), "hidden": (32, 64), "epochs": (0.5, 1.0)}
 PATIENCE = 5
 SEED = 0
 DEFAULT_OUT = Path("results/tuned.json")
 
 
-def grid_points(grid: dict[str, tuple[Any, ...]] | None = None) -> list[dict[str, Any]]:
-    """Every point of ``grid`` (default: ``GRID``), cheapest first (fewer epochs, then fewer
+def grid_points(budget: int, grid: dict[str, tuple[Any, ...]] | None = None) -> list[dict[str, Any]]:
+    """Every distinct point of ``grid`` (default: ``GRID``) for a task trained for ``budget``
+    epochs (each epoch fraction rounded, at least 1), cheapest first (fewer epochs, then fewer
     channels, then lower lr)."""
     grid = GRID if grid is None else grid
-    points = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
-    return sorted(points, key=lambda p: (p.get("epochs", 0), p.get("hidden", 0), p.get("lr", 0)))
+    points = {}
+    for values in itertools.product(*grid.values()):
+        point = dict(zip(grid, values, strict=True))
+        if "epochs" in point:
+            point["epochs"] = max(1, round(point["epochs"] * budget))
+        points[json.dumps(point, sort_keys=True)] = point
+    return sorted(points.values(), key=lambda p: (p.get("epochs", 0), p.get("hidden", 0), p.get("lr", 0)))
 
 
 def choose(trials: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -88,19 +97,23 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     tasks = load_tasks(names, quick=False)
     patterns = accuracy.split_names(args.methods)
     plans = {name: select_methods(task_methods(task), patterns) for name, task in tasks.items()}
-    points = grid_points()
-    report: dict[str, Any] = {"grid": {k: list(v) for k, v in GRID.items()}, "patience": PATIENCE, "seed": SEED,
+    points = {name: grid_points(accuracy.training_config(name).epochs) for name in tasks}
+    report: dict[str, Any] = {"grid": {k: list(v) for k, v in GRID.items()},
+                              "epochs": {name: sorted({p["epochs"] for p in points[name]}) for name in tasks},
+                              "patience": PATIENCE, "seed": SEED,
                               "data_seed": DATA_SEED, "tasks": {},
                               "machine": accuracy.machine(args.threads or 1), "seconds": None, "failed": []}
-    total = sum(len(methods) for methods in plans.values()) * len(points)
+    total = sum(len(methods) * len(points[name]) for name, methods in plans.items())
     bar = tqdm(total=total, desc="tune", unit="run", disable=args.no_progress)
+    if args.jobs == 1:  # the runs train in this process
+        configure_allocator(accuracy.ALLOCATOR)
     pool = None if args.jobs == 1 else ProcessPoolExecutor(
         args.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=accuracy.start_worker,
         initargs=(args.threads or 1,))
     with accuracy.quiet_training(), bar, pool or nullcontext():
         for name, methods in plans.items():
             base = accuracy.training_config(name)
-            runs = [(method, _config(base, point), SEED) for method in methods for point in points]
+            runs = [(method, _config(base, point), SEED) for method in methods for point in points[name]]
             trials: dict[str, list[dict[str, Any]]] = {method.name: [] for method in methods}
             for (method, config, _), (run, error) in accuracy.outcomes(pool, name, tasks[name], False, runs,
                                                                         test=False):
@@ -110,7 +123,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                                              "error": error})
                 bar.set_description(f"{name}/{method.name}")
                 bar.update()
-            report["tasks"][name] = {method: _summary(method_trials, points) for method, method_trials in
+            report["tasks"][name] = {method: _summary(method_trials, points[name]) for method, method_trials in
                                      trials.items()}
             for method, summary in report["tasks"][name].items():
                 logger.info("%s / %s: chose %s (validation %.1f)", name, method, summary["chosen"],

@@ -8,13 +8,19 @@ from graphfuse.bench.__main__ import main as cli
 
 
 def test_grid_points_cover_the_grid_cheapest_first():
-    points = tune.grid_points()
-    assert len(points) == len({json.dumps(p, sort_keys=True) for p in points}) == 8
+    points = tune.grid_points(12)
+    assert len(points) == len({json.dumps(p, sort_keys=True) for p in points}) == 12
     assert {tuple(sorted(p)) for p in points} == {("epochs", "hidden", "lr")}
     costs = [(p["epochs"], p["hidden"], p["lr"]) for p in points]
     assert costs == sorted(costs)
-    assert points[0] == {"lr": min(tune.GRID["lr"]), "hidden": min(tune.GRID["hidden"]),
-                         "epochs": min(tune.GRID["epochs"])}
+    assert points[0] == {"lr": min(tune.GRID["lr"]), "hidden": min(tune.GRID["hidden"]), "epochs": 6}
+    assert max(p["epochs"] for p in points) == 12  # never beyond the task's budget
+
+
+def test_grid_epochs_are_fractions_of_the_budget_and_points_are_distinct():
+    grid = {"lr": (1e-3,), "epochs": (0.5, 1.0)}
+    assert tune.grid_points(1, grid) == [{"lr": 1e-3, "epochs": 1}]  # half of 1 epoch is still 1
+    assert [p["epochs"] for p in tune.grid_points(10, grid)] == [5, 10]
 
 
 def test_choose_takes_the_best_validation_score_and_the_cheapest_of_equals():
@@ -25,7 +31,7 @@ def test_choose_takes_the_best_validation_score_and_the_cheapest_of_equals():
 
 @pytest.fixture
 def small_grid(monkeypatch):
-    monkeypatch.setattr(tune, "GRID", {"lr": (1e-2,), "hidden": (8, 16), "epochs": (1, 2)})
+    monkeypatch.setattr(tune, "GRID", {"lr": (1e-2,), "hidden": (8, 16), "epochs": (1 / 3, 2 / 3)})
     monkeypatch.setattr(tune, "PATIENCE", 1)
 
 
@@ -40,7 +46,8 @@ def test_tune_reports_every_trial_and_never_reads_the_test_split(tmp_path, tiny_
                 "--methods", "graph-gat", "unimodal-image", "--out", str(out)])
     assert code == 0
     report = json.loads(out.read_text())
-    assert report["grid"] == {"lr": [1e-2], "hidden": [8, 16], "epochs": [1, 2]} and report["failed"] == []
+    assert report["grid"] == {"lr": [1e-2], "hidden": [8, 16], "epochs": [1 / 3, 2 / 3]} and report["failed"] == []
+    assert report["epochs"] == {"_tiny": [1, 2]}  # of TINY's 3
     for method in ("graph-gat", "unimodal-image"):
         summary = report["tasks"]["_tiny"][method]
         assert len(summary["trials"]) == 4
