@@ -149,7 +149,7 @@ CONFIGS: dict[str, tuple[TrainConfig, TrainConfig]] = {
        for name in ("redundant-digits", "fashion")},
     # Each modality alone says nothing: the encoders learn what a digit is from the match label alone,
     # which takes some hundred steps before the validation score leaves chance.
-    "match": (TrainConfig(epochs=20, batch_size=64, lr=3e-3), TrainConfig(epochs=8, batch_size=64, lr=3e-3)),
+    "match": (TrainConfig(epochs=12, batch_size=64, lr=3e-3), TrainConfig(epochs=6, batch_size=64, lr=3e-3)),
     "retrieval": (TrainConfig(epochs=10, batch_size=64, lr=2e-3, dropout=0.0),
                   TrainConfig(epochs=6, batch_size=64, lr=2e-3, dropout=0.0)),
 }

@@ -192,7 +192,7 @@ def test_real_fashion_mnist():
     assert np.bincount(labels).tolist() == [6000] * 10
     assert load_fashion_mnist("t10k")[0].shape == (10000, 28, 28)
     task = load_task("fashion", quick=True)
-    assert (len(task.train), len(task.val), len(task.test), task.num_classes) == (800, 200, 400, 10)
+    assert (len(task.train), len(task.val), len(task.test), task.num_classes) == (400, 100, 200, 10)
     graph = task.builder.build(task.train[0][0])
     assert graph["image"].num_nodes == 16
     for a, b in (("text", "image"), ("text", "audio"), ("image", "audio")):

@@ -15,7 +15,7 @@ def test_builtin_tasks_are_registered():
 def test_interaction_tasks_load(name):
     task = load_task(name, quick=True)
     assert task.kind == "classification" and task.num_classes == 2
-    assert (len(task.train), len(task.val), len(task.test)) == (1000, 300, 600)
+    assert (len(task.train), len(task.val), len(task.test)) == (600, 200, 300)
     graph = task.builder.build(task.train[0][0])
     assert set(graph.node_types) == {"m0", "m1"}
     assert not torch.equal(task.train[0][0]["m0"]["x"], task.test[0][0]["m0"]["x"])  # splits differ
@@ -24,7 +24,7 @@ def test_interaction_tasks_load(name):
 def test_digits_task_builds_graphs_with_aligned_words():
 
     task = load_task("digits", quick=True)
-    assert (len(task.train), len(task.val), len(task.test), task.num_classes) == (800, 200, 400, 10)
+    assert (len(task.train), len(task.val), len(task.test), task.num_classes) == (400, 100, 200, 10)
     sample, _ = task.train[0]
     graph = task.builder.build(sample)
     edges = graph["text", "to", "audio"].edge_index
@@ -36,8 +36,8 @@ def test_digits_task_builds_graphs_with_aligned_words():
 
 
 @pytest.mark.parametrize("name, sizes, classes, types", [
-    ("redundant-digits", (600, 200, 400), 10, {"text", "image", "audio"}),
-    ("match", (1000, 200, 400), 2, {"image", "audio"}),
+    ("redundant-digits", (400, 100, 200), 10, {"text", "image", "audio"}),
+    ("match", (600, 100, 200), 2, {"image", "audio"}),
 ])
 def test_tasks_without_pairing_join_every_pair_fully(name, sizes, classes, types):
     task = load_task(name, quick=True)
