@@ -29,11 +29,13 @@ memory), by the task's primary metric (``accuracy``; query -> gallery
 
 Reported (all metrics in percent): classification accuracy and macro-F1; retrieval query ->
 gallery Recall@1/5/10 over the whole test split as the gallery. ``params``: trainable parameters
-after training. ``train s``: wall time of ``Trainer.fit`` per seed (training, per-epoch validation
-and checkpoint writes). ``infer samples/s``: test samples over the wall time of scoring the test
+after training. ``train s``: wall time of ``Trainer.fit`` per seed (training and per-epoch
+validation). ``infer samples/s``: test samples over the wall time of scoring the test
 split from featurised samples (batching, forward passes, metrics; with re-ranking for
 ``graph-hgt+rerank``). Each value is the mean over seeds ± the sample standard deviation
-(``ddof=1``; 0 with one seed).
+(``ddof=1``; 0 with one seed). For classification, every fused method is also scored with each
+modality removed from the test samples (``without``, a column of the tables) and, with three
+modalities or more, with each modality alone (``only``, in the JSON).
 
 Tables list the graph methods first, then the baselines, then the unimodal models, each group by
 mean primary metric, best first (failed methods last). A method whose run raises is recorded as
@@ -53,8 +55,11 @@ panel per task) to ``--out`` after every task. The report (``--json``) is::
                       "results": [{"method", "family", "model", "mean", "std", "seeds": [per seed],
                                    "metrics": {NAME: {"mean", "std", "seeds"}},
                                    "params", "train_seconds", "samples_per_second" (means; "<key>_std"),
+                                   "without", "only": {MODALITY: {"mean", "std", "seeds"}},
+                                   "settings": {"lr", "hidden", "epochs"},
                                    "runs": [{"seed", "metrics", "params", "train_seconds",
-                                             "samples_per_second", "epochs", "best_epoch"}],
+                                             "samples_per_second", "epochs", "best_epoch", "val",
+                                             "missing": {"without": {...}, "only": {...}}}],
                                    "error" (failed methods only; their statistics are null)}]}},
      "config": {arguments, "training": {TASK: TrainConfig}, ...}, "machine": {...},
      "seconds": total, "failed": [{"task", "method", "seed", "error"}]}
@@ -72,7 +77,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
@@ -268,25 +273,34 @@ def score_test(method: Method, model: torch.nn.Module, trainer: Trainer, data: S
     return {name: metrics[f"q2g/{name}"] for name in METRICS[kind]}
 
 
-def without_modality(data: Sequence[Any], modality: str) -> list[Any]:
-    """``data`` (featurised ``(sample, target)`` items) with ``modality`` removed from every sample
-    that has another one (a sample of that modality alone keeps it)."""
+def keep_modalities(data: Sequence[Any], keep: Collection[str]) -> list[Any]:
+    """``data`` (featurised ``(sample, target)`` items) with every sample cut down to its
+    modalities in ``keep`` (a sample with none of them is left whole: a sample needs one)."""
     out = []
     for item in data:
         sample, target = split_item(item)
-        if modality in sample and len(sample) > 1:
-            sample = {key: value for key, value in sample.items() if key != modality}
+        kept = {key: value for key, value in sample.items() if key in keep}
+        if kept:
+            sample = kept
         out.append(sample if target is None else (sample, target))
     return out
 
 
-def score_missing(method: Method, trainer: Trainer, task: TaskData, data: Sequence[Any]) -> dict[str, float]:
-    """Test accuracy (percent) with each modality of a classification task removed at test time;
-    empty for a single modality, for retrieval and for unimodal models."""
+def score_missing(method: Method, trainer: Trainer, task: TaskData, data: Sequence[Any]) -> dict[str, dict]:
+    """Test accuracy (percent) of a classification task with each modality removed at test time
+    (``"without"``) and, with three modalities or more, with each one alone (``"only"``); empty
+    for a single modality, for retrieval and for unimodal models."""
     modalities = list(task.builder.modalities)
     if task.kind != "classification" or len(modalities) < 2 or method.family == "unimodal":
         return {}
-    return {m: 100 * trainer.evaluate(without_modality(data, m))["accuracy"] for m in modalities}
+
+    def accuracy(keep: Collection[str]) -> float:
+        return 100 * trainer.evaluate(keep_modalities(data, keep))["accuracy"]
+
+    scores = {"without": {m: accuracy(set(modalities) - {m}) for m in modalities}}
+    if len(modalities) > 2:
+        scores["only"] = {m: accuracy({m}) for m in modalities}
+    return scores
 
 
 def run_once(task: TaskData, method: Method, config: TrainConfig, splits: Splits, seed: int,
@@ -336,11 +350,12 @@ def aggregate(method: Method, kind: str, runs: list[dict[str, Any]], error: str 
         metrics[name] = {"mean": mean, "std": std, "seeds": seeds}
     primary = metrics[METRICS[kind][0]]
     result.update(mean=primary["mean"], std=primary["std"], seeds=primary["seeds"], metrics=metrics)
-    result["missing"] = {}
-    for modality in runs[0].get("missing", {}):
-        seeds = [run["missing"][modality] for run in runs]
-        mean, std = mean_std(seeds)
-        result["missing"][modality] = {"mean": mean, "std": std, "seeds": seeds}
+    for key in ("without", "only"):
+        result[key] = {}
+        for modality in runs[0].get("missing", {}).get(key, {}):
+            seeds = [run["missing"][key][modality] for run in runs]
+            mean, std = mean_std(seeds)
+            result[key][modality] = {"mean": mean, "std": std, "seeds": seeds}
     for key in ("params", "train_seconds", "samples_per_second"):
         result[key], result[f"{key}_std"] = mean_std([run[key] for run in runs])
     result["params"] = round(result["params"])
@@ -365,7 +380,7 @@ def _cell(text: str) -> str:
 def format_table(name: str, task_report: Mapping[str, Any]) -> str:
     """The markdown table of one task (with the accuracy without each modality, where measured)."""
     metrics = task_report["metrics"]
-    removed = list(dict.fromkeys(m for row in task_report["results"] for m in row.get("missing") or {}))
+    removed = list(dict.fromkeys(m for row in task_report["results"] for m in row.get("without") or {}))
     header = ["method", "family", *(LABELS.get(m, m) for m in metrics), *(f"without {m}" for m in removed),
               "params", "train s", "infer samples/s"]
     lines = [f"### {name} ({task_report['kind']}): {task_report['description']}".rstrip(": "), "",
@@ -376,8 +391,8 @@ def format_table(name: str, task_report: Mapping[str, Any]) -> str:
             cells = [f"failed: {_cell(message)}", *([""] * (len(header) - 3))]
         else:
             cells = [f"{row['metrics'][m]['mean']:.1f} ± {row['metrics'][m]['std']:.1f}" for m in metrics]
-            missing = row.get("missing") or {}
-            cells += [f"{missing[m]['mean']:.1f} ± {missing[m]['std']:.1f}" if m in missing else "–" for m in removed]
+            without = row.get("without") or {}
+            cells += [f"{without[m]['mean']:.1f} ± {without[m]['std']:.1f}" if m in without else "–" for m in removed]
             cells += [f"{row['params']:,}", f"{row['train_seconds']:.1f}", f"{row['samples_per_second']:,.0f}"]
         lines.append("| " + " | ".join([row["method"], row["family"], *cells]) + " |")
     return "\n".join(lines)

@@ -30,7 +30,7 @@ def test_ablation_runs_each_variant_in_order_with_the_model_options(tmp_path, ti
     report = json.loads(out.read_text())
     rows = report["tasks"]["_tiny"]["results"]
     assert [row["method"] for row in rows] == ["default", "mean pooling", "no drop-out"]  # not re-ranked
-    assert all(row["family"] == "graph" and set(row["missing"]) == {"text", "image", "audio"} for row in rows)
+    assert all(row["family"] == "graph" and set(row["without"]) == {"text", "image", "audio"} for row in rows)
     assert [name for name, _ in built] == ["graph-gat"] * 3
     assert built[1][1]["pool"] == "mean" and "pool" not in built[0][1]
     assert built[2][1]["modality_dropout"] == 0.0

@@ -47,6 +47,11 @@ def test_classification_report_outputs_and_statistics(tmp_path, tiny_tasks, caps
         assert row["mean"] == row["metrics"]["accuracy"]["mean"] and row["seeds"] == row["metrics"]["accuracy"]["seeds"]
         assert row["params"] > 0 and row["train_seconds"] > 0 and row["samples_per_second"] > 0
         assert [run["seed"] for run in row["runs"]] == [0, 1]
+        for key in ("without", "only"):  # three modalities: each removed, and each alone
+            assert set(row[key]) == {"text", "image", "audio"}
+            for modality, values in row[key].items():
+                seeds = [run["missing"][key][modality] for run in row["runs"]]
+                assert values["seeds"] == pytest.approx(seeds) and values["mean"] == pytest.approx(np.mean(seeds))
     means = [row["mean"] for row in task["results"]]
     assert means == sorted(means, reverse=True)  # one family: best first
     gat = next(row for row in task["results"] if row["method"] == "graph-gat")
@@ -56,12 +61,21 @@ def test_classification_report_outputs_and_statistics(tmp_path, tiny_tasks, caps
     assert (out / "accuracy.png").read_bytes().startswith(PNG_MAGIC)
     markdown = (out / "accuracy.md").read_text()
     assert "accuracy (%)" in markdown and "| graph-gat | graph |" in markdown
+    assert "| without text | without image | without audio |" in markdown
     with open(out / "accuracy.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["task"], r["method"]) for r in rows] == [("_tiny", r["method"]) for r in task["results"]]
     assert float(rows[0]["accuracy_mean"]) == pytest.approx(task["results"][0]["mean"])
     printed = capsys.readouterr().out
     assert printed.count("### _tiny (classification)") == 2  # once when the task ends, once at the end
+
+
+def test_keep_modalities_cuts_samples_down_and_never_empties_one():
+    data = [({"text": 1, "image": 2, "audio": 3}, 0), ({"audio": 3}, 1), {"text": 1, "image": 2}]
+    assert accuracy.keep_modalities(data, {"text", "image"}) == [({"text": 1, "image": 2}, 0), ({"audio": 3}, 1),
+                                                                  {"text": 1, "image": 2}]
+    assert accuracy.keep_modalities(data, {"audio"}) == [({"audio": 3}, 0), ({"audio": 3}, 1),
+                                                          {"text": 1, "image": 2}]
 
 
 def test_retrieval_reranks_and_one_seed_has_no_spread(tmp_path, tiny_tasks, monkeypatch):
