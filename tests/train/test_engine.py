@@ -463,8 +463,26 @@ def test_model_without_a_builder_is_refused(make_model):
         Trainer(model)
 
 
+def test_eval_batch_size_batches_evaluation_only(make_model, small, monkeypatch):
+    train, val = small
+    model = make_model(materialize=True)
+    sizes = {True: [], False: []}
+    forward = type(model).forward
+    monkeypatch.setattr(type(model), "forward", lambda self, batch: sizes[self.training].append(batch.num_graphs)
+                        or forward(self, batch))
+    trainer = Trainer(model, epochs=1, eval_batch_size=12, **FAST)  # batch_size 8
+    trainer.fit(train, val)
+    assert sizes[True] == [8, 8, 8] and sizes[False] == [12]
+    metrics = trainer.evaluate(val)
+    assert sizes[False] == [12, 12]
+    by_eights = Trainer(model, epochs=1, **FAST).evaluate(val)
+    assert sizes[False] == [12, 12, 8, 4]
+    assert metrics == pytest.approx(by_eights, rel=1e-6)  # the same numbers (up to float sums) in batches of 8
+
+
 @pytest.mark.parametrize("option, value", [
     ("optimizer", "lamb"), ("schedule", "step"), ("precision", "fp16"), ("warmup", 1.0), ("clip_grad_norm", 0.0),
+    ("eval_batch_size", 0),
 ])
 def test_bad_options_are_refused(make_model, option, value):
     with pytest.raises(ValueError, match=option):
