@@ -96,7 +96,7 @@ def digits_builder() -> GraphBuilder:
 def digits_task(quick: bool = False, seed: int = 0) -> TaskData:
     from graphfuse.datasets.digits import spoken_sequence_digits
 
-    sizes = {"train": 400, "val": 100, "test": 200} if quick else {"train": 800, "val": 200, "test": 500}
+    sizes = {"train": 400, "val": 100, "test": 200} if quick else {"train": 700, "val": 200, "test": 400}
     splits = {split: spoken_sequence_digits(size, split, seed) for split, size in sizes.items()}
     return TaskData("digits", "classification", digits_builder(), num_classes=10, **splits,
                     description="the spoken digit whose marker says keep (3 spoken digits, a half-blanked "
@@ -134,7 +134,7 @@ def redundant_builder() -> GraphBuilder:
 def redundant_digits_task(quick: bool = False, seed: int = 0) -> TaskData:
     from graphfuse.datasets.redundant import redundant_digits
 
-    sizes = {"train": 400, "val": 100, "test": 200} if quick else {"train": 800, "val": 200, "test": 500}
+    sizes = {"train": 400, "val": 100, "test": 200} if quick else {"train": 700, "val": 200, "test": 400}
     splits = {split: redundant_digits(size, split, seed) for split, size in sizes.items()}
     return TaskData("redundant-digits", "classification", redundant_builder(), num_classes=10, **splits,
                     description="the digit, shown by a noisy handwritten image, a word spoken in loud noise and "
@@ -154,7 +154,7 @@ def match_builder() -> GraphBuilder:
 def match_task(quick: bool = False, seed: int = 0) -> TaskData:
     from graphfuse.datasets.redundant import matching_digits
 
-    sizes = {"train": 600, "val": 100, "test": 200} if quick else {"train": 1500, "val": 300, "test": 600}
+    sizes = {"train": 600, "val": 100, "test": 200} if quick else {"train": 1200, "val": 300, "test": 500}
     splits = {split: matching_digits(size, split, seed) for split, size in sizes.items()}
     return TaskData("match", "classification", match_builder(), num_classes=2, **splits,
                     description="whether the spoken digit is the handwritten one (balanced); each modality "
@@ -178,7 +178,7 @@ def fashion_task(quick: bool = False, seed: int = 0) -> TaskData:
     from graphfuse.datasets.fashion import check_fashion_mnist, fashion_samples
 
     check_fashion_mnist()
-    sizes = {"train": 400, "val": 100, "test": 200} if quick else {"train": 800, "val": 200, "test": 500}
+    sizes = {"train": 400, "val": 100, "test": 200} if quick else {"train": 700, "val": 200, "test": 400}
     splits = {split: fashion_samples(size, split, seed) for split, size in sizes.items()}
     return TaskData("fashion", "classification", fashion_builder(), num_classes=10, **splits,
                     description="the Fashion-MNIST class, shown by a noisy photograph, speech that says it 70 % "
@@ -219,7 +219,7 @@ def _interaction_task(interaction: str):
     def load(quick: bool = False, seed: int = 0) -> TaskData:
         from graphfuse.datasets.interactions import interaction_builder, interaction_dataset
 
-        sizes = {"train": 600, "val": 200, "test": 300} if quick else {"train": 1000, "val": 300, "test": 600}
+        sizes = {"train": 600, "val": 200, "test": 300} if quick else {"train": 800, "val": 300, "test": 500}
         splits = {split: interaction_dataset(size, interaction, 2, seed=seed * 3 + i)
                   for i, (split, size) in enumerate(sizes.items())}
         return TaskData(interaction, "classification", interaction_builder(2), num_classes=2, **splits,
