@@ -10,7 +10,8 @@ than an untuned one) trains once with seed 0, stopping early once the validation
 improved for ``PATIENCE`` epochs, and is scored by its best validation epoch (accuracy; query ->
 gallery R@1 for retrieval). The point with the best score is chosen; ties go to the cheaper point (fewer epochs,
 then fewer channels, then the lower learning rate). The test split is never read. Every method
-(graph, baseline and unimodal alike) gets the same grid, so none is tuned more than another.
+(graph, baseline and unimodal alike; by default those ``accuracy`` runs by default, ``--methods '*'``
+for all) gets the same grid, so none is tuned more than another.
 
 ``accuracy`` trains each method with its chosen point (``--settings``; by default the settings
 shipped in ``graphfuse/bench/tuned.json``, which this command wrote on the project's machine) and

@@ -154,7 +154,7 @@ def match_builder() -> GraphBuilder:
 def match_task(quick: bool = False, seed: int = 0) -> TaskData:
     from graphfuse.datasets.redundant import matching_digits
 
-    sizes = {"train": 600, "val": 100, "test": 200} if quick else {"train": 1200, "val": 300, "test": 500}
+    sizes = {"train": 600, "val": 100, "test": 200} if quick else {"train": 1500, "val": 300, "test": 600}
     splits = {split: matching_digits(size, split, seed) for split, size in sizes.items()}
     return TaskData("match", "classification", match_builder(), num_classes=2, **splits,
                     description="whether the spoken digit is the handwritten one (balanced); each modality "

@@ -179,13 +179,21 @@ def test_methods_per_task_kind(tiny_tasks, monkeypatch):
     assert [m.name for m in accuracy.select_methods(methods, ["*rerank"])] == ["graph-hgt+rerank"]
 
 
+def test_methods_on_request_run_when_named():
+    methods = [accuracy.Method(name, "baseline", name) for name in ("mult", *accuracy.ON_REQUEST)]
+    assert [m.name for m in accuracy.select_methods(methods, None)] == ["mult"]
+    assert [m.name for m in accuracy.select_methods(methods, ["*"])] == ["mult", *accuracy.ON_REQUEST]
+    assert [m.name for m in accuracy.select_methods(methods, list(accuracy.ON_REQUEST))] == list(accuracy.ON_REQUEST)
+
+
 def test_every_applicable_method_runs(tmp_path, tiny_tasks, monkeypatch):
-    """Default methods (graph, every registered baseline, unimodal) on both tiny tasks, one seed."""
+    """Default methods (graph, every registered baseline but those on request, unimodal) on both tiny
+    tasks, one seed."""
     monkeypatch.setitem(accuracy.CONFIGS, "_tiny", (TINY_RETRIEVAL, TINY_RETRIEVAL))
     code, report = run(tmp_path, "--tasks", "_tiny", "_tiny_retrieval", "--seeds", "1")
     assert report["failed"] == [] and code == 0
     for name, task in report["tasks"].items():
-        expected = [m.name for m in accuracy.task_methods(tiny_tasks[name]())]
+        expected = [m.name for m in accuracy.task_methods(tiny_tasks[name]()) if m.name not in accuracy.ON_REQUEST]
         assert sorted(r["method"] for r in task["results"]) == sorted(expected)
         families = [r["family"] for r in task["results"]]
         assert families == sorted(families, key=accuracy.FAMILIES.index)  # graph, baseline, unimodal
