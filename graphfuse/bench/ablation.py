@@ -1,4 +1,5 @@
-"""Ablation benchmark: the default graph model with each of its techniques turned off in turn.
+"""Ablation benchmark: the default graph model with each of its techniques turned off (or, for
+those off by default, on) in turn.
 
     python -m graphfuse.bench ablation                        # the accuracy tasks, graph-gat, 3 seeds
     python -m graphfuse.bench ablation --model graph-hgt --tasks digits redundant-digits
@@ -26,7 +27,7 @@ DEFAULT_OUT = Path("results/ablation")
 ABLATIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("default", {}),
     ("no late-then-joint blocks", {"unimodal_layers": 0}),
-    ("no modality context", {"modality_context": False}),
+    ("with modality context", {"modality_context": True}),
     ("mean pooling", {"pool": "mean"}),
     ("concat readout", {"fuse": "concat"}),
     ("attention over types", {"fuse": "attention"}),

@@ -55,19 +55,31 @@ def open_context_gates(net: torch.nn.Module, value: float = 0.5) -> None:
             module.gate.data.fill_(value)
 
 
+def parameters_without_gradient(net: torch.nn.Module) -> list[str]:
+    return [n for n, p in net.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
+
+
 @pytest.mark.parametrize("name", ["graph-gcn", "graph-gat", "graph-hgt", "graph-gated", "graph-gat-knn"])
 def test_gradients_reach_every_used_parameter(builder, samples, make_batch, name):
     net = model(builder, name, dropout=0.0).train()
     batch = make_batch(samples)
     batch.y = torch.tensor([0, 1, 2, 0])
     net.task.loss(net(batch), batch).backward()
-    closed = [n for n, p in net.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
+    assert parameters_without_gradient(net) == []
+
+
+@pytest.mark.parametrize("name", ["graph-gat", "graph-hgt"])
+def test_modality_context_learns_once_its_gates_open(builder, samples, make_batch, name):
+    net = model(builder, name, dropout=0.0, modality_context=True).train()
+    batch = make_batch(samples)
+    batch.y = torch.tensor([0, 1, 2, 0])
+    net.task.loss(net(batch), batch).backward()
+    closed = parameters_without_gradient(net)
     assert closed and all(".context." in n and not n.endswith(".gate") for n in closed)
     net.zero_grad(set_to_none=True)
     open_context_gates(net)
     net.task.loss(net(batch), batch).backward()
-    missing = [n for n, p in net.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
-    assert missing == []
+    assert parameters_without_gradient(net) == []
 
 
 def test_no_gradient_to_an_absent_modality(builder, samples, make_batch):
