@@ -543,6 +543,16 @@ def start_worker(threads: int) -> None:
     logging.getLogger("graphfuse.train").setLevel(logging.WARNING)
 
 
+def training_pool(jobs: int, threads: int | None) -> ProcessPoolExecutor | None:
+    """Where runs train: ``jobs`` worker processes of ``threads`` threads each (default 1), or, with
+    ``jobs == 1``, this process (``None``); either way with ``ALLOCATOR``."""
+    if jobs == 1:
+        configure_allocator(ALLOCATOR)
+        return None
+    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=start_worker,
+                               initargs=(threads or 1,))
+
+
 def _worker_run(name: str, quick: bool, method: Method, config: TrainConfig, seed: int,
                 test: bool = True) -> tuple[dict[str, Any] | None, str | None]:
     """One run in a worker process, which loads and featurises each task once (the data is fixed)."""
@@ -677,8 +687,6 @@ def execute(args: argparse.Namespace, methods_of: Callable[[TaskData], list[Meth
     threads = torch.get_num_threads()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    if args.jobs == 1:  # the runs train in this process
-        configure_allocator(ALLOCATOR)
     try:
         settings = load_settings(args.settings)
         args.settings_source = None if settings is None else str(args.settings)
@@ -716,9 +724,7 @@ def _run(args: argparse.Namespace, plans: dict[str, list[Method]], tasks: dict[s
     }
     total = sum(len(methods) for methods in plans.values()) * args.seeds
     bar = tqdm(total=total, desc="accuracy", unit="run", disable=args.no_progress)
-    pool = None if args.jobs == 1 else ProcessPoolExecutor(
-        args.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=start_worker,
-        initargs=(args.threads or 1,))
+    pool = training_pool(args.jobs, args.threads)
     # Log lines go through tqdm.write while the bar is shown, so that they do not break it.
     with quiet_training(), nullcontext() if args.no_progress else logging_redirect_tqdm(), bar, pool or nullcontext():
         for name, methods in plans.items():

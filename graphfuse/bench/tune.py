@@ -29,9 +29,7 @@ import argparse
 import itertools
 import json
 import logging
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -41,7 +39,6 @@ from tqdm.auto import tqdm
 
 from graphfuse.bench import accuracy
 from graphfuse.bench.accuracy import DATA_SEED, TrainConfig, load_tasks, select_methods, task_methods
-from graphfuse.bench.timing import configure_allocator
 from graphfuse.io import atomic_write_text
 
 logger = logging.getLogger("graphfuse.bench")
@@ -106,11 +103,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                               "machine": accuracy.machine(args.threads or 1), "seconds": None, "failed": []}
     total = sum(len(methods) * len(points[name]) for name, methods in plans.items())
     bar = tqdm(total=total, desc="tune", unit="run", disable=args.no_progress)
-    if args.jobs == 1:  # the runs train in this process
-        configure_allocator(accuracy.ALLOCATOR)
-    pool = None if args.jobs == 1 else ProcessPoolExecutor(
-        args.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=accuracy.start_worker,
-        initargs=(args.threads or 1,))
+    pool = accuracy.training_pool(args.jobs, args.threads)
     with accuracy.quiet_training(), bar, pool or nullcontext():
         for name, methods in plans.items():
             base = accuracy.training_config(name)
