@@ -42,17 +42,22 @@ def test_tune_reports_every_trial_and_never_reads_the_test_split(tmp_path, tiny_
     monkeypatch.setattr(accuracy, "score_test", no_test)
     monkeypatch.setattr(accuracy, "score_missing", no_test)
     out = tmp_path / "tuned.json"
-    code = cli(["tune", "--no-progress", "--jobs", "1", "--threads", "1", "--tasks", "_tiny",
+    code = cli(["tune", "--no-progress", "--jobs", "1", "--threads", "1", "--tasks", "_tiny", "--seeds", "2",
                 "--methods", "graph-gat", "unimodal-image", "--out", str(out)])
     assert code == 0
     report = json.loads(out.read_text())
     assert report["grid"] == {"lr": [1e-2], "hidden": [8, 16], "epochs": [1 / 3, 2 / 3]} and report["failed"] == []
     assert report["epochs"] == {"_tiny": [1, 2]}  # of TINY's 3
+    assert report["seeds"] == 2
     for method in ("graph-gat", "unimodal-image"):
         summary = report["tasks"]["_tiny"][method]
         assert len(summary["trials"]) == 4
         assert [(t["epochs"], t["hidden"]) for t in summary["trials"]] == [(1, 8), (1, 16), (2, 8), (2, 16)]
-        assert all(0 <= t["val"] <= 100 and t["epochs_run"] <= t["epochs"] for t in summary["trials"])
+        for trial in summary["trials"]:
+            assert len(trial["vals"]) == len(trial["epochs_run"]) == 2  # one per seed
+            assert all(0 <= val <= 100 for val in trial["vals"])
+            assert trial["val"] == pytest.approx(sum(trial["vals"]) / 2)
+            assert all(run <= trial["epochs"] for run in trial["epochs_run"])
         best = max(summary["trials"], key=lambda t: t["val"])
         assert summary["val"] == best["val"]
         assert summary["chosen"] == {key: best[key] for key in ("lr", "hidden", "epochs")}
