@@ -47,8 +47,8 @@ class GraphFusionModel(torch.nn.Module):
       the modality learned fastest cannot starve the others of gradient; with
       ``unimodal_ensemble`` their log-probabilities join the prediction (a product of experts, as
       late fusion forms), which carries a sample whose other modalities are missing;
-    * **modality drop-out** (``modality_dropout``): the Trainer drops modalities of training
-      samples, so the model has seen every modality missing;
+    * **modality drop-out** (``modality_dropout``): the Trainer drops each modality of a training
+      sample at random, so the model has seen every modality missing;
     * **gradient modulation** (``gradient_modulation="ogm-ge"``, off by default): OGM-GE slows
       the encoders of the modality that leads (:class:`~graphfuse.train.GradientModulation`).
 
@@ -83,8 +83,8 @@ class GraphFusionModel(torch.nn.Module):
             per-modality blocks); ``0`` builds none. (default: :obj:`1.0`)
         unimodal_ensemble (bool, optional): add the present modalities' unimodal predictions to
             the fused one (see :meth:`~graphfuse.nn.UnimodalHeads.ensemble`). (default: :obj:`True`)
-        modality_dropout (float, optional): the share of training samples the Trainer shows with
-            some modalities dropped (see :class:`~graphfuse.train.ModalityDropout`).
+        modality_dropout (float, optional): probability that the Trainer drops each modality of a
+            training sample, never all (see :class:`~graphfuse.train.ModalityDropout`).
             (default: :obj:`0.15`)
         gradient_modulation (str, optional): what the Trainer balances gradients with:
             ``"ogm-ge"``, ``"ogm"`` or ``"none"``; needs unimodal heads and multi-class labels.

@@ -96,7 +96,7 @@ class GraphCollate:
         keep_samples (bool, optional): attach the featurised samples. (default: :obj:`False`)
         check_target (Callable, optional): called on the stacked targets, on the CPU before
             the batch moves to a device, to reject bad targets early and cheaply.
-        modality_dropout (float, optional): the share of samples that lose some of their
+        modality_dropout (float, optional): probability that a sample loses each of its
             modalities, never all (:class:`~graphfuse.train.ModalityDropout`; for training
             batches). What a sample loses is drawn from ``seed``, its index and the epoch of its
             key (see :class:`EpochSampler`), so runs repeat whatever the workers and processes.

@@ -107,24 +107,32 @@ def test_generator_is_left_alone_when_nothing_can_be_dropped():
 
 @pytest.mark.parametrize("p", [0.15, 0.5])
 @pytest.mark.parametrize("modalities", [MODALITIES[:2], MODALITIES])
-def test_share_of_incomplete_samples_is_p(p, modalities):
+def test_each_modality_is_dropped_with_probability_p_never_all(p, modalities):
     dropout = ModalityDropout(p, MODALITIES)
     item = sample(*modalities)
     torch.manual_seed(0)
-    kept = draws(dropout, item, 4000)
-    share = sum(keys != set(modalities) for keys in kept) / len(kept)
-    assert abs(share - p) < 0.04  # binomial std is below 0.008
+    kept = draws(dropout, item, 6000)
+    n = len(modalities)
+    # Independent drops conditioned on one modality staying: P(m dropped) = (p - p^n) / (1 - p^n).
+    expected = (p - p ** n) / (1 - p ** n)
+    for modality in modalities:
+        share = sum(modality not in keys for keys in kept) / len(kept)
+        assert abs(share - expected) < 0.03, (modality, share, expected)  # binomial std is below 0.007
+    incomplete = sum(keys != set(modalities) for keys in kept) / len(kept)
+    assert abs(incomplete - (1 - (1 - p) ** n - p ** n) / (1 - p ** n)) < 0.03
 
 
-def test_every_proper_subset_is_equally_likely():
-    dropout = ModalityDropout(0.9, MODALITIES)
+def test_kept_subsets_follow_independent_drops():
+    # At p = 0.5 every kept subset, all three included, is equally likely: 1 / 7 each.
     item = sample(*MODALITIES)
     torch.manual_seed(0)
-    counts = Counter(keys for keys in draws(dropout, item, 4000) if keys != set(MODALITIES))
-    subsets = {frozenset(c) for r in (1, 2) for c in itertools.combinations(MODALITIES, r)}
+    counts = Counter(draws(ModalityDropout(0.5, MODALITIES), item, 7000))
+    subsets = {frozenset(c) for r in (1, 2, 3) for c in itertools.combinations(MODALITIES, r)}
     assert set(counts) == subsets
-    expected = sum(counts.values()) / len(subsets)  # about 600 each
-    assert all(abs(n - expected) < 0.2 * expected for n in counts.values()), counts
+    assert all(abs(n - 1000) < 150 for n in counts.values()), counts
+    # At p = 0.15 losing one modality is (1 - p) / p = 5.7 times as likely as losing two.
+    counts = Counter(len(keys) for keys in draws(ModalityDropout(0.15, MODALITIES), item, 8000))
+    assert 4.0 < counts[2] / counts[1] < 8.0, counts
 
 
 @pytest.mark.parametrize("p", [-0.1, 1.0, 1, 1.5, True, "0.1", None, float("nan")])
@@ -232,13 +240,15 @@ def test_collate_dropout_differs_between_epochs_and_seeds(builder, items):
     assert outcome(1, 0) != by_epoch[0] and outcome(1, 0) == outcome(1, 0)
 
 
-def test_collate_share_of_incomplete_samples_is_p(builder, items):
-    """The (seed, epoch, index) generators keep the share of incomplete samples at p, over indices and epochs."""
+def test_collate_drops_each_modality_with_probability_p(builder, items):
+    """The (seed, epoch, index) generators drop each modality as often as p says, over indices and epochs."""
     collate = GraphCollate(builder, keep_samples=True, modality_dropout=0.4)
     nodes = items[0][1]
-    kept = [kept_modalities(collate([((i, epoch), nodes) for i in range(100)])) for epoch in range(3)]
-    share = sum(len(k) < 3 for outcome in kept for k in outcome.values()) / 300
-    assert abs(share - 0.4) < 0.1  # binomial std is below 0.03
+    batches = [collate([((i, epoch), nodes) for i in range(100)]) for epoch in range(3)]
+    kept = [k for batch in batches for k in kept_modalities(batch).values()]
+    expected = (0.4 - 0.4 ** 3) / (1 - 0.4 ** 3)  # independent drops, one modality at least kept
+    for modality in MODALITIES:
+        assert abs(sum(modality not in k for k in kept) / 300 - expected) < 0.1  # binomial std is below 0.03
 
 
 def test_collate_without_dropout_ignores_the_epoch(builder, items):
