@@ -109,3 +109,15 @@ def test_tune_arguments_are_checked(tmp_path, tiny_tasks):
         cli(["tune", "--tasks", "_tiny", "--out", str(tmp_path / "missing" / "t.json")])
     with pytest.raises(SystemExit, match="unknown tasks"):
         cli(["tune", "--tasks", "_nope", "--out", str(tmp_path / "t.json")])
+
+
+def test_shipped_settings_cover_every_method_of_the_default_run():
+    """The accuracy benchmark trains each method of its default tasks with a point of the grid it was tuned on."""
+    chosen = accuracy.load_settings(accuracy.TUNED_SETTINGS)
+    methods = [*accuracy.GRAPH_METHODS, *accuracy.list_models(family="baseline")]
+    for task in accuracy.DEFAULT_TASKS:
+        budget = accuracy.training_config(task).epochs
+        assert set(methods) <= set(chosen[task]), (task, set(methods) - set(chosen[task]))
+        assert any(method.startswith("unimodal-") for method in chosen[task])
+        for method, point in chosen[task].items():
+            assert point in tune.grid_points(budget), (task, method, point)
