@@ -117,10 +117,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             base = accuracy.training_config(name)
             runs = [(method, _config(base, point), seed) for method in methods for point in points[name]
                     for seed in range(args.seeds)]
-            outcomes: dict[str, dict[str, dict[int, tuple[dict | None, str | None]]]] = {m.name: {} for m in methods}
+            by_config: dict[str, dict[TrainConfig, dict[int, tuple[dict | None, str | None]]]] = {
+                method.name: {} for method in methods}
             for (method, config, seed), (run, error) in accuracy.outcomes(pool, name, tasks[name], False, runs,
                                                                            test=False):
-                outcomes[method.name].setdefault(json.dumps(_point(config), sort_keys=True), {})[seed] = (run, error)
+                by_config[method.name].setdefault(config, {})[seed] = (run, error)
                 if error is not None:
                     report["failed"].append({"task": name, "method": method.name, "trial": _point(config),
                                              "seed": seed, "error": error})
@@ -128,9 +129,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 bar.update()
             kind = tasks[name].kind
             report["tasks"][name] = {
-                method: _summary([_trial(json.loads(point), seed_runs, kind) for point, seed_runs in by_point.items()],
+                method: _summary([_trial(_point(config), seed_runs, kind) for config, seed_runs in configs.items()],
                                  points[name])
-                for method, by_point in outcomes.items()}
+                for method, configs in by_config.items()}
             for method, summary in report["tasks"][name].items():
                 logger.info("%s / %s: chose %s (validation %.1f)", name, method, summary["chosen"],
                             summary["val"] if summary["val"] is not None else float("nan"))
