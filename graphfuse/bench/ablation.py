@@ -33,6 +33,7 @@ ABLATIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("attention over types", {"fuse": "attention"}),
     ("no unimodal heads", {"unimodal_weight": 0.0}),
     ("no unimodal ensemble", {"unimodal_ensemble": False}),
+    ("ungated votes and drop-out", {"unimodal_ensemble": True}),
     ("no modality drop-out", {"modality_dropout": 0.0}),
     ("modality drop-out 0.3", {"modality_dropout": 0.3}),
     ("with OGM-GE", {"gradient_modulation": "ogm-ge"}),

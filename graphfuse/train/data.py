@@ -45,7 +45,8 @@ def stack_targets(targets: Sequence[Any]) -> Tensor:
 
 class IndexedDataset(torch.utils.data.Dataset):
     """``(key, item)`` of any sequence, where ``key`` is what the sampler gave: an index, or
-    ``(index, epoch)`` from an :class:`EpochSampler`; ``role`` names it in errors (``"training"``, ...)."""
+    ``(index, epoch, keep_one_of)`` from an :class:`EpochSampler`; ``role`` names it in errors
+    (``"training"``, ...)."""
 
     def __init__(self, data: Sequence[Any], role: str = "training") -> None:
         if not hasattr(data, "__len__") or not hasattr(data, "__getitem__"):
@@ -58,18 +59,21 @@ class IndexedDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[int | tuple[int, int], Any]:
+    def __getitem__(self, key: int | tuple) -> tuple[int | tuple, Any]:
         return key, self.data[key[0] if isinstance(key, tuple) else key]
 
 
 class EpochSampler(torch.utils.data.Sampler):
-    """The indices of ``sampler`` tagged with the epoch, ``(index, epoch)``, so that what is drawn
-    for a sample in an epoch (its modality drop-out) depends on the sample and the epoch alone:
-    the same in ``DataLoader`` workers as in the main process, and on every process of a DDP run.
-    ``set_epoch`` passes through to ``sampler``."""
+    """The indices of ``sampler`` tagged with the epoch and the modalities modality drop-out must
+    leave one of, ``(index, epoch, keep_one_of)``, so that what is drawn for a sample in an epoch
+    depends on the sample, the epoch and that set alone: the same in ``DataLoader`` workers (which
+    see the keys, not later changes to the collate function) as in the main process, and on every
+    process of a DDP run. ``set_epoch`` passes through to ``sampler``; ``keep_one_of`` (default
+    :obj:`None`: any modality) is set between epochs."""
 
     def __init__(self, sampler: torch.utils.data.Sampler) -> None:
         self.sampler, self.epoch = sampler, 0
+        self.keep_one_of: tuple[str, ...] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -77,7 +81,7 @@ class EpochSampler(torch.utils.data.Sampler):
             self.sampler.set_epoch(epoch)
 
     def __iter__(self):
-        return ((index, self.epoch) for index in self.sampler)
+        return ((index, self.epoch, self.keep_one_of) for index in self.sampler)
 
     def __len__(self) -> int:
         return len(self.sampler)
@@ -99,7 +103,8 @@ class GraphCollate:
         modality_dropout (float, optional): probability that a sample loses each of its
             modalities, never all (:class:`~graphfuse.train.ModalityDropout`; for training
             batches). What a sample loses is drawn from ``seed``, its index and the epoch of its
-            key (see :class:`EpochSampler`), so runs repeat whatever the workers and processes.
+            key (see :class:`EpochSampler`), so runs repeat whatever the workers and processes;
+            it keeps one of the key's ``keep_one_of`` modalities at least.
             (default: :obj:`0.0`)
         seed (int, optional): the seed of modality drop-out. (default: :obj:`0`)
     """
@@ -113,12 +118,13 @@ class GraphCollate:
     def __call__(self, items: Sequence[tuple[int, Any]]) -> Batch:
         indices, samples, targets = [], [], []
         for key, item in items:
-            index, epoch = (int(k) for k in key) if isinstance(key, tuple) else (int(key), 0)
+            index, epoch, keep_one_of = key if isinstance(key, tuple) else (key, 0, None)
+            index, epoch = int(index), int(epoch)
             sample, target = split_item(item)
             sample = self.builder.node_sets(sample)
             if self.modality_dropout.p:
                 generator = torch.Generator().manual_seed(hash((self.seed, epoch, index)) & (2 ** 63 - 1))
-                sample = self.modality_dropout(sample, generator)
+                sample = self.modality_dropout(sample, generator, keep_one_of)
             indices.append(index)
             samples.append(sample)
             targets.append(target)

@@ -157,8 +157,9 @@ class Trainer:
             so they rarely need it; ``False`` saves a graph traversal per step. (default: :obj:`True`)
         builder (GraphBuilder, optional): default: ``model.builder``.
         modality_dropout (float, optional): probability that a training sample loses each of its
-            modalities (never all; see :class:`~graphfuse.train.ModalityDropout`), so the model
-            learns to predict from any subset. ``None`` takes the model's own
+            modalities (never all, nor every modality the task names informative, e.g. those whose
+            gated unimodal heads vote; see :class:`~graphfuse.train.ModalityDropout`), so the
+            model learns to predict from any subset. ``None`` takes the model's own
             ``model.modality_dropout`` (set by :func:`~graphfuse.models.create_model`), or ``0``.
             (default: :obj:`None`)
         gradient_modulation (str or GradientModulation, optional): balance the modalities'
@@ -360,7 +361,9 @@ class Trainer:
 
         Args:
             train_data (Sequence): samples or ``(sample, target)`` pairs.
-            val_data (Sequence, optional): evaluated after every epoch.
+            val_data (Sequence, optional): evaluated after every epoch; a model with gated
+                unimodal heads also decides there which of them vote (see
+                :meth:`~graphfuse.nn.UnimodalHeads.gate_votes`).
             resume (str or Path, optional): a checkpoint to continue from, or ``"last"`` /
                 ``"best"`` in ``checkpoint_dir``: weights, optimiser, schedule, random state,
                 epoch and early-stopping state all resume.
@@ -391,10 +394,11 @@ class Trainer:
         for epoch in range(state["epoch"] + 1, self.epochs):
             started = time.perf_counter()
             loader.sampler.set_epoch(epoch)
+            loader.sampler.keep_one_of = self.task.informative_modalities()
             train_loss = self._train_epoch(wrapped, loader, optimizer, scheduler, epoch, state)
             record = {"epoch": epoch, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0]}
             if val_data is not None:
-                record.update({f"val_{k}": v for k, v in self.evaluate(val_data).items()})
+                record.update({f"val_{k}": v for k, v in self._validate(val_data).items()})
             record["seconds"] = time.perf_counter() - started
             self.history.append(record)
             value = record.get(f"val_{monitor}", record.get(monitor))
@@ -515,7 +519,16 @@ class Trainer:
 
     def evaluate(self, data: Sequence[Any]) -> dict[str, float]:
         """The task's metrics over ``data`` (all processes' shares together) and the mean loss."""
-        outputs = self.predict(data)
+        return self._score(self.predict(data))
+
+    def _validate(self, data: Sequence[Any]) -> dict[str, float]:
+        """:meth:`evaluate` during :meth:`fit`, where the task may adjust the model to the held-out
+        data (:meth:`Task.after_validation`; e.g. which unimodal heads vote) before it is scored."""
+        with self.task.validation():
+            outputs = self.predict(data)
+        return self._score(self.task.after_validation(outputs))
+
+    def _score(self, outputs: dict[str, torch.Tensor]) -> dict[str, float]:
         loss = outputs.pop("loss", None)
         metrics = self.task.metrics(outputs)
         return metrics if loss is None else {"loss": float(loss), **metrics}

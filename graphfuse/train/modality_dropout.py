@@ -31,6 +31,14 @@ class ModalityDropout:
     samples at ``p = 0.15``: ``graph-gat`` then scored 50.4 % on test samples without audio,
     against 58.7 % with independent drops, and 95.0 against 93.8 % with every modality; 5 seeds.)
 
+    A modality can only stand in for the others when it predicts the target alone. Where the
+    target lies in what the modalities say together (does the image show the spoken digit?), a
+    sample left with one modality has a label nothing in it predicts, and trains the model on
+    noise: ``keep_one_of`` names the modalities that predict it alone, and the Trainer passes
+    those whose unimodal heads vote (:meth:`~graphfuse.nn.UnimodalHeads.gate_votes`), so that
+    where none does nothing is dropped (on the embedded ``match`` task, where neither does,
+    ``graph-hgt`` scored 84.3 ± 1.6 % so against 82.5 ± 1.9 % with drop-out everywhere, 8 seeds).
+
     Draws come from ``generator`` (default: torch's global one); the Trainer's batches give each
     sample its own, seeded by the run's seed, the sample's index and the epoch, so that runs repeat
     exactly whatever the ``DataLoader`` workers and DDP processes.
@@ -48,26 +56,33 @@ class ModalityDropout:
     def __init__(self, p: float, modalities: Collection[str]) -> None:
         self.p = check_probability(p, "ModalityDropout 'p'")
         self.modalities = tuple(modalities)
-        self._weights: dict[int, torch.Tensor] = {}
+        self._weights: dict[tuple[int, int], torch.Tensor] = {}
 
-    def __call__(self, sample: Mapping[str, Any], generator: torch.Generator | None = None) -> Mapping[str, Any]:
+    def __call__(self, sample: Mapping[str, Any], generator: torch.Generator | None = None,
+                 keep_one_of: Collection[str] | None = None) -> Mapping[str, Any]:
+        """``sample`` with the modalities drawn dropped removed; it keeps one of ``keep_one_of`` at
+        least (default: one of its modalities), and loses nothing when it has none of them."""
         present = [key for key in self.modalities if sample.get(key) is not None]
         if self.p == 0 or len(present) < 2:
             return sample
-        # One draw among the bit masks of dropped modalities 0 .. 2^n - 2 (all dropped is left out).
-        mask = int(torch.multinomial(self._mask_weights(len(present)), 1, generator=generator))
+        anchors = sum(1 << i for i, key in enumerate(present) if keep_one_of is None or key in keep_one_of)
+        if not anchors:
+            return sample
+        # One draw among the bit masks of dropped modalities 0 .. 2^n - 1 (those dropping every anchor left out).
+        mask = int(torch.multinomial(self._mask_weights(len(present), anchors), 1, generator=generator))
         if mask == 0:
             return sample
         gone = {key for i, key in enumerate(present) if mask >> i & 1}
         return {key: value for key, value in sample.items() if key not in gone}
 
-    def _mask_weights(self, n: int) -> torch.Tensor:
-        """The probability, up to a constant, of each dropped-modality mask ``0 .. 2^n - 2``."""
-        if n not in self._weights:
-            dropped = [bin(mask).count("1") for mask in range(2 ** n - 1)]
-            self._weights[n] = torch.tensor([self.p ** k * (1 - self.p) ** (n - k) for k in dropped],
-                                            dtype=torch.float64)
-        return self._weights[n]
+    def _mask_weights(self, n: int, anchors: int) -> torch.Tensor:
+        """The probability, up to a constant, of each dropped-modality mask ``0 .. 2^n - 1``: zero
+        for the masks that drop every modality of the bit mask ``anchors``."""
+        if (n, anchors) not in self._weights:
+            self._weights[n, anchors] = torch.tensor(
+                [self.p ** bin(mask).count("1") * (1 - self.p) ** (n - bin(mask).count("1")) if ~mask & anchors else 0.0
+                 for mask in range(2 ** n)], dtype=torch.float64)
+        return self._weights[n, anchors]
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(p={self.p}, modalities={list(self.modalities)})"

@@ -6,6 +6,9 @@ processes under DDP, are concatenated before ``metrics`` sees them).
 """
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -16,6 +19,8 @@ from graphfuse.nn.heads import ClassificationHead, RegressionHead
 from graphfuse.nn.unimodal import MultimodalOutput, UnimodalHeads
 from graphfuse.train.distributed import all_gather_with_grad
 from graphfuse.train.metrics import classification_metrics, multilabel_metrics, regression_metrics, retrieval_metrics
+
+log = logging.getLogger(__name__)
 
 
 class Task:
@@ -45,6 +50,21 @@ class Task:
 
     def metrics(self, outputs: dict[str, Tensor]) -> dict[str, float]:
         raise NotImplementedError
+
+    def validation(self) -> contextlib.AbstractContextManager:
+        """The context of a validation pass during training; ``outputs`` may keep more in it."""
+        return contextlib.nullcontext()
+
+    def after_validation(self, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """What the Trainer scores of a validation pass's outputs (``loss`` included); a task may
+        adjust the model to the held-out data here and rescore them. The default keeps them."""
+        return outputs
+
+    def informative_modalities(self) -> tuple[str, ...] | None:
+        """The modalities known to predict the target alone, of which modality drop-out leaves
+        every training sample one (see :class:`~graphfuse.train.ModalityDropout`); :obj:`None`
+        when unknown (any modality)."""
+        return None
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(monitor={self.monitor!r})"
@@ -82,6 +102,7 @@ class _HeadTask(Task):
     def __init__(self, head: ClassificationHead | RegressionHead, unimodal: UnimodalHeads | None = None,
                  unimodal_weight: float = 0.0) -> None:
         self.head, self.unimodal, self.unimodal_weight = head, unimodal, unimodal_weight
+        self._recorded: dict[str, Tensor] | None = None
 
     def loss(self, output: Tensor | MultimodalOutput, batch) -> Tensor:
         target = _target(batch, self)
@@ -95,7 +116,58 @@ class _HeadTask(Task):
     def outputs(self, output: Tensor | MultimodalOutput, batch) -> dict[str, Tensor]:
         if isinstance(output, MultimodalOutput):
             output = output.output
-        return _with_target({self.output_key: output.detach().float()}, batch)
+        outputs = _with_target({self.output_key: output.detach().float()}, batch)
+        if self._recorded is not None and len(self._recorded) == 3:
+            outputs.update(self._recorded)
+        return outputs
+
+    @contextlib.contextmanager
+    def validation(self) -> Iterator[None]:
+        """With gated unimodal heads (``UnimodalHeads(gated=True)``), ``outputs`` also keeps the
+        fused head's own output (``"fused"``, before the ensemble) and the heads' predictions
+        (``"unimodal"``, ``"present"``), which :meth:`after_validation` gates the votes on."""
+        if self.unimodal is None or not self.unimodal.gated:
+            yield
+            return
+
+        def keep_fused(module, args, output):
+            self._recorded["fused"] = output.detach().float()
+
+        def keep_unimodal(module, args, output):
+            self._recorded.update(unimodal=output[0].detach().float(), present=output[1])
+
+        self._recorded = {}
+        hooks = [self.head.register_forward_hook(keep_fused), self.unimodal.register_forward_hook(keep_unimodal)]
+        try:
+            yield
+        finally:
+            for hook in hooks:
+                hook.remove()
+            self._recorded = None
+
+    def informative_modalities(self) -> tuple[str, ...] | None:
+        """With gated unimodal heads, the modalities whose heads vote (see
+        :meth:`~graphfuse.nn.UnimodalHeads.gate_votes`)."""
+        if self.unimodal is None or not self.unimodal.gated:
+            return None
+        voting = zip(self.unimodal.node_types, self.unimodal.votes.tolist(), strict=True)
+        return tuple(node_type for node_type, vote in voting if vote)
+
+    def after_validation(self, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Gates the unimodal heads' votes on the validation outputs
+        (:meth:`~graphfuse.nn.UnimodalHeads.gate_votes`) and rescores them with the new votes, so
+        the validation score (and the best epoch it picks) is that of the model as it now is."""
+        fused, unimodal, present = (outputs.pop(key, None) for key in ("fused", "unimodal", "present"))
+        if fused is None or unimodal is None or "target" not in outputs:
+            return outputs
+        before = self.unimodal.votes.tolist()
+        votes = self.unimodal.gate_votes(unimodal, present, outputs["target"])
+        if votes.tolist() != before:
+            voting = zip(self.unimodal.node_types, votes.tolist(), strict=True)
+            log.info("unimodal heads voting after validation: %s",
+                     ", ".join(f"{node_type} {'on' if vote else 'off'}" for node_type, vote in voting))
+        output = self.unimodal.ensemble(fused, unimodal, present)
+        return {**outputs, self.output_key: output, "loss": self.head.loss(output, outputs["target"]).detach()}
 
 
 class ClassificationTask(_HeadTask):

@@ -161,6 +161,23 @@ def test_errors(builder):
         GraphFusionModel({"text": None}, num_classes=3, **SMALL)
     with pytest.raises(ValueError, match="num_classes >= 2"):
         GraphFusionModel(builder, num_classes=1, **SMALL)
+    with pytest.raises(ValueError, match=r"'unimodal_ensemble' must be one of \('gated', True, False\), got 'always'"):
+        GraphFusionModel(builder, num_classes=3, unimodal_ensemble="always", **SMALL)
     net = model(builder)
     with pytest.raises(TypeError, match="takes a PyG batch"):
         net({"text": "a red square"})
+
+
+@pytest.mark.parametrize(("ensemble", "gated"), [("gated", True), (True, False), (False, False)])
+def test_unimodal_ensemble_sets_whether_the_votes_are_gated(builder, ensemble, gated):
+    net = model(builder, unimodal_ensemble=ensemble)
+    assert net.unimodal.gated is gated and net.unimodal.votes.tolist() == [True] * len(builder.modalities)
+    assert model(builder).unimodal.gated  # the default
+
+
+def test_a_state_dict_from_before_vote_gating_loads_with_every_head_voting(builder):
+    net = model(builder)
+    net.unimodal.votes.fill_(False)
+    old = {k: v for k, v in model(builder).state_dict().items() if k != "unimodal.votes"}
+    net.load_state_dict(old)
+    assert net.unimodal.votes.all()

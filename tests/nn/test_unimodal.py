@@ -331,3 +331,86 @@ def test_ensemble_of_heads_forward():
     for b in range(B):
         expected = output[b] + sum(unimodal[b, m].log_softmax(0) for m in range(3) if present[b, m])
         torch.testing.assert_close(out[b], expected, rtol=1e-5, atol=1e-5)  # the log softmax runs in float32
+
+
+# Vote gating ---------------------------------------------------------------------------------------
+def test_heads_whose_votes_are_off_count_as_absent():
+    output, unimodal, present = ensemble_inputs(5)
+    for task in ("classification", "multilabel", "regression"):
+        heads = UnimodalHeads(4, TYPES, 5, task=task)
+        heads.votes.copy_(torch.tensor([True, False, True]))
+        without_image = present.clone()
+        without_image[:, 1] = False
+        torch.testing.assert_close(heads.ensemble(output, unimodal, present),
+                                   UnimodalHeads(4, TYPES, 5, task=task).ensemble(output, unimodal, without_image))
+
+
+def test_votes_are_state_and_reset_with_the_parameters():
+    heads = UnimodalHeads(4, TYPES, 3, gated=True)
+    assert heads.gated and heads.votes.dtype == torch.bool and heads.votes.tolist() == [True] * 3
+    heads.votes[2] = False
+    assert heads.state_dict()["votes"].tolist() == [True, True, False]
+    other = UnimodalHeads(4, TYPES, 3)
+    other.load_state_dict(heads.state_dict())
+    assert other.votes.tolist() == [True, True, False] and not other.gated
+    heads.reset_parameters()
+    assert heads.votes.all()
+    assert repr(heads).endswith("pool='attention', gated=True)") and "gated" not in repr(other)
+
+
+def gating_inputs(task, n=200, seed=0):
+    """Validation predictions of three heads: text knows the target, image is noise, audio is present in one
+    sample only."""
+    generator = torch.Generator().manual_seed(seed)
+    if task == "classification":
+        target = torch.randint(3, (n,), generator=generator)
+        knows = 4.0 * F.one_hot(target, 3).double()
+    elif task == "multilabel":
+        target = torch.randint(2, (n, 3), generator=generator).double()
+        knows = 8.0 * target - 4.0
+    else:
+        target = torch.randn(n, generator=generator, dtype=torch.float64)
+        knows = target.unsqueeze(-1) + 0.1 * torch.randn(n, 1, generator=generator, dtype=torch.float64)
+    noise = torch.randn(knows.shape, generator=generator, dtype=torch.float64)
+    unimodal = torch.stack([knows, noise, noise], dim=1)
+    present = torch.ones(n, 3, dtype=torch.bool)
+    present[1:, 2] = False
+    return unimodal, present, target
+
+
+@pytest.mark.parametrize("task", ["classification", "multilabel", "regression"])
+def test_gate_keeps_the_heads_that_beat_a_constant(task):
+    unimodal, present, target = gating_inputs(task)
+    heads = UnimodalHeads(4, TYPES, unimodal.size(-1), task=task, gated=True)
+    heads.votes[2] = False  # a head with too few samples to judge keeps its vote, whatever it is
+    votes = heads.gate_votes(unimodal, present, target)
+    assert votes.tolist() == [True, False, False] and torch.equal(votes, heads.votes)
+    # the noise head loses even to a constant of the right mean
+    heads.votes.fill_(True)
+    assert heads.gate_votes(unimodal, present, target).tolist() == [True, False, True]
+
+
+def test_constant_of_the_gate_is_the_class_frequencies():
+    """A head predicting the validation class frequencies is the constant itself: no gap, no vote."""
+    target = torch.tensor([0, 0, 0, 1, 1, 2, 0, 1])
+    frequency = torch.bincount(target, minlength=3).double() / target.numel()
+    unimodal = frequency.log().expand(8, 1, 3).clone()
+    heads = UnimodalHeads(4, ["text"], 3)
+    assert not heads.gate_votes(unimodal, torch.ones(8, 1, dtype=torch.bool), target, margin=0.0).item()
+    # a shade better than the constant on every sample: it votes, with or without a margin
+    unimodal[torch.arange(8), 0, target] += 0.05
+    assert heads.gate_votes(unimodal, torch.ones(8, 1, dtype=torch.bool), target, margin=0.0).item()
+    assert heads.gate_votes(unimodal, torch.ones(8, 1, dtype=torch.bool), target).item()  # a sure gain
+    unimodal[torch.arange(4), 0, target[:4]] -= 0.09  # half the samples worse: a small gain, and not a sure one
+    assert heads.gate_votes(unimodal, torch.ones(8, 1, dtype=torch.bool), target, margin=0.0).item()
+    assert not heads.gate_votes(unimodal, torch.ones(8, 1, dtype=torch.bool), target).item()
+
+
+def test_gate_reads_present_pairs_only():
+    unimodal, present, target = gating_inputs("classification", seed=1)
+    present[::2, 0] = False
+    heads = UnimodalHeads(4, TYPES, 3)
+    expected = heads.gate_votes(unimodal, present, target)
+    unimodal[::2, 0] = 1e6 * torch.randn(unimodal[::2, 0].shape, dtype=unimodal.dtype)  # absent placeholders
+    assert torch.equal(heads.gate_votes(unimodal, present, target), expected)
+    assert expected[0]

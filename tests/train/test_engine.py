@@ -14,6 +14,7 @@ from graphfuse.train import (
     save_checkpoint,
 )
 from graphfuse.train.engine import set_deterministic
+from graphfuse.train.modality_dropout import ModalityDropout
 
 FAST = dict(batch_size=8, lr=1e-2, progress=False)
 
@@ -308,7 +309,7 @@ def test_early_stopping_counts_epochs_since_the_last_improvement(make_model, sma
 @pytest.mark.parametrize("patience", [1, 2])
 def test_early_stopping_when_the_monitor_cannot_improve(make_model, small, patience):
     train, val = small
-    model = make_model(materialize=True)
+    model = make_model(materialize=True, unimodal_ensemble=True)  # no votes to gate: nothing may change
     before = state_of(model)
     history = Trainer(model, epochs=10, patience=patience, **{**FAST, "lr": 0.0}).fit(train[:16], val)
     assert len(history) == patience + 1
@@ -334,6 +335,54 @@ def test_a_monitor_the_run_does_not_record_is_refused(make_model, small, monitor
     trainer = Trainer(make_model(), epochs=2, patience=1, monitor=monitor, **FAST)
     with pytest.raises(ValueError, match=message):
         trainer.fit(train[:8], val[:4] if with_val else None)
+
+
+# Unimodal votes ---------------------------------------------------------------------------------------
+def test_validation_gates_the_votes_of_heads_that_learn_nothing(make_model, colour_data):
+    """The colour word is in the text; the image is noise: its head must stop voting, the text's keeps on."""
+    model = make_model()
+    assert model.unimodal.gated and model.task.informative_modalities() == ("text", "image")
+    trainer = Trainer(model, epochs=3, **{**FAST, "lr": 3e-2})
+    history = trainer.fit(colour_data["train"], colour_data["val"])
+    assert list(model.unimodal.node_types) == ["text", "image"]
+    assert model.unimodal.votes.tolist() == [True, False]
+    assert model.task.informative_modalities() == ("text",)
+    # what validation recorded is the model with its new votes: the test-time model
+    metrics = trainer.evaluate(colour_data["val"])
+    assert metrics["accuracy"] == history[-1]["val_accuracy"]
+    assert metrics["loss"] == pytest.approx(history[-1]["val_loss"], rel=1e-6)
+
+
+def test_without_validation_data_or_gating_every_head_votes(make_model, colour_data):
+    model = make_model()
+    Trainer(model, epochs=2, **FAST).fit(colour_data["train"])
+    assert model.unimodal.votes.all()
+    model = make_model(unimodal_ensemble=True)
+    Trainer(model, epochs=2, **FAST).fit(colour_data["train"], colour_data["val"])
+    assert model.unimodal.votes.all() and model.task.informative_modalities() is None
+
+
+def test_modality_dropout_keeps_a_modality_whose_head_votes(make_model, colour_data, monkeypatch):
+    """Once the image's head stops voting, no training sample is left with the image alone."""
+    kept, asked = [], []
+    dropout = ModalityDropout.__call__
+
+    def spy(self, sample, generator=None, keep_one_of=None):
+        out = dropout(self, sample, generator, keep_one_of)
+        asked.append(keep_one_of)
+        kept.append(frozenset(key for key in ("text", "image") if key in out))
+        return out
+
+    monkeypatch.setattr(ModalityDropout, "__call__", spy)
+    model = make_model()
+    train = colour_data["train"]
+    Trainer(model, epochs=3, modality_dropout=0.4, **{**FAST, "lr": 3e-2}).fit(train, colour_data["val"])
+    assert model.unimodal.votes.tolist() == [True, False]
+    first, last = slice(-3 * len(train), -2 * len(train)), slice(-len(train), None)  # the epochs' samples
+    assert set(asked[first]) == {("text", "image")}  # every head votes until the first validation
+    assert frozenset({"image"}) in kept[first]
+    assert set(asked[last]) == {("text",)} and frozenset({"image"}) not in kept[last]
+    assert frozenset({"text"}) in kept[last]  # the image is still dropped
 
 
 # Schedules, precision, determinism ---------------------------------------------------------------------

@@ -20,8 +20,8 @@ def sample(*modalities, **extra):
     return {**{m: f"{m}-nodes" for m in modalities}, **extra}
 
 
-def draws(dropout, item, n, generator=None):
-    return [frozenset(dropout(item, generator)) for _ in range(n)]
+def draws(dropout, item, n, generator=None, keep_one_of=None):
+    return [frozenset(dropout(item, generator, keep_one_of)) for _ in range(n)]
 
 
 def test_zero_probability_returns_the_same_object():
@@ -135,6 +135,37 @@ def test_kept_subsets_follow_independent_drops():
     assert 4.0 < counts[2] / counts[1] < 8.0, counts
 
 
+def test_keep_one_of_is_never_all_dropped_and_the_others_drop_at_p():
+    dropout = ModalityDropout(0.5, MODALITIES)
+    item = sample(*MODALITIES)
+    torch.manual_seed(0)
+    kept = draws(dropout, item, 4000, keep_one_of=("image",))
+    assert all("image" in keys for keys in kept)
+    for modality in ("text", "audio"):  # independent of the anchor, so exactly p
+        assert abs(sum(modality not in keys for keys in kept) / len(kept) - 0.5) < 0.03
+    # two anchors: one of them at least stays, each is dropped (p - p^2) / (1 - p^2) of the time
+    kept = draws(dropout, item, 4000, keep_one_of=("image", "audio"))
+    assert all(keys & {"image", "audio"} for keys in kept)
+    assert abs(sum("audio" not in keys for keys in kept) / len(kept) - (0.5 - 0.25) / (1 - 0.25)) < 0.03
+
+
+def test_keep_one_of_every_modality_is_the_default():
+    dropout = ModalityDropout(0.3, MODALITIES)
+    torch.manual_seed(0)
+    default = draws(dropout, sample(*MODALITIES), 300)
+    torch.manual_seed(0)
+    assert draws(dropout, sample(*MODALITIES), 300, keep_one_of=MODALITIES) == default
+
+
+def test_a_sample_with_nothing_to_keep_loses_nothing():
+    generator = torch.Generator().manual_seed(0)
+    state = generator.get_state()
+    item = sample("text", "image")
+    for keep_one_of in ((), ("audio",)):
+        assert ModalityDropout(0.9, MODALITIES)(item, generator, keep_one_of) is item
+    assert torch.equal(generator.get_state(), state)
+
+
 @pytest.mark.parametrize("p", [-0.1, 1.0, 1, 1.5, True, "0.1", None, float("nan")])
 def test_bad_probability(p):
     with pytest.raises(ValueError, match=r"ModalityDropout 'p' is a probability in \[0, 1\)"):
@@ -214,14 +245,14 @@ def test_collate_dropout_depends_on_seed_epoch_and_index_only(builder, items):
     other samples, or how many batches came before."""
     collate = GraphCollate(builder, keep_samples=True, modality_dropout=0.9)
     for epoch in (0, 3):
-        keyed = [((i, epoch), item) for i, item in items]
+        keyed = [((i, epoch, None), item) for i, item in items]
         whole = kept_modalities(collate(keyed))
         assert kept_modalities(collate(keyed[::-1])) == whole
         assert kept_modalities(collate([keyed[4], keyed[1]])) == {i: whole[i] for i in (4, 1)}
         for key_item in keyed:
             assert kept_modalities(collate([key_item])) == {key_item[0][0]: whole[key_item[0][0]]}
     plain = kept_modalities(collate(items))
-    assert kept_modalities(collate([((i, 0), item) for i, item in items])) == plain  # an int key is epoch 0
+    assert kept_modalities(collate([((i, 0, None), item) for i, item in items])) == plain  # an int key is epoch 0
 
     # the index, not the sample's content, picks the draw: one sample under many indices
     nodes = items[0][1]
@@ -233,7 +264,7 @@ def test_collate_dropout_depends_on_seed_epoch_and_index_only(builder, items):
 def test_collate_dropout_differs_between_epochs_and_seeds(builder, items):
     def outcome(seed, epoch):
         collate = GraphCollate(builder, keep_samples=True, modality_dropout=0.9, seed=seed)
-        return kept_modalities(collate([((i, epoch), item) for i, item in items]))
+        return kept_modalities(collate([((i, epoch, None), item) for i, item in items]))
 
     by_epoch = [outcome(0, epoch) for epoch in range(4)]
     assert all(a != b for a, b in itertools.combinations(by_epoch, 2))
@@ -244,15 +275,24 @@ def test_collate_drops_each_modality_with_probability_p(builder, items):
     """The (seed, epoch, index) generators drop each modality as often as p says, over indices and epochs."""
     collate = GraphCollate(builder, keep_samples=True, modality_dropout=0.4)
     nodes = items[0][1]
-    batches = [collate([((i, epoch), nodes) for i in range(100)]) for epoch in range(3)]
+    batches = [collate([((i, epoch, None), nodes) for i in range(100)]) for epoch in range(3)]
     kept = [k for batch in batches for k in kept_modalities(batch).values()]
     expected = (0.4 - 0.4 ** 3) / (1 - 0.4 ** 3)  # independent drops, one modality at least kept
     for modality in MODALITIES:
         assert abs(sum(modality not in k for k in kept) / 300 - expected) < 0.1  # binomial std is below 0.03
 
 
+def test_collate_keeps_one_of_the_modalities_its_key_names(builder, items):
+    collate = GraphCollate(builder, keep_samples=True, modality_dropout=0.9)
+    nodes = items[0][1]
+    kept = kept_modalities(collate([((i, 0, ("image",)), nodes) for i in range(60)])).values()
+    assert all("image" in k for k in kept) and any(k == {"image"} for k in kept)
+    untouched = kept_modalities(collate([((i, 0, ()), nodes) for i in range(20)])).values()
+    assert all(k == set(MODALITIES) for k in untouched)
+
+
 def test_collate_without_dropout_ignores_the_epoch(builder, items):
-    batch = GraphCollate(builder, modality_dropout=0.0)([((i, 7), item) for i, item in items])
+    batch = GraphCollate(builder, modality_dropout=0.0)([((i, 7, None), item) for i, item in items])
     assert_same_graph(batch, builder.collate([nodes for _, (nodes, _) in items]))
     assert batch.sample_index.tolist() == list(range(6))
 
@@ -264,21 +304,22 @@ def test_indexed_dataset_returns_the_key_and_the_item():
     assert len(dataset) == 5
     key, item = dataset[3]
     assert key == 3 and item is data[3]
-    key, item = dataset[(2, 7)]
-    assert key == (2, 7) and item is data[2]
-    assert dataset[(4, 0)][1] is data[4] and dataset[-1][1] is data[4]
+    key, item = dataset[(2, 7, ("text",))]
+    assert key == (2, 7, ("text",)) and item is data[2]
+    assert dataset[(4, 0, None)][1] is data[4] and dataset[-1][1] is data[4]
     with pytest.raises(TypeError, match="The validation data must be a sequence"):
         IndexedDataset(iter(data), role="validation")
     with pytest.raises(ValueError, match="The training data is empty"):
         IndexedDataset([])
 
 
-def test_epoch_sampler_tags_indices_with_the_epoch():
+def test_epoch_sampler_tags_indices_with_the_epoch_and_the_modalities_to_keep():
     sampler = EpochSampler(torch.utils.data.SequentialSampler(range(4)))
     assert len(sampler) == 4
-    assert list(sampler) == [(0, 0), (1, 0), (2, 0), (3, 0)]
+    assert list(sampler) == [(0, 0, None), (1, 0, None), (2, 0, None), (3, 0, None)]
     sampler.set_epoch(2)  # SequentialSampler has no set_epoch: only the tag changes
-    assert list(sampler) == [(0, 2), (1, 2), (2, 2), (3, 2)]
+    sampler.keep_one_of = ("image",)
+    assert list(sampler) == [(i, 2, ("image",)) for i in range(4)]
 
 
 def test_epoch_sampler_passes_set_epoch_to_a_distributed_sampler():
@@ -294,8 +335,8 @@ def test_epoch_sampler_passes_set_epoch_to_a_distributed_sampler():
         reference = distributed()
         reference.set_epoch(epoch)
         pairs = list(sampler)
-        assert pairs == [(index, epoch) for index in reference]
-        orders.append([index for index, _ in pairs])
+        assert pairs == [(index, epoch, None) for index in reference]
+        orders.append([index for index, _, _ in pairs])
     assert all(a != b for a, b in itertools.combinations(orders, 2))  # the shuffle follows the epoch
 
 
