@@ -17,7 +17,8 @@ Sources (installed on the machine, nothing downloaded):
 distractor, in noise, where the class name is replaced by a distractor with probability
 ``1 - speech_rate``; a written description of distractor words that holds the class name with
 probability ``text_rate``. Each modality alone is an imperfect guess, and no node of one
-corresponds to a node of another: the task builder joins them by ``"full"`` cross-modal edges.
+corresponds to a node of another: the task builder joins them by strided cross-modal edges, a
+few per node spread evenly over the other modality.
 
 Training samples come from the 60,000 training photographs, validation and test samples from two
 disjoint halves of the 10,000 test photographs (a seeded split); within a split no photograph is

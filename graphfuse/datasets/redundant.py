@@ -4,8 +4,8 @@ The sources are those of :mod:`graphfuse.datasets.digits` (scikit-learn's ``load
 espeak-ng speech, generated captions; nothing downloaded), and every split keeps that module's
 disjoint handwritten images and voices (validation and test voices are never heard in training).
 No node of one modality corresponds to a node of another, so the task builders join every pair of
-modalities by ``"full"`` cross-modal edges: nothing about which node matches which is built into
-the graph.
+modalities by strided cross-modal edges, a few per node spread evenly over the other modality:
+nothing about which node matches which is built into the graph.
 
 Two datasets:
 

@@ -103,13 +103,23 @@ def digits_task(quick: bool = False, seed: int = 0) -> TaskData:
                                 "handwritten one, word markers)")
 
 
-def _full_cross(names: Sequence[str]) -> list:
-    """``"full"`` cross-modal edges between every pair of ``names``: nothing says which node matches which."""
+#: Cross-modal edges each node receives from every other modality in the tasks with no pairing.
+CROSS_BUDGET = 4
+
+
+def _strided_cross(names: Sequence[str]) -> list:
+    """:class:`~graphfuse.graph.StridedBipartite` cross-modal edges between every pair of ``names``:
+    each node receives :data:`CROSS_BUDGET` edges spread evenly over the other modality, so nothing
+    says which node matches which, and a node hears another modality through about as many
+    messages as its own neighbours send it, at a cost linear in length. (Full edges sent a patch a
+    hundred audio messages beside its four grid neighbours. Each graph method re-tuned for each
+    kind of edges, 3 seeds: the best graph method scored 91.8 against 90.8 with full edges on
+    ``redundant-digits``, 82.4 against 83.2 on ``fashion`` and 85.4 against 83.1 on ``match``.)"""
     from itertools import combinations
 
-    from graphfuse.graph import CrossEdges
+    from graphfuse.graph import CrossEdges, StridedBipartite
 
-    return [CrossEdges(a, b, "full") for a, b in combinations(names, 2)]
+    return [CrossEdges(a, b, StridedBipartite(CROSS_BUDGET)) for a, b in combinations(names, 2)]
 
 
 def _audio_modality():
@@ -121,13 +131,13 @@ def _audio_modality():
 
 def redundant_builder() -> GraphBuilder:
     """Caption tokens, 4x4-pixel patches of the noisy digit and 50 ms log-mel frames of the spoken
-    word, with full cross-modal edges between every pair."""
+    word, with strided cross-modal edges between every pair (see :func:`_strided_cross`)."""
     from graphfuse.datasets.redundant import REDUNDANT_VOCABULARY
     from graphfuse.modalities import ImageModality, TextModality, Tokenizer
 
     return GraphBuilder({"text": TextModality(Tokenizer(list(REDUNDANT_VOCABULARY))),
                          "image": ImageModality(patch_size=4, channels=1), "audio": _audio_modality()},
-                        cross=_full_cross(("text", "image", "audio")))
+                        cross=_strided_cross(("text", "image", "audio")))
 
 
 @register_task("redundant-digits")
@@ -143,11 +153,11 @@ def redundant_digits_task(quick: bool = False, seed: int = 0) -> TaskData:
 
 def match_builder() -> GraphBuilder:
     """4x4-pixel patches of the handwritten digit and 50 ms log-mel frames of the spoken one, with
-    full cross-modal edges."""
+    strided cross-modal edges (see :func:`_strided_cross`)."""
     from graphfuse.modalities import ImageModality
 
     return GraphBuilder({"image": ImageModality(patch_size=4, channels=1), "audio": _audio_modality()},
-                        cross=_full_cross(("image", "audio")))
+                        cross=_strided_cross(("image", "audio")))
 
 
 @register_task("match")
@@ -163,13 +173,14 @@ def match_task(quick: bool = False, seed: int = 0) -> TaskData:
 
 def fashion_builder() -> GraphBuilder:
     """Description tokens, 7x7-pixel patches of the 28x28 photograph (16 patches) and 50 ms
-    log-mel frames of the spoken description, with full cross-modal edges between every pair."""
+    log-mel frames of the spoken description, with strided cross-modal edges between every pair
+    (see :func:`_strided_cross`)."""
     from graphfuse.datasets.fashion import FASHION_VOCABULARY
     from graphfuse.modalities import ImageModality, TextModality, Tokenizer
 
     return GraphBuilder({"text": TextModality(Tokenizer(list(FASHION_VOCABULARY))),
                          "image": ImageModality(patch_size=7, channels=1), "audio": _audio_modality()},
-                        cross=_full_cross(("text", "image", "audio")))
+                        cross=_strided_cross(("text", "image", "audio")))
 
 
 @register_task("fashion")
