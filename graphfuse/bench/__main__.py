@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import sys
@@ -11,6 +12,9 @@ from graphfuse.bench import ablation, accuracy, build, throughput, tune
 from graphfuse.io import atomic_write_text
 
 SUBCOMMANDS = {"build": build, "throughput": throughput, "accuracy": accuracy, "ablation": ablation, "tune": tune}
+#: Modules of the ``bench`` extra each subcommand needs whatever its options (speech synthesis, which
+#: only some tasks need, says so itself when it runs).
+NEEDS = {"accuracy": ("matplotlib",), "ablation": ("matplotlib",)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,6 +31,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    missing = [name for name in NEEDS.get(args.command, ()) if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f"error: python -m graphfuse.bench {args.command} needs {', '.join(missing)}, which the benchmark "
+              f"extra brings: pip install 'graphfuse[bench]'", file=sys.stderr)
+        return 2
     if args.json is not None and not args.json.parent.is_dir():
         print(f"error: --json folder '{args.json.parent}' does not exist; create it first", file=sys.stderr)
         return 2

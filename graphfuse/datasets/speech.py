@@ -60,7 +60,9 @@ class _Engine:
         try:
             import espeakng_loader
         except ImportError as error:
-            raise ImportError("speech synthesis needs espeak-ng: pip install espeakng-loader") from error
+            raise ImportError("speech synthesis needs espeak-ng, which the benchmark extra brings: "
+                              "pip install 'graphfuse[bench]' (espeakng-loader; espeak-ng is GPL-3.0-or-later)"
+                              ) from error
         self.library = ctypes.CDLL(espeakng_loader.get_library_path())
         rate = self.library.espeak_Initialize(_AUDIO_OUTPUT_RETRIEVAL, 0,
                                               espeakng_loader.get_data_path().encode(), 0)
