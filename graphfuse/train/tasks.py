@@ -117,7 +117,7 @@ class _HeadTask(Task):
         if isinstance(output, MultimodalOutput):
             output = output.output
         outputs = _with_target({self.output_key: output.detach().float()}, batch)
-        if self._recorded is not None and len(self._recorded) == 3:
+        if self._recorded is not None and self._recorded.keys() >= {"fused", "unimodal", "present"}:
             outputs.update(self._recorded)
         return outputs
 
@@ -160,12 +160,10 @@ class _HeadTask(Task):
         fused, unimodal, present = (outputs.pop(key, None) for key in ("fused", "unimodal", "present"))
         if fused is None or unimodal is None or "target" not in outputs:
             return outputs
-        before = self.unimodal.votes.tolist()
-        votes = self.unimodal.gate_votes(unimodal, present, outputs["target"])
-        if votes.tolist() != before:
-            voting = zip(self.unimodal.node_types, votes.tolist(), strict=True)
-            log.info("unimodal heads voting after validation: %s",
-                     ", ".join(f"{node_type} {'on' if vote else 'off'}" for node_type, vote in voting))
+        before = self.informative_modalities()
+        self.unimodal.gate_votes(unimodal, present, outputs["target"])
+        if self.informative_modalities() != before:
+            log.info("unimodal heads voting after validation: %s", ", ".join(self.informative_modalities()) or "none")
         output = self.unimodal.ensemble(fused, unimodal, present)
         return {**outputs, self.output_key: output, "loss": self.head.loss(output, outputs["target"]).detach()}
 
