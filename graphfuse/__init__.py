@@ -1,13 +1,15 @@
 """graphfuse: graph-based multimodal fusion on PyTorch Geometric."""
-from graphfuse.graph import CrossEdges, GraphBuilder, VirtualNodes
-from graphfuse.modalities import (
+from graphfuse.data import (
     AudioModality,
+    CrossEdges,
     FeatureModality,
+    GraphBuilder,
     ImageModality,
     Modality,
     NodeSet,
     TextModality,
     Tokenizer,
+    VirtualNodes,
     register_modality,
 )
 

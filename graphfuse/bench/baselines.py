@@ -31,7 +31,7 @@ from torch_geometric.data import Batch
 from torch_geometric.nn import GATConv, GCNConv, HeteroConv, HGTConv, SAGEConv
 from torch_geometric.utils import scatter, to_dense_batch
 
-from graphfuse.graph import to_dgl
+from graphfuse.data import to_dgl
 from graphfuse.nn.flat import Metadata
 from graphfuse.nn.readout import check_node_dicts
 from graphfuse.typing import EdgeType, NodeType, import_dgl
@@ -83,7 +83,7 @@ def prepare_pyg(batch: Batch) -> PreparedBatch:
 
 
 def prepare_dgl(batch: Batch) -> PreparedBatch:
-    """The batch as a DGL heterograph (:func:`graphfuse.graph.to_dgl`, which keeps PyG's node order
+    """The batch as a DGL heterograph (:func:`graphfuse.data.to_dgl`, which keeps PyG's node order
     per type, so ``batch_dict`` still indexes its nodes) and the sample indices."""
     return PreparedBatch(to_dgl(batch), batch.batch_dict, batch.num_graphs)
 

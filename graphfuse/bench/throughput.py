@@ -39,9 +39,16 @@ import torch_geometric
 
 from graphfuse.bench.baselines import BASELINES, mean_per_sample
 from graphfuse.bench.timing import ALLOCATORS, configure_allocator, interleaved_seconds, return_freed_memory
+from graphfuse.data import (
+    AudioModality,
+    CrossEdges,
+    FullBipartite,
+    GraphBuilder,
+    ImageModality,
+    TextModality,
+    Tokenizer,
+)
 from graphfuse.datasets import WORDS, synthetic_samples
-from graphfuse.graph import CrossEdges, FullBipartite, GraphBuilder
-from graphfuse.modalities import AudioModality, ImageModality, TextModality, Tokenizer
 from graphfuse.nn import FlatGraph, FusionEncoder, NodeEncoders
 from graphfuse.typing import dgl_importable
 

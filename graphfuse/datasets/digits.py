@@ -57,7 +57,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("GRAPHFUSE_CACHE", Path.home() / ".cache" / "graphfuse"))
 
 
-def _check_split(split: str) -> None:
+def check_split(split: str) -> None:
     if split not in IMAGE_SPLITS:
         raise ValueError(f"split must be one of {tuple(IMAGE_SPLITS)}, got {split!r}")
 
@@ -77,7 +77,7 @@ def _digit_images() -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
 
 def digit_images(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     """The handwritten ``[N, 8, 8]`` images (in [0, 1]) and labels of one split of ``load_digits``."""
-    _check_split(split)
+    check_split(split)
     images, labels, splits = _digit_images()
     index = splits[split]
     return torch.from_numpy(images[index]), torch.from_numpy(labels[index])
@@ -121,7 +121,7 @@ def word_clips() -> tuple[list[Voice], dict[str, list[np.ndarray]]]:
     return _voices(), spoken_clips(CAPTION_WORDS, cache_dir() / f"speech-words-v{_CACHE_VERSION}.pt")
 
 
-def _voice_pool(split: str) -> np.ndarray:
+def voice_pool(split: str) -> np.ndarray:
     """Voice settings of a split: train gets 2/3 of them, validation and test the rest."""
     count = len(_voices())
     order = np.random.default_rng(2).permutation(count)
@@ -180,12 +180,12 @@ def spoken_sequence_digits(num_samples: int, split: str = "train", seed: int = 0
                            ) -> list[tuple[dict, int]]:
     """``(sample, label)`` pairs: ``{"text": {"tokens", "spans"}, "image": [8, 8], "audio":
     (waveform, AUDIO_RATE)}`` and the kept spoken digit (see the module docstring)."""
-    _check_split(split)
+    check_split(split)
     if not 2 <= words <= 10:
         raise ValueError(f"spoken_sequence_digits 'words' must be 2-10 (distinct digits), got {words}")
     images, labels = digit_images(split)
     by_class = [torch.nonzero(labels == d).flatten() for d in range(10)]
-    voices = _voice_pool(split)
+    voices = voice_pool(split)
     rng = np.random.default_rng([seed, list(IMAGE_SPLITS).index(split)])
     data = []
     for _ in range(num_samples):
@@ -225,7 +225,7 @@ def digit_canvases(groups: dict[str, int], seed: int = 0, per_group: int = 3, sp
     "spans"}, "image": [16, 16], "audio": (waveform, AUDIO_RATE)}`` (no ``"audio"`` nor spans
     without ``speech``). No layout appears in two splits."""
     for split in groups:
-        _check_split(split)
+        check_split(split)
     rng = np.random.default_rng(seed)
     stream = _layouts(rng, sum(groups.values()), per_group)
     out, start = {}, 0
@@ -240,7 +240,7 @@ def _canvases(layouts: list[list[tuple[int, int]]], split: str, rng: np.random.G
               snr_db: tuple[float, float]) -> list[dict]:
     images, labels = digit_images(split)
     by_class = [torch.nonzero(labels == d).flatten() for d in range(10)]
-    voices = _voice_pool(split)
+    voices = voice_pool(split)
     data = []
     for layout in layouts:
         canvas = torch.zeros(16, 16)

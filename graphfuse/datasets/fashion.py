@@ -40,19 +40,19 @@ import torch
 from graphfuse.datasets.digits import (
     AUDIO_RATE,
     IMAGE_SPLITS,
-    _check_split,
-    _voice_pool,
     cache_dir,
+    check_split,
     mix_clips,
     spoken_clips,
+    voice_pool,
 )
 from graphfuse.datasets.redundant import (
-    _check_count,
-    _check_noise,
-    _check_range,
-    _check_rate,
-    _named,
     caption,
+    caption_class,
+    check_count,
+    check_noise,
+    check_range,
+    check_rate,
     noisy_image,
 )
 
@@ -66,7 +66,7 @@ TEXT_DISTRACTORS = ("a", "the", "this", "is", "my", "new", "old", "nice", "item"
                     "good", "clean", "size", "of", "here")
 #: Every text spoken, in synthesis order.
 FASHION_SPOKEN_WORDS = FASHION_CLASSES + SPOKEN_DISTRACTORS
-#: Every token of a description, split as :class:`~graphfuse.modalities.Tokenizer` splits them.
+#: Every token of a description, split as :class:`~graphfuse.data.modalities.Tokenizer` splits them.
 FASHION_VOCABULARY = tuple(dict.fromkeys(
     token for phrase in TEXT_DISTRACTORS + FASHION_CLASSES for token in re.findall(r"\w+|[^\w\s]", phrase)))
 #: Names the folder of the four Fashion-MNIST files, instead of :data:`DEFAULT_FASHION_MNIST`.
@@ -171,7 +171,7 @@ def fashion_images(split: str = "train", folder: str | os.PathLike | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """The photographs (``uint8 [N, 28, 28]``, grey levels 0-255) and labels of one split: the
     training file for ``"train"``, disjoint halves of the test file for ``"val"`` and ``"test"``."""
-    _check_split(split)
+    check_split(split)
     images, labels = load_fashion_mnist("train" if split == "train" else "t10k", folder)
     index = _split_index(split, len(images))
     return torch.from_numpy(images[index]), torch.from_numpy(labels[index])
@@ -219,19 +219,19 @@ def fashion_samples(num_samples: int, split: str = "train", seed: int = 0, image
             names a wrong one (drawn uniformly) instead of none. (default: :obj:`0.0`)
         folder (str, optional): the Fashion-MNIST folder. (default: :func:`fashion_mnist_folder`)
     """
-    _check_split(split)
-    _check_count(num_samples, "fashion_samples 'num_samples'")
-    _check_noise(image_noise, "fashion_samples 'image_noise'")
+    check_split(split)
+    check_count(num_samples, "fashion_samples 'num_samples'")
+    check_noise(image_noise, "fashion_samples 'image_noise'")
     if isinstance(occlusion, bool) or not isinstance(occlusion, int) or not 0 <= occlusion <= 28:
         raise ValueError(f"fashion_samples 'occlusion' must be a square's side in pixels, 0-28, got {occlusion!r}")
-    _check_range(snr_db, "fashion_samples 'snr_db'")
-    _check_rate(speech_rate, "fashion_samples 'speech_rate'")
-    _check_rate(text_rate, "fashion_samples 'text_rate'")
-    _check_rate(text_wrong, "fashion_samples 'text_wrong'")
+    check_range(snr_db, "fashion_samples 'snr_db'")
+    check_rate(speech_rate, "fashion_samples 'speech_rate'")
+    check_rate(text_rate, "fashion_samples 'text_rate'")
+    check_rate(text_wrong, "fashion_samples 'text_wrong'")
     images, labels = load_fashion_mnist("train" if split == "train" else "t10k", folder)
     pool = _split_index(split, len(images))
     clips = fashion_clips()
-    voices = _voice_pool(split)
+    voices = voice_pool(split)
     rng = np.random.default_rng([seed, list(IMAGE_SPLITS).index(split), 3])
     chosen = pool[rng.choice(len(pool), num_samples, replace=num_samples > len(pool))]
     data = []
@@ -246,7 +246,7 @@ def fashion_samples(num_samples: int, split: str = "train", seed: int = 0, image
             spoken.append(last)
         voice = int(rng.choice(voices))
         audio, _ = mix_clips([clips[word][voice] for word in spoken], rng, float(rng.uniform(*snr_db)))
-        named = _named(rng, label, len(FASHION_CLASSES), text_rate, text_wrong)
+        named = caption_class(rng, label, len(FASHION_CLASSES), text_rate, text_wrong)
         text = caption(rng, TEXT_DISTRACTORS, None if named is None else FASHION_CLASSES[named])
         data.append(({"text": text, "image": image, "audio": (audio, AUDIO_RATE)}, label))
     return data

@@ -15,7 +15,7 @@ the majority over slots of a per-slot value :math:`v_s`:
   modality alone, or any pooled summary of each that forgets which node is in which slot, says
   nothing about the label.
 
-:func:`interaction_builder` joins the modalities by :class:`~graphfuse.graph.TemporalAlignment`, so a
+:func:`interaction_builder` joins the modalities by :class:`~graphfuse.data.TemporalAlignment`, so a
 graph model gets the slot pairing as edges; other methods see each node's time and must learn it.
 """
 from __future__ import annotations
@@ -23,8 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from graphfuse.graph import CrossEdges, GraphBuilder, TemporalAlignment
-from graphfuse.modalities import FeatureModality
+from graphfuse.data import CrossEdges, FeatureModality, GraphBuilder, TemporalAlignment
 
 INTERACTIONS = ("redundancy", "uniqueness", "synergy")
 

@@ -27,10 +27,10 @@ from graphfuse.datasets.digits import (
     AUDIO_RATE,
     DIGIT_WORDS,
     IMAGE_SPLITS,
-    _check_split,
-    _voice_pool,
+    check_split,
     digit_images,
     mix_clips,
+    voice_pool,
     word_clips,
 )
 
@@ -44,24 +44,24 @@ WORD_MARGIN = (0.05, 0.4)
 _STREAMS = {"redundant": 1, "match": 2}
 
 
-def _check_rate(value: float, what: str) -> None:
+def check_rate(value: float, what: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
         raise ValueError(f"{what} must be a probability in [0, 1], got {value!r}")
 
 
-def _check_noise(value: float, what: str) -> None:
+def check_noise(value: float, what: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0.0:
         raise ValueError(f"{what} must be a standard deviation >= 0, got {value!r}")
 
 
-def _check_range(value: tuple[float, float], what: str) -> None:
+def check_range(value: tuple[float, float], what: str) -> None:
     if (not isinstance(value, (tuple, list)) or len(value) != 2
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in value)
             or value[0] > value[1]):
         raise ValueError(f"{what} must be a (low, high) pair of finite numbers with low <= high, got {value!r}")
 
 
-def _check_count(value: int, what: str) -> None:
+def check_count(value: int, what: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{what} must be an integer >= 0, got {value!r}")
 
@@ -83,7 +83,8 @@ def caption(rng: np.random.Generator, filler: tuple[str, ...], name: str | None,
     return " ".join(words[:at] + named + words[at:])
 
 
-def _named(rng: np.random.Generator, label: int, classes: int, text_rate: float, text_wrong: float) -> int | None:
+def caption_class(rng: np.random.Generator, label: int, classes: int, text_rate: float,
+                  text_wrong: float) -> int | None:
     """Which class a caption names: ``label`` with probability ``text_rate``, else with probability
     ``text_wrong`` another class drawn uniformly, else none (``None``). Three draws, always."""
     right, wrong, other = rng.random(), rng.random(), int(rng.integers(1, classes))
@@ -127,19 +128,19 @@ def redundant_digits(num_samples: int, split: str = "train", seed: int = 0, imag
             names a wrong one (drawn uniformly) instead of no digit. (default: :obj:`0.0`, such a
             caption has filler words only)
     """
-    _check_split(split)
-    _check_count(num_samples, "redundant_digits 'num_samples'")
-    _check_noise(image_noise, "redundant_digits 'image_noise'")
-    _check_range(snr_db, "redundant_digits 'snr_db'")
-    _check_rate(text_rate, "redundant_digits 'text_rate'")
-    _check_rate(text_wrong, "redundant_digits 'text_wrong'")
+    check_split(split)
+    check_count(num_samples, "redundant_digits 'num_samples'")
+    check_noise(image_noise, "redundant_digits 'image_noise'")
+    check_range(snr_db, "redundant_digits 'snr_db'")
+    check_rate(text_rate, "redundant_digits 'text_rate'")
+    check_rate(text_wrong, "redundant_digits 'text_wrong'")
     images, by_class, voices, rng = _sources(split, seed, "redundant")
     data = []
     for _ in range(num_samples):
         label = int(rng.integers(10))
         image = noisy_image(images[int(rng.choice(by_class[label]))], rng, image_noise)
         audio = _spoken_digit(label, voices, rng, snr_db)
-        named = _named(rng, label, 10, text_rate, text_wrong)
+        named = caption_class(rng, label, 10, text_rate, text_wrong)
         text = caption(rng, FILLER_WORDS, None if named is None else DIGIT_WORDS[named])
         data.append(({"text": text, "image": image, "audio": (audio, AUDIO_RATE)}, label))
     return data
@@ -162,10 +163,10 @@ def matching_digits(num_samples: int, split: str = "train", seed: int = 0, image
         snr_db (tuple, optional): the range of the speech's signal-to-noise ratio in dB.
             (default: :obj:`(5.0, 20.0)`)
     """
-    _check_split(split)
-    _check_count(num_samples, "matching_digits 'num_samples'")
-    _check_noise(image_noise, "matching_digits 'image_noise'")
-    _check_range(snr_db, "matching_digits 'snr_db'")
+    check_split(split)
+    check_count(num_samples, "matching_digits 'num_samples'")
+    check_noise(image_noise, "matching_digits 'image_noise'")
+    check_range(snr_db, "matching_digits 'snr_db'")
     images, by_class, voices, rng = _sources(split, seed, "match")
     matches = rng.permutation(np.arange(num_samples) < (num_samples + 1) // 2)
     data = []
@@ -182,5 +183,5 @@ def _sources(split: str, seed: int, stream: str) -> tuple[torch.Tensor, list[tor
                                                          np.random.Generator]:
     """The split's digit images, their indices per class, its voices and the generator of ``stream``."""
     images, labels = digit_images(split)
-    return images, [torch.nonzero(labels == d).flatten() for d in range(10)], _voice_pool(split), \
+    return images, [torch.nonzero(labels == d).flatten() for d in range(10)], voice_pool(split), \
         _generator(seed, split, stream)

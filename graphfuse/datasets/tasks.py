@@ -7,8 +7,9 @@ from typing import Any
 
 import torch
 
+from graphfuse.data import GraphBuilder
 from graphfuse.datasets.fashion import DatasetNotInstalledError as DatasetNotInstalledError  # re-exported
-from graphfuse.graph import GraphBuilder
+from graphfuse.registry import Registry
 
 KINDS = ("classification", "retrieval")
 
@@ -21,7 +22,7 @@ class TaskData:
         name: the task's name (``"digits"``, ``"retrieval"``, ``"synergy"``, ...).
         kind: ``"classification"`` (items are ``(sample, class)`` pairs) or ``"retrieval"``
             (items are samples holding both sides; sample ``i``'s query matches its gallery item).
-        builder: the :class:`~graphfuse.graph.GraphBuilder` every method reads the samples with.
+        builder: the :class:`~graphfuse.data.GraphBuilder` every method reads the samples with.
         train, val, test: the splits, raw (not featurised).
         num_classes: classes of a classification task.
         query, gallery: the node types of each side of a retrieval task.
@@ -48,41 +49,32 @@ class TaskData:
 
 
 TaskLoader = Callable[..., TaskData]
-_TASKS: dict[str, TaskLoader] = {}
+TASKS: Registry[TaskLoader] = Registry("benchmark task", hint="Register one with @register_task('{name}')")
 
 
 def register_task(name: str) -> Callable[[TaskLoader], TaskLoader]:
     """Decorator registering ``loader(quick: bool = False, seed: int = 0) -> TaskData``."""
-
-    def register(loader: TaskLoader) -> TaskLoader:
-        if name in _TASKS:
-            raise ValueError(f"A task named {name!r} is already registered; pick another name")
-        _TASKS[name] = loader
-        return loader
-
-    return register
+    return TASKS.register(name)
 
 
 def list_tasks() -> list[str]:
-    return list(_TASKS)
+    """Names of the registered benchmark tasks."""
+    return TASKS.names()
 
 
 def load_task(name: str, quick: bool = False, seed: int = 0) -> TaskData:
     """The task ``name``; ``quick`` gives smaller splits, ``seed`` the data's seed. A task whose data
     is read from the machine raises :class:`DatasetNotInstalledError` (a :class:`FileNotFoundError`)
     saying how to install it where it is absent."""
-    if name not in _TASKS:
-        raise ValueError(f"Unknown task {name!r}; registered: {list_tasks()}")
-    return _TASKS[name](quick=quick, seed=seed)
+    return TASKS.get(name)(quick=quick, seed=seed)
 
 
 # The built-in tasks ------------------------------------------------------------------------------
 def digits_builder() -> GraphBuilder:
     """Markers with word spans, 4x4-pixel patches of the half-blanked digit, and 50 ms log-mel
     frames; each marker joined to the frames of its word, full edges between the other pairs."""
+    from graphfuse.data import AudioModality, CrossEdges, ImageModality, TemporalAlignment, TextModality, Tokenizer
     from graphfuse.datasets.digits import AUDIO_RATE, MARKERS
-    from graphfuse.graph import CrossEdges, TemporalAlignment
-    from graphfuse.modalities import AudioModality, ImageModality, TextModality, Tokenizer
 
     return GraphBuilder({
         "text": TextModality(Tokenizer(list(MARKERS)), spans=True),
@@ -108,7 +100,7 @@ CROSS_BUDGET = 4
 
 
 def _strided_cross(names: Sequence[str]) -> list:
-    """:class:`~graphfuse.graph.StridedBipartite` cross-modal edges between every pair of ``names``:
+    """:class:`~graphfuse.data.StridedBipartite` cross-modal edges between every pair of ``names``:
     each node receives :data:`CROSS_BUDGET` edges spread evenly over the other modality, so nothing
     says which node matches which, and a node hears another modality through about as many
     messages as its own neighbours send it, at a cost linear in length. (Full edges sent a patch a
@@ -117,14 +109,14 @@ def _strided_cross(names: Sequence[str]) -> list:
     ``redundant-digits``, 82.4 against 83.2 on ``fashion`` and 85.4 against 83.1 on ``match``.)"""
     from itertools import combinations
 
-    from graphfuse.graph import CrossEdges, StridedBipartite
+    from graphfuse.data import CrossEdges, StridedBipartite
 
     return [CrossEdges(a, b, StridedBipartite(CROSS_BUDGET)) for a, b in combinations(names, 2)]
 
 
 def _audio_modality():
+    from graphfuse.data import AudioModality
     from graphfuse.datasets.digits import AUDIO_RATE
-    from graphfuse.modalities import AudioModality
 
     return AudioModality(sample_rate=AUDIO_RATE, n_mels=20, win_length=0.05, hop_length=0.05)
 
@@ -132,8 +124,8 @@ def _audio_modality():
 def redundant_builder() -> GraphBuilder:
     """Caption tokens, 4x4-pixel patches of the noisy digit and 50 ms log-mel frames of the spoken
     word, with strided cross-modal edges between every pair (see :func:`_strided_cross`)."""
+    from graphfuse.data import ImageModality, TextModality, Tokenizer
     from graphfuse.datasets.redundant import REDUNDANT_VOCABULARY
-    from graphfuse.modalities import ImageModality, TextModality, Tokenizer
 
     return GraphBuilder({"text": TextModality(Tokenizer(list(REDUNDANT_VOCABULARY))),
                          "image": ImageModality(patch_size=4, channels=1), "audio": _audio_modality()},
@@ -154,7 +146,7 @@ def redundant_digits_task(quick: bool = False, seed: int = 0) -> TaskData:
 def match_builder() -> GraphBuilder:
     """4x4-pixel patches of the handwritten digit and 50 ms log-mel frames of the spoken one, with
     strided cross-modal edges (see :func:`_strided_cross`)."""
-    from graphfuse.modalities import ImageModality
+    from graphfuse.data import ImageModality
 
     return GraphBuilder({"image": ImageModality(patch_size=4, channels=1), "audio": _audio_modality()},
                         cross=_strided_cross(("image", "audio")))
@@ -175,8 +167,8 @@ def fashion_builder() -> GraphBuilder:
     """Description tokens, 7x7-pixel patches of the 28x28 photograph (16 patches) and 50 ms
     log-mel frames of the spoken description, with strided cross-modal edges between every pair
     (see :func:`_strided_cross`)."""
+    from graphfuse.data import ImageModality, TextModality, Tokenizer
     from graphfuse.datasets.fashion import FASHION_VOCABULARY
-    from graphfuse.modalities import ImageModality, TextModality, Tokenizer
 
     return GraphBuilder({"text": TextModality(Tokenizer(list(FASHION_VOCABULARY))),
                          "image": ImageModality(patch_size=7, channels=1), "audio": _audio_modality()},
@@ -206,9 +198,8 @@ def reading_order(src, dst) -> torch.Tensor:
 def canvas_builder() -> GraphBuilder:
     """Caption tokens and the canvas's four 8x8 quadrants as patches, each word joined to its
     quadrant in reading order."""
+    from graphfuse.data import CallableStrategy, CrossEdges, ImageModality, TextModality, Tokenizer
     from graphfuse.datasets.digits import CAPTION_WORDS
-    from graphfuse.graph import CallableStrategy, CrossEdges
-    from graphfuse.modalities import ImageModality, TextModality, Tokenizer
 
     return GraphBuilder({"text": TextModality(Tokenizer(list(CAPTION_WORDS))),
                          "image": ImageModality(patch_size=8, channels=1)},

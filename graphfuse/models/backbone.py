@@ -10,7 +10,7 @@ from torch import Tensor
 from torch_geometric.data import Batch, HeteroData
 
 from graphfuse.checks import check_int
-from graphfuse.graph import GraphBuilder
+from graphfuse.data import GraphBuilder
 from graphfuse.nn import FlatGraph, FusionEncoder, NodeEncoders
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from graphfuse.checks import check_choice
-from graphfuse.graph import GraphBuilder
+from graphfuse.data import GraphBuilder
 from graphfuse.models.backbone import as_batch
 from graphfuse.models.registry import register_model
 from graphfuse.models.retrieval import SIDES, check_sides, pick_side

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from graphfuse.checks import check_choice, check_int, check_probability
-from graphfuse.graph import GraphBuilder
+from graphfuse.data import GraphBuilder
 from graphfuse.models.backbone import GraphBackbone, as_batch
 from graphfuse.nn import ClassificationHead, MultimodalOutput, Readout, RegressionHead, UnimodalHeads
 from graphfuse.train.balance import MODULATIONS

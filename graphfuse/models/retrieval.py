@@ -8,8 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from graphfuse.graph import GraphBuilder
-from graphfuse.modalities import NodeSet
+from graphfuse.data import GraphBuilder, NodeSet
 from graphfuse.models.backbone import GraphBackbone, as_batch
 from graphfuse.nn import ProjectionHead, Readout
 from graphfuse.nn.contrastive import LearnableTemperature

@@ -216,7 +216,7 @@ class NodeEncoders(torch.nn.ModuleDict):
 
     @classmethod
     def from_builder(cls, builder, channels: int, device=None, dtype=None) -> NodeEncoders:
-        from graphfuse.modalities import AudioModality, ImageModality, TextModality
+        from graphfuse.data import AudioModality, ImageModality, TextModality
 
         factory = dict(device=device, dtype=dtype)
         encoders = {}

@@ -145,7 +145,7 @@ class FlatGraph:
     :meth:`flatten` gives.
 
     A relation whose edges join, in every sample, every source node to every destination node
-    in :func:`graphfuse.graph.full_bipartite_edges` order (what the builder's ``"full"`` cross
+    in :func:`graphfuse.data.full_bipartite_edges` order (what the builder's ``"full"`` cross
     edges are) is *complete bipartite*: layers may run it as dense per-sample blocks. Any other
     edge order gives the same results through the sparse path.
 

@@ -13,9 +13,10 @@ from graphfuse.nn.conv import GatedRelationalConv, RelationalConv, RelationalGAT
 from graphfuse.nn.conv.hgt import RelationalHGTConv
 from graphfuse.nn.flat import FlatGraph, Metadata, Schema
 from graphfuse.nn.knn import DynamicKNNEdges
+from graphfuse.registry import Registry
 
 ConvFactory = Callable[..., RelationalConv]
-_CONVS: dict[str, ConvFactory] = {}
+CONVS: Registry[ConvFactory] = Registry("fusion conv", hint="Register one with register_conv('{name}', factory)")
 ACTIVATIONS = {"gelu": torch.nn.GELU, "relu": torch.nn.ReLU, "silu": torch.nn.SiLU}
 NORMS = ("layer", "none")
 
@@ -23,21 +24,17 @@ NORMS = ("layer", "none")
 def register_conv(name: str, factory: ConvFactory) -> ConvFactory:
     """Registers ``factory(channels, metadata, heads, **kwargs)`` (a conv with ``channels`` in and
     out) under ``name``; a name can be registered once."""
-    if name in _CONVS:
-        raise ValueError(f"A fusion conv named {name!r} is already registered; pick another name")
-    _CONVS[name] = factory
-    return factory
+    return CONVS.register(name, factory)
 
 
 def list_convs() -> list[str]:
-    return sorted(_CONVS)
+    """Names of the registered fusion convs."""
+    return CONVS.names()
 
 
 def create_conv(name: str, channels: int, metadata: Metadata | Schema, heads: int = 4, **kwargs: Any) -> RelationalConv:
     """The registered conv ``name`` mapping ``channels`` to ``channels``."""
-    if name not in _CONVS:
-        raise ValueError(f"Unknown fusion conv {name!r}; registered: {list_convs()}")
-    return _CONVS[name](channels, metadata, heads, **kwargs)
+    return CONVS.get(name)(channels, metadata, heads, **kwargs)
 
 
 def _gat(channels: int, metadata, heads: int, **kwargs: Any) -> RelationalConv:

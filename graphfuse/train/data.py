@@ -15,7 +15,7 @@ from torch import Tensor
 from torch_geometric.data import Batch
 from tqdm.auto import tqdm
 
-from graphfuse.graph import GraphBuilder
+from graphfuse.data import GraphBuilder
 from graphfuse.train.modality_dropout import ModalityDropout
 
 

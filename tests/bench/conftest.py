@@ -8,7 +8,7 @@ from tiny import TINY, TINY_RETRIEVAL
 from graphfuse import GraphBuilder, ImageModality, TextModality, Tokenizer
 from graphfuse.bench import accuracy
 from graphfuse.datasets import WORDS, synthetic_samples
-from graphfuse.datasets.tasks import _TASKS, TaskData, register_task
+from graphfuse.datasets.tasks import TASKS, TaskData, register_task
 from graphfuse.testing import tri_modal_builder
 
 
@@ -49,4 +49,4 @@ def tiny_tasks(monkeypatch):
     monkeypatch.setitem(accuracy.CONFIGS, "_tiny_retrieval", (TINY_RETRIEVAL, TINY_RETRIEVAL))
     yield names
     for name in names:
-        _TASKS.pop(name, None)
+        TASKS.unregister(name)

@@ -153,10 +153,14 @@ def test_methods_per_task_kind(tiny_tasks, monkeypatch):
     def factory(**kwargs):
         raise AssertionError("not built here")
 
+    models = registry.MODELS.copy()
+    monkeypatch.setattr(registry, "MODELS", models)
     for name, family in (("unimodal", "unimodal"), ("_fake-baseline", "baseline"), ("early-fusion", "baseline")):
-        monkeypatch.setitem(registry._MODELS, name, factory)
-        monkeypatch.setitem(registry._FAMILIES, name, family)
-    monkeypatch.delitem(registry._MODELS, "transformer-fusion", raising=False)
+        if name in models:
+            models.unregister(name)
+        models.register(name, factory, family=family)
+    if "transformer-fusion" in models:
+        models.unregister("transformer-fusion")
     classification = tiny_tasks["_tiny"]()
     methods = accuracy.task_methods(classification)
     names = [m.name for m in methods]

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from graphfuse.data import Tokenizer
 from graphfuse.datasets import DatasetNotInstalledError, load_task
 from graphfuse.datasets import tasks as tasks_module
-from graphfuse.datasets.digits import AUDIO_RATE, _voice_pool
+from graphfuse.datasets.digits import AUDIO_RATE, voice_pool
 from graphfuse.datasets.fashion import (
     FASHION_CLASSES,
     FASHION_FILES,
@@ -21,7 +22,6 @@ from graphfuse.datasets.fashion import (
     read_idx,
 )
 from graphfuse.datasets.tasks import CROSS_BUDGET
-from graphfuse.modalities import Tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CLEAN = {"image_noise": 0.0, "snr_db": (80.0, 80.0)}
@@ -114,8 +114,8 @@ def test_samples_show_the_class_in_every_modality(fake_fashion, clip_scores):
             assert torch.allclose(image * 255, images[index].float(), atol=1e-3) and int(labels[index]) == label
             photos.append(index)
             scores = clip_scores(waveform.numpy(), clips[FASHION_CLASSES[label]])
-            assert scores.max() > 0.99 and int(scores.argmax()) in _voice_pool(split)
-            assert _named(sample["text"]) == [FASHION_CLASSES[label]]
+            assert scores.max() > 0.99 and int(scores.argmax()) in voice_pool(split)
+            assert caption_class(sample["text"]) == [FASHION_CLASSES[label]]
             assert set(Tokenizer().tokenize(sample["text"])) <= set(FASHION_VOCABULARY)
         assert len(set(photos)) == len(photos)  # no photograph twice within a split
         split_photos[split] = {int(images[i, 0, 0]) for i in photos}
@@ -128,21 +128,21 @@ def test_speech_and_text_can_leave_the_class_out(fake_fashion, clip_scores):
         waveform = sample["audio"][0].numpy()
         assert max(clip_scores(waveform, clips[word]).max() for word in FASHION_CLASSES) < 0.95
         assert max(clip_scores(waveform, clips[word]).max() for word in SPOKEN_DISTRACTORS) > 0.99
-        assert _named(sample["text"]) == []
+        assert caption_class(sample["text"]) == []
 
 
-def _named(text: str) -> list[str]:
+def caption_class(text: str) -> list[str]:
     """The class names written in a description (``"t-shirt"`` does not count as ``"shirt"``)."""
     return [name for name in FASHION_CLASSES if f" {name} " in f" {text} "]
 
 
 def test_rates_of_speech_and_text(fake_fashion, clip_scores):
     data = fashion_samples(300, "train", seed=3, text_rate=0.5)
-    named = [_named(sample["text"]) for sample, _ in data]
+    named = [caption_class(sample["text"]) for sample, _ in data]
     assert all(found in ([], [FASHION_CLASSES[label]]) for found, (_, label) in zip(named, data, strict=True))
     assert 0.4 < np.mean([bool(found) for found in named]) < 0.6
     for sample, label in fashion_samples(50, "train", seed=3, text_rate=0.0, text_wrong=1.0):
-        found = _named(sample["text"])
+        found = caption_class(sample["text"])
         assert len(found) == 1 and found[0] != FASHION_CLASSES[label]  # a wrong class, never none
     clips = fashion_clips()
     spoken = [clip_scores(sample["audio"][0].numpy(), clips[FASHION_CLASSES[label]]).max() > 0.99

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from graphfuse.datasets.digits import AUDIO_RATE, DIGIT_WORDS, _voice_pool, digit_images, word_clips
+from graphfuse.datasets.digits import AUDIO_RATE, DIGIT_WORDS, digit_images, voice_pool, word_clips
 from graphfuse.datasets.redundant import REDUNDANT_VOCABULARY, matching_digits, redundant_digits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -35,7 +35,7 @@ def test_redundant_modalities_each_show_the_label(split, clip_scores):
         assert _image_digit(image, split) == label
         digit, voice, score = _spoken(waveform, clip_scores)
         assert digit == label and score > 0.99
-        assert voice in _voice_pool(split)  # validation / test voices are never heard in training
+        assert voice in voice_pool(split)  # validation / test voices are never heard in training
         words = sample["text"].split()
         assert 5 <= len(words) <= 7 and set(words) <= set(REDUNDANT_VOCABULARY)
         assert [w for w in words if w in DIGIT_WORDS] in ([], [DIGIT_WORDS[label]])

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
+from graphfuse.data import NodeSet
 from graphfuse.datasets import TaskData, list_tasks, load_task, register_task
 from graphfuse.datasets.tasks import CROSS_BUDGET, canvas_builder, reading_order
-from graphfuse.modalities import NodeSet
 
 
 def test_builtin_tasks_are_registered():
@@ -78,7 +78,7 @@ def test_reading_order_pairs_index_by_index():
 
 
 def test_unknown_task_and_duplicates_are_refused():
-    with pytest.raises(ValueError, match="Unknown task 'mnist'"):
+    with pytest.raises(ValueError, match="Unknown benchmark task 'mnist'"):
         load_task("mnist")
     with pytest.raises(ValueError, match="already registered"):
         register_task("digits")(lambda quick=False, seed=0: None)

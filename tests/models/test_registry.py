@@ -26,8 +26,7 @@ TASKS = {  # task -> (extra kwargs, output shape for a batch of 4)
 @pytest.fixture
 def scratch_registry(monkeypatch):
     """Registrations made in a test do not outlive it."""
-    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
-    monkeypatch.setattr(registry, "_FAMILIES", dict(registry._FAMILIES))
+    monkeypatch.setattr(registry, "MODELS", registry.MODELS.copy())
 
 
 def test_list_models():
@@ -56,10 +55,10 @@ def test_register_model(scratch_registry):
 
 
 def test_register_existing_name_raises(scratch_registry):
-    factory = registry._MODELS["graph-gat"]
+    factory = registry.MODELS.get("graph-gat")
     with pytest.raises(ValueError, match="A model named 'graph-gat' is already registered"):
         register_model("graph-gat", family="baseline")(lambda **kwargs: torch.nn.Identity())
-    assert registry._MODELS["graph-gat"] is factory
+    assert registry.MODELS.get("graph-gat") is factory
     assert model_family("graph-gat") == "graph"
 
 

@@ -4,8 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from graphfuse.graph import GraphBuilder
-from graphfuse.modalities import AudioModality, ImageModality
+from graphfuse.data import AudioModality, GraphBuilder, ImageModality
 from graphfuse.models import GraphRetrievalModel, create_model
 from graphfuse.testing import requires_cuda
 

@@ -4,9 +4,16 @@ import pytest
 import torch
 
 from graphfuse import VirtualNodes
+from graphfuse.data import (
+    AudioModality,
+    CrossEdges,
+    FullBipartite,
+    GraphBuilder,
+    ImageModality,
+    TextModality,
+    Tokenizer,
+)
 from graphfuse.datasets import WORDS, synthetic_samples
-from graphfuse.graph import CrossEdges, FullBipartite, GraphBuilder
-from graphfuse.modalities import AudioModality, ImageModality, TextModality, Tokenizer
 from graphfuse.nn import FusionEncoder, NodeEncoders, Readout, TypeFusion, TypePooling, VirtualNodeReadout
 
 TYPES = ["text", "image", "audio"]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import graphfuse.io
-from graphfuse.modalities import Tokenizer
+from graphfuse.data import Tokenizer
 
 CORPUS = ["c a b a", "B c a", "d"]  # lower-cased counts: a 3, c 2, b 2 (c seen first), d 1
 

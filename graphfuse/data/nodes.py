@@ -1,10 +1,8 @@
-"""Node sets and the modality interface: one raw input becomes a set of typed nodes."""
+"""Node sets: the nodes of one modality of one sample, with their intra-modal edges."""
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -103,67 +101,3 @@ class NodeSet:
                 raise ValueError(f"Modality '{modality}' has a time span whose end is before its start")
         check_edge_index(self.edge_index, num_nodes, num_nodes, f"intra-modal edges of '{modality}'")
         return self
-
-
-class Modality(ABC):
-    """Turns one raw input of a modality into a :class:`NodeSet`.
-
-    Subclasses implement :meth:`featurize` (raw input -> nodes and intra-modal edges) and
-    :meth:`empty` (the zero-node set standing in for an absent input), and name their
-    intra-modal relation in :attr:`relation` (``None`` when they add no intra-modal edges).
-    Register a subclass under a name with :func:`register_modality` to create it by name.
-
-    :attr:`name` is the node type in error messages; a graph builder sets it to the key the
-    modality is listed under.
-    """
-
-    name: str = "modality"
-    relation: str | None = "intra"
-
-    @abstractmethod
-    def featurize(self, raw: Any) -> NodeSet:
-        """Raw input -> node set. Raise ``ValueError`` / ``TypeError`` naming the modality on bad input."""
-
-    @abstractmethod
-    def empty(self) -> NodeSet:
-        """The node set of a sample that lacks this modality."""
-
-    def __call__(self, raw: Any) -> NodeSet:
-        return self.featurize(raw)
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}()"
-
-
-_MODALITIES: dict[str, type[Modality]] = {}
-
-
-def register_modality(name: str) -> Callable[[type[Modality]], type[Modality]]:
-    """Class decorator registering a :class:`Modality` subclass under ``name``."""
-
-    def decorator(cls: type[Modality]) -> type[Modality]:
-        if not (isinstance(cls, type) and issubclass(cls, Modality)):
-            raise TypeError(f"register_modality('{name}') expects a Modality subclass, got {cls!r}")
-        if name in _MODALITIES:
-            raise ValueError(
-                f"A modality named '{name}' is already registered ({_MODALITIES[name].__name__}); "
-                f"choose another name")
-        _MODALITIES[name] = cls
-        cls.name = name
-        return cls
-
-    return decorator
-
-
-def list_modalities() -> list:
-    """Names of the registered modalities."""
-    return sorted(_MODALITIES)
-
-
-def create_modality(name: str, **kwargs: Any) -> Modality:
-    """Creates a registered modality by name, passing ``kwargs`` to its constructor."""
-    if name not in _MODALITIES:
-        raise ValueError(
-            f"Unknown modality '{name}'; registered modalities are {list_modalities()}. "
-            f"Register a new one with @register_modality('{name}')")
-    return _MODALITIES[name](**kwargs)

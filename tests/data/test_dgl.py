@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch_geometric.data import Data, HeteroData
 
-from graphfuse.graph.convert import from_dgl, to_dgl
+from graphfuse.data.convert import from_dgl, to_dgl
 from graphfuse.testing import assert_same_graph, requires_dgl
 from graphfuse.typing import import_dgl
 
@@ -98,5 +98,5 @@ def test_errors():
 
 @requires_dgl
 def test_module_imports_without_loading_dgl():
-    code = "import sys, graphfuse.graph.convert; sys.exit('dgl' in sys.modules)"
+    code = "import sys, graphfuse.data.convert; sys.exit('dgl' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

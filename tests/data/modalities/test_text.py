@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from graphfuse.modalities import TextModality, Tokenizer
+from graphfuse.data import TextModality, Tokenizer
 
 WORDS = ["the", "cat", "sat", "on", "the", "mat"]
 SPANS = [[0.0, 0.2], [0.2, 0.5], [0.5, 0.6], [0.6, 0.7], [0.7, 0.8], [0.8, 1.25]]

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch_geometric.data import Data, HeteroData
 
-from graphfuse.graph.convert import from_networkx, to_dgl, to_networkx
+from graphfuse.data.convert import from_networkx, to_dgl, to_networkx
 from graphfuse.testing import assert_same_graph
 from graphfuse.typing import dgl_importable
 

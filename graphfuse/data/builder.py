@@ -3,32 +3,23 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch_geometric.data import Batch, HeteroData
 
-from graphfuse.graph.batch import collate_node_sets
-from graphfuse.graph.cache import TemplateCache
-from graphfuse.graph.cross import CrossEdges, CrossModalStrategy, VirtualNodes
-from graphfuse.modalities.base import NODE_ATTRIBUTES, Modality, NodeSet, create_modality
+from graphfuse.data.cache import TemplateCache
+from graphfuse.data.collate import Collater
+from graphfuse.data.cross import CrossEdges, VirtualNodes
+from graphfuse.data.modalities.base import Modality, create_modality
+from graphfuse.data.nodes import NODE_ATTRIBUTES, NodeSet
+from graphfuse.data.schema import Relation
 from graphfuse.typing import EdgeType
 
 CrossSpec = CrossEdges | VirtualNodes | tuple[Any, ...]
 _NO_EDGES = torch.empty(2, 0, dtype=torch.long)
-
-
-@dataclass(frozen=True)
-class Relation:
-    """One edge type of the builder's graphs; ``strategy`` is ``None`` for the source
-    modality's own intra-modal edges."""
-
-    edge_type: EdgeType
-    strategy: CrossModalStrategy | None = None
 
 
 class GraphBuilder:
@@ -83,7 +74,7 @@ class GraphBuilder:
                                    for node_type, count in self.virtual_nodes.items()}
         self._check_relations()
         self._templates = TemplateCache(template_cache_bytes)
-        self._skeletons: OrderedDict = OrderedDict()  # batch skeletons by shape, see graphfuse.graph.batch
+        self.collater = Collater(self)
 
     @staticmethod
     def _named(key: str, modality: Modality | str) -> Modality:
@@ -223,21 +214,7 @@ class GraphBuilder:
 
     def build(self, sample: Mapping[str, Any]) -> HeteroData:
         """One sample -> one :class:`~torch_geometric.data.HeteroData`."""
-        nodes = self.node_sets(sample)
-        data = HeteroData()
-        for node_type in self.modalities:
-            for attribute, value in nodes.get(node_type, self.empty_node_sets[node_type]).attributes().items():
-                data[node_type][attribute] = value
-        for node_type, count in self.virtual_nodes.items():
-            data[node_type].x = torch.arange(count)
-        total = 0
-        for relation in self.relations:
-            edge_index = self.relation_edges(relation, nodes)
-            total += edge_index.size(1)
-            self.check_edge_count(relation, edge_index.size(1), total)
-            shared = relation.strategy is not None and relation.strategy.shape_only
-            data[relation.edge_type].edge_index = edge_index.clone() if shared else edge_index
-        return data
+        return self.collater.sample_graph(self.node_sets(sample))
 
     __call__ = build
 
@@ -249,12 +226,11 @@ class GraphBuilder:
             raise TypeError(f"collate expects a list of samples, got {type(samples).__name__}")
         if len(samples) == 0:
             raise ValueError("collate received an empty list of samples; a batch needs at least one sample")
-        return collate_node_sets(self, [self.node_sets(sample) for sample in samples])
+        return self.collater([self.node_sets(sample) for sample in samples])
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_templates"] = TemplateCache(self._templates.max_bytes)
-        state["_skeletons"] = OrderedDict()
         return state
 
     def __repr__(self) -> str:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from graphfuse.modalities import FeatureModality
+from graphfuse.data import FeatureModality
 
 
 def features(num_nodes=5, dim=4, seed=0):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from graphfuse.modalities import AudioModality, mel_filter_bank
+from graphfuse.data import AudioModality, mel_filter_bank
 
 
 def noise(num_samples, seed=0, channels=None):

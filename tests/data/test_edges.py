@@ -3,7 +3,7 @@ import itertools
 import pytest
 import torch
 
-from graphfuse.graph import chain_edges, full_bipartite_edges, grid_edges
+from graphfuse.data import chain_edges, full_bipartite_edges, grid_edges
 
 
 def edge_set(edge_index):

@@ -3,18 +3,18 @@ import itertools
 import pytest
 import torch
 
-from graphfuse.graph import (
+from graphfuse.data import (
     CallableStrategy,
     CrossEdges,
     FullBipartite,
+    NodeSet,
     RandomBipartite,
     StridedBipartite,
     TemporalAlignment,
     VirtualNodes,
     resolve_strategy,
 )
-from graphfuse.graph.cross import _RANDOM_CHUNK_ELEMENTS
-from graphfuse.modalities import NodeSet
+from graphfuse.data.cross import _RANDOM_CHUNK_ELEMENTS
 
 
 def nodes(num_nodes, time=None):
@@ -111,7 +111,7 @@ def test_resolve_strategy():
     strategy = TemporalAlignment(0.1)
     assert resolve_strategy(strategy) is strategy
     assert isinstance(resolve_strategy(lambda src, dst: None), CallableStrategy)
-    with pytest.raises(ValueError, match=r"Unknown cross-modal strategy 'dense'; choose one of \['full', 'random'"):
+    with pytest.raises(ValueError, match=r"Unknown cross-modal strategy 'dense'; registered: \['full', 'random'"):
         resolve_strategy("dense")
     with pytest.raises(TypeError, match="Cannot use 3 as a cross-modal strategy"):
         resolve_strategy(3)

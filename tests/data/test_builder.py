@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from graphfuse import CrossEdges, FeatureModality, GraphBuilder, ImageModality, TextModality, VirtualNodes
-from graphfuse.graph import StridedBipartite, TemporalAlignment
+from graphfuse.data import StridedBipartite, TemporalAlignment
 from graphfuse.testing import assert_same_graph
 
 

@@ -8,8 +8,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from graphfuse.checks import as_tensor, check_choice, check_finite, check_int
-from graphfuse.graph.edges import grid_edges
-from graphfuse.modalities.base import Modality, NodeSet, register_modality
+from graphfuse.data.edges import grid_edges
+from graphfuse.data.modalities.base import Modality, register_modality
+from graphfuse.data.nodes import NodeSet
 
 _SIZE_POLICIES = ("pad", "error")
 

@@ -8,9 +8,10 @@ import torch
 from torch import Tensor
 
 from graphfuse.checks import check_choice, check_int
-from graphfuse.graph.edges import chain_edges
-from graphfuse.modalities.base import Modality, NodeSet, register_modality
-from graphfuse.modalities.tokenizer import Tokenizer
+from graphfuse.data.edges import chain_edges
+from graphfuse.data.modalities.base import Modality, register_modality
+from graphfuse.data.modalities.tokenizer import Tokenizer
+from graphfuse.data.nodes import NodeSet
 
 _OVERFLOW_POLICIES = ("truncate", "error")
 

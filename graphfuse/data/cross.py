@@ -10,8 +10,9 @@ import torch
 from torch import Tensor
 
 from graphfuse.checks import check_edge_index, check_int
-from graphfuse.graph.edges import full_bipartite_edges
-from graphfuse.modalities.base import NodeSet
+from graphfuse.data.edges import full_bipartite_edges
+from graphfuse.data.nodes import NodeSet
+from graphfuse.registry import Registry
 
 _RANDOM_CHUNK_ELEMENTS = 1 << 22
 
@@ -179,12 +180,23 @@ class CallableStrategy(CrossModalStrategy):
         return f"{self.__class__.__name__}({getattr(self.fn, '__name__', self.fn)!r})"
 
 
-_STRATEGIES: dict[str, type[CrossModalStrategy]] = {
-    "full": FullBipartite,
-    "temporal": TemporalAlignment,
-    "strided": StridedBipartite,
-    "random": RandomBipartite,
-}
+STRATEGIES: Registry[type[CrossModalStrategy]] = Registry(
+    "cross-modal strategy", hint="Pass a CrossModalStrategy instance or a function (src, dst) -> edge_index, or "
+    "register a strategy class with register_strategy('{name}', cls)")
+"""Strategies by name, created with default arguments by :func:`resolve_strategy`."""
+
+
+def register_strategy(name: str, cls: type[CrossModalStrategy]) -> type[CrossModalStrategy]:
+    """Registers a :class:`CrossModalStrategy` subclass under ``name`` (once), for ``CrossEdges(..., name)``."""
+    if not (isinstance(cls, type) and issubclass(cls, CrossModalStrategy)):
+        raise TypeError(f"register_strategy('{name}') expects a CrossModalStrategy subclass, got {cls!r}")
+    return STRATEGIES.register(name, cls)
+
+
+register_strategy("full", FullBipartite)
+register_strategy("temporal", TemporalAlignment)
+register_strategy("strided", StridedBipartite)
+register_strategy("random", RandomBipartite)
 
 StrategyLike = str | CrossModalStrategy | Callable[[NodeSet, NodeSet], Tensor]
 
@@ -195,10 +207,7 @@ def resolve_strategy(strategy: StrategyLike) -> CrossModalStrategy:
     if isinstance(strategy, CrossModalStrategy):
         return strategy
     if isinstance(strategy, str):
-        if strategy not in _STRATEGIES:
-            raise ValueError(f"Unknown cross-modal strategy '{strategy}'; choose one of {sorted(_STRATEGIES)}, "
-                             f"or pass a CrossModalStrategy instance or a function (src, dst) -> edge_index")
-        return _STRATEGIES[strategy]()
+        return STRATEGIES.get(strategy)()
     if callable(strategy):
         return CallableStrategy(strategy)
     raise TypeError(f"Cannot use {strategy!r} as a cross-modal strategy; pass a name, a CrossModalStrategy "

@@ -8,8 +8,9 @@ import torch
 from torch import Tensor
 
 from graphfuse.checks import as_tensor, check_edge_index, check_finite, check_int
-from graphfuse.graph.edges import chain_edges
-from graphfuse.modalities.base import Modality, NodeSet, register_modality
+from graphfuse.data.edges import chain_edges
+from graphfuse.data.modalities.base import Modality, register_modality
+from graphfuse.data.nodes import NodeSet
 
 EdgeRule = str | Callable[[NodeSet], Tensor] | None
 

@@ -4,8 +4,8 @@ from torch.utils.data import DataLoader
 from torch_geometric.data import Batch
 
 from graphfuse import CrossEdges, FeatureModality, GraphBuilder, NodeSet, VirtualNodes
-from graphfuse.graph import RandomBipartite, StridedBipartite, TemporalAlignment
-from graphfuse.graph import batch as batch_module
+from graphfuse.data import RandomBipartite, StridedBipartite, TemporalAlignment
+from graphfuse.data import collate as collate_module
 from graphfuse.testing import assert_same_graph
 
 
@@ -127,25 +127,25 @@ def test_edge_cap_applies_to_batches(modalities, samples):
 def test_repeated_fixed_shape_batches_reuse_a_skeleton_but_get_their_own_tensors(builder, samples):
     uniform = fixed_shape(samples)
     first = builder.collate(uniform)
-    assert len(builder._skeletons) == 1
+    assert len(builder.collater) == 1
     for store in first.stores:
         for value in store.values():
             value.zero_()  # a user writing into one batch must not change the next
     second = builder.collate(uniform)
-    assert len(builder._skeletons) == 1
+    assert len(builder.collater) == 1
     assert_same_batch(second, reference_batch(builder, uniform))
 
 
 def test_batches_of_varying_shapes_are_not_cached(builder, samples):
     builder.collate(samples)
-    assert len(builder._skeletons) == 0
+    assert len(builder.collater) == 0
 
 
 def test_skeleton_cache_is_bounded(tokenizer):
     builder = GraphBuilder({"feat": FeatureModality(dim=2, edges="chain")})
-    for length in range(1, batch_module.SKELETON_CACHE_SIZE + 5):
+    for length in range(1, collate_module.SKELETON_CACHE_SIZE + 5):
         builder.collate([{"feat": torch.ones(length, 2)}])
-    assert len(builder._skeletons) == batch_module.SKELETON_CACHE_SIZE
+    assert len(builder.collater) == collate_module.SKELETON_CACHE_SIZE
 
 
 def test_a_cached_skeleton_still_obeys_a_lowered_edge_cap(builder, samples):
@@ -154,3 +154,30 @@ def test_a_cached_skeleton_still_obeys_a_lowered_edge_cap(builder, samples):
     builder.max_edges_per_sample = 100
     with pytest.raises(ValueError, match="over max_edges_per_sample=100"):
         builder.collate(uniform)
+
+
+def test_installed_torch_geometric_keeps_the_batch_bookkeeping_collation_writes():
+    assert collate_module.bookkeeping_supported()
+
+
+def test_without_the_private_bookkeeping_collation_takes_the_public_path(builder, samples, monkeypatch):
+    monkeypatch.setattr(collate_module, "_bookkeeping_ok", None)
+    monkeypatch.setattr(collate_module, "_check_bookkeeping", lambda: False)
+    from_data_list = Batch.from_data_list
+    calls = []
+    monkeypatch.setattr(Batch, "from_data_list", lambda graphs: calls.append(len(graphs)) or from_data_list(graphs))
+    batch = builder.collate(samples)
+    assert calls == [len(samples)]
+    monkeypatch.setattr(Batch, "from_data_list", from_data_list)
+    assert_same_batch(batch, reference_batch(builder, samples))
+
+
+def test_pyg_private_batch_fields_are_written_by_the_collater_only():
+    import pathlib
+
+    import graphfuse
+
+    writers = sorted(path.relative_to(pathlib.Path(graphfuse.__file__).parent).as_posix()
+                     for path in pathlib.Path(graphfuse.__file__).parent.rglob("*.py")
+                     if any(field in path.read_text() for field in ("_slice_dict", "_inc_dict", "_num_graphs")))
+    assert writers == ["data/collate.py"]

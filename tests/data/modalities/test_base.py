@@ -3,15 +3,16 @@ import uuid
 import pytest
 import torch
 
-from graphfuse.modalities import AudioModality, FeatureModality, ImageModality, TextModality, Tokenizer
-from graphfuse.modalities import base as base_module
-from graphfuse.modalities.base import Modality, NodeSet, create_modality, list_modalities, register_modality
+from graphfuse.data import AudioModality, FeatureModality, ImageModality, TextModality, Tokenizer
+from graphfuse.data.modalities import base as base_module
+from graphfuse.data.modalities.base import Modality, create_modality, list_modalities, register_modality
+from graphfuse.data.nodes import NodeSet
 
 
 @pytest.fixture(autouse=True)
 def private_registry(monkeypatch):
     """Registrations made by a test stay in a copy of the registry; names are unique besides (uuid)."""
-    monkeypatch.setattr(base_module, "_MODALITIES", dict(base_module._MODALITIES))
+    monkeypatch.setattr(base_module, "MODALITIES", base_module.MODALITIES.copy())
 
 
 def unique(prefix="test"):
@@ -165,7 +166,7 @@ def test_duplicate_name_raises():
 
 def test_unknown_name_lists_registered():
     name = unique("missing")
-    with pytest.raises(ValueError, match=f"Unknown modality '{name}'; registered modalities are .*'audio'.*'text'") \
+    with pytest.raises(ValueError, match=f"Unknown modality '{name}'; registered: .*'audio'.*'text'") \
             as info:
         create_modality(name)
     assert str(list_modalities()) in str(info.value)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from graphfuse.modalities import ImageModality
+from graphfuse.data import ImageModality
 
 
 def random_image(*shape, seed=0):

@@ -1,4 +1,4 @@
-"""Vectorised batching: many samples' node sets -> one PyG batch, without per-edge Python work.
+"""Collation: many samples' node sets -> one PyG batch, without per-edge Python work.
 
 The result equals ``Batch.from_data_list`` over the per-sample graphs (the same features,
 edges, ``batch``, ``ptr`` and the slice / increment bookkeeping that ``to_data_list`` needs).
@@ -11,24 +11,45 @@ A batch is made of two parts:
   fixed-shape batches builds it once;
 * its content: each feature attribute concatenated once, and each relation's edges offset by
   one broadcast addition (a concatenation and one addition when shapes vary).
+
+This is the one module that writes PyG's private ``Batch`` bookkeeping (``_slice_dict``,
+``_inc_dict``, ``_num_graphs``, which ``to_data_list`` and ``get_example`` read). It does so only
+after checking, once per process on a tiny batch, that the installed torch-geometric keeps them as
+``Batch.from_data_list`` does; where it does not, collation falls back to the public
+``Batch.from_data_list`` over per-sample graphs (same result, slower).
 """
 from __future__ import annotations
 
+import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 from torch_geometric.data import Batch, HeteroData
 
-from graphfuse.modalities.base import NODE_ATTRIBUTES, NodeSet
+from graphfuse.data.nodes import NODE_ATTRIBUTES, NodeSet
+from graphfuse.data.schema import Relation
 
-if TYPE_CHECKING:
-    from graphfuse.graph.builder import GraphBuilder, Relation
-
+log = logging.getLogger(__name__)
 SKELETON_CACHE_SIZE = 32
+
+
+class GraphLayout(Protocol):
+    """What collation reads of a graph builder (:class:`graphfuse.data.GraphBuilder` is one)."""
+
+    modalities: Mapping[str, Any]
+    virtual_nodes: Mapping[str, int]
+    empty_node_sets: Mapping[str, NodeSet]
+    relations: Sequence[Relation]
+    max_edges_per_sample: int | None
+
+    def relation_edges(self, relation: Relation, nodes: Mapping[str, NodeSet]) -> Tensor: ...
+
+    def check_edge_count(self, relation: Relation, count: int, total: int) -> None: ...
 
 
 def _cumsum(counts: Tensor) -> Tensor:
@@ -120,7 +141,7 @@ class _RelationLayout:
         return edge_index
 
 
-def _local_edges(builder: GraphBuilder, relation: Relation, samples: Sequence[Mapping[str, NodeSet]],
+def _local_edges(builder: GraphLayout, relation: Relation, samples: Sequence[Mapping[str, NodeSet]],
                  layouts: Mapping[str, _Layout], shared_edges: Mapping[str, Tensor]) -> Tensor | list[Tensor]:
     """Each sample's local edges of ``relation``, or one tensor when every sample shares it."""
     src, _, dst = relation.edge_type
@@ -148,7 +169,7 @@ class _Skeleton:
     relations: list[_RelationLayout]  # in the order of ``builder.relations``
 
     @classmethod
-    def build(cls, builder: GraphBuilder, samples: Sequence[Mapping[str, NodeSet]],
+    def build(cls, builder: GraphLayout, samples: Sequence[Mapping[str, NodeSet]],
               per_type: Mapping[str, list[NodeSet | None]], sizes: Mapping[str, list[int]],
               structures: Mapping[str, Hashable | None]) -> _Skeleton:
         num_graphs = len(samples)
@@ -184,7 +205,7 @@ class _Skeleton:
         _check_edge_totals(builder, edge_counts)
         return cls(layouts, positions, relations)
 
-    def fill(self, builder: GraphBuilder, per_type: Mapping[str, list[NodeSet | None]], cached: bool) -> Batch:
+    def fill(self, builder: GraphLayout, per_type: Mapping[str, list[NodeSet | None]], cached: bool) -> Batch:
         """The batch: this skeleton with the samples' features; tensors a cached skeleton keeps are copied."""
         fresh = Tensor.clone if cached else _same
         num_graphs = len(next(iter(self.layouts.values())).sizes)
@@ -214,9 +235,7 @@ class _Skeleton:
             out[relation.edge_type].edge_index = layout.edge_index()
             slice_dict[relation.edge_type] = {"edge_index": layout.slices}
             inc_dict[relation.edge_type] = {"edge_index": layout.increments}
-        out._num_graphs = num_graphs
-        out._slice_dict = slice_dict
-        out._inc_dict = inc_dict
+        _set_bookkeeping(out, num_graphs, slice_dict, inc_dict)
         return out
 
 
@@ -234,7 +253,7 @@ def _shared_structure(sets: Sequence[NodeSet | None]) -> Hashable | None:
     return None
 
 
-def _uniform_key(builder: GraphBuilder, sizes: Mapping[str, list[int]],
+def _uniform_key(builder: GraphLayout, sizes: Mapping[str, list[int]],
                  structures: Mapping[str, Hashable | None]) -> Hashable | None:
     """A key for the batch's skeleton when every sample has the same size and structure in every
     modality and every relation's edges follow from shapes; else ``None`` (nothing to reuse)."""
@@ -248,27 +267,101 @@ def _uniform_key(builder: GraphBuilder, sizes: Mapping[str, list[int]],
     return len(next(iter(sizes.values()))), builder.max_edges_per_sample, tuple(shapes)
 
 
-def collate_node_sets(builder: GraphBuilder, samples: list[Mapping[str, NodeSet]]) -> Batch:
-    """Batches the node sets of ``samples`` (each from :meth:`GraphBuilder.featurize`)."""
-    per_type = {node_type: [nodes.get(node_type) for nodes in samples] for node_type in builder.modalities}
-    sizes = {node_type: [0 if nodes is None else nodes.x.size(0) for nodes in sets]
-             for node_type, sets in per_type.items()}
-    structures = {node_type: _shared_structure(sets) for node_type, sets in per_type.items()}
-    key = _uniform_key(builder, sizes, structures)
-    skeletons: OrderedDict = builder._skeletons
-    skeleton = skeletons.get(key) if key is not None else None
-    if skeleton is not None:
-        skeletons.move_to_end(key)
-        return skeleton.fill(builder, per_type, cached=True)
-    skeleton = _Skeleton.build(builder, samples, per_type, sizes, structures)
-    if key is not None:
-        skeletons[key] = skeleton
-        if len(skeletons) > SKELETON_CACHE_SIZE:
-            skeletons.popitem(last=False)
-    return skeleton.fill(builder, per_type, cached=key is not None)
+class Collater:
+    """Batches featurised samples of one builder: ``collater(node_sets)`` equals
+    ``Batch.from_data_list([collater.sample_graph(nodes) for nodes in node_sets])``.
+
+    Owns the cache of batch skeletons (one per shape and batch size, least recently used first
+    out); thread-safe, so ``DataLoader`` threads may share it.
+
+    Args:
+        builder (GraphLayout): the builder whose graphs it batches.
+        cache_size (int, optional): skeletons kept. (default: :obj:`32`)
+    """
+
+    def __init__(self, builder: GraphLayout, cache_size: int = SKELETON_CACHE_SIZE) -> None:
+        self.builder = builder
+        self.cache_size = cache_size
+        self._skeletons: OrderedDict[Hashable, _Skeleton] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, samples: Sequence[Mapping[str, NodeSet]]) -> Batch:
+        """Batches ``samples`` (each a mapping node type -> :class:`NodeSet`, as the builder's
+        ``featurize`` returns)."""
+        if not bookkeeping_supported():
+            return Batch.from_data_list([self.sample_graph(nodes) for nodes in samples])
+        builder = self.builder
+        per_type = {node_type: [nodes.get(node_type) for nodes in samples] for node_type in builder.modalities}
+        sizes = {node_type: [0 if nodes is None else nodes.x.size(0) for nodes in sets]
+                 for node_type, sets in per_type.items()}
+        structures = {node_type: _shared_structure(sets) for node_type, sets in per_type.items()}
+        key = _uniform_key(builder, sizes, structures)
+        skeleton = self._cached(key)
+        if skeleton is None:
+            skeleton = _Skeleton.build(builder, samples, per_type, sizes, structures)
+            self._keep(key, skeleton)
+        return skeleton.fill(builder, per_type, cached=key is not None)
+
+    def sample_graph(self, nodes: Mapping[str, NodeSet]) -> HeteroData:
+        """One sample's node sets -> its :class:`~torch_geometric.data.HeteroData` (every node type
+        and relation of the layout, empty where the sample lacks a modality)."""
+        builder = self.builder
+        data = HeteroData()
+        for node_type in builder.modalities:
+            for attribute, value in nodes.get(node_type, builder.empty_node_sets[node_type]).attributes().items():
+                data[node_type][attribute] = value
+        for node_type, count in builder.virtual_nodes.items():
+            data[node_type].x = torch.arange(count)
+        total = 0
+        for relation in builder.relations:
+            edge_index = builder.relation_edges(relation, nodes)
+            total += edge_index.size(1)
+            builder.check_edge_count(relation, edge_index.size(1), total)
+            shared = relation.strategy is not None and relation.strategy.shape_only
+            data[relation.edge_type].edge_index = edge_index.clone() if shared else edge_index
+        return data
+
+    def _cached(self, key: Hashable | None) -> _Skeleton | None:
+        if key is None:
+            return None
+        with self._lock:
+            skeleton = self._skeletons.get(key)
+            if skeleton is not None:
+                self._skeletons.move_to_end(key)
+            return skeleton
+
+    def _keep(self, key: Hashable | None, skeleton: _Skeleton) -> None:
+        if key is None:
+            return
+        with self._lock:
+            self._skeletons[key] = skeleton
+            while len(self._skeletons) > self.cache_size:
+                self._skeletons.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forgets every cached skeleton."""
+        with self._lock:
+            self._skeletons.clear()
+
+    def __len__(self) -> int:
+        """The number of cached skeletons."""
+        return len(self._skeletons)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_skeletons"] = OrderedDict()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(cached={len(self)}, cache_size={self.cache_size})"
 
 
-def _check_edge_totals(builder: GraphBuilder, edge_counts: list[list[int]]) -> None:
+def _check_edge_totals(builder: GraphLayout, edge_counts: list[list[int]]) -> None:
     """Applies ``max_edges_per_sample``, naming the relation that pushed a sample over it."""
     if builder.max_edges_per_sample is None or not edge_counts:
         return
@@ -278,3 +371,60 @@ def _check_edge_totals(builder: GraphBuilder, edge_counts: list[list[int]]) -> N
     for relation, counts in zip(builder.relations, edge_counts, strict=True):
         running += counts[worst]
         builder.check_edge_count(relation, counts[worst], running)
+
+
+# PyG's private batch bookkeeping ---------------------------------------------------------------
+_bookkeeping_ok: bool | None = None
+
+
+def _set_bookkeeping(batch: Batch, num_graphs: int, slice_dict: dict, inc_dict: dict) -> None:
+    """Writes what ``Batch.from_data_list`` records for ``to_data_list`` / ``get_example``."""
+    batch._num_graphs = num_graphs
+    batch._slice_dict = slice_dict
+    batch._inc_dict = inc_dict
+
+
+def bookkeeping_supported() -> bool:
+    """Whether the installed torch-geometric keeps a batch's slices and increments as collation
+    writes them: checked once per process on a tiny two-sample batch against ``Batch.from_data_list``."""
+    global _bookkeeping_ok
+    if _bookkeeping_ok is None:
+        _bookkeeping_ok = _check_bookkeeping()
+        if not _bookkeeping_ok:
+            log.warning("this torch-geometric keeps Batch bookkeeping differently from what graphfuse expects; "
+                        "collation falls back to the public Batch.from_data_list (same result, slower)")
+    return _bookkeeping_ok
+
+
+def _check_bookkeeping() -> bool:
+    graphs = []
+    for num_nodes in (2, 3):
+        graph = HeteroData()
+        graph["a"].x = torch.arange(num_nodes, dtype=torch.float).unsqueeze(1)
+        graph["a", "to", "a"].edge_index = torch.tensor([[0, num_nodes - 1], [num_nodes - 1, 0]])
+        graphs.append(graph)
+    edge_type = ("a", "to", "a")
+    # What collation writes for these two graphs (see _Skeleton.fill).
+    slice_dict = {"a": {"x": torch.tensor([0, 2, 5])}, edge_type: {"edge_index": torch.tensor([0, 2, 4])}}
+    inc_dict = {"a": {"x": torch.zeros(2, dtype=torch.long)},
+                edge_type: {"edge_index": torch.tensor([0, 2]).view(2, 1, 1).expand(2, 2, 1)}}
+    try:
+        reference = Batch.from_data_list(graphs)
+        ours = Batch(_base_cls=HeteroData)
+        for key in ("x", "batch", "ptr"):
+            ours["a"][key] = reference["a"][key]
+        ours[edge_type].edge_index = reference[edge_type].edge_index
+        _set_bookkeeping(ours, 2, slice_dict, inc_dict)
+        recorded = (reference.num_graphs == 2 and _same_entries(reference._slice_dict, slice_dict)
+                    and _same_entries(reference._inc_dict, inc_dict))
+        returned = [(back["a"].x, back[edge_type].edge_index) for back in ours.to_data_list()]
+        return recorded and ours.num_graphs == 2 and all(
+            torch.equal(x, graph["a"].x) and torch.equal(edge_index, graph[edge_type].edge_index)
+            for (x, edge_index), graph in zip(returned, graphs, strict=True))
+    except (AttributeError, KeyError, RuntimeError, TypeError, ValueError):
+        return False
+
+
+def _same_entries(actual: Mapping, expected: Mapping) -> bool:
+    return all(torch.equal(actual[key][attribute].reshape(value.shape), value)
+               for key, values in expected.items() for attribute, value in values.items())
