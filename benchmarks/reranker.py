@@ -19,6 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 import retrieval as example  # noqa: E402  (the example's data generator)
 
+from graphfuse.data import PairGraphs  # noqa: E402
 from graphfuse.io import atomic_write_text  # noqa: E402
 from graphfuse.models import create_model  # noqa: E402
 from graphfuse.train import Trainer, featurize_dataset, ranking_metrics  # noqa: E402
@@ -40,7 +41,7 @@ def main() -> dict:
     torch.manual_seed(args.seed)
     model = create_model(args.model, builder=builder, task="retrieval", hidden=64, dropout=0.0, rerank_negatives=2,
                          rerank_conv=None if args.rerank_conv == "shared" else args.rerank_conv)
-    trainer = Trainer(model, epochs=args.epochs, batch_size=64, lr=2e-3, seed=args.seed, progress=False)
+    trainer = Trainer(model, builder, epochs=args.epochs, batch_size=64, lr=2e-3, seed=args.seed, progress=False)
     trainer.fit(train)
 
     outputs = trainer.predict(test)
@@ -49,14 +50,15 @@ def main() -> dict:
     rows = torch.arange(similarity.size(0)).repeat_interleave(args.k)
     model.eval()
     with torch.no_grad():
-        joint = model.pair_scores(test, test, torch.stack([rows, top.reshape(-1)], 1))
+        pairs = torch.stack([rows, top.reshape(-1)], 1)
+        joint = model.pair_scores(PairGraphs(builder, test)(pairs, model.query_types, model.gallery_types))
     joint_only = torch.full_like(similarity, float("-inf"))
     joint_only[rows, top.reshape(-1)] = joint
     # Queries whose positive is outside the top k rank last under the joint score alone.
     joint_only = torch.where(torch.isinf(joint_only), joint.min() - similarity.new_ones(()), joint_only)
     report = {"model": args.model, "rerank_conv": args.rerank_conv, "epochs": args.epochs, "k": args.k,
               "dual": ranking_metrics(similarity), "joint_only_top_k": ranking_metrics(joint_only),
-              "combined": ranking_metrics(model.rerank(similarity, test, test, k=args.k))}
+              "combined": ranking_metrics(model.rerank(similarity, PairGraphs(builder, test), k=args.k))}
     print(json.dumps(report))
     if args.json is not None:
         atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(args.seed)
     model = create_model(args.model, builder=builder, task="classification", num_classes=8, hidden=32, heads=4,
                          dropout=0.0)
-    trainer = Trainer(model, epochs=args.epochs, batch_size=args.batch_size // process.world_size, lr=3e-3,
+    trainer = Trainer(model, builder, epochs=args.epochs, batch_size=args.batch_size // process.world_size, lr=3e-3,
                       seed=args.seed, distributed=args.ddp, checkpoint_dir=args.checkpoint_dir,
                       progress=not args.no_progress)
     trainer.fit(train, val)

@@ -11,8 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from graphfuse import AudioModality, CrossEdges, GraphBuilder, Modality, NodeSet, TextModality, Tokenizer
-from graphfuse.data import TemporalAlignment, chain_edges
-from graphfuse.data import register_modality
+from graphfuse.data import TemporalAlignment, chain_edges, register_modality
 
 
 @register_modality("video")

@@ -23,6 +23,7 @@ import logging
 import torch
 
 from graphfuse import GraphBuilder, ImageModality, TextModality, Tokenizer
+from graphfuse.data import PairGraphs
 from graphfuse.models import create_model
 from graphfuse.train import Trainer, featurize_dataset, ranking_metrics
 from graphfuse.train.distributed import setup
@@ -89,14 +90,15 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(args.seed)
     model = create_model(args.model, builder=builder, task="retrieval", query=("text",), gallery=("image",),
                          hidden=64, dropout=0.0, rerank_negatives=2)
-    trainer = Trainer(model, epochs=args.epochs, batch_size=args.batch_size // process.world_size, lr=2e-3,
+    trainer = Trainer(model, builder, epochs=args.epochs, batch_size=args.batch_size // process.world_size, lr=2e-3,
                       seed=args.seed, distributed=args.ddp, progress=not args.no_progress)
     trainer.fit(train)
 
     outputs = trainer.predict(test)
     similarity = outputs["query"] @ outputs["gallery"].T
-    text_to_image = model.rerank(similarity, test, test, k=args.rerank_k)
-    image_to_text = model.rerank(similarity.T, test, test, k=args.rerank_k, reverse=True)
+    pairs = PairGraphs(builder, test)
+    text_to_image = model.rerank(similarity, pairs, k=args.rerank_k)
+    image_to_text = model.rerank(similarity.T, pairs, k=args.rerank_k, reverse=True)
     result = {**recalls(ranking_metrics(text_to_image)), "i2t": recalls(ranking_metrics(image_to_text)),
               "dual": {**recalls(ranking_metrics(similarity)), "i2t": recalls(ranking_metrics(similarity.T))}}
     if process.is_main:

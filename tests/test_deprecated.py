@@ -19,4 +19,4 @@ def test_moved_names_warn_and_resolve_to_their_new_home(old, names):
 
 def test_unknown_names_of_a_moved_package_raise_attribute_error():
     with pytest.raises(AttributeError, match="module 'graphfuse.graph' has no attribute 'Nothing'"):
-        importlib.import_module("graphfuse.graph").Nothing
+        _ = importlib.import_module("graphfuse.graph").Nothing

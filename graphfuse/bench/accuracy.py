@@ -93,6 +93,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 import graphfuse.datasets  # noqa: F401  (registers the package's tasks)
 from graphfuse.bench.timing import configure_allocator
+from graphfuse.data import PairGraphs
 from graphfuse.datasets.fashion import DatasetNotInstalledError
 from graphfuse.datasets.tasks import TaskData, list_tasks, load_task
 from graphfuse.io import atomic_replace, atomic_write_text
@@ -266,7 +267,7 @@ def reranked_retrieval_metrics(model: torch.nn.Module, trainer: Trainer, data: S
     outputs = trainer.predict(data)
     similarity = outputs["query"] @ outputs["gallery"].T
     node_sets = [split_item(item)[0] for item in data]
-    reranked = model.rerank(similarity, node_sets, node_sets, k=k)
+    reranked = model.rerank(similarity, PairGraphs(trainer.builder, node_sets), k=k)
     metrics = ranking_metrics(reranked, ks=tuple(ks))
     return {f"R@{cut}": metrics[f"R@{cut}"] for cut in ks}
 
@@ -320,8 +321,8 @@ def run_once(task: TaskData, method: Method, config: TrainConfig, splits: Splits
     torch.manual_seed(seed)
     model = create_model(method.model, **model_kwargs(method, task, config))
     monitor = MONITOR[task.kind]
-    trainer = Trainer(model, epochs=config.epochs, batch_size=config.batch_size, eval_batch_size=EVAL_BATCH_SIZE,
-                      lr=config.lr, weight_decay=config.weight_decay, seed=seed, progress=False, monitor=monitor,
+    trainer = Trainer(model, task.builder, epochs=config.epochs, batch_size=config.batch_size,
+                      eval_batch_size=EVAL_BATCH_SIZE, lr=config.lr, weight_decay=config.weight_decay, seed=seed, progress=False, monitor=monitor,
                       patience=config.patience, restore_best=True)
     started = time.perf_counter()
     history = trainer.fit(splits.train, splits.val)

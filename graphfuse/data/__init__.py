@@ -28,8 +28,9 @@ from graphfuse.data.modalities import (
     mel_filter_bank,
     register_modality,
 )
-from graphfuse.data.nodes import NodeSet
-from graphfuse.data.schema import Relation
+from graphfuse.data.nodes import NodeSet, NodeSpec
+from graphfuse.data.pairs import PairGraphs
+from graphfuse.data.schema import GraphSchema, Relation
 
 __all__ = [
     "STRATEGIES",
@@ -40,9 +41,12 @@ __all__ = [
     "FeatureModality",
     "FullBipartite",
     "GraphBuilder",
+    "GraphSchema",
     "ImageModality",
     "Modality",
     "NodeSet",
+    "NodeSpec",
+    "PairGraphs",
     "RandomBipartite",
     "Relation",
     "StridedBipartite",

@@ -14,8 +14,8 @@ from graphfuse.data.cache import TemplateCache
 from graphfuse.data.collate import Collater
 from graphfuse.data.cross import CrossEdges, VirtualNodes
 from graphfuse.data.modalities.base import Modality, create_modality
-from graphfuse.data.nodes import NODE_ATTRIBUTES, NodeSet
-from graphfuse.data.schema import Relation
+from graphfuse.data.nodes import NODE_ATTRIBUTES, NodeSet, NodeSpec
+from graphfuse.data.schema import GraphSchema, Relation
 from graphfuse.typing import EdgeType
 
 CrossSpec = CrossEdges | VirtualNodes | tuple[Any, ...]
@@ -133,6 +133,14 @@ class GraphBuilder:
                         raise ValueError(
                             f"{relation.strategy!r} on {relation.edge_type} needs '{attribute}' on every node, but "
                             f"modality '{node_type}' has none (for text, create TextModality(..., spans=True))")
+
+    def schema(self) -> GraphSchema:
+        """The node types with what their nodes carry, and the edge types: what a model is built from."""
+        specs = {node_type: modality.node_spec() for node_type, modality in self.modalities.items()}
+        specs.update({node_type: NodeSpec("virtual", integer=True, num_embeddings=count)
+                      for node_type, count in self.virtual_nodes.items()})
+        nodes = tuple((node_type, specs[node_type]) for node_type in self.node_types)
+        return GraphSchema(nodes, tuple(relation.edge_type for relation in self.relations))
 
     def metadata(self) -> tuple[list[str], list[EdgeType]]:
         """Node types and edge types of every graph this builder makes (as ``HeteroData.metadata()``)."""

@@ -4,6 +4,13 @@ All four conversions pass through one plain form: per node type its node count a
 tensors, per edge type its ``edge_index`` and edge-level tensors. A tensor is node-level when
 its first dimension has one entry per node (``x``, ``pos``, ``time``, a batch's ``batch``; not
 its ``ptr``), edge-level when it has one entry per edge. Graph-level attributes are not carried.
+
+Why not ``torch_geometric.utils``: its ``to_networkx`` numbers nodes globally and has no
+heterogeneous inverse (``from_networkx`` is homogeneous), and its DGL pair (2.8) loses what these
+graphs rely on: ``to_dgl`` builds the heterograph without node counts (a modality absent from a
+sample, or nodes without edges, vanish) and copies a batch's ``ptr`` as node data; ``from_dgl``
+drops the node count of a type without features and stores edge data schemes, not tensors. Where a
+later torch-geometric does the same as these, they should delegate to it.
 """
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""Node sets: the nodes of one modality of one sample, with their intra-modal edges."""
+"""Node sets (the nodes of one modality of one sample, with their intra-modal edges) and node specs
+(what the nodes of a type carry, as a model needs to know it)."""
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
@@ -101,3 +103,32 @@ class NodeSet:
                 raise ValueError(f"Modality '{modality}' has a time span whose end is before its start")
         check_edge_index(self.edge_index, num_nodes, num_nodes, f"intra-modal edges of '{modality}'")
         return self
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """What the nodes of one type carry, as an encoder needs to know it.
+
+    Args:
+        kind (str): the registered name of the modality (``"text"``, ``"image"``, ``"audio"``,
+            ``"features"``, a user's), or ``"virtual"`` for virtual nodes.
+        feature_shape (tuple[int, ...]): the shape of one node's features ``x`` (``()`` for ids).
+        integer (bool): ``x`` holds ids (tokens, virtual node indices) rather than features.
+        positions (tuple[int, ...] or None): the shape of one node's ``pos``; ``None`` without.
+        timed (bool): nodes carry ``(start, end)`` times.
+        num_embeddings (int, optional): the number of ids (vocabulary size) when ``integer``.
+        max_positions (int, optional): the longest sequence, where the modality bounds it.
+    """
+
+    kind: str
+    feature_shape: tuple[int, ...] = ()
+    integer: bool = False
+    positions: tuple[int, ...] | None = None
+    timed: bool = False
+    num_embeddings: int | None = None
+    max_positions: int | None = None
+
+    @property
+    def in_channels(self) -> int:
+        """Features per node (the flattened ``feature_shape``)."""
+        return math.prod(self.feature_shape)

@@ -43,6 +43,8 @@ def _graph_model(conv: str, **defaults: Any):
             raise ValueError(f"graph-{conv} models use conv={conv!r}, got conv={kwargs['conv']!r}; pick the model "
                              f"of that conv instead ({list_models('graph-*')})")
         kwargs = {**defaults, **kwargs, "conv": conv}
+        if "builder" in kwargs:  # a builder stands for its schema
+            kwargs["schema"] = kwargs.pop("builder")
         if task == "retrieval":
             heads_only = sorted({"num_classes", "out_channels", "head_hidden"} & kwargs.keys())
             if heads_only:

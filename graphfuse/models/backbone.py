@@ -10,7 +10,7 @@ from torch import Tensor
 from torch_geometric.data import Batch, HeteroData
 
 from graphfuse.checks import check_int
-from graphfuse.data import GraphBuilder
+from graphfuse.data import GraphBuilder, GraphSchema
 from graphfuse.nn import FlatGraph, FusionEncoder, NodeEncoders
 
 
@@ -24,15 +24,26 @@ def as_batch(data: HeteroData | Batch) -> Batch:
                     f"{type(data).__name__}")
 
 
+def as_schema(schema: GraphSchema | GraphBuilder, owner: str) -> GraphSchema:
+    """The schema a model is built from: given, or derived from the builder of the data."""
+    if isinstance(schema, GraphBuilder):
+        return schema.schema()
+    if isinstance(schema, GraphSchema):
+        return schema
+    raise TypeError(f"{owner} is built from the GraphSchema of its data (builder.schema()) or the GraphBuilder "
+                    f"itself, got {type(schema).__name__}")
+
+
 class GraphBackbone(torch.nn.Module):
     """:class:`~graphfuse.nn.NodeEncoders` then a :class:`~graphfuse.nn.FusionEncoder`.
 
     Args:
-        builder (GraphBuilder): gives the node types, relations and input encoders.
+        schema (GraphSchema or GraphBuilder): the node types, relations and input sizes of the
+            data (``builder.schema()``; a builder stands for its schema).
         hidden (int): features per node.
         num_layers, conv, knn, heads, ffn_ratio, dropout: see :class:`~graphfuse.nn.FusionEncoder`.
         node_types (Sequence[str], optional): the node types the model reads (default: all of
-            the builder's); the others, and their relations, get no parameters and are ignored.
+            the schema's); the others, and their relations, get no parameters and are ignored.
         encoders (NodeEncoders, optional): input encoders to share with another backbone
             (default: new ones for ``node_types``).
         unimodal_layers (int, optional): how many of the ``num_layers`` blocks, the first ones,
@@ -40,25 +51,23 @@ class GraphBackbone(torch.nn.Module):
             before it meets the others (late-then-joint message passing). (default: :obj:`0`)
     """
 
-    def __init__(self, builder: GraphBuilder, hidden: int = 64, num_layers: int = 2, conv: str = "gat",
+    def __init__(self, schema: GraphSchema | GraphBuilder, hidden: int = 64, num_layers: int = 2, conv: str = "gat",
                  knn: int | None = None, heads: int = 4, ffn_ratio: float = 2.0, dropout: float = 0.1,
                  node_types: Sequence[str] | None = None, encoders: NodeEncoders | None = None,
                  unimodal_layers: int = 0, **block_kwargs: Any) -> None:
         super().__init__()
-        if not isinstance(builder, GraphBuilder):
-            raise TypeError(f"graph models need the GraphBuilder of their data as 'builder', got "
-                            f"{type(builder).__name__}")
-        self.node_types = list(builder.node_types if node_types is None else node_types)
-        unknown = [t for t in self.node_types if t not in builder.node_types]
+        schema = as_schema(schema, "GraphBackbone")
+        self.node_types = list(schema.node_types if node_types is None else node_types)
+        unknown = [t for t in self.node_types if t not in schema.node_types]
         if unknown:
-            raise ValueError(f"node types {unknown} are not among the builder's {builder.node_types}")
+            raise ValueError(f"node types {unknown} are not among the schema's {schema.node_types}")
         if encoders is None:
-            encoders = NodeEncoders.from_builder(builder, hidden)
+            encoders = NodeEncoders.from_schema(schema, hidden)
         missing = [t for t in self.node_types if t not in encoders]
         if missing:
             raise ValueError(f"the shared 'encoders' have no encoder for node types {missing}")
         self.encoders = NodeEncoders({t: encoders[t] for t in self.node_types})
-        _, edge_types = builder.metadata()
+        edge_types = schema.edge_types
         metadata = (self.node_types, [e for e in edge_types if e[0] in self.node_types and e[2] in self.node_types])
         check_int(num_layers, "GraphBackbone 'num_layers'")
         check_int(unimodal_layers, "GraphBackbone 'unimodal_layers'", minimum=0)

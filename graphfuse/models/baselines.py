@@ -202,6 +202,7 @@ class BaselineFusionModel(torch.nn.Module):
             self.head = ClassificationHead(self.out_channels, outputs, head_hidden, dropout,
                                            multilabel=task == "multilabel")
         self.task = RegressionTask(self.head) if task == "regression" else ClassificationTask(self.head)
+        self.task_name = task
 
     def _fuse(self, batch) -> tuple[Tensor, Tensor | None]:
         h_dict, batch_dict, num_samples, present = _encode(self.encoders, as_batch(batch), self.node_types,
@@ -297,6 +298,7 @@ class BaselineRetrievalModel(torch.nn.Module):
         self.projection = torch.nn.ModuleDict({side: ProjectionHead(hidden, embed_dim or hidden) for side in SIDES})
         self.temperature = LearnableTemperature(temperature)
         self.task = RetrievalTask()
+        self.task_name = "retrieval"
 
     def side_types(self, side: str) -> tuple[str, ...]:
         return pick_side(side, self.query_types, self.gallery_types)

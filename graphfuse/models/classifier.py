@@ -8,14 +8,14 @@ import torch
 from torch import Tensor
 
 from graphfuse.checks import check_choice, check_int, check_probability
-from graphfuse.data import GraphBuilder
-from graphfuse.models.backbone import GraphBackbone, as_batch
+from graphfuse.data import GraphBuilder, GraphSchema
+from graphfuse.models.backbone import GraphBackbone, as_batch, as_schema
 from graphfuse.nn import ClassificationHead, MultimodalOutput, Readout, RegressionHead, UnimodalHeads
-from graphfuse.train.balance import MODULATIONS
-from graphfuse.train.tasks import ClassificationTask, RegressionTask
 
 TASKS = ("classification", "multilabel", "regression")
 ENSEMBLES = ("gated", True, False)
+#: What the Trainer may balance a model's modalities with (see :class:`~graphfuse.train.GradientModulation`).
+MODULATIONS = ("none", "ogm", "ogm-ge")
 
 
 class GraphFusionModel(torch.nn.Module):
@@ -58,7 +58,8 @@ class GraphFusionModel(torch.nn.Module):
       the encoders of the modality that leads (:class:`~graphfuse.train.GradientModulation`).
 
     Args:
-        builder (GraphBuilder): the builder of the data (node types, relations, encoders).
+        schema (GraphSchema or GraphBuilder): the node types, relations and input sizes of the data
+            (``builder.schema()``; a builder stands for its schema).
         task (str, optional): ``"classification"``, ``"multilabel"`` or ``"regression"``.
             (default: :obj:`"classification"`)
         num_classes (int, optional): classes or labels (classification tasks).
@@ -109,7 +110,7 @@ class GraphFusionModel(torch.nn.Module):
           with unimodal heads, a :class:`~graphfuse.nn.MultimodalOutput` that holds them too
     """
 
-    def __init__(self, builder: GraphBuilder, task: str = "classification", num_classes: int | None = None,
+    def __init__(self, schema: GraphSchema | GraphBuilder, task: str = "classification", num_classes: int | None = None,
                  out_channels: int = 1, hidden: int = 64, num_layers: int = 2, conv: str = "gat",
                  knn: int | None = None, heads: int = 4, pool: str = "attention", fuse: str = "bilinear",
                  dropout: float = 0.1, ffn_ratio: float = 2.0, head_hidden: int | None = None,
@@ -129,15 +130,17 @@ class GraphFusionModel(torch.nn.Module):
             raise ValueError(f"GraphFusionModel gradient_modulation={gradient_modulation!r} scores each modality by "
                              f"its unimodal head on class labels: it needs unimodal_weight > 0 and "
                              f"task='classification' (got unimodal_weight={unimodal_weight!r}, task={task!r})")
-        self.builder = builder
+        schema = as_schema(schema, "GraphFusionModel")
+        self.task_name = task
+        self.unimodal_weight = float(unimodal_weight)
         self.modality_dropout = check_probability(modality_dropout, "GraphFusionModel 'modality_dropout'")
         self.gradient_modulation = gradient_modulation
         self.unimodal_ensemble = bool(unimodal_ensemble)
         self.backbone = GraphBackbone(
-            builder, hidden, num_layers, conv, knn, heads, ffn_ratio, dropout,
+            schema, hidden, num_layers, conv, knn, heads, ffn_ratio, dropout,
             unimodal_layers=num_layers // 2 if unimodal_layers is None else unimodal_layers,
             modality_context=modality_context, **block_kwargs)
-        self.readout = Readout(hidden, builder.node_types, pool=pool, fuse=fuse)
+        self.readout = Readout(hidden, schema.node_types, pool=pool, fuse=fuse)
         if task == "regression":
             self.head = RegressionHead(self.readout.out_channels, out_channels, head_hidden, dropout)
         else:
@@ -145,10 +148,8 @@ class GraphFusionModel(torch.nn.Module):
                 raise ValueError(f"GraphFusionModel with task={task!r} needs 'num_classes'")
             self.head = ClassificationHead(self.readout.out_channels, num_classes, head_hidden, dropout,
                                            multilabel=task == "multilabel")
-        self.unimodal = UnimodalHeads(hidden, list(builder.modalities), self.head.out_channels, task, dropout,
+        self.unimodal = UnimodalHeads(hidden, schema.modalities, self.head.out_channels, task, dropout,
                                       pool, gated=unimodal_ensemble == "gated") if unimodal_weight else None
-        task_class = RegressionTask if task == "regression" else ClassificationTask
-        self.task = task_class(self.head, self.unimodal, float(unimodal_weight))
 
     def modality_parameters(self) -> dict[str, list[torch.nn.Parameter]]:
         """Each modality's own parameters, its input encoder's, which gradient modulation scales."""
@@ -176,5 +177,5 @@ class GraphFusionModel(torch.nn.Module):
     def __repr__(self) -> str:
         fusion, unimodal = self.backbone.fusion, self.backbone.unimodal
         stages = f"{unimodal!r} (per modality), {fusion!r}" if unimodal is not None else repr(fusion)
-        return (f"{self.__class__.__name__}(task={self.task.name!r}, {stages}, {self.readout!r}, "
+        return (f"{self.__class__.__name__}(task={self.task_name!r}, {stages}, {self.readout!r}, "
                 f"{self.head!r})")

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from graphfuse.checkpoint import load_weights
 from graphfuse.registry import Registry
 
 ModelFactory = Callable[..., torch.nn.Module]
@@ -33,12 +34,17 @@ def model_family(name: str) -> str:
 
 
 def create_model(name: str, checkpoint_path: str | os.PathLike | None = None, **kwargs: Any) -> torch.nn.Module:
-    """The registered model ``name`` built with ``kwargs`` (e.g. ``builder``, ``task``,
+    """The registered model ``name`` built with ``kwargs`` (e.g. ``builder`` or ``schema``, ``task``,
     ``num_classes``, ``hidden``), with weights from ``checkpoint_path`` when given (loaded
-    safely: tensors only, see :func:`graphfuse.train.load_weights`)."""
-    model = MODELS.get(name)(**kwargs)
-    if checkpoint_path is not None:
-        from graphfuse.train.checkpoint import load_weights
+    safely: tensors only, see :func:`graphfuse.checkpoint.load_weights`).
 
+    A model is built from the schema of its data alone (``builder.schema()``; a ``builder`` stands
+    for its schema). For one release a model created from a ``builder`` also remembers it as
+    ``model.builder``, so that ``Trainer(model)`` keeps working (with a ``DeprecationWarning``: pass
+    ``Trainer(model, builder=builder)``)."""
+    model = MODELS.get(name)(**kwargs)
+    if kwargs.get("builder") is not None:
+        model.builder = kwargs["builder"]
+    if checkpoint_path is not None:
         load_weights(model, checkpoint_path)
     return model

@@ -2,27 +2,25 @@
 query and a candidate jointly on their cross-modal graph."""
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from graphfuse.data import GraphBuilder, NodeSet
-from graphfuse.models.backbone import GraphBackbone, as_batch
+from graphfuse.data import GraphBuilder, GraphSchema, PairGraphs
+from graphfuse.models.backbone import GraphBackbone, as_batch, as_schema
 from graphfuse.nn import ProjectionHead, Readout
 from graphfuse.nn.contrastive import LearnableTemperature
-from graphfuse.train.tasks import RetrievalTask
 
 SIDES = ("query", "gallery")
-NodeSets = Mapping[str, NodeSet]
 
 
-def _side_types(builder: GraphBuilder, types: Sequence[str], name: str) -> tuple[str, ...]:
+def _side_types(schema: GraphSchema, types: Sequence[str], name: str) -> tuple[str, ...]:
     types = (types,) if isinstance(types, str) else tuple(types)
-    unknown = [t for t in types if t not in builder.node_types]
+    unknown = [t for t in types if t not in schema.node_types]
     if not types or unknown:
-        raise ValueError(f"GraphRetrievalModel '{name}' must name node types of the builder {builder.node_types}, "
+        raise ValueError(f"GraphRetrievalModel '{name}' must name node types of the builder {schema.node_types}, "
                          f"got {list(types)}")
     return types
 
@@ -62,7 +60,8 @@ class GraphRetrievalModel(torch.nn.Module):
     :math:`s\,\mathbf{q}^{\top}\mathbf{c} + r(q, c)` (a product of their softmax distributions).
 
     Args:
-        builder (GraphBuilder): the builder of the data.
+        schema (GraphSchema or GraphBuilder): the node types, relations and input sizes of the data
+            (``builder.schema()``; a builder stands for its schema).
         query (Sequence[str], optional): node types of the query side. (default: :obj:`("text",)`)
         gallery (Sequence[str], optional): node types of the gallery side.
             (default: :obj:`("image",)`)
@@ -85,26 +84,26 @@ class GraphRetrievalModel(torch.nn.Module):
         - **output:** ``{"query": (B, D), "gallery": (B, D), "logit_scale": (), "rerank_loss": ()}``
     """
 
-    def __init__(self, builder: GraphBuilder, query: Sequence[str] = ("text",), gallery: Sequence[str] = ("image",),
-                 hidden: int = 64, embed_dim: int | None = None, num_layers: int = 2, conv: str = "gat",
-                 knn: int | None = None, heads: int = 4, pool: str = "mean", fuse: str = "attention",
-                 dropout: float = 0.1, ffn_ratio: float = 2.0, temperature: float = 0.07, rerank: bool = True,
-                 rerank_conv: str | None = "hgt", rerank_negatives: int = 3, **block_kwargs: Any) -> None:
+    task_name = "retrieval"
+
+    def __init__(self, schema: GraphSchema | GraphBuilder, query: Sequence[str] = ("text",),
+                 gallery: Sequence[str] = ("image",), hidden: int = 64, embed_dim: int | None = None,
+                 num_layers: int = 2, conv: str = "gat", knn: int | None = None, heads: int = 4, pool: str = "mean",
+                 fuse: str = "attention", dropout: float = 0.1, ffn_ratio: float = 2.0, temperature: float = 0.07,
+                 rerank: bool = True, rerank_conv: str | None = "hgt", rerank_negatives: int = 3,
+                 **block_kwargs: Any) -> None:
         super().__init__()
-        if not isinstance(builder, GraphBuilder):
-            raise TypeError(f"graph models need the GraphBuilder of their data as 'builder', got "
-                            f"{type(builder).__name__}")
-        self.query_types = _side_types(builder, query, "query")
-        self.gallery_types = _side_types(builder, gallery, "gallery")
+        schema = as_schema(schema, "GraphRetrievalModel")
+        self.query_types = _side_types(schema, query, "query")
+        self.gallery_types = _side_types(schema, gallery, "gallery")
         check_sides("GraphRetrievalModel", self.query_types, self.gallery_types)
         if fuse == "virtual":
             raise ValueError("GraphRetrievalModel encodes each side on its own node types, which hold no virtual "
                              "nodes; use fuse='attention', 'gate' or 'concat'")
         if rerank_negatives < 1:
             raise ValueError(f"GraphRetrievalModel 'rerank_negatives' must be >= 1, got {rerank_negatives!r}")
-        self.builder = builder
         used = list(self.query_types + self.gallery_types)
-        self.backbone = GraphBackbone(builder, hidden, num_layers, conv, knn, heads, ffn_ratio, dropout,
+        self.backbone = GraphBackbone(schema, hidden, num_layers, conv, knn, heads, ffn_ratio, dropout,
                                       node_types=used, **block_kwargs)
         self.readout = Readout(hidden, used, pool=pool, fuse=fuse)
         self.projection = ProjectionHead(self.readout.out_channels, embed_dim or hidden)
@@ -114,16 +113,16 @@ class GraphRetrievalModel(torch.nn.Module):
         self.rerank_conv = rerank_conv if rerank else None
         if rerank:
             self.pair_backbone = None if rerank_conv is None else GraphBackbone(
-                builder, hidden, num_layers, rerank_conv, None, heads, ffn_ratio, dropout, node_types=used,
+                schema, hidden, num_layers, rerank_conv, None, heads, ffn_ratio, dropout, node_types=used,
                 encoders=self.backbone.encoders, **block_kwargs)
             self.pair_readout = Readout(hidden, used, pool=pool, fuse=fuse)
             self.pair_score = torch.nn.Sequential(torch.nn.Linear(self.pair_readout.out_channels, hidden),
                                                   torch.nn.GELU(), torch.nn.Linear(hidden, 1))
-        self.task = RetrievalTask()
 
     @property
     def needs_node_sets(self) -> bool:
-        """Batches must carry their featurised samples (``batch.node_sets``) for the re-ranker."""
+        """Training batches must carry their pair graphs (``batch.pair_graphs``, a
+        :class:`~graphfuse.data.PairGraphs` over the batch's featurised samples) for the re-ranker."""
         return self.reranks
 
     def side_types(self, side: str) -> tuple[str, ...]:
@@ -150,30 +149,27 @@ class GraphRetrievalModel(torch.nn.Module):
         return output
 
     # Re-ranking ---------------------------------------------------------------------------------
-    def pair_scores(self, query_sets: Sequence[NodeSets], gallery_sets: Sequence[NodeSets], pairs: Tensor) -> Tensor:
-        """Joint scores ``[P]`` of ``pairs`` ``[P, 2]`` of (query sample, gallery sample) indices:
-        each pair is one graph of the query's query-side nodes and the candidate's gallery-side
-        nodes, with the builder's edges between them."""
+    def pair_scores(self, pair_batch) -> Tensor:
+        """Joint scores ``[P]`` of a batch of pair graphs (from :class:`~graphfuse.data.PairGraphs`):
+        each one query's query-side nodes and one candidate's gallery-side nodes, with the builder's
+        edges between them."""
         if not self.reranks:
             raise RuntimeError("This GraphRetrievalModel was built with rerank=False; it has no re-ranker")
-        samples = []
-        for i, j in pairs.tolist():
-            sample = {t: query_sets[i][t] for t in self.query_types if t in query_sets[i]}
-            sample.update({t: gallery_sets[j][t] for t in self.gallery_types if t in gallery_sets[j]})
-            samples.append(sample)
-        device = self.temperature.log_scale.device
-        batch = self.builder.collate(samples).to(device)
         backbone = self.backbone if self.pair_backbone is None else self.pair_backbone
-        h_dict, batch_dict, num_samples = backbone(batch, self.query_types + self.gallery_types)
+        h_dict, batch_dict, num_samples = backbone(as_batch(pair_batch), self.query_types + self.gallery_types)
         return self.pair_score(self.pair_readout(h_dict, batch_dict, num_samples)).squeeze(-1)
 
+    def _pair_batch(self, pair_graphs: PairGraphs, pairs: Tensor):
+        return pair_graphs(pairs, self.query_types, self.gallery_types).to(self.temperature.log_scale.device)
+
     def _rerank_loss(self, batch, query: Tensor, gallery: Tensor) -> Tensor | None:
-        node_sets = getattr(batch, "node_sets", None)
-        if node_sets is None:
-            raise ValueError("The re-ranker trains on batches that carry their featurised samples: batch with "
-                             "graphfuse.train.GraphCollate(builder, keep_samples=True) (the Trainer does), or "
+        pair_graphs = getattr(batch, "pair_graphs", None)
+        if pair_graphs is None:
+            raise ValueError("The re-ranker trains on batches that carry their pair graphs: set batch.pair_graphs = "
+                             "graphfuse.data.PairGraphs(builder, batch.node_sets) on batches from "
+                             "graphfuse.train.GraphCollate(builder, keep_samples=True) (the Trainer does both), or "
                              "build the model with rerank=False")
-        size = len(node_sets)
+        size = query.size(0)
         k = min(self.rerank_negatives, size - 1)
         if k < 1:
             return None
@@ -185,7 +181,7 @@ class GraphRetrievalModel(torch.nn.Module):
         pairs = torch.cat([torch.stack([own, own], 1),
                            torch.stack([own.repeat_interleave(k), hardest_gallery.reshape(-1)], 1),
                            torch.stack([hardest_query.reshape(-1), own.repeat_interleave(k)], 1)])
-        scores = self.pair_scores(node_sets, node_sets, pairs.cpu())
+        scores = self.pair_scores(self._pair_batch(pair_graphs, pairs.cpu()))
         positive = scores[:size, None]
         per_query = torch.cat([positive, scores[size:size * (k + 1)].view(size, k)], 1)
         per_gallery = torch.cat([positive, scores[size * (k + 1):].view(size, k)], 1)
@@ -194,8 +190,8 @@ class GraphRetrievalModel(torch.nn.Module):
         return (cross_entropy(per_query.float(), target) + cross_entropy(per_gallery.float(), target)) / 2
 
     @torch.no_grad()
-    def rerank(self, similarity: Tensor, query_sets: Sequence[NodeSets], gallery_sets: Sequence[NodeSets],
-               k: int = 10, reverse: bool = False, pair_batch_size: int = 256) -> Tensor:
+    def rerank(self, similarity: Tensor, pair_graphs: PairGraphs, k: int = 10, reverse: bool = False,
+               pair_batch_size: int = 256) -> Tensor:
         """``similarity`` with each row's top-``k`` entries replaced by their re-ranked logits
         (``logit_scale * similarity + pair score``), lifted above every other entry: a ranking of
         the result reorders the top-k by the re-ranker and keeps the rest in dual-encoder order.
@@ -203,9 +199,12 @@ class GraphRetrievalModel(torch.nn.Module):
         Args:
             similarity (Tensor): ``[Q, G]`` dual-encoder scores (``reverse=True``: ``[G, Q]``,
                 rows are gallery items searching the queries).
-            query_sets, gallery_sets (Sequence): featurised samples of the query and gallery sides.
+            pair_graphs (PairGraphs): the featurised query and gallery samples with their builder,
+                ``PairGraphs(builder, query_sets, gallery_sets)``.
             k (int, optional): candidates re-ranked per row. (default: :obj:`10`)
         """
+        if not self.reranks:
+            raise RuntimeError("This GraphRetrievalModel was built with rerank=False; it has no re-ranker")
         rows, cols = similarity.shape
         k = min(k, cols)
         top = similarity.topk(k, dim=1).indices
@@ -213,7 +212,7 @@ class GraphRetrievalModel(torch.nn.Module):
         pairs = torch.stack([top.reshape(-1), row] if reverse else [row, top.reshape(-1)], 1).cpu()
         training = self.training
         self.eval()
-        scores = torch.cat([self.pair_scores(query_sets, gallery_sets, chunk).float()
+        scores = torch.cat([self.pair_scores(self._pair_batch(pair_graphs, chunk)).float()
                             for chunk in pairs.split(pair_batch_size)]).to(similarity.device)
         self.train(training)
         reranked = similarity.float().clone()

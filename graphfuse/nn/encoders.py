@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from graphfuse.checks import check_int
+from graphfuse.data.schema import GraphSchema
 
 #: Initial standard deviation of learned position embeddings (patch rows and columns).
 POSITION_STD = 0.3
@@ -207,37 +208,41 @@ class NodeEncoders(torch.nn.ModuleDict):
 
     Use :meth:`from_builder` to pick encoders for a :class:`~graphfuse.GraphBuilder`'s modalities
     (text -> :class:`TokenEncoder`, image -> :class:`PatchEncoder`, timed -> :class:`FrameEncoder`
-    (normalising each frame for audio), anything else -> :class:`FeatureEncoder`, all with lazy
-    input sizes).
+    (normalising each frame for audio), anything else -> :class:`FeatureEncoder`, every input size
+    from the builder's schema).
     """
 
     def __init__(self, encoders: Mapping[str, torch.nn.Module]) -> None:
         super().__init__(dict(encoders))
 
     @classmethod
-    def from_builder(cls, builder, channels: int, device=None, dtype=None) -> NodeEncoders:
-        from graphfuse.data import AudioModality, ImageModality, TextModality
-
+    def from_schema(cls, schema: GraphSchema, channels: int, device=None, dtype=None) -> NodeEncoders:
+        """Encoders for the node types of a :class:`~graphfuse.data.GraphSchema`, every input size
+        known from it: ids with a vocabulary (text tokens, virtual nodes) -> :class:`TokenEncoder`,
+        image patches -> :class:`PatchEncoder`, timed nodes -> :class:`FrameEncoder` (normalising
+        each frame for audio), anything else -> :class:`FeatureEncoder`."""
         factory = dict(device=device, dtype=dtype)
         encoders = {}
-        for node_type in builder.node_types:
-            modality = builder.modalities.get(node_type)
-            empty = builder.empty_node_sets[node_type]
-            if isinstance(modality, TextModality):
-                encoders[node_type] = TokenEncoder(len(modality.tokenizer), channels,
-                                                   max(512, modality.max_length or 0), **factory)
-            elif isinstance(modality, ImageModality):
-                encoders[node_type] = PatchEncoder(-1, channels, **factory)
-            elif node_type in builder.virtual_nodes:  # x holds the virtual node's index
-                encoders[node_type] = TokenEncoder(builder.virtual_nodes[node_type], channels, padding_idx=None,
+        for node_type, spec in schema.nodes:
+            if spec.kind == "virtual":  # x holds the virtual node's index
+                encoders[node_type] = TokenEncoder(spec.num_embeddings, channels, padding_idx=None, **factory)
+            elif spec.integer and spec.num_embeddings is not None:
+                encoders[node_type] = TokenEncoder(spec.num_embeddings, channels, max(512, spec.max_positions or 0),
                                                    **factory)
-            elif empty.time is not None:
-                audio = isinstance(modality, AudioModality)
-                encoders[node_type] = FrameEncoder(-1, channels, normalize=audio,
+            elif spec.kind == "image":
+                encoders[node_type] = PatchEncoder(spec.in_channels, channels, **factory)
+            elif spec.timed:
+                audio = spec.kind == "audio"
+                encoders[node_type] = FrameEncoder(spec.in_channels, channels, normalize=audio,
                                                    time_weight=AUDIO_TIME_WEIGHT if audio else 1.0, **factory)
             else:
-                encoders[node_type] = FeatureEncoder(-1, channels, **factory)
+                encoders[node_type] = FeatureEncoder(spec.in_channels, channels, **factory)
         return cls(encoders)
+
+    @classmethod
+    def from_builder(cls, builder, channels: int, device=None, dtype=None) -> NodeEncoders:
+        """:meth:`from_schema` of ``builder.schema()``."""
+        return cls.from_schema(builder.schema(), channels, device, dtype)
 
     def forward(self, data, node_types: Collection[str] | None = None) -> dict[str, Tensor]:
         """``h_dict`` of the node types in ``data`` (only those in ``node_types`` when given)."""

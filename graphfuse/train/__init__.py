@@ -1,7 +1,7 @@
 """Training: the engine (fit / evaluate with checkpoints, early stopping and DDP), tasks, metrics,
 checkpoints and data batching."""
+from graphfuse.checkpoint import UnsafeCheckpointError, load_checkpoint, load_weights, save_checkpoint
 from graphfuse.train.balance import GradientModulation, modulation_coefficients
-from graphfuse.train.checkpoint import UnsafeCheckpointError, load_checkpoint, load_weights, save_checkpoint
 from graphfuse.train.data import GraphCollate, IndexedDataset, featurize_dataset
 from graphfuse.train.engine import NonFiniteLossError, Trainer, seed_everything, set_deterministic
 from graphfuse.train.metrics import (
@@ -12,9 +12,18 @@ from graphfuse.train.metrics import (
     retrieval_metrics,
 )
 from graphfuse.train.modality_dropout import ModalityDropout
-from graphfuse.train.tasks import ClassificationTask, RegressionTask, RetrievalTask, Task
+from graphfuse.train.tasks import (
+    TASKS,
+    ClassificationTask,
+    RegressionTask,
+    RetrievalTask,
+    Task,
+    create_task,
+    register_task,
+)
 
 __all__ = [
+    "TASKS",
     "ClassificationTask",
     "GradientModulation",
     "GraphCollate",
@@ -27,12 +36,14 @@ __all__ = [
     "Trainer",
     "UnsafeCheckpointError",
     "classification_metrics",
+    "create_task",
     "featurize_dataset",
     "load_checkpoint",
     "load_weights",
     "modulation_coefficients",
     "multilabel_metrics",
     "ranking_metrics",
+    "register_task",
     "regression_metrics",
     "retrieval_metrics",
     "save_checkpoint",

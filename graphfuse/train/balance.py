@@ -29,9 +29,8 @@ import torch
 from torch import Tensor
 
 from graphfuse.checks import check_int
+from graphfuse.models.classifier import MODULATIONS
 from graphfuse.nn.unimodal import MultimodalOutput
-
-MODULATIONS = ("none", "ogm", "ogm-ge")
 
 
 def modulation_coefficients(output: MultimodalOutput, target: Tensor, alpha: float) -> Tensor:

@@ -11,6 +11,7 @@ import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,14 @@ from torch.nn.parameter import UninitializedParameter
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
+from graphfuse.checkpoint import load_checkpoint, save_checkpoint
 from graphfuse.checks import check_choice, check_int, check_probability
+from graphfuse.data import GraphBuilder, PairGraphs
 from graphfuse.nn.unimodal import MultimodalOutput
 from graphfuse.train import distributed as ddp
 from graphfuse.train.balance import GradientModulation
-from graphfuse.train.checkpoint import load_checkpoint, save_checkpoint
 from graphfuse.train.data import EpochSampler, GraphCollate, IndexedDataset
-from graphfuse.train.tasks import ClassificationTask, Task
+from graphfuse.train.tasks import TASKS, ClassificationTask, Task, create_task
 
 log = logging.getLogger("graphfuse.train")
 
@@ -105,13 +107,47 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "module", model) if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
+def _resolve_task(model: torch.nn.Module, task: str | Task | None) -> Task:
+    if task is None:
+        legacy = getattr(model, "task", None)
+        if isinstance(legacy, Task):
+            warnings.warn("a model carrying its Task as model.task is deprecated: pass it to the Trainer, "
+                          "Trainer(model, builder, task=...)", DeprecationWarning, stacklevel=3)
+            return legacy
+        task = getattr(model, "task_name", None)
+        if task is None:
+            raise TypeError(f"Trainer needs the task {type(model).__name__} is trained for: pass task= a registered "
+                            f"name ({TASKS.names()}) or a graphfuse.train.Task (e.g. ClassificationTask(model.head)); "
+                            f"models from graphfuse.models.create_model name theirs as model.task_name")
+    return create_task(task, model)
+
+
+def _resolve_builder(model: torch.nn.Module, builder: GraphBuilder | None) -> GraphBuilder:
+    if builder is None:
+        builder = getattr(model, "builder", None)
+        if builder is None:
+            raise TypeError("Trainer needs the GraphBuilder that turns samples into graphs: Trainer(model, builder)")
+        warnings.warn("Trainer(model) taking the builder the model remembers is deprecated: pass it, "
+                      "Trainer(model, builder)", DeprecationWarning, stacklevel=3)
+    if not isinstance(builder, GraphBuilder):
+        raise TypeError(f"Trainer 'builder' must be the GraphBuilder of the data, got {type(builder).__name__}")
+    return builder
+
+
 class Trainer:
-    r"""Trains and evaluates a model that carries a :class:`~graphfuse.train.Task` as ``model.task``
-    and its :class:`~graphfuse.GraphBuilder` as ``model.builder`` (models from
-    :func:`graphfuse.models.create_model` do).
+    r"""Trains and evaluates a model on samples that a :class:`~graphfuse.GraphBuilder` turns into
+    graph batches, for a :class:`~graphfuse.train.Task` (loss, outputs, metrics) the Trainer owns.
 
     Args:
-        model (torch.nn.Module): ``model(batch)`` gives what ``model.task`` scores.
+        model (torch.nn.Module): ``model(batch)`` gives what the task scores.
+        builder (GraphBuilder): turns the samples into graphs. (For one release, a model from
+            :func:`graphfuse.models.create_model` that remembers its builder may leave it out, with
+            a ``DeprecationWarning``.)
+        task (str or Task, optional): what the model is trained for: a registered name
+            (``"classification"``, ``"multilabel"``, ``"regression"``, ``"retrieval"``; see
+            :func:`~graphfuse.train.create_task`) or a :class:`~graphfuse.train.Task`. ``None``
+            takes the name the model declares as ``model.task_name`` (models from
+            :func:`~graphfuse.models.create_model` do). (default: :obj:`None`)
         epochs (int, optional): passes over the training data. (default: :obj:`10`)
         batch_size (int, optional): samples per step *per process*. (default: :obj:`32`)
         eval_batch_size (int, optional): samples per batch *per process* in :meth:`evaluate` and
@@ -155,7 +191,6 @@ class Trainer:
             without a gradient (a modality absent from a process's batch, in a model that skips
             it). graphfuse's models run absent node types through their layers as empty tensors,
             so they rarely need it; ``False`` saves a graph traversal per step. (default: :obj:`True`)
-        builder (GraphBuilder, optional): default: ``model.builder``.
         modality_dropout (float, optional): probability that a training sample loses each of its
             modalities (never all, nor every modality the task names informative, e.g. those whose
             gated unimodal heads vote; see :class:`~graphfuse.train.ModalityDropout`), so the
@@ -169,19 +204,20 @@ class Trainer:
 
     Example:
         >>> model = create_model("graph-gat", builder=builder, num_classes=10)
-        >>> trainer = Trainer(model, epochs=5, checkpoint_dir="runs/gat")
+        >>> trainer = Trainer(model, builder, epochs=5, checkpoint_dir="runs/gat")
         >>> history = trainer.fit(train, val)      # items: (sample, label)
         >>> trainer.evaluate(test)                  # {"loss": ..., "accuracy": ..., "macro_f1": ...}
     """
 
-    def __init__(self, model: torch.nn.Module, *, epochs: int = 10, batch_size: int = 32,
+    def __init__(self, model: torch.nn.Module, builder: GraphBuilder | None = None, *,
+                 task: str | Task | None = None, epochs: int = 10, batch_size: int = 32,
                  eval_batch_size: int | None = None, lr: float = 1e-3,
                  weight_decay: float = 0.01, optimizer: str = "adamw", schedule: str = "cosine", warmup: float = 0.05,
                  clip_grad_norm: float | None = 1.0, precision: str = "fp32", compile: bool = False, seed: int = 0,
                  deterministic: bool = False, patience: int | None = None, monitor: str | None = None,
                  checkpoint_dir: str | os.PathLike | None = None, overwrite: bool = False, restore_best: bool = False,
                  distributed: bool | None = None, device: str | torch.device | None = None, num_workers: int = 0,
-                 progress: bool = True, find_unused_parameters: bool = True, builder=None,
+                 progress: bool = True, find_unused_parameters: bool = True,
                  modality_dropout: float | None = None,
                  gradient_modulation: str | GradientModulation | None = None) -> None:
         check_int(epochs, "Trainer 'epochs'")
@@ -198,16 +234,8 @@ class Trainer:
             raise ValueError(f"Trainer 'warmup' is a fraction of all steps in [0, 1), got {warmup!r}")
         if clip_grad_norm is not None and not clip_grad_norm > 0:
             raise ValueError(f"Trainer 'clip_grad_norm' must be positive or None, got {clip_grad_norm!r}")
-        task = getattr(model, "task", None)
-        if not isinstance(task, Task):
-            raise TypeError(f"Trainer needs a model with a 'task' attribute (a graphfuse.train.Task); "
-                            f"{type(model).__name__} has {type(task).__name__}. Models from "
-                            f"graphfuse.models.create_model have one; for your own, set e.g. "
-                            f"model.task = ClassificationTask(model.head)")
-        builder = builder if builder is not None else getattr(model, "builder", None)
-        if builder is None:
-            raise TypeError("Trainer needs the GraphBuilder that turns samples into graphs: pass builder=... or "
-                            "set model.builder")
+        task = _resolve_task(model, task)
+        builder = _resolve_builder(model, builder)
         self.model, self.task, self.builder = model, task, builder
         if modality_dropout is None:
             modality_dropout = getattr(_unwrap(model), "modality_dropout", 0.0)
@@ -274,6 +302,15 @@ class Trainer:
                           collate_fn=collate, drop_last=drop_last, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
 
+    def _on_device(self, batch):
+        """``batch`` on the device; a batch that carries its featurised samples (for a re-ranker)
+        also gets their :class:`~graphfuse.data.PairGraphs`, built here rather than in the model."""
+        batch = batch.to(self.info.device)
+        node_sets = getattr(batch, "node_sets", None)
+        if node_sets is not None:
+            batch.pair_graphs = PairGraphs(self.builder, node_sets)
+        return batch
+
     def _autocast(self):
         return torch.autocast(self.info.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
@@ -285,7 +322,7 @@ class Trainer:
         batch = next(iter(loader), None)
         if batch is None:  # an empty evaluation share: the check below names what stays unset
             return self._check_materialized()
-        batch = batch.to(self.info.device)
+        batch = self._on_device(batch)
         training = self.model.training
         self.model.eval()
         with torch.no_grad(), self._autocast():
@@ -445,7 +482,7 @@ class Trainer:
         total, steps = 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch}", disable=not (self.progress and self.info.is_main), leave=False)
         for batch in bar:
-            batch = batch.to(self.info.device)
+            batch = self._on_device(batch)
             with self._autocast():
                 output = wrapped(batch)
                 loss = self.task.loss(output, batch)
@@ -489,7 +526,7 @@ class Trainer:
         model.eval()
         parts, indices, loss_sum, loss_count = [], [], 0.0, 0
         for batch in tqdm(loader, desc="evaluate", disable=not (self.progress and self.info.is_main), leave=False):
-            batch = batch.to(self.info.device)
+            batch = self._on_device(batch)
             with self._autocast():
                 output = model(batch)
                 scored = (not self.task.needs_target or getattr(batch, "y", None) is not None) and (

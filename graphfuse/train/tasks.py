@@ -1,14 +1,16 @@
 """What a model is trained for: its loss, what evaluation keeps of each batch, and its metrics.
 
-A model carries its task as ``model.task``; the engine calls ``task.loss(output, batch)`` while
-training, and ``task.outputs`` / ``task.metrics`` while evaluating (outputs of all batches, of all
-processes under DDP, are concatenated before ``metrics`` sees them).
+The task belongs to the Trainer, which takes it by name or object (``Trainer(model,
+task="classification")``; by default the name the model declares as ``model.task_name``) and makes
+a named one for the model with :func:`create_task`. The engine calls ``task.loss(output, batch)``
+while training, and ``task.outputs`` / ``task.metrics`` while evaluating (outputs of all batches,
+of all processes under DDP, are concatenated before ``metrics`` sees them).
 """
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -17,6 +19,7 @@ from torch import Tensor
 from graphfuse.nn.contrastive import info_nce
 from graphfuse.nn.heads import ClassificationHead, RegressionHead
 from graphfuse.nn.unimodal import MultimodalOutput, UnimodalHeads
+from graphfuse.registry import Registry
 from graphfuse.train.distributed import all_gather_with_grad
 from graphfuse.train.metrics import classification_metrics, multilabel_metrics, regression_metrics, retrieval_metrics
 
@@ -256,3 +259,44 @@ class RetrievalTask(Task):
 
     def metrics(self, outputs: dict[str, Tensor]) -> dict[str, float]:
         return retrieval_metrics(outputs["query"] @ outputs["gallery"].T)
+
+
+TaskFactory = Callable[[torch.nn.Module], Task]
+TASKS: Registry[TaskFactory] = Registry(
+    "training task", hint="Register one with register_task('{name}', factory), the factory taking the model")
+
+
+def register_task(name: str, factory: TaskFactory) -> TaskFactory:
+    """Registers ``factory(model) -> Task`` under ``name`` (once), for ``Trainer(model, task=name)``."""
+    return TASKS.register(name, factory)
+
+
+def create_task(task: str | Task, model: torch.nn.Module) -> Task:
+    """The task ``task`` names, made for ``model`` (its heads score the loss); a :class:`Task` passes through."""
+    if isinstance(task, Task):
+        return task
+    if not isinstance(task, str):
+        raise TypeError(f"A task is a registered name ({TASKS.names()}) or a graphfuse.train.Task, got "
+                        f"{type(task).__name__}")
+    return TASKS.get(task)(model)
+
+
+def _head_task(task_class: type[_HeadTask], multilabel: bool | None = None) -> TaskFactory:
+    def factory(model: torch.nn.Module) -> Task:
+        head = getattr(model, "head", None)
+        if not callable(getattr(head, "loss", None)):
+            raise TypeError(f"{task_class.__name__} scores a model's 'head' by its loss (a ClassificationHead or "
+                            f"RegressionHead); {type(model).__name__} has {type(head).__name__}. Pass "
+                            f"Trainer(task=...) a Task of your own instead")
+        if multilabel is not None and getattr(head, "multilabel", None) != multilabel:
+            raise ValueError(f"{type(model).__name__}'s head is {'multi-label' if head.multilabel else 'multi-class'}; "
+                             f"build the model with the task it is trained for")
+        return task_class(head, getattr(model, "unimodal", None), getattr(model, "unimodal_weight", 0.0))
+
+    return factory
+
+
+register_task("classification", _head_task(ClassificationTask, multilabel=False))
+register_task("multilabel", _head_task(ClassificationTask, multilabel=True))
+register_task("regression", _head_task(RegressionTask))
+register_task("retrieval", lambda model: RetrievalTask())

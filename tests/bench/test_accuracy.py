@@ -82,9 +82,9 @@ def test_retrieval_reranks_and_one_seed_has_no_spread(tmp_path, tiny_tasks, monk
     calls = []
     rerank = GraphRetrievalModel.rerank
 
-    def spy(self, similarity, query_sets, gallery_sets, k=10, **kwargs):
-        calls.append((tuple(similarity.shape), len(query_sets), k))
-        return rerank(self, similarity, query_sets, gallery_sets, k=k, **kwargs)
+    def spy(self, similarity, pair_graphs, k=10, **kwargs):
+        calls.append((tuple(similarity.shape), len(pair_graphs.query_sets), k))
+        return rerank(self, similarity, pair_graphs, k=k, **kwargs)
 
     monkeypatch.setattr(GraphRetrievalModel, "rerank", spy)
     code, report = run(tmp_path, "--tasks", "_tiny_retrieval", "--methods", "graph-*", "--seeds", "1", progress=True)

@@ -4,6 +4,7 @@ of one modality of a raw sample."""
 import pytest
 import torch
 
+from graphfuse.data import PairGraphs
 from graphfuse.datasets import WORDS, synthetic_samples
 from graphfuse.testing import tri_modal_builder
 
@@ -30,11 +31,12 @@ def complete_samples():
 
 @pytest.fixture(scope="session")
 def make_batch(builder):
-    """``make_batch(samples)``: featurised, collated samples that carry their ``node_sets``."""
+    """``make_batch(samples)``: featurised, collated samples that carry their ``node_sets`` and
+    ``pair_graphs``, as the Trainer's training batches do."""
     def make(samples):
         node_sets = [builder.featurize(s) for s in samples]
         batch = builder.collate(node_sets)
-        batch.node_sets = node_sets
+        batch.node_sets, batch.pair_graphs = node_sets, PairGraphs(builder, node_sets)
         return batch
     return make
 

@@ -3,6 +3,7 @@ import torch
 
 from graphfuse.models import GraphFusionModel, create_model
 from graphfuse.nn import ModalityContext
+from graphfuse.train import create_task
 
 SMALL = dict(hidden=8, heads=2, num_layers=2)
 
@@ -64,7 +65,7 @@ def test_gradients_reach_every_used_parameter(builder, samples, make_batch, name
     net = model(builder, name, dropout=0.0).train()
     batch = make_batch(samples)
     batch.y = torch.tensor([0, 1, 2, 0])
-    net.task.loss(net(batch), batch).backward()
+    create_task(net.task_name, net).loss(net(batch), batch).backward()
     assert parameters_without_gradient(net) == []
 
 
@@ -73,12 +74,12 @@ def test_modality_context_learns_once_its_gates_open(builder, samples, make_batc
     net = model(builder, name, dropout=0.0, modality_context=True).train()
     batch = make_batch(samples)
     batch.y = torch.tensor([0, 1, 2, 0])
-    net.task.loss(net(batch), batch).backward()
+    create_task(net.task_name, net).loss(net(batch), batch).backward()
     closed = parameters_without_gradient(net)
     assert closed and all(".context." in n and not n.endswith(".gate") for n in closed)
     net.zero_grad(set_to_none=True)
     open_context_gates(net)
-    net.task.loss(net(batch), batch).backward()
+    create_task(net.task_name, net).loss(net(batch), batch).backward()
     assert parameters_without_gradient(net) == []
 
 
@@ -132,11 +133,11 @@ def test_tasks(builder, samples, make_batch, task, shape):
     batch = make_batch(samples)
     out = net(batch)
     assert out.output.shape == shape and out.unimodal.shape == (4, 3, shape[1])
-    assert net.task.name == ("regression" if task == "regression" else "classification")
+    assert net.task_name == task
     assert getattr(net.head, "multilabel", False) == (task == "multilabel")
     batch.y = {"classification": torch.tensor([0, 2, 1, 1]), "multilabel": torch.randint(0, 2, shape),
                "regression": torch.randn(4)}[task]
-    loss = net.task.loss(out, batch)
+    loss = create_task(net.task_name, net).loss(out, batch)
     assert loss.dim() == 0 and torch.isfinite(loss)
 
 
@@ -144,7 +145,7 @@ def test_head_hidden_and_repr(builder):
     net = model(builder, head_hidden=5, task="multilabel", num_classes=4)
     assert [m.out_features for m in net.head.mlp if isinstance(m, torch.nn.Linear)] == [5, 4]
     text = repr(net)
-    assert text.startswith("GraphFusionModel(task='classification', FusionEncoder(8, num_layers=1, conv='gat') "
+    assert text.startswith("GraphFusionModel(task='multilabel', FusionEncoder(8, num_layers=1, conv='gat') "
                            "(per modality), FusionEncoder(8, num_layers=1, conv='gat'), ")
     assert text.endswith(f"{net.readout!r}, ClassificationHead({net.readout.out_channels}, 4, hidden=5))")
 
@@ -157,7 +158,8 @@ def test_errors(builder):
     with pytest.raises(ValueError, match=r"GraphFusionModel 'task' must be one of \('classification', 'multilabel', "
                                          r"'regression'\), got 'retrieval'"):
         GraphFusionModel(builder, task="retrieval", num_classes=3, **SMALL)
-    with pytest.raises(TypeError, match="need the GraphBuilder of their data as 'builder', got dict"):
+    with pytest.raises(TypeError, match=r"is built from the GraphSchema of its data \(builder.schema\(\)\) or the "
+                                        r"GraphBuilder itself, got dict"):
         GraphFusionModel({"text": None}, num_classes=3, **SMALL)
     with pytest.raises(ValueError, match="num_classes >= 2"):
         GraphFusionModel(builder, num_classes=1, **SMALL)

@@ -4,11 +4,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from graphfuse.data import AudioModality, GraphBuilder, ImageModality
+from graphfuse.data import AudioModality, GraphBuilder, ImageModality, PairGraphs
 from graphfuse.models import GraphRetrievalModel, create_model
 from graphfuse.testing import requires_cuda
+from graphfuse.train import create_task
 
 SMALL = dict(hidden=8, heads=2, num_layers=1)
+
+
+def pair_scores(model, builder, query_sets, gallery_sets, pairs):
+    """The re-ranker's joint scores of ``pairs`` of (query, gallery) samples."""
+    return model.pair_scores(PairGraphs(builder, query_sets, gallery_sets)(pairs, model.query_types,
+                                                                           model.gallery_types))
 
 
 def retrieval(builder, name="graph-gat", seed=0, **kwargs):
@@ -65,7 +72,7 @@ def test_forward_train_rerank_loss(builder, samples, make_batch):
     for module in (model.readout, model.projection, model.temperature):
         assert all(p.grad is None for p in module.parameters())
     model.zero_grad(set_to_none=True)
-    loss = model.task.loss(out, batch)
+    loss = create_task(model.task_name, model).loss(out, batch)
     assert torch.isfinite(loss) and loss > out["rerank_loss"]
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
@@ -85,7 +92,7 @@ def test_rerank_loss_is_cross_entropy_over_hardest_negatives(builder, complete_s
     for j in range(4):  # each gallery item: its positive, then its 2 most similar other queries
         pairs += [[j, j]] + [[int(i), j] for i in similarity[:, j].topk(2).indices]
     pairs = torch.tensor(pairs)
-    scores = model.pair_scores(sets, sets, pairs).view(8, 3).detach()  # the joint scores alone
+    scores = pair_scores(model, builder, sets, sets, pairs).view(8, 3).detach()  # the joint scores alone
     target = torch.zeros(4, dtype=torch.long)
     expected = (F.cross_entropy(scores[:4], target) + F.cross_entropy(scores[4:], target)) / 2
     assert torch.allclose(out["rerank_loss"], expected, atol=1e-5)
@@ -107,7 +114,7 @@ def test_pair_scores_score_the_joint_graph(builder, complete_samples, make_batch
     sets = make_batch(complete_samples).node_sets
     pairs = torch.tensor([[0, 1], [2, 0], [1, 1], [3, 2]])
     with torch.no_grad():
-        scores = model.pair_scores(sets, sets, pairs)
+        scores = pair_scores(model, builder, sets, sets, pairs)
         assert scores.shape == (4,)
         for (i, j), score in zip(pairs.tolist(), scores, strict=True):
             direct = builder.collate([{"text": sets[i]["text"], "image": sets[j]["image"]}])
@@ -121,19 +128,19 @@ def test_pair_scores_score_the_joint_graph(builder, complete_samples, make_batch
         other_text = make_batch(edit(complete_samples, "text")).node_sets
         other_image = make_batch(edit(complete_samples, "image")).node_sets
         other_audio = make_batch(edit(complete_samples, "audio")).node_sets
-        assert torch.allclose(model.pair_scores(sets, other_text, pairs), scores, atol=1e-6)
-        assert torch.allclose(model.pair_scores(other_image, sets, pairs), scores, atol=1e-6)
-        assert torch.allclose(model.pair_scores(other_audio, other_audio, pairs), scores, atol=1e-6)
-        assert not torch.allclose(model.pair_scores(other_text, sets, pairs), scores, atol=1e-4)
-        assert not torch.allclose(model.pair_scores(sets, other_image, pairs), scores, atol=1e-4)
+        assert torch.allclose(pair_scores(model, builder, sets, other_text, pairs), scores, atol=1e-6)
+        assert torch.allclose(pair_scores(model, builder, other_image, sets, pairs), scores, atol=1e-6)
+        assert torch.allclose(pair_scores(model, builder, other_audio, other_audio, pairs), scores, atol=1e-6)
+        assert not torch.allclose(pair_scores(model, builder, other_text, sets, pairs), scores, atol=1e-4)
+        assert not torch.allclose(pair_scores(model, builder, sets, other_image, pairs), scores, atol=1e-4)
 
 
-def rerank_scores(model, query_sets, gallery_sets, pairs, dual):
+def rerank_scores(model, builder, query_sets, gallery_sets, pairs, dual):
     """What the re-ranker orders a top-k by: the joint score plus the scaled dual-encoder score."""
-    return model.pair_scores(query_sets, gallery_sets, pairs) + model.temperature() * dual
+    return pair_scores(model, builder, query_sets, gallery_sets, pairs) + model.temperature() * dual
 
 
-def check_reranked(model, similarity, reranked, sets, k, reverse=False):
+def check_reranked(model, builder, similarity, reranked, sets, k, reverse=False):
     rows, cols = similarity.shape
     top = similarity.topk(k, dim=1).indices
     in_top = torch.zeros(rows, cols, dtype=torch.bool)
@@ -143,7 +150,7 @@ def check_reranked(model, similarity, reranked, sets, k, reverse=False):
     assert reranked[in_top].min() > reranked[~in_top].max()
     for row in range(rows):
         pairs = torch.stack([top[row], torch.full((k,), row)] if reverse else [torch.full((k,), row), top[row]], 1)
-        scores = rerank_scores(model, sets, sets, pairs, similarity[row, top[row]])
+        scores = rerank_scores(model, builder, sets, sets, pairs, similarity[row, top[row]])
         assert torch.equal(reranked[row, top[row]].argsort(descending=True), scores.argsort(descending=True))
         # the lift is one constant: differences of joint scores are kept
         assert torch.allclose(reranked[row, top[row]] - reranked[row, top[row]][0], scores - scores[0], atol=1e-4)
@@ -153,18 +160,18 @@ def test_rerank(builder, complete_samples, make_batch):
     model = retrieval(builder, dropout=0.5).train()
     sets = make_batch(complete_samples).node_sets
     similarity = torch.randn(4, 4, generator=torch.Generator().manual_seed(0))
-    reranked = model.rerank(similarity, sets, sets, k=2)
+    reranked = model.rerank(similarity, PairGraphs(builder, sets, sets), k=2)
     assert model.training  # restored
-    assert torch.equal(model.rerank(similarity, sets, sets, k=2), reranked)  # scored in eval mode
+    assert torch.equal(model.rerank(similarity, PairGraphs(builder, sets, sets), k=2), reranked)  # scored in eval mode
     model.eval()
     with torch.no_grad():
-        check_reranked(model, similarity, reranked, sets, k=2)
+        check_reranked(model, builder, similarity, reranked, sets, k=2)
         # rows are gallery items searching the queries
-        reverse = model.rerank(similarity.T, sets, sets, k=3, reverse=True, pair_batch_size=2)
-        check_reranked(model, similarity.T, reverse, sets, k=3, reverse=True)
+        reverse = model.rerank(similarity.T, PairGraphs(builder, sets, sets), k=3, reverse=True, pair_batch_size=2)
+        check_reranked(model, builder, similarity.T, reverse, sets, k=3, reverse=True)
         # k above the number of candidates re-ranks them all
-        everything = model.rerank(similarity, sets, sets, k=10, pair_batch_size=5)
-        assert torch.allclose(everything, model.rerank(similarity, sets, sets, k=4))
+        everything = model.rerank(similarity, PairGraphs(builder, sets, sets), k=10, pair_batch_size=5)
+        assert torch.allclose(everything, model.rerank(similarity, PairGraphs(builder, sets, sets), k=4))
 
 
 def test_rerank_of_rectangular_similarity(builder, complete_samples, make_batch):
@@ -173,13 +180,13 @@ def test_rerank_of_rectangular_similarity(builder, complete_samples, make_batch)
     gallery = make_batch(complete_samples).node_sets
     similarity = torch.randn(2, 4, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        reranked = model.rerank(similarity, queries, gallery, k=2)
+        reranked = model.rerank(similarity, PairGraphs(builder, queries, gallery), k=2)
         top = similarity.topk(2, dim=1).indices
         for row in range(2):
             pairs = torch.stack([torch.full((2,), row), top[row]], 1)
-            scores = rerank_scores(model, queries, gallery, pairs, similarity[row, top[row]])
+            scores = rerank_scores(model, builder, queries, gallery, pairs, similarity[row, top[row]])
             assert torch.equal(reranked[row, top[row]].argsort(), scores.argsort())
-        reverse = model.rerank(similarity.T, queries, gallery, k=1, reverse=True)
+        reverse = model.rerank(similarity.T, PairGraphs(builder, queries, gallery), k=1, reverse=True)
     top = similarity.T.topk(1, dim=1).indices.flatten()
     assert torch.equal(reverse.argmax(dim=1), top)
     assert torch.equal(reverse.argsort(dim=1), similarity.T.argsort(dim=1))  # with k=1 the order is kept
@@ -192,18 +199,18 @@ def test_without_reranker(builder, complete_samples, make_batch):
     batch = builder.collate([builder.featurize(s) for s in complete_samples])  # no node_sets needed
     out = model(batch)
     assert set(out) == {"query", "gallery", "logit_scale"}
-    assert torch.isfinite(model.task.loss(out, batch))
+    assert torch.isfinite(create_task(model.task_name, model).loss(out, batch))
     with pytest.raises(RuntimeError, match="rerank=False"):
-        model.pair_scores([], [], torch.tensor([[0, 0]]))
+        model.pair_scores(make_batch(complete_samples))
     with pytest.raises(RuntimeError, match="rerank=False"):
-        model.rerank(torch.randn(4, 4), [], [], k=2)
+        model.rerank(torch.randn(4, 4), PairGraphs(builder, []), k=2)
 
 
 def test_training_batch_without_node_sets(builder, complete_samples):
     model = retrieval(builder).train()
     assert model.needs_node_sets
     batch = builder.collate([builder.featurize(s) for s in complete_samples])
-    with pytest.raises(ValueError, match="carry their featurised samples.*keep_samples=True.*rerank=False"):
+    with pytest.raises(ValueError, match="carry their pair graphs.*keep_samples=True.*rerank=False"):
         model(batch)
     model.eval()
     assert set(model(batch)) == {"query", "gallery", "logit_scale"}
@@ -219,7 +226,8 @@ def test_errors(builder, complete_samples, make_batch):
         GraphRetrievalModel(builder, gallery=(), **SMALL)
     with pytest.raises(ValueError, match="'rerank_negatives' must be >= 1"):
         GraphRetrievalModel(builder, rerank_negatives=0, **SMALL)
-    with pytest.raises(TypeError, match="need the GraphBuilder of their data as 'builder', got dict"):
+    with pytest.raises(TypeError, match=r"is built from the GraphSchema of its data \(builder.schema\(\)\) or the "
+                                        r"GraphBuilder itself, got dict"):
         GraphRetrievalModel({"text": None}, **SMALL)
     model = retrieval(builder, query="text", gallery="image")  # one node type may be given as a string
     assert model.query_types == ("text",) and model.gallery_types == ("image",)
@@ -240,20 +248,20 @@ def test_builder_without_text(complete_samples):
     samples = [{"image": s["image"], "audio": s["audio"]} for s in complete_samples]
     node_sets = [builder.featurize(s) for s in samples]
     batch = builder.collate(node_sets)
-    batch.node_sets = node_sets
+    batch.node_sets, batch.pair_graphs = node_sets, PairGraphs(builder, node_sets)
     out = model(batch)
     assert out["query"].shape == out["gallery"].shape == (4, 8)
-    loss = model.task.loss(out, batch)
+    loss = create_task(model.task_name, model).loss(out, batch)
     assert torch.isfinite(out["rerank_loss"]) and torch.isfinite(loss)
     loss.backward()
     model.eval()
     with torch.no_grad():
         similarity = model.encode(batch, "query") @ model.encode(batch, "gallery").T
-        reranked = model.rerank(similarity, node_sets, node_sets, k=2)
+        reranked = model.rerank(similarity, PairGraphs(builder, node_sets, node_sets), k=2)
         assert torch.equal(reranked.topk(2, dim=1).indices.sort(1).values,
                            similarity.topk(2, dim=1).indices.sort(1).values)
         # the audio of pair (i, j) is sample i's, the image sample j's
-        score = model.pair_scores(node_sets, node_sets, torch.tensor([[1, 3]]))
+        score = pair_scores(model, builder, node_sets, node_sets, torch.tensor([[1, 3]]))
         h_dict, batch_dict, num_samples = model.pair_backbone(
             builder.collate([{"audio": node_sets[1]["audio"], "image": node_sets[3]["image"]}]), ["audio", "image"])
         assert torch.allclose(score, model.pair_score(model.pair_readout(h_dict, batch_dict, num_samples)).squeeze(-1),
@@ -299,4 +307,4 @@ def test_rerank_on_cuda_takes_cpu_similarities(builder, complete_samples, make_b
     model = retrieval(builder).to("cuda").eval()
     sets = make_batch(complete_samples).node_sets
     similarity = torch.rand(4, 4)
-    assert model.rerank(similarity, sets, sets, k=2).device == similarity.device
+    assert model.rerank(similarity, PairGraphs(builder, sets, sets), k=2).device == similarity.device

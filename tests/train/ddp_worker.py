@@ -94,7 +94,8 @@ class WithImageTerm(torch.nn.Module):
 
     def __init__(self, model: torch.nn.Module, patch_features: int, num_classes: int) -> None:
         super().__init__()
-        self.model, self.task, self.builder = model, model.task, model.builder
+        self.model, self.task_name, self.head, self.unimodal = model, model.task_name, model.head, model.unimodal
+        self.unimodal_weight = model.unimodal_weight
         # No bias: a sample without an image adds nothing, whatever else its batch holds.
         self.image_term = torch.nn.Linear(patch_features, num_classes, bias=False)
 
@@ -119,7 +120,7 @@ def run(scenario: str, out_dir: Path) -> None:
     else:
         model = create_model("graph-gcn", builder=graphs, task="retrieval", query=("text",), gallery=("image",),
                              rerank=False, hidden=8, dropout=0.0)
-    trainer = Trainer(model, epochs=EPOCHS, batch_size=GLOBAL_BATCH // process.world_size, lr=1e-2, seed=SEED,
+    trainer = Trainer(model, graphs, epochs=EPOCHS, batch_size=GLOBAL_BATCH // process.world_size, lr=1e-2, seed=SEED,
                       progress=False)
     result = {"world_size": process.world_size}
     if scenario == "classification":

@@ -9,6 +9,7 @@ from graphfuse.train import (
     NonFiniteLossError,
     Trainer,
     classification_metrics,
+    create_task,
     load_checkpoint,
     load_weights,
     save_checkpoint,
@@ -341,12 +342,12 @@ def test_a_monitor_the_run_does_not_record_is_refused(make_model, small, monitor
 def test_validation_gates_the_votes_of_heads_that_learn_nothing(make_model, colour_data):
     """The colour word is in the text; the image is noise: its head must stop voting, the text's keeps on."""
     model = make_model()
-    assert model.unimodal.gated and model.task.informative_modalities() == ("text", "image")
     trainer = Trainer(model, epochs=3, **{**FAST, "lr": 3e-2})
+    assert model.unimodal.gated and trainer.task.informative_modalities() == ("text", "image")
     history = trainer.fit(colour_data["train"], colour_data["val"])
     assert list(model.unimodal.node_types) == ["text", "image"]
     assert model.unimodal.votes.tolist() == [True, False]
-    assert model.task.informative_modalities() == ("text",)
+    assert trainer.task.informative_modalities() == ("text",)
     # what validation recorded is the model with its new votes: the test-time model
     metrics = trainer.evaluate(colour_data["val"])
     assert metrics["accuracy"] == history[-1]["val_accuracy"]
@@ -358,8 +359,9 @@ def test_without_validation_data_or_gating_every_head_votes(make_model, colour_d
     Trainer(model, epochs=2, **FAST).fit(colour_data["train"])
     assert model.unimodal.votes.all()
     model = make_model(unimodal_ensemble=True)
-    Trainer(model, epochs=2, **FAST).fit(colour_data["train"], colour_data["val"])
-    assert model.unimodal.votes.all() and model.task.informative_modalities() is None
+    trainer = Trainer(model, epochs=2, **FAST)
+    trainer.fit(colour_data["train"], colour_data["val"])
+    assert model.unimodal.votes.all() and trainer.task.informative_modalities() is None
 
 
 def test_modality_dropout_keeps_a_modality_whose_head_votes(make_model, colour_data, monkeypatch):
@@ -501,15 +503,46 @@ def test_multilabel_trains_and_reports_its_metrics(make_model, small):
 
 # Errors ---------------------------------------------------------------------------------------------------
 def test_model_without_a_task_is_refused(colour_builder):
-    with pytest.raises(TypeError, match="'task' attribute"):
+    with pytest.raises(TypeError, match=r"Trainer needs the task Linear is trained for: pass task= a registered name "
+                                        r"\(\['classification', 'multilabel', 'regression', 'retrieval'\]\)"):
         Trainer(torch.nn.Linear(2, 2), builder=colour_builder)
+    with pytest.raises(ValueError, match="Unknown training task 'ranking'; registered: .*register_task"):
+        Trainer(torch.nn.Linear(2, 2), colour_builder, task="ranking")
 
 
-def test_model_without_a_builder_is_refused(make_model):
+def test_model_without_a_builder_is_refused(make_model, colour_builder):
     model = make_model()
     del model.builder
-    with pytest.raises(TypeError, match="GraphBuilder"):
+    with pytest.raises(TypeError, match=r"Trainer needs the GraphBuilder that turns samples into graphs: "
+                                        r"Trainer\(model, builder\)"):
         Trainer(model)
+    with pytest.raises(TypeError, match="Trainer 'builder' must be the GraphBuilder of the data, got dict"):
+        Trainer(model, {"text": None})
+
+
+def test_the_trainer_owns_the_task_by_name_or_object(make_model, colour_builder, small):
+    model = make_model()
+    del model.builder  # models are plain modules: the builder and the task come to the Trainer
+    assert not hasattr(model, "task")
+    by_default = Trainer(model, colour_builder, epochs=1, **FAST)
+    assert isinstance(by_default.task, ClassificationTask) and by_default.task.head is model.head
+    assert by_default.task.unimodal is model.unimodal and by_default.task.unimodal_weight == model.unimodal_weight
+    mine = ClassificationTask(model.head)
+    assert Trainer(model, colour_builder, task=mine).task is mine
+    assert isinstance(Trainer(model, colour_builder, task="classification").task, ClassificationTask)
+    with pytest.raises(ValueError, match="head is multi-class; build the model with the task it is trained for"):
+        Trainer(model, colour_builder, task="multilabel")
+    assert len(by_default.fit(*small)) == 1
+
+
+def test_the_deprecated_ways_still_train_and_warn(make_model, small):
+    model = make_model()
+    with pytest.warns(DeprecationWarning, match=r"pass it, Trainer\(model, builder\)"):
+        trainer = Trainer(model, epochs=1, **FAST)
+    assert trainer.builder is model.builder
+    model.task = ClassificationTask(model.head)
+    with pytest.warns(DeprecationWarning, match="model.task is deprecated"):
+        assert Trainer(model, model.builder, epochs=1, **FAST).task is model.task
 
 
 def test_eval_batch_size_batches_evaluation_only(make_model, small, monkeypatch):
@@ -576,7 +609,7 @@ class _TrainOnlyLazy(torch.nn.Module):
 
     def __init__(self, model):
         super().__init__()
-        self.model, self.task, self.builder = model, model.task, model.builder
+        self.model = model
         self.extra = torch.nn.LazyLinear(1)
 
     def forward(self, batch):
@@ -585,7 +618,9 @@ class _TrainOnlyLazy(torch.nn.Module):
 
 
 def test_lazy_parameters_the_first_batch_does_not_reach_are_a_clear_error(make_model, colour_data):
-    trainer = Trainer(_TrainOnlyLazy(make_model()), epochs=1, batch_size=16, progress=False)
+    model = make_model()
+    trainer = Trainer(_TrainOnlyLazy(model), model.builder, task=create_task(model.task_name, model), epochs=1,
+                      batch_size=16, progress=False)
     with pytest.raises(ValueError, match=r"Parameters \['extra.weight', 'extra.bias'\] have lazy input sizes"):
         trainer.fit(colour_data["train"])
 

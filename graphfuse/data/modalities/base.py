@@ -5,7 +5,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
-from graphfuse.data.nodes import NodeSet
+from graphfuse.data.nodes import NodeSet, NodeSpec
 from graphfuse.registry import Registry
 
 
@@ -31,6 +31,15 @@ class Modality(ABC):
     @abstractmethod
     def empty(self) -> NodeSet:
         """The node set of a sample that lacks this modality."""
+
+    def node_spec(self) -> NodeSpec:
+        """What this modality's nodes carry (see :class:`~graphfuse.data.schema.NodeSpec`), read off
+        :meth:`empty`; a modality whose ``x`` holds ids overrides it to give ``num_embeddings``."""
+        empty = self.empty()
+        return NodeSpec(kind=type(self).name, feature_shape=tuple(empty.x.shape[1:]),
+                        integer=not empty.x.is_floating_point(),
+                        positions=None if empty.pos is None else tuple(empty.pos.shape[1:]),
+                        timed=empty.time is not None)
 
     def __call__(self, raw: Any) -> NodeSet:
         return self.featurize(raw)

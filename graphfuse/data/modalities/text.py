@@ -1,6 +1,7 @@
 """Text -> token nodes joined along the sequence."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,7 +12,7 @@ from graphfuse.checks import check_choice, check_int
 from graphfuse.data.edges import chain_edges
 from graphfuse.data.modalities.base import Modality, register_modality
 from graphfuse.data.modalities.tokenizer import Tokenizer
-from graphfuse.data.nodes import NodeSet
+from graphfuse.data.nodes import NodeSet, NodeSpec
 
 _OVERFLOW_POLICIES = ("truncate", "error")
 
@@ -125,6 +126,10 @@ class TextModality(Modality):
 
     def empty(self) -> NodeSet:
         return NodeSet.empty(dtype=torch.long, pos_shape=(), timed=self.spans)
+
+    def node_spec(self) -> NodeSpec:
+        return dataclasses.replace(super().node_spec(), num_embeddings=len(self.tokenizer),
+                                   max_positions=self.max_length)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(vocab_size={len(self.tokenizer)}, max_length={self.max_length}, "

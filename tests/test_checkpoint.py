@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from graphfuse.train.checkpoint import UnsafeCheckpointError, load_checkpoint, load_weights, save_checkpoint
+from graphfuse.checkpoint import UnsafeCheckpointError, load_checkpoint, load_weights, save_checkpoint
 
 
 class CodeOnUnpickle:
