@@ -322,8 +322,8 @@ def run_once(task: TaskData, method: Method, config: TrainConfig, splits: Splits
     model = create_model(method.model, **model_kwargs(method, task, config))
     monitor = MONITOR[task.kind]
     trainer = Trainer(model, task.builder, epochs=config.epochs, batch_size=config.batch_size,
-                      eval_batch_size=EVAL_BATCH_SIZE, lr=config.lr, weight_decay=config.weight_decay, seed=seed, progress=False, monitor=monitor,
-                      patience=config.patience, restore_best=True)
+                      eval_batch_size=EVAL_BATCH_SIZE, lr=config.lr, weight_decay=config.weight_decay, seed=seed,
+                      progress=False, monitor=monitor, patience=config.patience, restore_best=True)
     started = time.perf_counter()
     history = trainer.fit(splits.train, splits.val)
     train_seconds = time.perf_counter() - started
