@@ -24,6 +24,7 @@ from graphfuse.nn.flat import FlatGraph, Schema
 from graphfuse.nn.fusion import FusionBlock, FusionEncoder, create_conv, list_convs, register_conv
 from graphfuse.nn.heads import ClassificationHead, ProjectionHead, RegressionHead
 from graphfuse.nn.knn import DynamicKNNEdges
+from graphfuse.nn.mlp import MLP
 from graphfuse.nn.readout import Readout, TypeFusion, TypePooling, VirtualNodeReadout
 from graphfuse.nn.unimodal import MultimodalOutput, UnimodalHeads
 
@@ -41,6 +42,7 @@ __all__ = [
     "LateFusion",
     "LearnableTemperature",
     "LowRankTensorFusion",
+    "MLP",
     "ModalityContext",
     "ModalityEncoder",
     "MultimodalOutput",
