@@ -19,7 +19,7 @@ from graphfuse.models.backbone import GraphBackbone
 from graphfuse.models.baselines import BaselineFusionModel, BaselineRetrievalModel
 from graphfuse.models.classifier import GraphFusionModel
 from graphfuse.models.registry import create_model, list_models, model_family, register_model
-from graphfuse.models.retrieval import GraphRetrievalModel
+from graphfuse.models.retrieval import RERANK_OPTIONS, RETRIEVAL_OPTIONS, GraphRetrievalModel
 
 __all__ = [
     "BaselineFusionModel",
@@ -34,9 +34,6 @@ __all__ = [
 ]
 
 
-RETRIEVAL_OPTIONS = {"query", "gallery", "embed_dim", "temperature", "rerank", "rerank_conv", "rerank_negatives"}
-
-
 def _graph_model(conv: str, **defaults: Any):
     def factory(task: str = "classification", **kwargs: Any) -> torch.nn.Module:
         if "conv" in kwargs and kwargs["conv"] != conv:
@@ -49,7 +46,7 @@ def _graph_model(conv: str, **defaults: Any):
                 raise ValueError(f"task='retrieval' has no prediction head; drop {heads_only} (its space's size is "
                                  f"'embed_dim')")
             return GraphRetrievalModel(**kwargs)
-        retrieval_only = sorted(RETRIEVAL_OPTIONS & kwargs.keys())
+        retrieval_only = sorted((RETRIEVAL_OPTIONS | RERANK_OPTIONS) & kwargs.keys())
         if retrieval_only:
             raise ValueError(f"{retrieval_only} only apply to task='retrieval', not task={task!r}")
         return GraphFusionModel(task=task, **kwargs)

@@ -18,7 +18,7 @@ from graphfuse.checks import check_choice
 from graphfuse.graph import GraphBuilder
 from graphfuse.models.backbone import as_batch
 from graphfuse.models.registry import register_model
-from graphfuse.models.retrieval import SIDES, check_sides, pick_side
+from graphfuse.models.retrieval import RETRIEVAL_OPTIONS, SIDES, check_sides, pick_side
 from graphfuse.nn import (
     ClassificationHead,
     CrossModalTransformer,
@@ -326,7 +326,6 @@ class BaselineRetrievalModel(torch.nn.Module):
 # Registration -------------------------------------------------------------------------------------
 COMMON_OPTIONS = {"builder", "hidden", "num_layers", "heads", "dropout", "ffn_ratio"}
 PREDICTION_OPTIONS = {"num_classes", "out_channels", "head_hidden", "node_types"}
-RETRIEVAL_OPTIONS = {"query", "gallery", "embed_dim", "temperature"}
 FUSION_OPTIONS = {"tensor": {"tensor_dim"}, "lowrank": {"rank"}}
 
 

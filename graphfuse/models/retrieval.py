@@ -16,6 +16,10 @@ from graphfuse.nn.contrastive import LearnableTemperature
 from graphfuse.train.tasks import RetrievalTask
 
 SIDES = ("query", "gallery")
+#: The options of every dual encoder's factory (graph and baseline) that only retrieval takes.
+RETRIEVAL_OPTIONS = frozenset({"query", "gallery", "embed_dim", "temperature"})
+#: The retrieval options of the graph dual encoder's re-ranker.
+RERANK_OPTIONS = frozenset({"rerank", "rerank_conv", "rerank_negatives"})
 NodeSets = Mapping[str, NodeSet]
 
 
