@@ -5,9 +5,10 @@ message passing over the builder's graph) and ``graph-gat-knn`` (attention over 
 cross-modal edges). ``task="retrieval"`` gives a :class:`GraphRetrievalModel` (dual encoder +
 re-ranker); the other tasks a :class:`GraphFusionModel`.
 
-Classic fusion without a graph (family ``"baseline"``, :mod:`graphfuse.models.baselines`):
-``early-fusion``, ``late-fusion``, ``tensor-fusion``, ``lowrank-fusion``, ``transformer-fusion``
-and ``mult``; one modality (family ``"unimodal"``): ``unimodal`` with ``modality="image"``.
+Classic fusion without a graph (family ``"baseline"``, registered by :mod:`graphfuse.baselines`,
+which ``import graphfuse`` imports): ``early-fusion``, ``late-fusion``, ``tensor-fusion``,
+``lowrank-fusion``, ``transformer-fusion`` and ``mult``; one modality (family ``"unimodal"``):
+``unimodal`` with ``modality="image"``.
 """
 from __future__ import annotations
 
@@ -16,14 +17,11 @@ from typing import Any
 import torch
 
 from graphfuse.models.backbone import GraphBackbone
-from graphfuse.models.baselines import BaselineFusionModel, BaselineRetrievalModel
 from graphfuse.models.classifier import GraphFusionModel
 from graphfuse.models.registry import create_model, list_models, model_family, register_model
 from graphfuse.models.retrieval import RERANK_OPTIONS, RETRIEVAL_OPTIONS, GraphRetrievalModel
 
 __all__ = [
-    "BaselineFusionModel",
-    "BaselineRetrievalModel",
     "GraphBackbone",
     "GraphFusionModel",
     "GraphRetrievalModel",
@@ -58,3 +56,17 @@ def _graph_model(conv: str, **defaults: Any):
 for _conv in ("gcn", "gat", "hgt", "gated"):
     register_model(f"graph-{_conv}")(_graph_model(_conv))
 register_model("graph-gat-knn")(_graph_model("gat", knn=8))
+
+
+#: Deprecated aliases (one release): the baseline models moved to graphfuse.baselines.
+MOVED_TO_BASELINES = frozenset({"BaselineFusionModel", "BaselineRetrievalModel"})
+
+
+def __getattr__(name: str):
+    if name in MOVED_TO_BASELINES:
+        # The one upward reference of graphfuse.models, made on use only: the deprecated aliases.
+        import graphfuse.baselines
+        from graphfuse.deprecation import moved
+
+        return moved(f"graphfuse.models.{name}", graphfuse.baselines, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

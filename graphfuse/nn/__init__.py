@@ -1,15 +1,5 @@
-"""Neural network modules: input encoders, fusion layers, dynamic k-NN edges, the fusion encoder, readouts, heads
-and the classic (non-graph) fusion baselines."""
-from graphfuse.nn.baselines import (
-    CrossModalTransformer,
-    EarlyFusion,
-    LateFusion,
-    LowRankTensorFusion,
-    ModalityEncoder,
-    TensorFusion,
-    TransformerFusion,
-    dense_modalities,
-)
+"""Neural network modules: input encoders, fusion layers, dynamic k-NN edges, the fusion encoder, readouts and
+heads. The classic (non-graph) fusion baselines live in :mod:`graphfuse.baselines`."""
 from graphfuse.nn.context import ModalityContext
 from graphfuse.nn.contrastive import LearnableTemperature, info_nce
 from graphfuse.nn.conv import (
@@ -30,21 +20,16 @@ from graphfuse.nn.unimodal import MultimodalOutput, UnimodalHeads
 
 __all__ = [
     "ClassificationHead",
-    "CrossModalTransformer",
     "DynamicKNNEdges",
-    "EarlyFusion",
     "FeatureEncoder",
     "FlatGraph",
     "FrameEncoder",
     "FusionBlock",
     "FusionEncoder",
     "GatedRelationalConv",
-    "LateFusion",
     "LearnableTemperature",
-    "LowRankTensorFusion",
     "MLP",
     "ModalityContext",
-    "ModalityEncoder",
     "MultimodalOutput",
     "NodeEncoders",
     "PatchEncoder",
@@ -56,16 +41,27 @@ __all__ = [
     "RelationalGCNConv",
     "RelationalHGTConv",
     "Schema",
-    "TensorFusion",
     "TokenEncoder",
-    "TransformerFusion",
     "TypeFusion",
     "TypePooling",
     "UnimodalHeads",
     "VirtualNodeReadout",
     "create_conv",
-    "dense_modalities",
     "info_nce",
     "list_convs",
     "register_conv",
 ]
+
+#: Deprecated aliases (one release): the baselines moved to graphfuse.baselines.
+MOVED_TO_BASELINES = frozenset({"CrossModalTransformer", "EarlyFusion", "LateFusion", "LowRankTensorFusion",
+                                "ModalityEncoder", "TensorFusion", "TransformerFusion", "dense_modalities"})
+
+
+def __getattr__(name: str):
+    if name in MOVED_TO_BASELINES:
+        # The one upward reference of graphfuse.nn, made on use only: the deprecated aliases.
+        import graphfuse.baselines
+        from graphfuse.deprecation import moved
+
+        return moved(f"graphfuse.nn.{name}", graphfuse.baselines, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,9 +2,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from graphfuse.baselines import BaselineFusionModel, BaselineRetrievalModel, dense_modalities
 from graphfuse.datasets import WORDS, synthetic_samples
-from graphfuse.models import BaselineFusionModel, BaselineRetrievalModel, create_model, list_models, model_family
-from graphfuse.nn import dense_modalities
+from graphfuse.models import create_model, list_models, model_family
 from graphfuse.train import Trainer
 
 BASELINES = ["early-fusion", "late-fusion", "lowrank-fusion", "mult", "tensor-fusion", "transformer-fusion"]

@@ -1,10 +1,6 @@
-"""Classic (non-graph) fusion models, on the same inputs and input encoders as the graph models.
-
-Registered in :func:`~graphfuse.models.create_model`: ``early-fusion``, ``late-fusion``,
-``tensor-fusion``, ``lowrank-fusion``, ``transformer-fusion`` and ``mult`` (family
-``"baseline"``), and ``unimodal`` (family ``"unimodal"``, one modality by ``modality=``).
-``task="retrieval"`` gives a :class:`BaselineRetrievalModel` (dual encoder; early and transformer
-fusion only), the other tasks a :class:`BaselineFusionModel`.
+"""Classic (non-graph) fusion models, on the same inputs and input encoders as the graph models:
+:class:`BaselineFusionModel` (classification and regression) and :class:`BaselineRetrievalModel`
+(a dual encoder for retrieval), registered by :mod:`graphfuse.baselines.registry`.
 """
 from __future__ import annotations
 
@@ -14,26 +10,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from graphfuse.baselines.dense import dense_modalities, masked_mean
+from graphfuse.baselines.encoder import ModalityEncoder
+from graphfuse.baselines.mult import CrossModalTransformer
+from graphfuse.baselines.transformer import TransformerFusion
+from graphfuse.baselines.vectors import EarlyFusion, LateFusion, LowRankTensorFusion, TensorFusion
 from graphfuse.checks import check_choice
 from graphfuse.graph import GraphBuilder
 from graphfuse.models.backbone import as_batch
-from graphfuse.models.registry import register_model
-from graphfuse.models.retrieval import RETRIEVAL_OPTIONS, SIDES, check_sides, pick_side
-from graphfuse.nn import (
-    ClassificationHead,
-    CrossModalTransformer,
-    EarlyFusion,
-    LateFusion,
-    LowRankTensorFusion,
-    ModalityEncoder,
-    NodeEncoders,
-    ProjectionHead,
-    RegressionHead,
-    TensorFusion,
-    TransformerFusion,
-    dense_modalities,
-)
-from graphfuse.nn.baselines import masked_mean
+from graphfuse.models.retrieval import SIDES, check_sides, pick_side
+from graphfuse.nn import ClassificationHead, NodeEncoders, ProjectionHead, RegressionHead
 from graphfuse.nn.contrastive import LearnableTemperature
 from graphfuse.train.tasks import ClassificationTask, RegressionTask, RetrievalTask
 
@@ -120,16 +106,16 @@ class BaselineFusionModel(torch.nn.Module):
         \mathbf{h} = \mathrm{Fusion}\big(\{\mathrm{Enc}_t(\mathbf{X}_t)\}_t\big), \qquad
         \hat{\mathbf{y}} = \mathrm{Head}(\mathbf{h})
 
-    ``fusion`` picks the method (see :mod:`graphfuse.nn.baselines`):
+    ``fusion`` picks the method (see :mod:`graphfuse.baselines`):
 
-    * ``"early"``, ``"tensor"``, ``"lowrank"``: a :class:`~graphfuse.nn.ModalityEncoder` per
-      modality, then :class:`~graphfuse.nn.EarlyFusion`, :class:`~graphfuse.nn.TensorFusion` or
-      :class:`~graphfuse.nn.LowRankTensorFusion` (to ``hidden`` features), then the head;
-    * ``"late"``: a :class:`~graphfuse.nn.ModalityEncoder` per modality, then
-      :class:`~graphfuse.nn.LateFusion` as the head: the per-modality predictions averaged (mean
+    * ``"early"``, ``"tensor"``, ``"lowrank"``: a :class:`~graphfuse.baselines.ModalityEncoder` per
+      modality, then :class:`~graphfuse.baselines.EarlyFusion`, :class:`~graphfuse.baselines.TensorFusion` or
+      :class:`~graphfuse.baselines.LowRankTensorFusion` (to ``hidden`` features), then the head;
+    * ``"late"``: a :class:`~graphfuse.baselines.ModalityEncoder` per modality, then
+      :class:`~graphfuse.baselines.LateFusion` as the head: the per-modality predictions averaged (mean
       log-probabilities for classification), trained end-to-end on the average;
-    * ``"transformer"``: :class:`~graphfuse.nn.TransformerFusion` over all tokens, then the head;
-    * ``"mult"``: :class:`~graphfuse.nn.CrossModalTransformer`, then the head.
+    * ``"transformer"``: :class:`~graphfuse.baselines.TransformerFusion` over all tokens, then the head;
+    * ``"mult"``: :class:`~graphfuse.baselines.CrossModalTransformer`, then the head.
 
     A unimodal model reads one modality: ``node_types=("image",)`` with ``fusion="early"``.
     Samples may lack modalities, but each needs at least one of ``node_types``.
@@ -245,9 +231,9 @@ class BaselineRetrievalModel(torch.nn.Module):
         \qquad
         \mathbf{g} = \mathrm{Proj}_g\big(\mathrm{Fusion}_g(\{\mathrm{Enc}_t(\mathbf{X}_t)\}_{t \in G})\big)
 
-    ``fusion="early"``: a :class:`~graphfuse.nn.ModalityEncoder` per node type and an
-    :class:`~graphfuse.nn.EarlyFusion` per side; ``fusion="transformer"``: a
-    :class:`~graphfuse.nn.TransformerFusion` per side over that side's tokens. Late, tensor and
+    ``fusion="early"``: a :class:`~graphfuse.baselines.ModalityEncoder` per node type and an
+    :class:`~graphfuse.baselines.EarlyFusion` per side; ``fusion="transformer"``: a
+    :class:`~graphfuse.baselines.TransformerFusion` per side over that side's tokens. Late, tensor and
     MulT fusion read all modalities of a sample jointly and have no dual-encoder form.
 
     Args:
@@ -321,72 +307,3 @@ class BaselineRetrievalModel(torch.nn.Module):
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(fusion={self.fusion_name!r}, query={list(self.query_types)}, "
                 f"gallery={list(self.gallery_types)}, {self.projection['query']!r})")
-
-
-# Registration -------------------------------------------------------------------------------------
-COMMON_OPTIONS = {"builder", "hidden", "num_layers", "heads", "dropout", "ffn_ratio"}
-PREDICTION_OPTIONS = {"num_classes", "out_channels", "head_hidden", "node_types"}
-FUSION_OPTIONS = {"tensor": {"tensor_dim"}, "lowrank": {"rank"}}
-
-
-def _check_options(name: str, task: str, kwargs: Mapping[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(kwargs.keys() - allowed)
-    if not unknown:
-        return
-    if task == "retrieval" and set(unknown) <= PREDICTION_OPTIONS | {"tensor_dim", "rank"}:
-        raise ValueError(f"create_model({name!r}, task='retrieval') builds a dual encoder without a prediction head "
-                         f"or fusion tensor; drop {unknown} (its space's size is 'embed_dim')")
-    if task != "retrieval" and set(unknown) <= RETRIEVAL_OPTIONS:
-        raise ValueError(f"{unknown} only apply to task='retrieval', not task={task!r}")
-    raise TypeError(f"create_model({name!r}, task={task!r}) got unknown keyword arguments {unknown}; it accepts "
-                    f"{sorted(allowed | {'task'})}")
-
-
-def _baseline_model(name: str, fusion: str):
-    def factory(task: str = "classification", **kwargs: Any) -> torch.nn.Module:
-        if "fusion" in kwargs:
-            if kwargs["fusion"] != fusion:
-                raise ValueError(f"{name!r} models use fusion={fusion!r}, got fusion={kwargs['fusion']!r}; pick the "
-                                 f"model of that fusion instead (baselines: {sorted(BASELINES)})")
-            kwargs = {k: v for k, v in kwargs.items() if k != "fusion"}
-        if task == "retrieval":
-            if fusion not in RETRIEVAL_FUSIONS:
-                raise ValueError(f"{name!r} has no retrieval form: retrieval needs a dual encoder that encodes the "
-                                 f"query and gallery sides apart, and {fusion} fusion reads all modalities of a "
-                                 f"sample jointly; use 'early-fusion' or 'transformer-fusion' with task='retrieval'")
-            _check_options(name, task, kwargs, COMMON_OPTIONS | RETRIEVAL_OPTIONS)
-            return BaselineRetrievalModel(fusion=fusion, **kwargs)
-        _check_options(name, task, kwargs, COMMON_OPTIONS | PREDICTION_OPTIONS | FUSION_OPTIONS.get(fusion, set()))
-        return BaselineFusionModel(task=task, fusion=fusion, **kwargs)
-
-    factory.__doc__ = f"Classic multimodal fusion without a graph: BaselineFusionModel(fusion={fusion!r})."
-    return factory
-
-
-BASELINES = {"early-fusion": "early", "late-fusion": "late", "tensor-fusion": "tensor",
-             "lowrank-fusion": "lowrank", "transformer-fusion": "transformer", "mult": "mult"}
-for _name, _fusion in BASELINES.items():
-    register_model(_name, family="baseline")(_baseline_model(_name, _fusion))
-
-
-@register_model("unimodal", family="unimodal")
-def unimodal(task: str = "classification", modality: str | None = None, **kwargs: Any) -> BaselineFusionModel:
-    """One modality (``modality="image"``, a node type of the builder): its tokens through a
-    :class:`~graphfuse.nn.ModalityEncoder` and an MLP, then the head (``fusion="early"`` over one
-    modality). Every sample needs that modality."""
-    builder = kwargs.get("builder")
-    known = list(builder.modalities) if isinstance(builder, GraphBuilder) else "the builder's node types"
-    if modality is None:
-        raise ValueError(f"'unimodal' needs the modality it reads, e.g. modality='image'; one of {known}")
-    if not isinstance(modality, str) or (isinstance(builder, GraphBuilder) and modality not in builder.modalities):
-        raise ValueError(f"'unimodal' got modality={modality!r}; it must be one node type of the builder, one of "
-                         f"{known}")
-    if task == "retrieval":
-        raise ValueError("'unimodal' reads one modality, and retrieval matches two; use 'early-fusion' or "
-                         "'transformer-fusion' with task='retrieval', query=... and gallery=...")
-    fixed = sorted({"node_types", "fusion"} & kwargs.keys())
-    if fixed:
-        raise ValueError(f"'unimodal' reads modality={modality!r} by early fusion; drop {fixed} (for several "
-                         f"modalities use a 'baseline' model such as 'early-fusion' with node_types=...)")
-    _check_options("unimodal", task, kwargs, COMMON_OPTIONS | (PREDICTION_OPTIONS - {"node_types"}))
-    return BaselineFusionModel(task=task, fusion="early", node_types=(modality,), **kwargs)

@@ -2,8 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from graphfuse.datasets import synthetic_samples
-from graphfuse.nn import (
+from graphfuse.baselines import (
     CrossModalTransformer,
     EarlyFusion,
     LateFusion,
@@ -13,6 +12,7 @@ from graphfuse.nn import (
     TransformerFusion,
     dense_modalities,
 )
+from graphfuse.datasets import synthetic_samples
 
 TYPES = ["text", "image", "audio"]
 C = 8
@@ -49,7 +49,8 @@ def vectors(batch_size=4, num_modalities=3, channels=C, seed=0):
 
 
 # dense_modalities, ModalityEncoder ------------------------------------------------------------------
-def test_dense_modalities(batch):
+def test_dense_modalities(samples, make_batch):
+    batch = make_batch(samples)
     h_dict, batch_dict = node_dicts(batch)
     h_dict["audio"], batch_dict["audio"] = h_dict["audio"][:0], batch_dict["audio"][:0]
     dense = dense_modalities(h_dict, batch_dict, batch.num_graphs)
@@ -177,13 +178,13 @@ def test_lowrank_fusion_equals_the_full_tensor_contraction():
 
 # Token-level fusion ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def mixed(collate):
+def mixed(make_batch):
     """Samples of different lengths: sample 0 short and without audio, 1 long, 2 without image, 3 short."""
     short, long_ = synthetic_samples(2, tokens=2, grid=2, frames=2), synthetic_samples(2, tokens=6, grid=3, frames=7)
     samples = [short[0], long_[0], long_[1], short[1]]
     samples[0].pop("audio")
     samples[2].pop("image")
-    return collate(samples)
+    return make_batch(samples)
 
 
 def perturbed(module, seed=0):
