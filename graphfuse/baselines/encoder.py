@@ -10,11 +10,13 @@ from graphfuse.baselines.dense import key_padding, masked_mean
 __all__ = ["ModalityEncoder", "encoder_layer", "reset_transformer", "run_layers"]
 
 
-def encoder_layer(channels: int, heads: int, ffn_ratio: float, dropout: float,
-                  factory: dict) -> torch.nn.TransformerEncoderLayer:
-    """A pre-norm GELU transformer layer, batch first, with a feed-forward of ``ffn_ratio * channels``."""
+def encoder_layer(channels: int, heads: int, ffn_ratio: float, dropout: float, factory: dict,
+                  norm_first: bool = True, activation: str = "gelu") -> torch.nn.TransformerEncoderLayer:
+    """A transformer layer (pre-norm GELU by default), batch first, with a feed-forward of
+    ``ffn_ratio * channels``."""
     return torch.nn.TransformerEncoderLayer(channels, heads, max(1, int(ffn_ratio * channels)), dropout,
-                                            activation="gelu", batch_first=True, norm_first=True, **factory)
+                                            activation=activation, batch_first=True, norm_first=norm_first,
+                                            **factory)
 
 
 def reset_transformer(module: torch.nn.Module) -> None:

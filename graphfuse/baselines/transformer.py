@@ -10,9 +10,12 @@ from torch_geometric.utils import to_dense_batch
 from graphfuse.baselines.checks import check_transformer
 from graphfuse.baselines.dense import masked_mean
 from graphfuse.baselines.encoder import encoder_layer, reset_transformer, run_layers
+from graphfuse.checks import check_choice
 from graphfuse.nn.readout import check_known_node_types, check_node_dicts, check_node_types, check_num_samples
 
 __all__ = ["TransformerFusion"]
+
+ACTIVATIONS = ("gelu", "relu")
 
 
 class TransformerFusion(torch.nn.Module):
@@ -28,6 +31,10 @@ class TransformerFusion(torch.nn.Module):
     sequence with a single key padding mask, so absent modalities simply contribute no tokens. A
     sample without any token gets zeros.
 
+    The layers are pre-norm with a final :math:`\mathrm{LN}` by default; ``norm_first=False``
+    gives the original Transformer's post-norm layers (Vaswani et al., 2017), whose output is
+    normalised already, so no final norm is added (the throughput benchmark's dense transformer).
+
     Args:
         channels (int): features per token, :math:`C`.
         node_types (Sequence[str]): the modalities (node types) it reads; ``h_dict`` may hold a
@@ -36,6 +43,10 @@ class TransformerFusion(torch.nn.Module):
         heads (int, optional): attention heads (dividing ``channels``). (default: :obj:`4`)
         ffn_ratio (float, optional): feed-forward size over ``channels``. (default: :obj:`2.0`)
         dropout (float, optional): in attention and feed-forward layers. (default: :obj:`0.1`)
+        norm_first (bool, optional): pre-norm layers and a final LayerNorm, else post-norm layers.
+            (default: :obj:`True`)
+        activation (str, optional): of the feed-forward layers, ``"gelu"`` or ``"relu"``.
+            (default: :obj:`"gelu"`)
         device (torch.device, optional): device of the parameters. (default: :obj:`None`)
         dtype (torch.dtype, optional): dtype of the parameters. (default: :obj:`None`)
 
@@ -46,17 +57,20 @@ class TransformerFusion(torch.nn.Module):
     """
 
     def __init__(self, channels: int, node_types: Sequence[str], num_layers: int = 1, heads: int = 4,
-                 ffn_ratio: float = 2.0, dropout: float = 0.1, device=None, dtype=None) -> None:
+                 ffn_ratio: float = 2.0, dropout: float = 0.1, norm_first: bool = True, activation: str = "gelu",
+                 device=None, dtype=None) -> None:
         super().__init__()
         check_transformer("TransformerFusion", channels, num_layers, heads, ffn_ratio, dropout)
+        check_choice(activation, ACTIVATIONS, "TransformerFusion 'activation'")
         self.node_types = check_node_types(node_types, "TransformerFusion")
         factory = dict(device=device, dtype=dtype)
         self.channels, self.num_layers, self.heads = channels, num_layers, heads
+        self.norm_first, self.activation = bool(norm_first), activation
         self.out_channels = channels
         self.type_embedding = torch.nn.Embedding(len(self.node_types), channels, **factory)
-        self.layers = torch.nn.ModuleList(encoder_layer(channels, heads, ffn_ratio, dropout, factory)
-                                          for _ in range(num_layers))
-        self.norm = torch.nn.LayerNorm(channels, **factory)
+        self.layers = torch.nn.ModuleList(encoder_layer(channels, heads, ffn_ratio, dropout, factory, self.norm_first,
+                                                        activation) for _ in range(num_layers))
+        self.norm = torch.nn.LayerNorm(channels, **factory) if self.norm_first else torch.nn.Identity()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -83,5 +97,7 @@ class TransformerFusion(torch.nn.Module):
         return masked_mean(run_layers(self.layers, self.norm, x, mask), mask)[0]
 
     def __repr__(self) -> str:
+        options = "" if self.norm_first else ", norm_first=False"
+        options += "" if self.activation == "gelu" else f", activation={self.activation!r}"
         return (f"{self.__class__.__name__}({self.channels}, node_types={self.node_types}, "
-                f"num_layers={self.num_layers}, heads={self.heads})")
+                f"num_layers={self.num_layers}, heads={self.heads}{options})")

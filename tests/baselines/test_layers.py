@@ -246,6 +246,26 @@ def test_mult_absent_source_and_target(mixed):
     assert not torch.equal(out[1, 2 * C:], fusion.absent[2].detach())
 
 
+def test_transformer_fusion_post_norm_is_the_plain_layer_stack(mixed):
+    torch.manual_seed(0)
+    fusion = TransformerFusion(C, TYPES, num_layers=2, heads=2, ffn_ratio=4.0, dropout=0.0, norm_first=False,
+                               activation="relu").eval()
+    assert isinstance(fusion.norm, torch.nn.Identity)
+    assert all(not layer.norm_first and layer.activation_relu_or_gelu == 1 for layer in fusion.layers)
+    h_dict, batch_dict = node_dicts(mixed)
+    with torch.no_grad():
+        x, mask = fusion.tokens(h_dict, batch_dict, 4)
+        expected = []
+        for sample in range(4):  # each sample alone, unpadded: no mask needed
+            y = x[sample, mask[sample]].unsqueeze(0)
+            for layer in fusion.layers:
+                y = layer(y)
+            expected.append(y[0].mean(0))
+        torch.testing.assert_close(fusion(h_dict, batch_dict, 4), torch.stack(expected), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="TransformerFusion 'activation' must be one of"):
+        TransformerFusion(C, TYPES, heads=2, activation="tanh")
+
+
 def test_transformer_fusion_type_embedding_matters(mixed):
     fusion = token_fusions()[0]
     h_dict, batch_dict = node_dicts(mixed)
@@ -291,6 +311,8 @@ def test_repr():
     assert repr(LowRankTensorFusion(C, 3, rank=2)) == "LowRankTensorFusion(8, num_modalities=3, rank=2, out_channels=8)"
     assert repr(TransformerFusion(C, ["text", "image"], heads=2)) == (
         "TransformerFusion(8, node_types=['text', 'image'], num_layers=1, heads=2)")
+    assert repr(TransformerFusion(C, ["text"], heads=2, norm_first=False, activation="relu")) == (
+        "TransformerFusion(8, node_types=['text'], num_layers=1, heads=2, norm_first=False, activation='relu')")
     assert repr(CrossModalTransformer(C, TYPES, heads=2)) == (
         "CrossModalTransformer(8, node_types=['text', 'image', 'audio'], num_layers=1, heads=2)")
 
