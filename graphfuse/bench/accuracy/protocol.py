@@ -39,7 +39,7 @@ MONITOR = {"classification": "accuracy", "retrieval": "q2g/R@1"}
 #: The settings that ``tune`` searches, per task and method (see :func:`method_config`).
 TUNED = ("lr", "hidden", "epochs")
 #: The settings the package ships: ``python -m graphfuse.bench tune`` wrote them on this project's machine.
-TUNED_SETTINGS = Path(__file__).resolve().parents[1] / "tuned.json"
+TUNED_SETTINGS = Path(__file__).parents[1] / "tuned.json"
 
 
 @dataclass(frozen=True)

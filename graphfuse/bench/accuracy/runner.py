@@ -258,7 +258,7 @@ ConfigOf = Callable[[str, Method], TrainConfig]
 
 
 def run_plans(args: argparse.Namespace, plans: dict[str, list[Method]], tasks: dict[str, TaskData],
-         patterns: list[str] | None, started: float, config_of: ConfigOf, ranked: bool = True) -> dict[str, Any]:
+              patterns: list[str] | None, started: float, config_of: ConfigOf, ranked: bool = True) -> dict[str, Any]:
     """Trains and scores every planned (task, method, seed), each method with
     ``config_of(task_name, method)``, and writes the outputs; ``ranked`` orders each table by
     family and score (else in the order planned)."""
