@@ -2,7 +2,8 @@
 
 Every method is checked the same way: shapes and finite gradients, no leakage between the samples
 of a batch, each sample's output equal to the output for that sample alone (for the transformer:
-unpadded), and zeros for a sample without nodes.
+unpadded), and zeros for a sample without nodes (early fusion: its learned vectors of absent
+modalities through its MLP).
 """
 import dataclasses
 from types import SimpleNamespace
