@@ -13,6 +13,10 @@ from graphfuse.data import (
     register_modality,
 )
 
+# Last: the baselines build on the whole core, and importing them registers their models, so that
+# create_model knows every name whenever graphfuse is imported.
+import graphfuse.baselines  # noqa: E402, F401  isort: skip
+
 __version__ = "0.1.0"
 
 __all__ = [

@@ -9,9 +9,9 @@ cross-entropy. Methods are timed in interleaved rounds in one process (medians r
   :class:`~graphfuse.nn.FlatGraph` is inside the timed step.
 * ``pyg-heteroconv-{gcn,gat}``, ``pyg-hgt``, ``dgl-{graphconv,gat}``: the same number of PyG / DGL
   layers with a residual (DGL graph conversion is outside the timed step, like data loading).
-* ``dense-transformer``: ``torch.nn.TransformerEncoder`` (feed-forward 4x hidden) over each
-  sample's concatenated nodes with modality embeddings; ``early-fusion-mlp``: per-modality means,
-  concatenated, through an MLP.
+* ``dense-transformer``: :class:`graphfuse.baselines.TransformerFusion` with post-norm ReLU layers
+  (feed-forward 4x hidden) over each sample's concatenated nodes with modality embeddings;
+  ``early-fusion-mlp``: per-modality means through :class:`graphfuse.baselines.EarlyFusion`.
 
 With ``--sizes``, every modality has n = 16, 64, 256 nodes, with full cross edges and with k-NN
 cross edges (k = 8; graphfuse methods recompute them from the embeddings before every block; the
@@ -37,7 +37,7 @@ from typing import Any
 import torch
 import torch_geometric
 
-from graphfuse.bench.baselines import BASELINES, mean_per_sample
+from graphfuse.bench.comparisons import COMPARISONS, mean_per_sample
 from graphfuse.bench.timing import ALLOCATORS, configure_allocator, interleaved_seconds, return_freed_memory
 from graphfuse.data import (
     AudioModality,
@@ -156,8 +156,8 @@ def setup(method: str, config: Config, seed: int = 0):
     if method.startswith("graphfuse-"):
         fusion, graph = GraphfuseFusion(config, meta, method.removeprefix("graphfuse-")), batch
     else:
-        baseline = BASELINES[method]
-        fusion, graph = baseline.build(meta, config.hidden, config.layers, config.heads), baseline.prepare(batch)
+        comparison = COMPARISONS[method]
+        fusion, graph = comparison.build(meta, config.hidden, config.layers, config.heads), comparison.prepare(batch)
     model = StepModel(builder, fusion, config.hidden).to(device)
     target = torch.randint(0, NUM_CLASSES, (config.batch_size,), device=device)
     model(batch, graph)  # materialise lazy sizes before the optimiser sees the parameters

@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 
 from graphfuse.bench import accuracy
 from graphfuse.bench.accuracy import DATA_SEED, TrainConfig, load_tasks, select_methods, task_methods
+from graphfuse.datasets.tasks import list_tasks
 from graphfuse.io import atomic_write_text
 
 logger = logging.getLogger("graphfuse.bench")
@@ -97,9 +98,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if not out.parent.is_dir():
         raise SystemExit(f"error: --out folder '{out.parent}' does not exist; create it first")
     names = accuracy.split_names(args.tasks) or list(accuracy.DEFAULT_TASKS)
-    unknown = [name for name in names if name not in accuracy.list_tasks()]
+    unknown = [name for name in names if name not in list_tasks()]
     if unknown:
-        raise SystemExit(f"error: unknown tasks {unknown}; registered: {accuracy.list_tasks()}")
+        raise SystemExit(f"error: unknown tasks {unknown}; registered: {list_tasks()}")
     tasks = load_tasks(names, quick=False)
     patterns = accuracy.split_names(args.methods)
     plans = {name: select_methods(task_methods(task), patterns) for name, task in tasks.items()}

@@ -1,5 +1,5 @@
 """Deprecated: graph construction moved to :mod:`graphfuse.data`; these aliases last one release."""
-from graphfuse._deprecated import moved
+from graphfuse.deprecation import moved
 
 __all__ = ["CallableStrategy", "CrossEdges", "CrossModalStrategy", "FullBipartite", "GraphBuilder", "RandomBipartite",
            "Relation", "StridedBipartite", "TemporalAlignment", "VirtualNodes", "chain_edges", "from_dgl",

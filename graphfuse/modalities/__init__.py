@@ -1,6 +1,6 @@
 """Deprecated: modalities moved to :mod:`graphfuse.data` (``graphfuse.data.modalities``); these aliases
 last one release."""
-from graphfuse._deprecated import moved
+from graphfuse.deprecation import moved
 
 __all__ = ["AudioModality", "FeatureModality", "ImageModality", "Modality", "NodeSet", "TextModality", "Tokenizer",
            "create_modality", "list_modalities", "mel_filter_bank", "register_modality"]

@@ -5,9 +5,10 @@ message passing over the builder's graph) and ``graph-gat-knn`` (attention over 
 cross-modal edges). ``task="retrieval"`` gives a :class:`GraphRetrievalModel` (dual encoder +
 re-ranker); the other tasks a :class:`GraphFusionModel`.
 
-Classic fusion without a graph (family ``"baseline"``, :mod:`graphfuse.models.baselines`):
-``early-fusion``, ``late-fusion``, ``tensor-fusion``, ``lowrank-fusion``, ``transformer-fusion``
-and ``mult``; one modality (family ``"unimodal"``): ``unimodal`` with ``modality="image"``.
+Classic fusion without a graph (family ``"baseline"``, registered by :mod:`graphfuse.baselines`,
+which ``import graphfuse`` imports): ``early-fusion``, ``late-fusion``, ``tensor-fusion``,
+``lowrank-fusion``, ``transformer-fusion`` and ``mult``; one modality (family ``"unimodal"``):
+``unimodal`` with ``modality="image"``.
 """
 from __future__ import annotations
 
@@ -15,15 +16,13 @@ from typing import Any
 
 import torch
 
+from graphfuse.deprecation import moved
 from graphfuse.models.backbone import GraphBackbone
-from graphfuse.models.baselines import BaselineFusionModel, BaselineRetrievalModel
 from graphfuse.models.classifier import GraphFusionModel
 from graphfuse.models.registry import create_model, list_models, model_family, register_model
-from graphfuse.models.retrieval import GraphRetrievalModel
+from graphfuse.models.retrieval import RERANK_OPTIONS, RETRIEVAL_OPTIONS, GraphRetrievalModel
 
 __all__ = [
-    "BaselineFusionModel",
-    "BaselineRetrievalModel",
     "GraphBackbone",
     "GraphFusionModel",
     "GraphRetrievalModel",
@@ -34,24 +33,19 @@ __all__ = [
 ]
 
 
-RETRIEVAL_OPTIONS = {"query", "gallery", "embed_dim", "temperature", "rerank", "rerank_conv", "rerank_negatives"}
-
-
 def _graph_model(conv: str, **defaults: Any):
     def factory(task: str = "classification", **kwargs: Any) -> torch.nn.Module:
         if "conv" in kwargs and kwargs["conv"] != conv:
             raise ValueError(f"graph-{conv} models use conv={conv!r}, got conv={kwargs['conv']!r}; pick the model "
                              f"of that conv instead ({list_models('graph-*')})")
         kwargs = {**defaults, **kwargs, "conv": conv}
-        if "builder" in kwargs:  # a builder stands for its schema
-            kwargs["schema"] = kwargs.pop("builder")
         if task == "retrieval":
             heads_only = sorted({"num_classes", "out_channels", "head_hidden"} & kwargs.keys())
             if heads_only:
                 raise ValueError(f"task='retrieval' has no prediction head; drop {heads_only} (its space's size is "
                                  f"'embed_dim')")
             return GraphRetrievalModel(**kwargs)
-        retrieval_only = sorted(RETRIEVAL_OPTIONS & kwargs.keys())
+        retrieval_only = sorted((RETRIEVAL_OPTIONS | RERANK_OPTIONS) & kwargs.keys())
         if retrieval_only:
             raise ValueError(f"{retrieval_only} only apply to task='retrieval', not task={task!r}")
         return GraphFusionModel(task=task, **kwargs)
@@ -63,3 +57,10 @@ def _graph_model(conv: str, **defaults: Any):
 for _conv in ("gcn", "gat", "hgt", "gated"):
     register_model(f"graph-{_conv}")(_graph_model(_conv))
 register_model("graph-gat-knn")(_graph_model("gat", knn=8))
+
+
+#: Deprecated aliases (one release): the baseline models moved to graphfuse.baselines.
+MOVED_TO_BASELINES = frozenset({"BaselineFusionModel", "BaselineRetrievalModel"})
+
+
+__getattr__ = moved(__name__, "graphfuse.baselines", MOVED_TO_BASELINES)

@@ -42,9 +42,16 @@ def create_model(name: str, checkpoint_path: str | os.PathLike | None = None, **
     for its schema). For one release a model created from a ``builder`` also remembers it as
     ``model.builder``, so that ``Trainer(model)`` keeps working (with a ``DeprecationWarning``: pass
     ``Trainer(model, builder=builder)``)."""
-    model = MODELS.get(name)(**kwargs)
-    if kwargs.get("builder") is not None:
-        model.builder = kwargs["builder"]
+    factory = MODELS.get(name)
+    builder = kwargs.pop("builder", None)
+    if builder is not None:
+        if "schema" in kwargs:
+            raise TypeError(f"create_model({name!r}) takes 'schema' or 'builder' (which stands for its schema), "
+                            f"not both")
+        kwargs["schema"] = builder
+    model = factory(**kwargs)
+    if builder is not None:
+        model.builder = builder
     if checkpoint_path is not None:
         load_weights(model, checkpoint_path)
     return model

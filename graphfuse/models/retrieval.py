@@ -14,6 +14,10 @@ from graphfuse.nn import ProjectionHead, Readout
 from graphfuse.nn.contrastive import LearnableTemperature
 
 SIDES = ("query", "gallery")
+#: The options of every dual encoder's factory (graph and baseline) that only retrieval takes.
+RETRIEVAL_OPTIONS = frozenset({"query", "gallery", "embed_dim", "temperature"})
+#: The retrieval options of the graph dual encoder's re-ranker.
+RERANK_OPTIONS = frozenset({"rerank", "rerank_conv", "rerank_negatives"})
 
 
 def _side_types(schema: GraphSchema, types: Sequence[str], name: str) -> tuple[str, ...]:

@@ -1,15 +1,6 @@
-"""Neural network modules: input encoders, fusion layers, dynamic k-NN edges, the fusion encoder, readouts, heads
-and the classic (non-graph) fusion baselines."""
-from graphfuse.nn.baselines import (
-    CrossModalTransformer,
-    EarlyFusion,
-    LateFusion,
-    LowRankTensorFusion,
-    ModalityEncoder,
-    TensorFusion,
-    TransformerFusion,
-    dense_modalities,
-)
+"""Neural network modules: input encoders, fusion layers, dynamic k-NN edges, the fusion encoder, readouts and
+heads. The classic (non-graph) fusion baselines live in :mod:`graphfuse.baselines`."""
+from graphfuse.deprecation import moved
 from graphfuse.nn.context import ModalityContext
 from graphfuse.nn.contrastive import LearnableTemperature, info_nce
 from graphfuse.nn.conv import (
@@ -24,25 +15,22 @@ from graphfuse.nn.flat import FlatGraph, Schema
 from graphfuse.nn.fusion import FusionBlock, FusionEncoder, create_conv, list_convs, register_conv
 from graphfuse.nn.heads import ClassificationHead, ProjectionHead, RegressionHead
 from graphfuse.nn.knn import DynamicKNNEdges
+from graphfuse.nn.mlp import MLP
 from graphfuse.nn.readout import Readout, TypeFusion, TypePooling, VirtualNodeReadout
 from graphfuse.nn.unimodal import MultimodalOutput, UnimodalHeads
 
 __all__ = [
     "ClassificationHead",
-    "CrossModalTransformer",
     "DynamicKNNEdges",
-    "EarlyFusion",
     "FeatureEncoder",
     "FlatGraph",
     "FrameEncoder",
     "FusionBlock",
     "FusionEncoder",
     "GatedRelationalConv",
-    "LateFusion",
     "LearnableTemperature",
-    "LowRankTensorFusion",
+    "MLP",
     "ModalityContext",
-    "ModalityEncoder",
     "MultimodalOutput",
     "NodeEncoders",
     "PatchEncoder",
@@ -54,16 +42,20 @@ __all__ = [
     "RelationalGCNConv",
     "RelationalHGTConv",
     "Schema",
-    "TensorFusion",
     "TokenEncoder",
-    "TransformerFusion",
     "TypeFusion",
     "TypePooling",
     "UnimodalHeads",
     "VirtualNodeReadout",
     "create_conv",
-    "dense_modalities",
     "info_nce",
     "list_convs",
     "register_conv",
 ]
+
+#: Deprecated aliases (one release): the baselines moved to graphfuse.baselines.
+MOVED_TO_BASELINES = frozenset({"CrossModalTransformer", "EarlyFusion", "LateFusion", "LowRankTensorFusion",
+                                "ModalityEncoder", "TensorFusion", "TransformerFusion", "dense_modalities"})
+
+
+__getattr__ = moved(__name__, "graphfuse.baselines", MOVED_TO_BASELINES)

@@ -6,17 +6,7 @@ import torch
 from torch import Tensor
 
 from graphfuse.checks import check_int
-
-
-def _mlp(in_channels: int, out_channels: int, hidden: int | None, dropout: float, factory: dict) -> torch.nn.Module:
-    if not 0 <= dropout < 1:
-        raise ValueError(f"head 'dropout' must be in [0, 1), got {dropout!r}")
-    if hidden is None:
-        return torch.nn.Sequential(torch.nn.Dropout(dropout), torch.nn.Linear(in_channels, out_channels, **factory))
-    check_int(hidden, "head 'hidden'")
-    return torch.nn.Sequential(torch.nn.Dropout(dropout), torch.nn.Linear(in_channels, hidden, **factory),
-                               torch.nn.GELU(), torch.nn.Dropout(dropout),
-                               torch.nn.Linear(hidden, out_channels, **factory))
+from graphfuse.nn.mlp import MLP
 
 
 class _Head(torch.nn.Module):
@@ -24,14 +14,16 @@ class _Head(torch.nn.Module):
         super().__init__()
         check_int(in_channels, f"{self.__class__.__name__} 'in_channels'")
         check_int(out_channels, f"{self.__class__.__name__} 'out_channels'")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"head 'dropout' must be in [0, 1), got {dropout!r}")
+        if hidden is not None:
+            check_int(hidden, "head 'hidden'")
         self.in_channels, self.out_channels, self.hidden = in_channels, out_channels, hidden
-        self.mlp = _mlp(in_channels, out_channels, hidden, dropout, factory)
+        self.mlp = MLP(in_channels, out_channels, hidden, dropout, input_dropout=True, **factory)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for module in self.mlp:
-            if isinstance(module, torch.nn.Linear):
-                module.reset_parameters()
+        self.mlp.reset_parameters()
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 2 or x.size(1) != self.in_channels:

@@ -26,7 +26,9 @@ READOUT_FUSIONS = (*FUSIONS, "virtual")
 PAIR_GAIN = 4.0
 
 
-def _check_node_types(node_types: Sequence[str], owner: str) -> list[str]:
+def check_node_types(node_types: Sequence[str], owner: str) -> list[str]:
+    """``node_types`` as a list of distinct node type names (at least one); ``owner`` names the
+    caller in the errors."""
     if isinstance(node_types, str) or not isinstance(node_types, Sequence):
         raise TypeError(f"{owner} 'node_types' must be a sequence of node type names, got "
                         f"{type(node_types).__name__} {node_types!r}; e.g. node_types=['text', 'image']")
@@ -71,7 +73,8 @@ def check_node_dicts(h_dict: Mapping[str, Tensor], batch_dict: Mapping[str, Tens
                          f"got {shapes}; build it with the fusion encoder's 'channels'")
 
 
-def _check_num_samples(num_samples: int, owner: str) -> None:
+def check_num_samples(num_samples: int, owner: str) -> None:
+    """``num_samples`` is a positive int (or a symbolic size under ``torch.compile``)."""
     if not isinstance(num_samples, torch.SymInt):  # torch.compile may pass a symbolic size
         check_int(num_samples, f"{owner} 'num_samples'")
 
@@ -123,7 +126,7 @@ class TypePooling(torch.nn.Module):
         check_int(channels, "TypePooling 'channels'")
         check_choice(reduce, POOLS, "TypePooling 'reduce'")
         self.channels, self.reduce = channels, reduce
-        self.node_types = _check_node_types(node_types, "TypePooling")
+        self.node_types = check_node_types(node_types, "TypePooling")
         factory = dict(device=device, dtype=dtype)
         num_types = len(self.node_types)
         if reduce == "attention":
@@ -162,7 +165,7 @@ class TypePooling(torch.nn.Module):
                 num_samples: int) -> tuple[Tensor, Tensor]:
         check_known_node_types(h_dict, self.node_types, "TypePooling")
         check_node_dicts(h_dict, batch_dict, self.channels, "TypePooling")
-        _check_num_samples(num_samples, "TypePooling")
+        check_num_samples(num_samples, "TypePooling")
         dtype = _common_dtype(list(h_dict.values()))
         device = next(iter(h_dict.values())).device
         pooled, present = [], []
@@ -362,7 +365,7 @@ class VirtualNodeReadout(torch.nn.Module):
                              f"cross edges")
         h_dict = {self.node_type: h_dict[self.node_type]}
         check_node_dicts(h_dict, batch_dict, None, "VirtualNodeReadout")
-        _check_num_samples(num_samples, "VirtualNodeReadout")
+        check_num_samples(num_samples, "VirtualNodeReadout")
         h = h_dict[self.node_type]
         batch = batch_dict[self.node_type].to(device=h.device, dtype=torch.long)
         count = torch.zeros(num_samples, device=h.device, dtype=torch.long).index_add_(0, batch, torch.ones_like(batch))
@@ -421,7 +424,7 @@ class Readout(torch.nn.Module):
         check_choice(pool, POOLS, "Readout 'pool'")
         check_choice(fuse, READOUT_FUSIONS, "Readout 'fuse'")
         self.channels, self.pool_name, self.fuse_name = channels, pool, fuse
-        self.node_types = _check_node_types(node_types, "Readout")
+        self.node_types = check_node_types(node_types, "Readout")
         self.virtual_node_type = virtual_node_type
         factory = dict(device=device, dtype=dtype)
         if fuse == "virtual":

@@ -3,8 +3,9 @@ import json
 
 import pytest
 
-from graphfuse.bench import ablation, accuracy
+from graphfuse.bench import ablation
 from graphfuse.bench.__main__ import main as cli
+from graphfuse.bench.accuracy import runner
 from graphfuse.models import GraphFusionModel
 
 
@@ -21,8 +22,8 @@ def test_ablation_runs_each_variant_in_order_with_the_model_options(tmp_path, ti
     variants = (("default", {}), ("mean pooling", {"pool": "mean"}), ("no drop-out", {"modality_dropout": 0.0}))
     monkeypatch.setattr(ablation, "ABLATIONS", variants)
     built = []
-    create = accuracy.create_model
-    monkeypatch.setattr(accuracy, "create_model", lambda name, **kw: built.append((name, kw)) or create(name, **kw))
+    create = runner.create_model
+    monkeypatch.setattr(runner, "create_model", lambda name, **kw: built.append((name, kw)) or create(name, **kw))
     out = tmp_path / "report.json"
     code = cli(["ablation", "--no-progress", "--jobs", "1", "--threads", "1", "--tasks", "_tiny", "--seeds", "1",
                 "--out", str(tmp_path / "o"), "--json", str(out)])

@@ -8,6 +8,7 @@ from tiny import TINY, TINY_RETRIEVAL
 from graphfuse.bench import accuracy
 from graphfuse.bench.__main__ import main as cli
 from graphfuse.bench.__main__ import parse_args
+from graphfuse.bench.accuracy import runner
 from graphfuse.models import GraphRetrievalModel, registry
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -102,7 +103,7 @@ def test_retrieval_reranks_and_one_seed_has_no_spread(tmp_path, tiny_tasks, monk
 
 
 def test_failing_method_is_reported_and_others_go_on(tmp_path, tiny_tasks, monkeypatch):
-    create = accuracy.create_model
+    create = runner.create_model
     built = []
 
     def failing(name, **kwargs):
@@ -111,7 +112,7 @@ def test_failing_method_is_reported_and_others_go_on(tmp_path, tiny_tasks, monke
             raise RuntimeError("boom")
         return create(name, **kwargs)
 
-    monkeypatch.setattr(accuracy, "create_model", failing)
+    monkeypatch.setattr(runner, "create_model", failing)
     monkeypatch.setitem(accuracy.CONFIGS, "_tiny", (TINY_RETRIEVAL, TINY_RETRIEVAL))
     code, report = run(tmp_path, "--tasks", "_tiny", "--methods", "graph-*", "--seeds", "2")
     assert code == 1
@@ -228,7 +229,7 @@ def test_epochs_override(tmp_path, tiny_tasks):
 def test_runs_in_this_process_are_reported_one_by_one(tiny_tasks, monkeypatch):
     """Each run's outcome comes out as it finishes (the progress bar moves per run), not after all."""
     started = []
-    monkeypatch.setattr(accuracy, "run_once",
+    monkeypatch.setattr(runner, "run_once",
                         lambda task, method, config, splits, seed, test: started.append(seed) or {})
     task = tiny_tasks["_tiny"]()
     method = accuracy.Method("graph-gat", "graph", "graph-gat")

@@ -5,6 +5,8 @@ from tiny import TINY
 
 from graphfuse.bench import accuracy, tune
 from graphfuse.bench.__main__ import main as cli
+from graphfuse.bench.accuracy import runner
+from graphfuse.models import list_models
 
 
 def test_grid_points_cover_the_grid_cheapest_first():
@@ -39,8 +41,8 @@ def test_tune_reports_every_trial_and_never_reads_the_test_split(tmp_path, tiny_
     def no_test(*args, **kwargs):
         raise AssertionError("tune scored the test split")
 
-    monkeypatch.setattr(accuracy, "score_test", no_test)
-    monkeypatch.setattr(accuracy, "score_missing", no_test)
+    monkeypatch.setattr(runner, "score_test", no_test)
+    monkeypatch.setattr(runner, "score_missing", no_test)
     out = tmp_path / "tuned.json"
     code = cli(["tune", "--no-progress", "--jobs", "1", "--threads", "1", "--tasks", "_tiny", "--seeds", "2",
                 "--methods", "graph-gat", "unimodal-image", "--out", str(out)])
@@ -114,7 +116,7 @@ def test_tune_arguments_are_checked(tmp_path, tiny_tasks):
 def test_shipped_settings_cover_every_method_of_the_default_run():
     """The accuracy benchmark trains each method of its default tasks with a point of the grid it was tuned on."""
     chosen = accuracy.load_settings(accuracy.TUNED_SETTINGS)
-    methods = [*accuracy.GRAPH_METHODS, *accuracy.list_models(family="baseline")]
+    methods = [*accuracy.GRAPH_METHODS, *list_models(family="baseline")]
     for task in accuracy.DEFAULT_TASKS:
         budget = accuracy.training_config(task).epochs
         assert set(methods) <= set(chosen[task]), (task, set(methods) - set(chosen[task]))

@@ -2,8 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from graphfuse.datasets import synthetic_samples
-from graphfuse.nn import (
+from graphfuse.baselines import (
     CrossModalTransformer,
     EarlyFusion,
     LateFusion,
@@ -13,6 +12,7 @@ from graphfuse.nn import (
     TransformerFusion,
     dense_modalities,
 )
+from graphfuse.datasets import synthetic_samples
 
 TYPES = ["text", "image", "audio"]
 C = 8
@@ -49,7 +49,8 @@ def vectors(batch_size=4, num_modalities=3, channels=C, seed=0):
 
 
 # dense_modalities, ModalityEncoder ------------------------------------------------------------------
-def test_dense_modalities(batch):
+def test_dense_modalities(samples, make_batch):
+    batch = make_batch(samples)
     h_dict, batch_dict = node_dicts(batch)
     h_dict["audio"], batch_dict["audio"] = h_dict["audio"][:0], batch_dict["audio"][:0]
     dense = dense_modalities(h_dict, batch_dict, batch.num_graphs)
@@ -177,13 +178,13 @@ def test_lowrank_fusion_equals_the_full_tensor_contraction():
 
 # Token-level fusion ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def mixed(collate):
+def mixed(make_batch):
     """Samples of different lengths: sample 0 short and without audio, 1 long, 2 without image, 3 short."""
     short, long_ = synthetic_samples(2, tokens=2, grid=2, frames=2), synthetic_samples(2, tokens=6, grid=3, frames=7)
     samples = [short[0], long_[0], long_[1], short[1]]
     samples[0].pop("audio")
     samples[2].pop("image")
-    return collate(samples)
+    return make_batch(samples)
 
 
 def perturbed(module, seed=0):
@@ -245,6 +246,26 @@ def test_mult_absent_source_and_target(mixed):
     assert not torch.equal(out[1, 2 * C:], fusion.absent[2].detach())
 
 
+def test_transformer_fusion_post_norm_is_the_plain_layer_stack(mixed):
+    torch.manual_seed(0)
+    fusion = TransformerFusion(C, TYPES, num_layers=2, heads=2, ffn_ratio=4.0, dropout=0.0, norm_first=False,
+                               activation="relu").eval()
+    assert isinstance(fusion.norm, torch.nn.Identity)
+    assert all(not layer.norm_first and layer.activation_relu_or_gelu == 1 for layer in fusion.layers)
+    h_dict, batch_dict = node_dicts(mixed)
+    with torch.no_grad():
+        x, mask = fusion.tokens(h_dict, batch_dict, 4)
+        expected = []
+        for sample in range(4):  # each sample alone, unpadded: no mask needed
+            y = x[sample, mask[sample]].unsqueeze(0)
+            for layer in fusion.layers:
+                y = layer(y)
+            expected.append(y[0].mean(0))
+        torch.testing.assert_close(fusion(h_dict, batch_dict, 4), torch.stack(expected), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="TransformerFusion 'activation' must be one of"):
+        TransformerFusion(C, TYPES, heads=2, activation="tanh")
+
+
 def test_transformer_fusion_type_embedding_matters(mixed):
     fusion = token_fusions()[0]
     h_dict, batch_dict = node_dicts(mixed)
@@ -290,6 +311,8 @@ def test_repr():
     assert repr(LowRankTensorFusion(C, 3, rank=2)) == "LowRankTensorFusion(8, num_modalities=3, rank=2, out_channels=8)"
     assert repr(TransformerFusion(C, ["text", "image"], heads=2)) == (
         "TransformerFusion(8, node_types=['text', 'image'], num_layers=1, heads=2)")
+    assert repr(TransformerFusion(C, ["text"], heads=2, norm_first=False, activation="relu")) == (
+        "TransformerFusion(8, node_types=['text'], num_layers=1, heads=2, norm_first=False, activation='relu')")
     assert repr(CrossModalTransformer(C, TYPES, heads=2)) == (
         "CrossModalTransformer(8, node_types=['text', 'image', 'audio'], num_layers=1, heads=2)")
 

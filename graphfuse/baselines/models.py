@@ -1,41 +1,25 @@
-"""Classic (non-graph) fusion models, on the same inputs and input encoders as the graph models.
-
-Registered in :func:`~graphfuse.models.create_model`: ``early-fusion``, ``late-fusion``,
-``tensor-fusion``, ``lowrank-fusion``, ``transformer-fusion`` and ``mult`` (family
-``"baseline"``), and ``unimodal`` (family ``"unimodal"``, one modality by ``modality=``).
-``task="retrieval"`` gives a :class:`BaselineRetrievalModel` (dual encoder; early and transformer
-fusion only), the other tasks a :class:`BaselineFusionModel`.
+"""Classic (non-graph) fusion models, on the same inputs and input encoders as the graph models:
+:class:`BaselineFusionModel` (classification and regression) and :class:`BaselineRetrievalModel`
+(a dual encoder for retrieval), registered by :mod:`graphfuse.baselines.registry`.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import torch
 from torch import Tensor
 
+from graphfuse.baselines.dense import dense_modalities, masked_mean
+from graphfuse.baselines.encoder import ModalityEncoder
+from graphfuse.baselines.mult import CrossModalTransformer
+from graphfuse.baselines.transformer import TransformerFusion
+from graphfuse.baselines.vectors import EarlyFusion, LateFusion, LowRankTensorFusion, TensorFusion
 from graphfuse.checks import check_choice
-from graphfuse.data import GraphBuilder
-from graphfuse.models.backbone import as_batch
-from graphfuse.models.registry import register_model
+from graphfuse.data import GraphBuilder, GraphSchema
+from graphfuse.models.backbone import as_batch, as_schema
 from graphfuse.models.retrieval import SIDES, check_sides, pick_side
-from graphfuse.nn import (
-    ClassificationHead,
-    CrossModalTransformer,
-    EarlyFusion,
-    LateFusion,
-    LowRankTensorFusion,
-    ModalityEncoder,
-    NodeEncoders,
-    ProjectionHead,
-    RegressionHead,
-    TensorFusion,
-    TransformerFusion,
-    dense_modalities,
-)
-from graphfuse.nn.baselines import masked_mean
+from graphfuse.nn import ClassificationHead, NodeEncoders, ProjectionHead, RegressionHead
 from graphfuse.nn.contrastive import LearnableTemperature
-from graphfuse.train.tasks import ClassificationTask, RegressionTask, RetrievalTask
 
 __all__ = ["BaselineFusionModel", "BaselineRetrievalModel"]
 
@@ -45,26 +29,21 @@ VECTOR_FUSIONS = ("early", "late", "tensor", "lowrank")  # a ModalityEncoder per
 RETRIEVAL_FUSIONS = ("early", "transformer")
 
 
-def _check_builder(builder: Any, owner: str) -> None:
-    if not isinstance(builder, GraphBuilder):
-        raise TypeError(f"{owner} needs the GraphBuilder of its data as 'builder', got {type(builder).__name__}")
-
-
-def _modalities(builder: GraphBuilder, node_types: Sequence[str] | str | None, owner: str,
+def _modalities(schema: GraphSchema, node_types: Sequence[str] | str | None, owner: str,
                 name: str = "node_types") -> list[str]:
-    """``node_types`` checked against the builder's modalities (default: all of them)."""
+    """``node_types`` checked against the schema's modalities (default: all of them)."""
     if node_types is None:
-        return list(builder.modalities)
+        return list(schema.modalities)
     types = [node_types] if isinstance(node_types, str) else list(node_types)
-    unknown = [t for t in types if t not in builder.modalities]
+    unknown = [t for t in types if t not in schema.modalities]
     if not types or unknown or len(set(types)) != len(types):
-        raise ValueError(f"{owner} '{name}' must name distinct modalities of the builder {list(builder.modalities)}, "
+        raise ValueError(f"{owner} '{name}' must name distinct modalities of the builder {list(schema.modalities)}, "
                          f"got {types}; pick from those (the builder's virtual nodes are no modality)")
     return types
 
 
-def _encoders(builder: GraphBuilder, hidden: int, node_types: Sequence[str]) -> NodeEncoders:
-    encoders = NodeEncoders.from_builder(builder, hidden)
+def _encoders(schema: GraphSchema, hidden: int, node_types: Sequence[str]) -> NodeEncoders:
+    encoders = NodeEncoders.from_schema(schema, hidden)
     return NodeEncoders({t: encoders[t] for t in node_types})
 
 
@@ -120,22 +99,23 @@ class BaselineFusionModel(torch.nn.Module):
         \mathbf{h} = \mathrm{Fusion}\big(\{\mathrm{Enc}_t(\mathbf{X}_t)\}_t\big), \qquad
         \hat{\mathbf{y}} = \mathrm{Head}(\mathbf{h})
 
-    ``fusion`` picks the method (see :mod:`graphfuse.nn.baselines`):
+    ``fusion`` picks the method (see :mod:`graphfuse.baselines`):
 
-    * ``"early"``, ``"tensor"``, ``"lowrank"``: a :class:`~graphfuse.nn.ModalityEncoder` per
-      modality, then :class:`~graphfuse.nn.EarlyFusion`, :class:`~graphfuse.nn.TensorFusion` or
-      :class:`~graphfuse.nn.LowRankTensorFusion` (to ``hidden`` features), then the head;
-    * ``"late"``: a :class:`~graphfuse.nn.ModalityEncoder` per modality, then
-      :class:`~graphfuse.nn.LateFusion` as the head: the per-modality predictions averaged (mean
+    * ``"early"``, ``"tensor"``, ``"lowrank"``: a :class:`~graphfuse.baselines.ModalityEncoder` per
+      modality, then :class:`~graphfuse.baselines.EarlyFusion`, :class:`~graphfuse.baselines.TensorFusion` or
+      :class:`~graphfuse.baselines.LowRankTensorFusion` (to ``hidden`` features), then the head;
+    * ``"late"``: a :class:`~graphfuse.baselines.ModalityEncoder` per modality, then
+      :class:`~graphfuse.baselines.LateFusion` as the head: the per-modality predictions averaged (mean
       log-probabilities for classification), trained end-to-end on the average;
-    * ``"transformer"``: :class:`~graphfuse.nn.TransformerFusion` over all tokens, then the head;
-    * ``"mult"``: :class:`~graphfuse.nn.CrossModalTransformer`, then the head.
+    * ``"transformer"``: :class:`~graphfuse.baselines.TransformerFusion` over all tokens, then the head;
+    * ``"mult"``: :class:`~graphfuse.baselines.CrossModalTransformer`, then the head.
 
     A unimodal model reads one modality: ``node_types=("image",)`` with ``fusion="early"``.
     Samples may lack modalities, but each needs at least one of ``node_types``.
 
     Args:
-        builder (GraphBuilder): the builder of the data (its modalities and input encoders).
+        schema (GraphSchema or GraphBuilder): the node types and input sizes of the data
+            (``builder.schema()``; a builder stands for its schema).
         task (str, optional): ``"classification"``, ``"multilabel"`` or ``"regression"``.
             (default: :obj:`"classification"`)
         num_classes (int, optional): classes or labels (classification tasks).
@@ -160,23 +140,23 @@ class BaselineFusionModel(torch.nn.Module):
           classification) or :math:`(B, C_{out})` predictions
     """
 
-    def __init__(self, builder: GraphBuilder, task: str = "classification", num_classes: int | None = None,
+    def __init__(self, schema: GraphSchema | GraphBuilder, task: str = "classification", num_classes: int | None = None,
                  out_channels: int = 1, hidden: int = 64, fusion: str = "early",
                  node_types: Sequence[str] | None = None, num_layers: int = 1, heads: int = 4, dropout: float = 0.1,
                  ffn_ratio: float = 2.0, head_hidden: int | None = None, tensor_dim: int = 8, rank: int = 4) -> None:
         super().__init__()
         check_choice(task, TASKS, "BaselineFusionModel 'task'")
         check_choice(fusion, FUSIONS, "BaselineFusionModel 'fusion'")
-        _check_builder(builder, "BaselineFusionModel")
-        self.builder, self.fusion_name = builder, fusion
-        self.node_types = _modalities(builder, node_types, "BaselineFusionModel")
+        schema = as_schema(schema, "BaselineFusionModel")
+        self.fusion_name, self.task_name = fusion, task
+        self.node_types = _modalities(schema, node_types, "BaselineFusionModel")
         if fusion == "mult" and len(self.node_types) < 2:
             raise ValueError(f"BaselineFusionModel fusion='mult' attends across modalities and needs at least two "
                              f"node types, got {self.node_types}; use fusion='early' for one modality")
         if task != "regression" and num_classes is None:
             raise ValueError(f"BaselineFusionModel with task={task!r} needs 'num_classes'")
         num_types = len(self.node_types)
-        self.encoders = _encoders(builder, hidden, self.node_types)
+        self.encoders = _encoders(schema, hidden, self.node_types)
         self.modality_encoders = None
         if fusion in VECTOR_FUSIONS:
             self.modality_encoders = torch.nn.ModuleDict({
@@ -201,8 +181,6 @@ class BaselineFusionModel(torch.nn.Module):
         else:
             self.head = ClassificationHead(self.out_channels, outputs, head_hidden, dropout,
                                            multilabel=task == "multilabel")
-        self.task = RegressionTask(self.head) if task == "regression" else ClassificationTask(self.head)
-        self.task_name = task
 
     def _fuse(self, batch) -> tuple[Tensor, Tensor | None]:
         h_dict, batch_dict, num_samples, present = _encode(self.encoders, as_batch(batch), self.node_types,
@@ -231,7 +209,7 @@ class BaselineFusionModel(torch.nn.Module):
     def __repr__(self) -> str:
         fusion = self.head if self.fusion is None else self.fusion
         head = "" if self.fusion is None else f", {self.head!r}"
-        return (f"{self.__class__.__name__}(task={self.task.name!r}, fusion={self.fusion_name!r}, "
+        return (f"{self.__class__.__name__}(task={self.task_name!r}, fusion={self.fusion_name!r}, "
                 f"node_types={self.node_types}, {fusion!r}{head})")
 
 
@@ -246,13 +224,14 @@ class BaselineRetrievalModel(torch.nn.Module):
         \qquad
         \mathbf{g} = \mathrm{Proj}_g\big(\mathrm{Fusion}_g(\{\mathrm{Enc}_t(\mathbf{X}_t)\}_{t \in G})\big)
 
-    ``fusion="early"``: a :class:`~graphfuse.nn.ModalityEncoder` per node type and an
-    :class:`~graphfuse.nn.EarlyFusion` per side; ``fusion="transformer"``: a
-    :class:`~graphfuse.nn.TransformerFusion` per side over that side's tokens. Late, tensor and
+    ``fusion="early"``: a :class:`~graphfuse.baselines.ModalityEncoder` per node type and an
+    :class:`~graphfuse.baselines.EarlyFusion` per side; ``fusion="transformer"``: a
+    :class:`~graphfuse.baselines.TransformerFusion` per side over that side's tokens. Late, tensor and
     MulT fusion read all modalities of a sample jointly and have no dual-encoder form.
 
     Args:
-        builder (GraphBuilder): the builder of the data.
+        schema (GraphSchema or GraphBuilder): the node types and input sizes of the data
+            (``builder.schema()``; a builder stands for its schema).
         fusion (str, optional): ``"early"`` or ``"transformer"``. (default: :obj:`"early"`)
         query (Sequence[str], optional): node types of the query side. (default: :obj:`("text",)`)
         gallery (Sequence[str], optional): node types of the gallery side.
@@ -267,7 +246,9 @@ class BaselineRetrievalModel(torch.nn.Module):
         - **output:** ``{"query": (B, D), "gallery": (B, D), "logit_scale": ()}``
     """
 
-    def __init__(self, builder: GraphBuilder, fusion: str = "early", query: Sequence[str] = ("text",),
+    task_name = "retrieval"
+
+    def __init__(self, schema: GraphSchema | GraphBuilder, fusion: str = "early", query: Sequence[str] = ("text",),
                  gallery: Sequence[str] = ("image",), hidden: int = 64, embed_dim: int | None = None,
                  num_layers: int = 1, heads: int = 4, dropout: float = 0.1, ffn_ratio: float = 2.0,
                  temperature: float = 0.07) -> None:
@@ -279,13 +260,13 @@ class BaselineRetrievalModel(torch.nn.Module):
                              f"sides apart; fusion={fusion!r} has no such form ({reason}). Use fusion='early' or "
                              f"'transformer' (create_model('early-fusion' or 'transformer-fusion', "
                              f"task='retrieval'))")
-        _check_builder(builder, "BaselineRetrievalModel")
-        self.builder, self.fusion_name = builder, fusion
-        self.query_types = tuple(_modalities(builder, query, "BaselineRetrievalModel", "query"))
-        self.gallery_types = tuple(_modalities(builder, gallery, "BaselineRetrievalModel", "gallery"))
+        schema = as_schema(schema, "BaselineRetrievalModel")
+        self.fusion_name = fusion
+        self.query_types = tuple(_modalities(schema, query, "BaselineRetrievalModel", "query"))
+        self.gallery_types = tuple(_modalities(schema, gallery, "BaselineRetrievalModel", "gallery"))
         check_sides("BaselineRetrievalModel", self.query_types, self.gallery_types)
         used = list(self.query_types + self.gallery_types)
-        self.encoders = _encoders(builder, hidden, used)
+        self.encoders = _encoders(schema, hidden, used)
         self.modality_encoders = None
         if fusion == "early":
             self.modality_encoders = torch.nn.ModuleDict({
@@ -297,7 +278,6 @@ class BaselineRetrievalModel(torch.nn.Module):
                                                                        heads, ffn_ratio, dropout) for side in SIDES})
         self.projection = torch.nn.ModuleDict({side: ProjectionHead(hidden, embed_dim or hidden) for side in SIDES})
         self.temperature = LearnableTemperature(temperature)
-        self.task = RetrievalTask()
         self.task_name = "retrieval"
 
     def side_types(self, side: str) -> tuple[str, ...]:
@@ -323,73 +303,3 @@ class BaselineRetrievalModel(torch.nn.Module):
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(fusion={self.fusion_name!r}, query={list(self.query_types)}, "
                 f"gallery={list(self.gallery_types)}, {self.projection['query']!r})")
-
-
-# Registration -------------------------------------------------------------------------------------
-COMMON_OPTIONS = {"builder", "hidden", "num_layers", "heads", "dropout", "ffn_ratio"}
-PREDICTION_OPTIONS = {"num_classes", "out_channels", "head_hidden", "node_types"}
-RETRIEVAL_OPTIONS = {"query", "gallery", "embed_dim", "temperature"}
-FUSION_OPTIONS = {"tensor": {"tensor_dim"}, "lowrank": {"rank"}}
-
-
-def _check_options(name: str, task: str, kwargs: Mapping[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(kwargs.keys() - allowed)
-    if not unknown:
-        return
-    if task == "retrieval" and set(unknown) <= PREDICTION_OPTIONS | {"tensor_dim", "rank"}:
-        raise ValueError(f"create_model({name!r}, task='retrieval') builds a dual encoder without a prediction head "
-                         f"or fusion tensor; drop {unknown} (its space's size is 'embed_dim')")
-    if task != "retrieval" and set(unknown) <= RETRIEVAL_OPTIONS:
-        raise ValueError(f"{unknown} only apply to task='retrieval', not task={task!r}")
-    raise TypeError(f"create_model({name!r}, task={task!r}) got unknown keyword arguments {unknown}; it accepts "
-                    f"{sorted(allowed | {'task'})}")
-
-
-def _baseline_model(name: str, fusion: str):
-    def factory(task: str = "classification", **kwargs: Any) -> torch.nn.Module:
-        if "fusion" in kwargs:
-            if kwargs["fusion"] != fusion:
-                raise ValueError(f"{name!r} models use fusion={fusion!r}, got fusion={kwargs['fusion']!r}; pick the "
-                                 f"model of that fusion instead (baselines: {sorted(BASELINES)})")
-            kwargs = {k: v for k, v in kwargs.items() if k != "fusion"}
-        if task == "retrieval":
-            if fusion not in RETRIEVAL_FUSIONS:
-                raise ValueError(f"{name!r} has no retrieval form: retrieval needs a dual encoder that encodes the "
-                                 f"query and gallery sides apart, and {fusion} fusion reads all modalities of a "
-                                 f"sample jointly; use 'early-fusion' or 'transformer-fusion' with task='retrieval'")
-            _check_options(name, task, kwargs, COMMON_OPTIONS | RETRIEVAL_OPTIONS)
-            return BaselineRetrievalModel(fusion=fusion, **kwargs)
-        _check_options(name, task, kwargs, COMMON_OPTIONS | PREDICTION_OPTIONS | FUSION_OPTIONS.get(fusion, set()))
-        return BaselineFusionModel(task=task, fusion=fusion, **kwargs)
-
-    factory.__doc__ = f"Classic multimodal fusion without a graph: BaselineFusionModel(fusion={fusion!r})."
-    return factory
-
-
-BASELINES = {"early-fusion": "early", "late-fusion": "late", "tensor-fusion": "tensor",
-             "lowrank-fusion": "lowrank", "transformer-fusion": "transformer", "mult": "mult"}
-for _name, _fusion in BASELINES.items():
-    register_model(_name, family="baseline")(_baseline_model(_name, _fusion))
-
-
-@register_model("unimodal", family="unimodal")
-def unimodal(task: str = "classification", modality: str | None = None, **kwargs: Any) -> BaselineFusionModel:
-    """One modality (``modality="image"``, a node type of the builder): its tokens through a
-    :class:`~graphfuse.nn.ModalityEncoder` and an MLP, then the head (``fusion="early"`` over one
-    modality). Every sample needs that modality."""
-    builder = kwargs.get("builder")
-    known = list(builder.modalities) if isinstance(builder, GraphBuilder) else "the builder's node types"
-    if modality is None:
-        raise ValueError(f"'unimodal' needs the modality it reads, e.g. modality='image'; one of {known}")
-    if not isinstance(modality, str) or (isinstance(builder, GraphBuilder) and modality not in builder.modalities):
-        raise ValueError(f"'unimodal' got modality={modality!r}; it must be one node type of the builder, one of "
-                         f"{known}")
-    if task == "retrieval":
-        raise ValueError("'unimodal' reads one modality, and retrieval matches two; use 'early-fusion' or "
-                         "'transformer-fusion' with task='retrieval', query=... and gallery=...")
-    fixed = sorted({"node_types", "fusion"} & kwargs.keys())
-    if fixed:
-        raise ValueError(f"'unimodal' reads modality={modality!r} by early fusion; drop {fixed} (for several "
-                         f"modalities use a 'baseline' model such as 'early-fusion' with node_types=...)")
-    _check_options("unimodal", task, kwargs, COMMON_OPTIONS | (PREDICTION_OPTIONS - {"node_types"}))
-    return BaselineFusionModel(task=task, fusion="early", node_types=(modality,), **kwargs)

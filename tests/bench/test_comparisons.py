@@ -2,7 +2,8 @@
 
 Every method is checked the same way: shapes and finite gradients, no leakage between the samples
 of a batch, each sample's output equal to the output for that sample alone (for the transformer:
-unpadded), and zeros for a sample without nodes.
+unpadded), and zeros for a sample without nodes (early fusion: its learned vectors of absent
+modalities through its MLP).
 """
 import dataclasses
 from types import SimpleNamespace
@@ -10,14 +11,20 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from graphfuse.bench.baselines import BASELINES, DenseTransformerFusion, EarlyFusionMLP, ResidualLayers, mean_per_sample
 from graphfuse.bench.build import make_builder
+from graphfuse.bench.comparisons import (
+    COMPARISONS,
+    DenseTransformerFusion,
+    EarlyFusionMLP,
+    ResidualLayers,
+    mean_per_sample,
+)
 from graphfuse.datasets import synthetic_samples
 from graphfuse.testing import requires_dgl
 
 HIDDEN, LAYERS, HEADS = 8, 2, 2
-PYG_AND_DENSE = [name for name, baseline in BASELINES.items() if not baseline.requires_dgl]
-DGL_METHODS = [name for name, baseline in BASELINES.items() if baseline.requires_dgl]
+PYG_AND_DENSE = [name for name, comparison in COMPARISONS.items() if not comparison.requires_dgl]
+DGL_METHODS = [name for name, comparison in COMPARISONS.items() if comparison.requires_dgl]
 
 
 @pytest.fixture(scope="module", params=["one sample lacks a modality", "no audio in the batch"])
@@ -44,8 +51,8 @@ def features(batch, seed=0):
 
 def build_method(name, case):
     torch.manual_seed(0)
-    baseline = BASELINES[name]
-    return baseline.build(case.builder.metadata(), HIDDEN, LAYERS, HEADS), baseline.prepare(case.batch)
+    comparison = COMPARISONS[name]
+    return comparison.build(case.builder.metadata(), HIDDEN, LAYERS, HEADS), comparison.prepare(case.batch)
 
 
 def check_shape_and_gradients(name, case):
@@ -83,7 +90,7 @@ def check_matches_each_sample_alone(name, case):
     with torch.no_grad():
         out = fusion(h, graph)
         for index, nodes in enumerate(case.node_sets):
-            alone = BASELINES[name].prepare(case.builder.collate([nodes]))
+            alone = COMPARISONS[name].prepare(case.builder.collate([nodes]))
             h_alone = {node_type: x[case.batch[node_type].batch == index] for node_type, x in h.items()}
             torch.testing.assert_close(out[index], fusion(h_alone, alone)[0], rtol=1e-4, atol=1e-5)
 
@@ -102,9 +109,10 @@ def check_sample_without_nodes_reads_zeros(name, case):
         inference = fusion(h, with_empty_sample)
     for result in (out.detach(), inference):
         torch.testing.assert_close(result[:-1], reference, rtol=1e-4, atol=1e-5)
-        # The readout of a sample without nodes is zeros; early fusion puts it through its MLP.
+        # The readout of a sample without nodes is zeros; early fusion puts its learned vectors of absent
+        # modalities through its MLP.
         if name == "early-fusion-mlp":
-            torch.testing.assert_close(result[-1], fusion.mlp(torch.zeros(3 * HIDDEN)))
+            torch.testing.assert_close(result[-1], fusion.fusion.mlp(fusion.fusion.absent.flatten()))
         else:
             assert torch.equal(result[-1], torch.zeros(HIDDEN))
 
@@ -127,7 +135,7 @@ def test_dgl_method(name, check, case):
 
 
 def test_registry():
-    assert list(BASELINES) == ["pyg-heteroconv-gcn", "pyg-heteroconv-gat", "pyg-hgt", "dgl-graphconv", "dgl-gat",
+    assert list(COMPARISONS) == ["pyg-heteroconv-gcn", "pyg-heteroconv-gat", "pyg-hgt", "dgl-graphconv", "dgl-gat",
                                "dense-transformer", "early-fusion-mlp"]
     assert DGL_METHODS == ["dgl-graphconv", "dgl-gat"]
 
@@ -159,7 +167,7 @@ class Double(torch.nn.Module):
 
 
 def test_residual_layers_update_only_types_with_messages(case):
-    graph = BASELINES["pyg-heteroconv-gcn"].prepare(case.batch)
+    graph = COMPARISONS["pyg-heteroconv-gcn"].prepare(case.batch)
     h = features(case.batch)
     expected = {**h, "text": h["text"] + torch.relu(2 * h["text"])}
     expected["text"] = expected["text"] + torch.relu(2 * expected["text"])
@@ -174,10 +182,10 @@ def test_early_fusion_matches_a_loop(case):
         rows = []
         for sample in range(case.batch.num_graphs):
             means = []
-            for node_type in case.builder.metadata()[0]:
+            for index, node_type in enumerate(case.builder.metadata()[0]):
                 x = h[node_type][case.batch[node_type].batch == sample] if node_type in h else torch.zeros(0, HIDDEN)
-                means.append(x.mean(0) if len(x) else torch.zeros(HIDDEN))
-            rows.append(fusion.mlp(torch.cat(means)))
+                means.append(x.mean(0) if len(x) else fusion.fusion.absent[index])
+            rows.append(fusion.fusion.mlp(torch.cat(means)))
         return torch.stack(rows)
 
     h = features(case.batch)
@@ -190,14 +198,34 @@ def test_early_fusion_matches_a_loop(case):
 @pytest.mark.parametrize("name", ["pyg-heteroconv-gat", "pyg-hgt", "dense-transformer"])
 def test_heads_must_divide_hidden(name, case):
     with pytest.raises(ValueError, match=f"'{name}' splits hidden=10 channels over heads=4"):
-        BASELINES[name].build(case.builder.metadata(), 10, LAYERS, 4)
+        COMPARISONS[name].build(case.builder.metadata(), 10, LAYERS, 4)
 
 
 @pytest.mark.parametrize("module", [DenseTransformerFusion, EarlyFusionMLP])
 def test_dense_methods_reject_unknown_node_types(module, case):
     fusion = module(case.builder.metadata(), HIDDEN, LAYERS, HEADS)
-    graph = BASELINES["early-fusion-mlp"].prepare(case.batch)
+    graph = COMPARISONS["early-fusion-mlp"].prepare(case.batch)
     with pytest.raises(ValueError, match=rf"'{module.__name__}' received node types \['video'\]"):
         fusion({**features(case.batch), "video": torch.zeros(1, HIDDEN)}, graph)
     with pytest.raises(ValueError, match="empty 'h_dict'"):
         fusion({}, graph)
+
+
+def test_the_old_module_warns_and_resolves_to_the_new_names():
+    from graphfuse.bench import baselines, comparisons
+
+    with pytest.warns(DeprecationWarning, match="graphfuse.bench.baselines.BASELINES moved to "
+                                                "graphfuse.bench.comparisons.COMPARISONS"):
+        assert baselines.BASELINES is comparisons.COMPARISONS
+    with pytest.warns(DeprecationWarning, match="graphfuse.bench.baselines.EarlyFusionMLP moved"):
+        assert baselines.EarlyFusionMLP is comparisons.EarlyFusionMLP
+    with pytest.raises(AttributeError, match="has no attribute 'Nothing'"):
+        baselines.Nothing  # noqa: B018
+
+
+def test_the_dense_methods_reuse_the_baseline_layers(case):
+    transformer = DenseTransformerFusion(case.builder.metadata(), HIDDEN, LAYERS, HEADS)
+    assert repr(transformer.fusion) == ("TransformerFusion(8, node_types=['text', 'image', 'audio'], num_layers=2, "
+                                        "heads=2, norm_first=False, activation='relu')")
+    early = EarlyFusionMLP(case.builder.metadata(), HIDDEN, LAYERS, HEADS)
+    assert [m.out_features for m in early.fusion.mlp if isinstance(m, torch.nn.Linear)] == [4 * HIDDEN, HIDDEN]

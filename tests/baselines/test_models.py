@@ -2,9 +2,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from graphfuse.baselines import BaselineFusionModel, BaselineRetrievalModel, dense_modalities
 from graphfuse.datasets import WORDS, synthetic_samples
-from graphfuse.models import BaselineFusionModel, BaselineRetrievalModel, create_model, list_models, model_family
-from graphfuse.nn import dense_modalities
+from graphfuse.models import create_model, list_models, model_family
 from graphfuse.train import Trainer, create_task
 
 BASELINES = ["early-fusion", "late-fusion", "lowrank-fusion", "mult", "tensor-fusion", "transformer-fusion"]
@@ -277,7 +277,8 @@ def test_errors(builder, samples, make_batch):
         BaselineFusionModel(builder, num_classes=3, fusion="mult", node_types=["text"])
     with pytest.raises(ValueError, match="task='classification' needs 'num_classes'"):
         BaselineFusionModel(builder)
-    with pytest.raises(TypeError, match="needs the GraphBuilder of its data as 'builder', got dict"):
+    with pytest.raises(TypeError, match=r"is built from the GraphSchema of its data \(builder.schema\(\)\) or the "
+                                        r"GraphBuilder itself, got dict"):
         BaselineFusionModel({}, num_classes=3)
     with pytest.raises(ValueError, match="sides must not share node types"):
         BaselineRetrievalModel(builder, query=("text", "image"))

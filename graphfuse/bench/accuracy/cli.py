@@ -1,0 +1,130 @@
+"""``python -m graphfuse.bench accuracy``: its options, their checks, and the plan of (task, method)
+runs they ask for."""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from graphfuse.bench.accuracy.protocol import (
+    DEFAULT_TASKS,
+    ON_REQUEST,
+    TUNED_SETTINGS,
+    Method,
+    load_settings,
+    load_tasks,
+    method_config,
+    select_methods,
+    task_methods,
+)
+from graphfuse.bench.accuracy.runner import run_plans
+from graphfuse.datasets.tasks import TaskData, list_tasks
+
+logger = logging.getLogger("graphfuse.bench")
+
+DEFAULT_OUT = Path("results/accuracy")
+
+
+def _settings_path(value: str) -> Path | None:
+    return None if value.lower() == "none" else Path(value)
+
+
+def split_names(values: Sequence[str] | None) -> list[str] | None:
+    """Space- and comma-separated arguments as one list."""
+    if values is None:
+        return None
+    return [name for value in values for name in value.split(",") if name]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tasks", nargs="+", metavar="TASK",
+                        help=f"tasks to run, space- or comma-separated, or 'all' for every registered task "
+                             f"(default: {' '.join(DEFAULT_TASKS)})")
+    parser.add_argument("--methods", nargs="+", metavar="PATTERN",
+                        help="shell-style patterns of the methods to run, e.g. 'graph-*' 'unimodal-*', or '*' "
+                             f"for all (default: every method that applies to each task but {', '.join(ON_REQUEST)})")
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="seeds 0..N-1 per method: each changes initialisation and data order, not the data "
+                             "(default: 3)")
+    parser.add_argument("--quick", action="store_true", help="the tasks' small splits and quick training configs")
+    parser.add_argument("--epochs", type=int,
+                        help="train every method this many epochs instead of its task's configured number (e.g. "
+                             "to check that a ranking holds with longer training)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"folder for accuracy.md, accuracy.csv and accuracy.png (default: {DEFAULT_OUT})")
+    parser.add_argument("--settings", type=_settings_path, default=TUNED_SETTINGS if TUNED_SETTINGS.is_file() else None,
+                        help="a report of 'python -m graphfuse.bench tune' whose chosen learning rate, width and "
+                             "epochs each method trains with, or 'none' for the tasks' shared settings (default: "
+                             "the settings shipped with graphfuse, graphfuse/bench/tuned.json)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--threads", type=int,
+                        help="torch.set_num_threads per process (default: torch's own with --jobs 1, else 1)")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="runs trained at once, each in its own process (default: 2, or 1 on one core); "
+                             "training times are then measured side by side with another run")
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    return execute(args, task_methods)
+
+
+def execute(args: argparse.Namespace, methods_of: Callable[[TaskData], list[Method]],
+            settings_of: Callable[[Method], str] = lambda method: method.name, ranked: bool = True) -> dict[str, Any]:
+    """Checks the arguments, then trains and scores ``methods_of(task)`` (filtered by
+    ``--methods``) on every task of ``--tasks``, each method with the tuned settings of
+    ``settings_of(method)`` (see ``--settings``); ``ranked`` as in
+    :func:`~graphfuse.bench.accuracy.runner.run_plans`."""
+    started = time.perf_counter()
+    if args.seeds < 1:
+        raise SystemExit(f"error: --seeds must be at least 1, got {args.seeds}")
+    if args.epochs is not None and args.epochs < 1:
+        raise SystemExit(f"error: --epochs must be at least 1, got {args.epochs}")
+    if args.jobs < 1:
+        raise SystemExit(f"error: --jobs must be at least 1, got {args.jobs}")
+    if args.threads is not None and args.threads < 1:
+        raise SystemExit(f"error: --threads must be at least 1, got {args.threads}")
+    registered = list_tasks()
+    names = split_names(args.tasks) or list(DEFAULT_TASKS)
+    if names == ["all"]:
+        names = registered
+    if not names:
+        raise SystemExit("error: no tasks are registered (graphfuse.datasets.tasks.register_task)")
+    unknown = [name for name in names if name not in registered]
+    if unknown:
+        raise SystemExit(f"error: unknown tasks {unknown}; registered: {registered}")
+    patterns = split_names(args.methods)
+    try:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SystemExit(f"error: --out folder '{args.out}' cannot be created: {error}") from None
+
+    tasks = load_tasks(names, args.quick)
+    available = {name: methods_of(task) for name, task in tasks.items()}
+    plans = {name: select_methods(methods, patterns) for name, methods in available.items()}
+    offered = sorted({m.name for methods in available.values() for m in methods})
+    for pattern in patterns or []:
+        if not any(fnmatch.fnmatchcase(m, pattern) for m in offered):
+            raise SystemExit(f"error: --methods pattern {pattern!r} matches no method of the tasks {names}; "
+                             f"their methods: {offered}")
+    for name in tasks:
+        if not plans[name]:
+            logger.info("task %r: no method matches %s; skipped", name, patterns)
+    plans = {name: methods for name, methods in plans.items() if methods}
+
+    threads = torch.get_num_threads()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        settings = load_settings(args.settings)
+        args.settings_source = None if settings is None else str(args.settings)
+        return run_plans(args, plans, tasks, patterns, started,
+                    lambda task, method: method_config(task, settings_of(method), args.quick, settings), ranked)
+    finally:
+        torch.set_num_threads(threads)

@@ -1,0 +1,29 @@
+"""Names that moved keep working for one release: the old module's ``__getattr__`` returns the object
+from its new home with a :class:`DeprecationWarning` naming it.
+
+The new home is imported when an old name is used, never before (by name, through ``importlib``), so
+an alias adds no import between layers: ``graphfuse.nn.EarlyFusion`` serves
+``graphfuse.baselines.EarlyFusion`` although ``graphfuse.baselines`` sits above ``graphfuse.nn``.
+"""
+from __future__ import annotations
+
+import importlib
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+
+def moved(old: str, new: str, names: Iterable[str] | Mapping[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for module ``old`` that serves ``names`` from module ``new`` with a
+    warning; a mapping gives each old name its new one (``{"BASELINES": "COMPARISONS"}``)."""
+    renamed = dict(names) if isinstance(names, Mapping) else {name: name for name in names}
+
+    def __getattr__(name: str) -> Any:
+        if name not in renamed:
+            raise AttributeError(f"module {old!r} has no attribute {name!r}")
+        target = renamed[name]
+        warnings.warn(f"{old}.{name} moved to {new}.{target}; import it from {new} (the old name goes in the next "
+                      f"release)", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(new), target)
+
+    return __getattr__
