@@ -39,8 +39,8 @@ def main() -> dict:
     train = featurize_dataset(builder, example.make_data(2048, args.seed), progress=False)
     test = featurize_dataset(builder, example.make_data(256, args.seed + 1), progress=False)
     torch.manual_seed(args.seed)
-    model = create_model(args.model, builder=builder, task="retrieval", hidden=64, dropout=0.0, rerank_negatives=2,
-                         rerank_conv=None if args.rerank_conv == "shared" else args.rerank_conv)
+    model = create_model(args.model, builder=builder, task="retrieval", hidden_channels=64, dropout=0.0,
+                         rerank_negatives=2, rerank_conv=None if args.rerank_conv == "shared" else args.rerank_conv)
     trainer = Trainer(model, builder, epochs=args.epochs, batch_size=64, lr=2e-3, seed=args.seed, progress=False)
     trainer.fit(train)
 

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.batch_size % process.world_size:
         parser.error(f"--batch-size {args.batch_size} does not split over {process.world_size} processes")
     torch.manual_seed(args.seed)
-    model = create_model(args.model, builder=builder, task="classification", num_classes=8, hidden=32, heads=4,
+    model = create_model(args.model, builder=builder, task="classification", num_classes=8, hidden_channels=32, heads=4,
                          dropout=0.0)
     trainer = Trainer(model, builder, epochs=args.epochs, batch_size=args.batch_size // process.world_size, lr=3e-3,
                       seed=args.seed, distributed=args.ddp, checkpoint_dir=args.checkpoint_dir,

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--batch-size {args.batch_size} does not split over {process.world_size} processes")
     torch.manual_seed(args.seed)
     model = create_model(args.model, builder=builder, task="retrieval", query=("text",), gallery=("image",),
-                         hidden=64, dropout=0.0, rerank_negatives=2)
+                         hidden_channels=64, dropout=0.0, rerank_negatives=2)
     trainer = Trainer(model, builder, epochs=args.epochs, batch_size=args.batch_size // process.world_size, lr=2e-3,
                       seed=args.seed, distributed=args.ddp, progress=not args.no_progress)
     trainer.fit(train)

@@ -7,6 +7,7 @@ an alias adds no import between layers: ``graphfuse.nn.EarlyFusion`` serves
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -27,3 +28,26 @@ def moved(old: str, new: str, names: Iterable[str] | Mapping[str, str]) -> Calla
         return getattr(importlib.import_module(new), target)
 
     return __getattr__
+
+
+def renamed(**new_names: str) -> Callable[[Callable], Callable]:
+    """Decorator: keyword arguments under their old names (``hidden=``) keep working for one release,
+    passed on under their new ones (``@renamed(hidden="hidden_channels")``) with a warning."""
+
+    def decorate(function: Callable) -> Callable:
+        owner = function.__qualname__.removesuffix(".__init__")
+
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for old, new in new_names.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise TypeError(f"{owner} got both {old!r} and its new name {new!r}; pass {new!r} alone")
+                    warnings.warn(f"{owner}({old}=...) is now {owner}({new}=...), the vocabulary PyG uses (the old "
+                                  f"name goes in the next release)", DeprecationWarning, stacklevel=2)
+                    kwargs[new] = kwargs.pop(old)
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    return decorate

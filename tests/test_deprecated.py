@@ -20,3 +20,25 @@ def test_moved_names_warn_and_resolve_to_their_new_home(old, names):
 def test_unknown_names_of_a_moved_package_raise_attribute_error():
     with pytest.raises(AttributeError, match="module 'graphfuse.graph' has no attribute 'Nothing'"):
         _ = importlib.import_module("graphfuse.graph").Nothing
+
+
+def test_old_argument_names_warn_and_pass_on_under_the_new_ones():
+    from graphfuse.nn import ClassificationHead
+
+    with pytest.warns(DeprecationWarning, match=r"ClassificationHead\(hidden=...\) is now "
+                                                r"ClassificationHead\(hidden_channels=...\)"):
+        head = ClassificationHead(8, 3, hidden=5)
+    assert head.hidden_channels == 5
+    with pytest.raises(TypeError, match="got both 'hidden' and its new name 'hidden_channels'"):
+        ClassificationHead(8, 3, hidden=5, hidden_channels=5)
+
+
+def test_create_model_takes_the_old_hidden_with_a_warning():
+    from graphfuse.models import create_model
+    from graphfuse.testing import tri_modal_builder
+
+    builder = tri_modal_builder()
+    with pytest.warns(DeprecationWarning, match=r"GraphFusionModel\(hidden=...\) is now"):
+        model = create_model("graph-gcn", builder=builder, num_classes=3, hidden=8, head_hidden=4)
+    assert model.head.in_channels > 0 and model.head.hidden_channels == 4
+    assert model.backbone.encoders["text"].token.embedding_dim == 8

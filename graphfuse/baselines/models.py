@@ -16,6 +16,7 @@ from graphfuse.baselines.transformer import TransformerFusion
 from graphfuse.baselines.vectors import EarlyFusion, LateFusion, LowRankTensorFusion, TensorFusion
 from graphfuse.checks import check_choice
 from graphfuse.data import GraphBuilder, GraphSchema
+from graphfuse.deprecation import renamed
 from graphfuse.models.backbone import as_batch, as_schema
 from graphfuse.models.retrieval import SIDES, check_sides, pick_side
 from graphfuse.nn import ClassificationHead, NodeEncoders, ProjectionHead, RegressionHead
@@ -42,8 +43,8 @@ def _modalities(schema: GraphSchema, node_types: Sequence[str] | str | None, own
     return types
 
 
-def _encoders(schema: GraphSchema, hidden: int, node_types: Sequence[str]) -> NodeEncoders:
-    encoders = NodeEncoders.from_schema(schema, hidden)
+def _encoders(schema: GraphSchema, hidden_channels: int, node_types: Sequence[str]) -> NodeEncoders:
+    encoders = NodeEncoders.from_schema(schema, hidden_channels)
     return NodeEncoders({t: encoders[t] for t in node_types})
 
 
@@ -103,7 +104,7 @@ class BaselineFusionModel(torch.nn.Module):
 
     * ``"early"``, ``"tensor"``, ``"lowrank"``: a :class:`~graphfuse.baselines.ModalityEncoder` per
       modality, then :class:`~graphfuse.baselines.EarlyFusion`, :class:`~graphfuse.baselines.TensorFusion` or
-      :class:`~graphfuse.baselines.LowRankTensorFusion` (to ``hidden`` features), then the head;
+      :class:`~graphfuse.baselines.LowRankTensorFusion` (to ``hidden_channels`` features), then the head;
     * ``"late"``: a :class:`~graphfuse.baselines.ModalityEncoder` per modality, then
       :class:`~graphfuse.baselines.LateFusion` as the head: the per-modality predictions averaged (mean
       log-probabilities for classification), trained end-to-end on the average;
@@ -120,7 +121,7 @@ class BaselineFusionModel(torch.nn.Module):
             (default: :obj:`"classification"`)
         num_classes (int, optional): classes or labels (classification tasks).
         out_channels (int, optional): targets per sample (regression). (default: :obj:`1`)
-        hidden (int, optional): features per token and per modality. (default: :obj:`64`)
+        hidden_channels (int, optional): features per token and per modality. (default: :obj:`64`)
         fusion (str, optional): ``"early"``, ``"late"``, ``"tensor"``, ``"lowrank"``,
             ``"transformer"`` or ``"mult"``. (default: :obj:`"early"`)
         node_types (Sequence[str], optional): the modalities read (default: all of the builder's).
@@ -130,7 +131,7 @@ class BaselineFusionModel(torch.nn.Module):
         dropout (float, optional): in the transformers, the fusion MLPs and the head.
             (default: :obj:`0.1`)
         ffn_ratio (float, optional): feed-forward size of the transformers. (default: :obj:`2.0`)
-        head_hidden (int, optional): a two-layer head of this hidden size. (default: :obj:`None`)
+        head_hidden_channels (int, optional): a two-layer head of this hidden size. (default: :obj:`None`)
         tensor_dim (int, optional): projection size per modality of ``"tensor"``. (default: :obj:`8`)
         rank (int, optional): rank of ``"lowrank"``. (default: :obj:`4`)
 
@@ -140,10 +141,12 @@ class BaselineFusionModel(torch.nn.Module):
           classification) or :math:`(B, C_{out})` predictions
     """
 
+    @renamed(hidden="hidden_channels", head_hidden="head_hidden_channels")
     def __init__(self, schema: GraphSchema | GraphBuilder, task: str = "classification", num_classes: int | None = None,
-                 out_channels: int = 1, hidden: int = 64, fusion: str = "early",
+                 out_channels: int = 1, hidden_channels: int = 64, fusion: str = "early",
                  node_types: Sequence[str] | None = None, num_layers: int = 1, heads: int = 4, dropout: float = 0.1,
-                 ffn_ratio: float = 2.0, head_hidden: int | None = None, tensor_dim: int = 8, rank: int = 4) -> None:
+                 ffn_ratio: float = 2.0, head_hidden_channels: int | None = None, tensor_dim: int = 8,
+                 rank: int = 4) -> None:
         super().__init__()
         check_choice(task, TASKS, "BaselineFusionModel 'task'")
         check_choice(fusion, FUSIONS, "BaselineFusionModel 'fusion'")
@@ -156,30 +159,31 @@ class BaselineFusionModel(torch.nn.Module):
         if task != "regression" and num_classes is None:
             raise ValueError(f"BaselineFusionModel with task={task!r} needs 'num_classes'")
         num_types = len(self.node_types)
-        self.encoders = _encoders(schema, hidden, self.node_types)
+        self.encoders = _encoders(schema, hidden_channels, self.node_types)
         self.modality_encoders = None
         if fusion in VECTOR_FUSIONS:
             self.modality_encoders = torch.nn.ModuleDict({
-                t: ModalityEncoder(hidden, num_layers, heads, ffn_ratio, dropout) for t in self.node_types})
+                t: ModalityEncoder(hidden_channels, num_layers, heads, ffn_ratio, dropout) for t in self.node_types})
         self.fusion: torch.nn.Module | None = None
         if fusion == "early":
-            self.fusion = EarlyFusion(hidden, num_types, hidden, hidden, dropout)
+            self.fusion = EarlyFusion(hidden_channels, num_types, hidden_channels, hidden_channels, dropout)
         elif fusion == "tensor":
-            self.fusion = TensorFusion(hidden, num_types, tensor_dim, hidden, hidden, dropout)
+            self.fusion = TensorFusion(hidden_channels, num_types, tensor_dim, hidden_channels, hidden_channels,
+                                       dropout)
         elif fusion == "lowrank":
-            self.fusion = LowRankTensorFusion(hidden, num_types, rank, hidden)
+            self.fusion = LowRankTensorFusion(hidden_channels, num_types, rank, hidden_channels)
         elif fusion == "transformer":
-            self.fusion = TransformerFusion(hidden, self.node_types, num_layers, heads, ffn_ratio, dropout)
+            self.fusion = TransformerFusion(hidden_channels, self.node_types, num_layers, heads, ffn_ratio, dropout)
         elif fusion == "mult":
-            self.fusion = CrossModalTransformer(hidden, self.node_types, num_layers, heads, ffn_ratio, dropout)
-        self.out_channels = hidden if fusion in VECTOR_FUSIONS else self.fusion.out_channels
+            self.fusion = CrossModalTransformer(hidden_channels, self.node_types, num_layers, heads, ffn_ratio, dropout)
+        self.out_channels = hidden_channels if fusion in VECTOR_FUSIONS else self.fusion.out_channels
         outputs = out_channels if task == "regression" else num_classes
         if fusion == "late":
-            self.head = LateFusion(hidden, num_types, outputs, task, head_hidden, dropout)
+            self.head = LateFusion(hidden_channels, num_types, outputs, task, head_hidden_channels, dropout)
         elif task == "regression":
-            self.head = RegressionHead(self.out_channels, outputs, head_hidden, dropout)
+            self.head = RegressionHead(self.out_channels, outputs, head_hidden_channels, dropout)
         else:
-            self.head = ClassificationHead(self.out_channels, outputs, head_hidden, dropout,
+            self.head = ClassificationHead(self.out_channels, outputs, head_hidden_channels, dropout,
                                            multilabel=task == "multilabel")
 
     def _fuse(self, batch) -> tuple[Tensor, Tensor | None]:
@@ -236,8 +240,8 @@ class BaselineRetrievalModel(torch.nn.Module):
         query (Sequence[str], optional): node types of the query side. (default: :obj:`("text",)`)
         gallery (Sequence[str], optional): node types of the gallery side.
             (default: :obj:`("image",)`)
-        hidden (int, optional): features per token. (default: :obj:`64`)
-        embed_dim (int, optional): size of the shared space (default: ``hidden``).
+        hidden_channels (int, optional): features per token. (default: :obj:`64`)
+        embed_dim (int, optional): size of the shared space (default: ``hidden_channels``).
         num_layers, heads, dropout, ffn_ratio: as in :class:`BaselineFusionModel`.
         temperature (float, optional): initial softmax temperature. (default: :obj:`0.07`)
 
@@ -248,8 +252,9 @@ class BaselineRetrievalModel(torch.nn.Module):
 
     task_name = "retrieval"
 
+    @renamed(hidden="hidden_channels")
     def __init__(self, schema: GraphSchema | GraphBuilder, fusion: str = "early", query: Sequence[str] = ("text",),
-                 gallery: Sequence[str] = ("image",), hidden: int = 64, embed_dim: int | None = None,
+                 gallery: Sequence[str] = ("image",), hidden_channels: int = 64, embed_dim: int | None = None,
                  num_layers: int = 1, heads: int = 4, dropout: float = 0.1, ffn_ratio: float = 2.0,
                  temperature: float = 0.07) -> None:
         super().__init__()
@@ -266,17 +271,20 @@ class BaselineRetrievalModel(torch.nn.Module):
         self.gallery_types = tuple(_modalities(schema, gallery, "BaselineRetrievalModel", "gallery"))
         check_sides("BaselineRetrievalModel", self.query_types, self.gallery_types)
         used = list(self.query_types + self.gallery_types)
-        self.encoders = _encoders(schema, hidden, used)
+        self.encoders = _encoders(schema, hidden_channels, used)
         self.modality_encoders = None
         if fusion == "early":
             self.modality_encoders = torch.nn.ModuleDict({
-                t: ModalityEncoder(hidden, num_layers, heads, ffn_ratio, dropout) for t in used})
-            self.fusion = torch.nn.ModuleDict({side: EarlyFusion(hidden, len(self.side_types(side)), hidden, hidden,
-                                                                 dropout) for side in SIDES})
+                t: ModalityEncoder(hidden_channels, num_layers, heads, ffn_ratio, dropout) for t in used})
+            self.fusion = torch.nn.ModuleDict({side: EarlyFusion(hidden_channels, len(self.side_types(side)),
+                                                                 hidden_channels, hidden_channels, dropout)
+                                               for side in SIDES})
         else:
-            self.fusion = torch.nn.ModuleDict({side: TransformerFusion(hidden, self.side_types(side), num_layers,
-                                                                       heads, ffn_ratio, dropout) for side in SIDES})
-        self.projection = torch.nn.ModuleDict({side: ProjectionHead(hidden, embed_dim or hidden) for side in SIDES})
+            self.fusion = torch.nn.ModuleDict({side: TransformerFusion(hidden_channels, self.side_types(side),
+                                                                       num_layers, heads, ffn_ratio, dropout)
+                                               for side in SIDES})
+        self.projection = torch.nn.ModuleDict({side: ProjectionHead(hidden_channels, embed_dim or hidden_channels)
+                                               for side in SIDES})
         self.temperature = LearnableTemperature(temperature)
         self.task_name = "retrieval"
 

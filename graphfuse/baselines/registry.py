@@ -20,8 +20,9 @@ from graphfuse.models.retrieval import RETRIEVAL_OPTIONS
 
 __all__ = ["BASELINES", "unimodal"]
 
-COMMON_OPTIONS = {"schema", "hidden", "num_layers", "heads", "dropout", "ffn_ratio"}
-PREDICTION_OPTIONS = {"num_classes", "out_channels", "head_hidden", "node_types"}
+# "hidden" and "head_hidden" are the deprecated names of "hidden_channels" and "head_hidden_channels".
+COMMON_OPTIONS = {"schema", "hidden_channels", "hidden", "num_layers", "heads", "dropout", "ffn_ratio"}
+PREDICTION_OPTIONS = {"num_classes", "out_channels", "head_hidden_channels", "head_hidden", "node_types"}
 FUSION_OPTIONS = {"tensor": {"tensor_dim"}, "lowrank": {"rank"}}
 
 

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from graphfuse.baselines.checks import check_vectors
 from graphfuse.checks import check_choice, check_int, check_probability
+from graphfuse.deprecation import renamed
 from graphfuse.nn.heads import ClassificationHead, RegressionHead
 from graphfuse.nn.mlp import MLP
 
@@ -22,16 +23,16 @@ MAX_TENSOR_CHANNELS = 2 ** 20
 
 
 def _check_mlp_fusion(owner: str, channels: int, num_modalities: int, out_channels: int | None,
-                      hidden: int | None, dropout: float) -> tuple[int, int]:
-    """The options of a fusion that ends in an MLP; returns ``out_channels`` and ``hidden``
+                      hidden_channels: int | None, dropout: float) -> tuple[int, int]:
+    """The options of a fusion that ends in an MLP; returns ``out_channels`` and ``hidden_channels``
     (``channels`` where not given)."""
     check_int(channels, f"{owner} 'channels'")
     check_int(num_modalities, f"{owner} 'num_modalities'")
-    out_channels, hidden = out_channels or channels, hidden or channels
+    out_channels, hidden_channels = out_channels or channels, hidden_channels or channels
     check_int(out_channels, f"{owner} 'out_channels'")
-    check_int(hidden, f"{owner} 'hidden'")
+    check_int(hidden_channels, f"{owner} 'hidden_channels'")
     check_probability(dropout, f"{owner} 'dropout'")
-    return out_channels, hidden
+    return out_channels, hidden_channels
 
 
 def _with_absent(z: Tensor, present: Tensor, absent: Tensor) -> Tensor:
@@ -53,7 +54,7 @@ class EarlyFusion(torch.nn.Module):
         channels (int): features per modality, :math:`C`.
         num_modalities (int): :math:`M`.
         out_channels (int, optional): output size (default: ``channels``).
-        hidden (int, optional): hidden size of the MLP (default: ``channels``).
+        hidden_channels (int, optional): hidden size of the MLP (default: ``channels``).
         dropout (float, optional): dropout in the MLP. (default: :obj:`0.0`)
         device (torch.device, optional): device of the parameters. (default: :obj:`None`)
         dtype (torch.dtype, optional): dtype of the parameters. (default: :obj:`None`)
@@ -63,15 +64,16 @@ class EarlyFusion(torch.nn.Module):
         - **output:** :math:`(B, C_{out})`
     """
 
+    @renamed(hidden="hidden_channels")
     def __init__(self, channels: int, num_modalities: int, out_channels: int | None = None,
-                 hidden: int | None = None, dropout: float = 0.0, device=None, dtype=None) -> None:
+                 hidden_channels: int | None = None, dropout: float = 0.0, device=None, dtype=None) -> None:
         super().__init__()
-        out_channels, hidden = _check_mlp_fusion("EarlyFusion", channels, num_modalities, out_channels, hidden,
-                                                 dropout)
+        out_channels, hidden_channels = _check_mlp_fusion("EarlyFusion", channels, num_modalities, out_channels,
+                                                          hidden_channels, dropout)
         factory = dict(device=device, dtype=dtype)
         self.channels, self.num_modalities, self.out_channels = channels, num_modalities, out_channels
         self.absent = torch.nn.Parameter(torch.empty(num_modalities, channels, **factory))
-        self.mlp = MLP(num_modalities * channels, out_channels, hidden, dropout, **factory)
+        self.mlp = MLP(num_modalities * channels, out_channels, hidden_channels, dropout, **factory)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -115,7 +117,7 @@ class LateFusion(torch.nn.Module):
         out_channels (int): classes, labels or regression targets.
         task (str, optional): ``"classification"``, ``"multilabel"`` or ``"regression"``.
             (default: :obj:`"classification"`)
-        hidden (int, optional): hidden size of two-layer per-modality heads. (default: :obj:`None`)
+        hidden_channels (int, optional): hidden size of two-layer per-modality heads. (default: :obj:`None`)
         dropout (float, optional): dropout in the heads. (default: :obj:`0.0`)
         device (torch.device, optional): device of the parameters. (default: :obj:`None`)
         dtype (torch.dtype, optional): dtype of the parameters. (default: :obj:`None`)
@@ -126,8 +128,9 @@ class LateFusion(torch.nn.Module):
         - **output:** :math:`(B, C_{out})` float32 (log-probabilities, logits or predictions)
     """
 
+    @renamed(hidden="hidden_channels")
     def __init__(self, channels: int, num_modalities: int, out_channels: int, task: str = "classification",
-                 hidden: int | None = None, dropout: float = 0.0, device=None, dtype=None) -> None:
+                 hidden_channels: int | None = None, dropout: float = 0.0, device=None, dtype=None) -> None:
         super().__init__()
         check_int(channels, "LateFusion 'channels'")
         check_int(num_modalities, "LateFusion 'num_modalities'")
@@ -136,10 +139,11 @@ class LateFusion(torch.nn.Module):
         self.channels, self.num_modalities, self.task = channels, num_modalities, task
         self.multilabel = task == "multilabel"
         if task == "regression":
-            heads = [RegressionHead(channels, out_channels, hidden, dropout, **factory) for _ in range(num_modalities)]
-        else:
-            heads = [ClassificationHead(channels, out_channels, hidden, dropout, multilabel=self.multilabel, **factory)
+            heads = [RegressionHead(channels, out_channels, hidden_channels, dropout, **factory)
                      for _ in range(num_modalities)]
+        else:
+            heads = [ClassificationHead(channels, out_channels, hidden_channels, dropout, multilabel=self.multilabel,
+                                        **factory) for _ in range(num_modalities)]
         self.heads = torch.nn.ModuleList(heads)
         self.out_channels = out_channels
         self.reset_parameters()
@@ -202,7 +206,7 @@ class TensorFusion(torch.nn.Module):
         num_modalities (int): :math:`M`.
         tensor_dim (int, optional): :math:`d`. (default: :obj:`8`)
         out_channels (int, optional): output size (default: ``channels``).
-        hidden (int, optional): hidden size of the MLP (default: ``channels``).
+        hidden_channels (int, optional): hidden size of the MLP (default: ``channels``).
         dropout (float, optional): dropout in the MLP. (default: :obj:`0.0`)
         device (torch.device, optional): device of the parameters. (default: :obj:`None`)
         dtype (torch.dtype, optional): dtype of the parameters. (default: :obj:`None`)
@@ -212,11 +216,12 @@ class TensorFusion(torch.nn.Module):
         - **output:** :math:`(B, C_{out})`
     """
 
+    @renamed(hidden="hidden_channels")
     def __init__(self, channels: int, num_modalities: int, tensor_dim: int = 8, out_channels: int | None = None,
-                 hidden: int | None = None, dropout: float = 0.0, device=None, dtype=None) -> None:
+                 hidden_channels: int | None = None, dropout: float = 0.0, device=None, dtype=None) -> None:
         super().__init__()
-        out_channels, hidden = _check_mlp_fusion("TensorFusion", channels, num_modalities, out_channels, hidden,
-                                                 dropout)
+        out_channels, hidden_channels = _check_mlp_fusion("TensorFusion", channels, num_modalities, out_channels,
+                                                          hidden_channels, dropout)
         check_int(tensor_dim, "TensorFusion 'tensor_dim'")
         self.tensor_channels = (tensor_dim + 1) ** num_modalities
         if self.tensor_channels > MAX_TENSOR_CHANNELS:
@@ -228,7 +233,7 @@ class TensorFusion(torch.nn.Module):
         self.proj = torch.nn.ModuleList(torch.nn.Linear(channels, tensor_dim, **factory)
                                         for _ in range(num_modalities))
         self.absent = torch.nn.Parameter(torch.empty(num_modalities, tensor_dim, **factory))
-        self.mlp = MLP(self.tensor_channels, out_channels, hidden, dropout, **factory)
+        self.mlp = MLP(self.tensor_channels, out_channels, hidden_channels, dropout, **factory)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -289,6 +294,7 @@ class LowRankTensorFusion(torch.nn.Module):
         - **output:** :math:`(B, C_{out})`
     """
 
+    @renamed(hidden="hidden_channels")
     def __init__(self, channels: int, num_modalities: int, rank: int = 4, out_channels: int | None = None,
                  device=None, dtype=None) -> None:
         super().__init__()

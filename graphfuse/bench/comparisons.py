@@ -255,7 +255,8 @@ class EarlyFusionMLP(torch.nn.Module):
         super().__init__()
         self.node_types = list(metadata[0])
         self.pool = TypePooling(hidden, self.node_types, reduce="mean")
-        self.fusion = EarlyFusion(hidden, len(self.node_types), out_channels=hidden, hidden=4 * hidden, dropout=0.0)
+        self.fusion = EarlyFusion(hidden, len(self.node_types), out_channels=hidden, hidden_channels=4 * hidden,
+                                  dropout=0.0)
 
     def forward(self, h_dict: dict[NodeType, Tensor], graph: PreparedBatch) -> Tensor:
         _check_node_types(self, h_dict)

@@ -40,7 +40,7 @@ def _graph_model(conv: str, **defaults: Any):
                              f"of that conv instead ({list_models('graph-*')})")
         kwargs = {**defaults, **kwargs, "conv": conv}
         if task == "retrieval":
-            heads_only = sorted({"num_classes", "out_channels", "head_hidden"} & kwargs.keys())
+            heads_only = sorted({"num_classes", "out_channels", "head_hidden_channels", "head_hidden"} & kwargs.keys())
             if heads_only:
                 raise ValueError(f"task='retrieval' has no prediction head; drop {heads_only} (its space's size is "
                                  f"'embed_dim')")

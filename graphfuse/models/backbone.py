@@ -11,6 +11,7 @@ from torch_geometric.data import Batch, HeteroData
 
 from graphfuse.checks import check_int
 from graphfuse.data import GraphBuilder, GraphSchema
+from graphfuse.deprecation import renamed
 from graphfuse.nn import FlatGraph, FusionEncoder, NodeEncoders
 
 
@@ -40,7 +41,7 @@ class GraphBackbone(torch.nn.Module):
     Args:
         schema (GraphSchema or GraphBuilder): the node types, relations and input sizes of the
             data (``builder.schema()``; a builder stands for its schema).
-        hidden (int): features per node.
+        hidden_channels (int): features per node.
         num_layers, conv, knn, heads, ffn_ratio, dropout: see :class:`~graphfuse.nn.FusionEncoder`.
         node_types (Sequence[str], optional): the node types the model reads (default: all of
             the schema's); the others, and their relations, get no parameters and are ignored.
@@ -51,9 +52,10 @@ class GraphBackbone(torch.nn.Module):
             before it meets the others (late-then-joint message passing). (default: :obj:`0`)
     """
 
-    def __init__(self, schema: GraphSchema | GraphBuilder, hidden: int = 64, num_layers: int = 2, conv: str = "gat",
-                 knn: int | None = None, heads: int = 4, ffn_ratio: float = 2.0, dropout: float = 0.1,
-                 node_types: Sequence[str] | None = None, encoders: NodeEncoders | None = None,
+    @renamed(hidden="hidden_channels")
+    def __init__(self, schema: GraphSchema | GraphBuilder, hidden_channels: int = 64, num_layers: int = 2,
+                 conv: str = "gat", knn: int | None = None, heads: int = 4, ffn_ratio: float = 2.0,
+                 dropout: float = 0.1, node_types: Sequence[str] | None = None, encoders: NodeEncoders | None = None,
                  unimodal_layers: int = 0, **block_kwargs: Any) -> None:
         super().__init__()
         schema = as_schema(schema, "GraphBackbone")
@@ -62,7 +64,7 @@ class GraphBackbone(torch.nn.Module):
         if unknown:
             raise ValueError(f"node types {unknown} are not among the schema's {schema.node_types}")
         if encoders is None:
-            encoders = NodeEncoders.from_schema(schema, hidden)
+            encoders = NodeEncoders.from_schema(schema, hidden_channels)
         missing = [t for t in self.node_types if t not in encoders]
         if missing:
             raise ValueError(f"the shared 'encoders' have no encoder for node types {missing}")
@@ -74,10 +76,10 @@ class GraphBackbone(torch.nn.Module):
         if unimodal_layers >= num_layers:
             raise ValueError(f"GraphBackbone 'unimodal_layers' ({unimodal_layers}) must leave at least one of the "
                              f"num_layers={num_layers} blocks to fuse the modalities; lower it or raise num_layers")
-        self.fusion = FusionEncoder(hidden, metadata, num_layers - unimodal_layers, conv, knn=knn, heads=heads,
+        self.fusion = FusionEncoder(hidden_channels, metadata, num_layers - unimodal_layers, conv, knn=knn, heads=heads,
                                     ffn_ratio=ffn_ratio, dropout=dropout, **block_kwargs)
         intra = (self.node_types, [e for e in metadata[1] if e[0] == e[2]])
-        self.unimodal = FusionEncoder(hidden, intra, unimodal_layers, conv, heads=heads, ffn_ratio=ffn_ratio,
+        self.unimodal = FusionEncoder(hidden_channels, intra, unimodal_layers, conv, heads=heads, ffn_ratio=ffn_ratio,
                                       dropout=dropout, **block_kwargs) if unimodal_layers else None
 
     def forward(self, batch: Batch, node_types: Collection[str] | None = None, return_unimodal: bool = False

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from graphfuse.checks import check_choice, check_int, check_probability
 from graphfuse.data import GraphBuilder, GraphSchema
+from graphfuse.deprecation import renamed
 from graphfuse.models.backbone import GraphBackbone, as_batch, as_schema
 from graphfuse.nn import ClassificationHead, MultimodalOutput, Readout, RegressionHead, UnimodalHeads
 
@@ -64,7 +65,7 @@ class GraphFusionModel(torch.nn.Module):
             (default: :obj:`"classification"`)
         num_classes (int, optional): classes or labels (classification tasks).
         out_channels (int, optional): targets per sample (regression). (default: :obj:`1`)
-        hidden (int, optional): features per node. (default: :obj:`64`)
+        hidden_channels (int, optional): features per node. (default: :obj:`64`)
         num_layers (int, optional): fusion blocks in all, per-modality ones included.
             (default: :obj:`2`)
         conv (str, optional): ``"gcn"``, ``"gat"``, ``"hgt"``, ``"gated"`` or a registered conv.
@@ -78,7 +79,7 @@ class GraphFusionModel(torch.nn.Module):
             (default: :obj:`"bilinear"`)
         dropout (float, optional): in the fusion blocks and the heads. (default: :obj:`0.1`)
         ffn_ratio (float, optional): feed-forward size of the fusion blocks. (default: :obj:`2`)
-        head_hidden (int, optional): a two-layer head of this hidden size. (default: :obj:`None`)
+        head_hidden_channels (int, optional): a two-layer head of this hidden size. (default: :obj:`None`)
         unimodal_layers (int, optional): how many of the ``num_layers`` blocks, the first, pass
             messages within each modality only; ``None`` for ``num_layers // 2``.
             (default: :obj:`None`)
@@ -110,10 +111,11 @@ class GraphFusionModel(torch.nn.Module):
           with unimodal heads, a :class:`~graphfuse.nn.MultimodalOutput` that holds them too
     """
 
+    @renamed(hidden="hidden_channels", head_hidden="head_hidden_channels")
     def __init__(self, schema: GraphSchema | GraphBuilder, task: str = "classification", num_classes: int | None = None,
-                 out_channels: int = 1, hidden: int = 64, num_layers: int = 2, conv: str = "gat",
+                 out_channels: int = 1, hidden_channels: int = 64, num_layers: int = 2, conv: str = "gat",
                  knn: int | None = None, heads: int = 4, pool: str = "attention", fuse: str = "bilinear",
-                 dropout: float = 0.1, ffn_ratio: float = 2.0, head_hidden: int | None = None,
+                 dropout: float = 0.1, ffn_ratio: float = 2.0, head_hidden_channels: int | None = None,
                  unimodal_layers: int | None = None, modality_context: bool = False, unimodal_weight: float = 1.0,
                  unimodal_ensemble: bool | str = "gated", modality_dropout: float = 0.15,
                  gradient_modulation: str = "none", **block_kwargs: Any) -> None:
@@ -137,18 +139,18 @@ class GraphFusionModel(torch.nn.Module):
         self.gradient_modulation = gradient_modulation
         self.unimodal_ensemble = bool(unimodal_ensemble)
         self.backbone = GraphBackbone(
-            schema, hidden, num_layers, conv, knn, heads, ffn_ratio, dropout,
+            schema, hidden_channels, num_layers, conv, knn, heads, ffn_ratio, dropout,
             unimodal_layers=num_layers // 2 if unimodal_layers is None else unimodal_layers,
             modality_context=modality_context, **block_kwargs)
-        self.readout = Readout(hidden, schema.node_types, pool=pool, fuse=fuse)
+        self.readout = Readout(hidden_channels, schema.node_types, pool=pool, fuse=fuse)
         if task == "regression":
-            self.head = RegressionHead(self.readout.out_channels, out_channels, head_hidden, dropout)
+            self.head = RegressionHead(self.readout.out_channels, out_channels, head_hidden_channels, dropout)
         else:
             if num_classes is None:
                 raise ValueError(f"GraphFusionModel with task={task!r} needs 'num_classes'")
-            self.head = ClassificationHead(self.readout.out_channels, num_classes, head_hidden, dropout,
+            self.head = ClassificationHead(self.readout.out_channels, num_classes, head_hidden_channels, dropout,
                                            multilabel=task == "multilabel")
-        self.unimodal = UnimodalHeads(hidden, schema.modalities, self.head.out_channels, task, dropout,
+        self.unimodal = UnimodalHeads(hidden_channels, schema.modalities, self.head.out_channels, task, dropout,
                                       pool, gated=unimodal_ensemble == "gated") if unimodal_weight else None
 
     def modality_parameters(self) -> dict[str, list[torch.nn.Parameter]]:

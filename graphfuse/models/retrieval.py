@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from graphfuse.data import GraphBuilder, GraphSchema, PairGraphs
+from graphfuse.deprecation import renamed
 from graphfuse.models.backbone import GraphBackbone, as_batch, as_schema
 from graphfuse.nn import ProjectionHead, Readout
 from graphfuse.nn.contrastive import LearnableTemperature
@@ -69,8 +70,8 @@ class GraphRetrievalModel(torch.nn.Module):
         query (Sequence[str], optional): node types of the query side. (default: :obj:`("text",)`)
         gallery (Sequence[str], optional): node types of the gallery side.
             (default: :obj:`("image",)`)
-        hidden (int, optional): features per node. (default: :obj:`64`)
-        embed_dim (int, optional): size of the shared space (default: ``hidden``).
+        hidden_channels (int, optional): features per node. (default: :obj:`64`)
+        embed_dim (int, optional): size of the shared space (default: ``hidden_channels``).
         num_layers, conv, knn, heads, pool, fuse, dropout, ffn_ratio: as in
             :class:`~graphfuse.models.GraphFusionModel`.
         temperature (float, optional): initial softmax temperature. (default: :obj:`0.07`)
@@ -90,8 +91,9 @@ class GraphRetrievalModel(torch.nn.Module):
 
     task_name = "retrieval"
 
+    @renamed(hidden="hidden_channels")
     def __init__(self, schema: GraphSchema | GraphBuilder, query: Sequence[str] = ("text",),
-                 gallery: Sequence[str] = ("image",), hidden: int = 64, embed_dim: int | None = None,
+                 gallery: Sequence[str] = ("image",), hidden_channels: int = 64, embed_dim: int | None = None,
                  num_layers: int = 2, conv: str = "gat", knn: int | None = None, heads: int = 4, pool: str = "mean",
                  fuse: str = "attention", dropout: float = 0.1, ffn_ratio: float = 2.0, temperature: float = 0.07,
                  rerank: bool = True, rerank_conv: str | None = "hgt", rerank_negatives: int = 3,
@@ -107,21 +109,21 @@ class GraphRetrievalModel(torch.nn.Module):
         if rerank_negatives < 1:
             raise ValueError(f"GraphRetrievalModel 'rerank_negatives' must be >= 1, got {rerank_negatives!r}")
         used = list(self.query_types + self.gallery_types)
-        self.backbone = GraphBackbone(schema, hidden, num_layers, conv, knn, heads, ffn_ratio, dropout,
+        self.backbone = GraphBackbone(schema, hidden_channels, num_layers, conv, knn, heads, ffn_ratio, dropout,
                                       node_types=used, **block_kwargs)
-        self.readout = Readout(hidden, used, pool=pool, fuse=fuse)
-        self.projection = ProjectionHead(self.readout.out_channels, embed_dim or hidden)
+        self.readout = Readout(hidden_channels, used, pool=pool, fuse=fuse)
+        self.projection = ProjectionHead(self.readout.out_channels, embed_dim or hidden_channels)
         self.temperature = LearnableTemperature(temperature)
         self.rerank_negatives = rerank_negatives
         self.reranks = rerank
         self.rerank_conv = rerank_conv if rerank else None
         if rerank:
             self.pair_backbone = None if rerank_conv is None else GraphBackbone(
-                schema, hidden, num_layers, rerank_conv, None, heads, ffn_ratio, dropout, node_types=used,
+                schema, hidden_channels, num_layers, rerank_conv, None, heads, ffn_ratio, dropout, node_types=used,
                 encoders=self.backbone.encoders, **block_kwargs)
-            self.pair_readout = Readout(hidden, used, pool=pool, fuse=fuse)
-            self.pair_score = torch.nn.Sequential(torch.nn.Linear(self.pair_readout.out_channels, hidden),
-                                                  torch.nn.GELU(), torch.nn.Linear(hidden, 1))
+            self.pair_readout = Readout(hidden_channels, used, pool=pool, fuse=fuse)
+            self.pair_score = torch.nn.Sequential(torch.nn.Linear(self.pair_readout.out_channels, hidden_channels),
+                                                  torch.nn.GELU(), torch.nn.Linear(hidden_channels, 1))
 
     @property
     def needs_node_sets(self) -> bool:

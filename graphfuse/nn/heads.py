@@ -6,20 +6,22 @@ import torch
 from torch import Tensor
 
 from graphfuse.checks import check_int
+from graphfuse.deprecation import renamed
 from graphfuse.nn.mlp import MLP
 
 
 class _Head(torch.nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, hidden: int | None, dropout: float, factory: dict) -> None:
+    def __init__(self, in_channels: int, out_channels: int, hidden_channels: int | None, dropout: float,
+                 factory: dict) -> None:
         super().__init__()
         check_int(in_channels, f"{self.__class__.__name__} 'in_channels'")
         check_int(out_channels, f"{self.__class__.__name__} 'out_channels'")
         if not 0 <= dropout < 1:
             raise ValueError(f"head 'dropout' must be in [0, 1), got {dropout!r}")
-        if hidden is not None:
-            check_int(hidden, "head 'hidden'")
-        self.in_channels, self.out_channels, self.hidden = in_channels, out_channels, hidden
-        self.mlp = MLP(in_channels, out_channels, hidden, dropout, input_dropout=True, **factory)
+        if hidden_channels is not None:
+            check_int(hidden_channels, "head 'hidden_channels'")
+        self.in_channels, self.out_channels, self.hidden_channels = in_channels, out_channels, hidden_channels
+        self.mlp = MLP(in_channels, out_channels, hidden_channels, dropout, input_dropout=True, **factory)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -32,18 +34,18 @@ class _Head(torch.nn.Module):
         return self.mlp(x)
 
     def __repr__(self) -> str:
-        hidden = "" if self.hidden is None else f", hidden={self.hidden}"
-        return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}{hidden})"
+        hidden_channels = "" if self.hidden_channels is None else f", hidden_channels={self.hidden_channels}"
+        return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}{hidden_channels})"
 
 
 class ClassificationHead(_Head):
     r"""Logits of a multi-class or multi-label classifier, :math:`\mathbf{y} = \mathrm{MLP}(\mathbf{h})`
-    (a linear layer, or two with a GELU between when ``hidden`` is set).
+    (a linear layer, or two with a GELU between when ``hidden_channels`` is set).
 
     Args:
         in_channels (int): size of the fused sample vector.
         num_classes (int): classes (multi-class) or labels (multi-label).
-        hidden (int, optional): hidden size of a two-layer head. (default: :obj:`None`)
+        hidden_channels (int, optional): hidden size of a two-layer head. (default: :obj:`None`)
         dropout (float, optional): dropout before each linear layer. (default: :obj:`0.0`)
         multilabel (bool, optional): labels are independent (sigmoid / binary cross-entropy)
             instead of exclusive (softmax / cross-entropy); :meth:`loss` and :meth:`predict`
@@ -54,13 +56,14 @@ class ClassificationHead(_Head):
         - **output:** :math:`(B, K)` logits
     """
 
-    def __init__(self, in_channels: int, num_classes: int, hidden: int | None = None, dropout: float = 0.0,
+    @renamed(hidden="hidden_channels")
+    def __init__(self, in_channels: int, num_classes: int, hidden_channels: int | None = None, dropout: float = 0.0,
                  multilabel: bool = False, device=None, dtype=None) -> None:
         if not multilabel and isinstance(num_classes, int) and num_classes < 2:
             raise ValueError(f"ClassificationHead needs num_classes >= 2 for multi-class, got {num_classes}; "
                              "for a single yes/no label use multilabel=True with num_classes=1")
         self.multilabel = multilabel
-        super().__init__(in_channels, num_classes, hidden, dropout, dict(device=device, dtype=dtype))
+        super().__init__(in_channels, num_classes, hidden_channels, dropout, dict(device=device, dtype=dtype))
 
     def loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """Cross-entropy against class indices ``[B]``, or binary cross-entropy against ``{0, 1}``
@@ -88,7 +91,7 @@ class RegressionHead(_Head):
     Args:
         in_channels (int): size of the fused sample vector.
         out_channels (int, optional): targets per sample. (default: :obj:`1`)
-        hidden (int, optional): hidden size of a two-layer head. (default: :obj:`None`)
+        hidden_channels (int, optional): hidden size of a two-layer head. (default: :obj:`None`)
         dropout (float, optional): dropout before each linear layer. (default: :obj:`0.0`)
 
     Shapes:
@@ -96,9 +99,10 @@ class RegressionHead(_Head):
         - **output:** :math:`(B, C_{out})`
     """
 
-    def __init__(self, in_channels: int, out_channels: int = 1, hidden: int | None = None, dropout: float = 0.0,
-                 device=None, dtype=None) -> None:
-        super().__init__(in_channels, out_channels, hidden, dropout, dict(device=device, dtype=dtype))
+    @renamed(hidden="hidden_channels")
+    def __init__(self, in_channels: int, out_channels: int = 1, hidden_channels: int | None = None,
+                 dropout: float = 0.0, device=None, dtype=None) -> None:
+        super().__init__(in_channels, out_channels, hidden_channels, dropout, dict(device=device, dtype=dtype))
 
     def loss(self, prediction: Tensor, target: Tensor) -> Tensor:
         """Mean squared error; targets ``[B]`` or ``[B, C_out]``."""
@@ -117,7 +121,7 @@ class ProjectionHead(_Head):
     Args:
         in_channels (int): size of the fused sample vector.
         out_channels (int): size of the shared space.
-        hidden (int, optional): hidden size of a two-layer projection. (default: :obj:`None`)
+        hidden_channels (int, optional): hidden size of a two-layer projection. (default: :obj:`None`)
         dropout (float, optional): dropout before each linear layer. (default: :obj:`0.0`)
 
     Shapes:
@@ -125,9 +129,10 @@ class ProjectionHead(_Head):
         - **output:** :math:`(B, C_{out})`, unit rows
     """
 
-    def __init__(self, in_channels: int, out_channels: int, hidden: int | None = None, dropout: float = 0.0,
+    @renamed(hidden="hidden_channels")
+    def __init__(self, in_channels: int, out_channels: int, hidden_channels: int | None = None, dropout: float = 0.0,
                  device=None, dtype=None) -> None:
-        super().__init__(in_channels, out_channels, hidden, dropout, dict(device=device, dtype=dtype))
+        super().__init__(in_channels, out_channels, hidden_channels, dropout, dict(device=device, dtype=dtype))
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.nn.functional.normalize(super().forward(x), dim=-1)

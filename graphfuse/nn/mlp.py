@@ -22,7 +22,7 @@ class MLP(torch.nn.Sequential):
     Args:
         in_channels (int): input features.
         out_channels (int): output features.
-        hidden (int, optional): hidden size of the two-layer form (default: one linear layer).
+        hidden_channels (int, optional): hidden size of the two-layer form (default: one linear layer).
         dropout (float, optional): the dropout probability. (default: :obj:`0.0`)
         input_dropout (bool, optional): also drop out the input. (default: :obj:`False`)
         device (torch.device, optional): device of the parameters. (default: :obj:`None`)
@@ -33,21 +33,21 @@ class MLP(torch.nn.Sequential):
         - **output:** :math:`(*, C_{out})`
     """
 
-    def __init__(self, in_channels: int, out_channels: int, hidden: int | None = None, dropout: float = 0.0,
+    def __init__(self, in_channels: int, out_channels: int, hidden_channels: int | None = None, dropout: float = 0.0,
                  input_dropout: bool = False, device=None, dtype=None) -> None:
         check_int(in_channels, "MLP 'in_channels'")
         check_int(out_channels, "MLP 'out_channels'")
         check_probability(dropout, "MLP 'dropout'")
         factory = dict(device=device, dtype=dtype)
         layers: list[torch.nn.Module] = [torch.nn.Dropout(dropout)] if input_dropout else []
-        if hidden is None:
+        if hidden_channels is None:
             layers.append(torch.nn.Linear(in_channels, out_channels, **factory))
         else:
-            check_int(hidden, "MLP 'hidden'")
-            layers += [torch.nn.Linear(in_channels, hidden, **factory), torch.nn.GELU(), torch.nn.Dropout(dropout),
-                       torch.nn.Linear(hidden, out_channels, **factory)]
+            check_int(hidden_channels, "MLP 'hidden_channels'")
+            layers += [torch.nn.Linear(in_channels, hidden_channels, **factory), torch.nn.GELU(),
+                       torch.nn.Dropout(dropout), torch.nn.Linear(hidden_channels, out_channels, **factory)]
         super().__init__(*layers)
-        self.in_channels, self.out_channels, self.hidden = in_channels, out_channels, hidden
+        self.in_channels, self.out_channels, self.hidden_channels = in_channels, out_channels, hidden_channels
         self.dropout, self.input_dropout = dropout, input_dropout
 
     def reset_parameters(self) -> None:
@@ -56,6 +56,6 @@ class MLP(torch.nn.Sequential):
                 module.reset_parameters()
 
     def __repr__(self) -> str:
-        hidden = "" if self.hidden is None else f", hidden={self.hidden}"
-        return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}{hidden}, dropout={self.dropout}, "
-                f"input_dropout={self.input_dropout})")
+        hidden_channels = "" if self.hidden_channels is None else f", hidden_channels={self.hidden_channels}"
+        return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}{hidden_channels}, "
+                f"dropout={self.dropout}, input_dropout={self.input_dropout})")

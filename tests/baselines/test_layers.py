@@ -97,7 +97,7 @@ def test_modality_encoder_masks_padding_and_empty_rows():
 # Fusion of modality vectors -------------------------------------------------------------------------
 def test_early_fusion_uses_absent_vectors():
     torch.manual_seed(0)
-    fusion = EarlyFusion(C, 3, out_channels=5, hidden=6).eval()
+    fusion = EarlyFusion(C, 3, out_channels=5, hidden_channels=6).eval()
     z, present = vectors()
     out = fusion(z, present)
     assert out.shape == (4, 5)
@@ -143,7 +143,7 @@ def test_late_fusion_means_outputs(task):
 
 def test_tensor_fusion_is_the_outer_product():
     torch.manual_seed(0)
-    fusion = TensorFusion(C, 3, tensor_dim=2, out_channels=3, hidden=5).eval()
+    fusion = TensorFusion(C, 3, tensor_dim=2, out_channels=3, hidden_channels=5).eval()
     assert fusion.tensor_channels == 27
     z, present = vectors()
     u = [torch.cat([proj(z[0, m]), torch.ones(1)]) for m, proj in enumerate(fusion.proj)]

@@ -8,7 +8,7 @@ from graphfuse.models import create_model, list_models, model_family
 from graphfuse.train import Trainer, create_task
 
 BASELINES = ["early-fusion", "late-fusion", "lowrank-fusion", "mult", "tensor-fusion", "transformer-fusion"]
-SMALL = dict(hidden=8, heads=2, num_layers=1)
+SMALL = dict(hidden_channels=8, heads=2, num_layers=1)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -176,7 +176,7 @@ def test_late_fusion_by_hand(builder, samples, make_batch):
                          ids=[*BASELINES, "unimodal-image"])
 def test_overfits_a_tiny_dataset(builder, make_batch, name, kwargs):
     samples, labels = labelled_samples()
-    net = model(builder, name, num_classes=2, hidden=16, dropout=0.0, **kwargs)
+    net = model(builder, name, num_classes=2, hidden_channels=16, dropout=0.0, **kwargs)
     batch = make_batch(samples)
     batch.y = labels
     net(batch)  # initialise the lazy encoders

@@ -171,8 +171,8 @@ def test_methods_per_task_kind(tiny_tasks, monkeypatch):
     unimodal = methods[-1]
     kwargs = accuracy.model_kwargs(unimodal, classification, TINY)
     assert unimodal.model == "unimodal" and kwargs["modality"] == "audio" and kwargs["num_classes"] == 2
-    assert {k: kwargs[k] for k in ("hidden", "heads", "num_layers", "dropout")} == {
-        "hidden": 16, "heads": 2, "num_layers": 1, "dropout": 0.0}
+    assert {k: kwargs[k] for k in ("hidden_channels", "heads", "num_layers", "dropout")} == {
+        "hidden_channels": 16, "heads": 2, "num_layers": 1, "dropout": 0.0}
 
     retrieval = tiny_tasks["_tiny_retrieval"]()
     methods = accuracy.task_methods(retrieval)  # transformer-fusion is not registered: left out

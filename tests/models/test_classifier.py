@@ -5,7 +5,7 @@ from graphfuse.models import GraphFusionModel, create_model
 from graphfuse.nn import ModalityContext
 from graphfuse.train import create_task
 
-SMALL = dict(hidden=8, heads=2, num_layers=2)
+SMALL = dict(hidden_channels=8, heads=2, num_layers=2)
 
 
 def model(builder, name="graph-gat", seed=0, **kwargs):
@@ -142,12 +142,12 @@ def test_tasks(builder, samples, make_batch, task, shape):
 
 
 def test_head_hidden_and_repr(builder):
-    net = model(builder, head_hidden=5, task="multilabel", num_classes=4)
+    net = model(builder, head_hidden_channels=5, task="multilabel", num_classes=4)
     assert [m.out_features for m in net.head.mlp if isinstance(m, torch.nn.Linear)] == [5, 4]
     text = repr(net)
     assert text.startswith("GraphFusionModel(task='multilabel', FusionEncoder(8, num_layers=1, conv='gat') "
                            "(per modality), FusionEncoder(8, num_layers=1, conv='gat'), ")
-    assert text.endswith(f"{net.readout!r}, ClassificationHead({net.readout.out_channels}, 4, hidden=5))")
+    assert text.endswith(f"{net.readout!r}, ClassificationHead({net.readout.out_channels}, 4, hidden_channels=5))")
 
 
 def test_errors(builder):

@@ -14,7 +14,7 @@ from graphfuse.nn import MultimodalOutput
 from graphfuse.train import create_task, save_checkpoint
 
 VARIANTS = ["graph-gcn", "graph-gat", "graph-hgt", "graph-gated", "graph-gat-knn"]
-SMALL = dict(hidden=8, heads=2, num_layers=1)
+SMALL = dict(hidden_channels=8, heads=2, num_layers=1)
 TASKS = {  # task -> (extra kwargs, output shape for a batch of 4)
     "classification": (dict(num_classes=3), (4, 3)),
     "multilabel": (dict(num_classes=5), (4, 5)),

@@ -9,7 +9,7 @@ from graphfuse.models import GraphRetrievalModel, create_model
 from graphfuse.testing import requires_cuda
 from graphfuse.train import create_task
 
-SMALL = dict(hidden=8, heads=2, num_layers=1)
+SMALL = dict(hidden_channels=8, heads=2, num_layers=1)
 
 
 def pair_scores(model, builder, query_sets, gallery_sets, pairs):

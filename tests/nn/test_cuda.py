@@ -54,7 +54,7 @@ def test_cuda_bf16_autocast(conv, batch, metadata):
 
 @requires_cuda
 def test_throughput_step_runs_on_cuda():
-    config = throughput.Config(tokens=4, grid=2, frames=4, hidden=16, heads=4, batch_size=3, device="cuda")
+    config = throughput.Config(tokens=4, grid=2, frames=4, hidden_channels=16, heads=4, batch_size=3, device="cuda")
     for method in ("graphfuse-gat", "dense-transformer"):
         step = throughput.setup(method, config)
         step()

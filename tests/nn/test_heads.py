@@ -12,7 +12,7 @@ def inputs(rows=5, channels=6, seed=0):
 @pytest.mark.parametrize("hidden", [None, 8])
 def test_classification_head_multiclass_loss_and_predict(hidden):
     torch.manual_seed(0)
-    head = ClassificationHead(6, 4, hidden=hidden)
+    head = ClassificationHead(6, 4, hidden_channels=hidden)
     logits = head(inputs())
     assert logits.shape == (5, 4)
     target = torch.tensor([0, 3, 1, 1, 2])
@@ -38,7 +38,7 @@ def test_classification_head_multilabel_loss_and_predict(num_classes):
 
 def test_classification_head_loss_backward():
     torch.manual_seed(0)
-    head = ClassificationHead(6, 3, hidden=8)
+    head = ClassificationHead(6, 3, hidden_channels=8)
     head.loss(head(inputs()), torch.tensor([0, 1, 2, 0, 1])).backward()
     assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in head.parameters())
 
@@ -71,7 +71,7 @@ def test_classification_head_num_classes_errors():
 @pytest.mark.parametrize("hidden", [None, 8])
 def test_regression_head(hidden):
     torch.manual_seed(0)
-    head = RegressionHead(6, hidden=hidden)
+    head = RegressionHead(6, hidden_channels=hidden)
     prediction = head(inputs())
     assert prediction.shape == (5, 1)
     target = torch.randn(5, generator=torch.Generator().manual_seed(1))
@@ -99,7 +99,7 @@ def test_regression_head_multi_output():
 @pytest.mark.parametrize("hidden", [None, 8])
 def test_projection_head_unit_rows(hidden):
     torch.manual_seed(0)
-    head = ProjectionHead(6, 4, hidden=hidden)
+    head = ProjectionHead(6, 4, hidden_channels=hidden)
     x = 100 * inputs()
     z = head(x)
     assert z.shape == (5, 4)
@@ -112,7 +112,7 @@ def test_projection_head_unit_rows(hidden):
 
 
 def test_hidden_variant_structure():
-    head = ClassificationHead(6, 3, hidden=8, dropout=0.2)
+    head = ClassificationHead(6, 3, hidden_channels=8, dropout=0.2)
     linears = [m for m in head.mlp if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(6, 8), (8, 3)]
     dropouts = [m for m in head.mlp if isinstance(m, torch.nn.Dropout)]
@@ -123,7 +123,7 @@ def test_hidden_variant_structure():
 
 def test_dropout_only_in_training():
     torch.manual_seed(0)
-    head = RegressionHead(6, 2, hidden=8, dropout=0.5).eval()
+    head = RegressionHead(6, 2, hidden_channels=8, dropout=0.5).eval()
     x = inputs()
     assert torch.equal(head(x), head(x))
     head.train()
@@ -150,13 +150,13 @@ def test_dropout_out_of_range(cls, dropout):
 
 @pytest.mark.parametrize("hidden", [0, -2, 2.5, True])
 def test_bad_hidden(hidden):
-    with pytest.raises(ValueError, match="head 'hidden' must be an integer >= 1"):
-        RegressionHead(6, 2, hidden=hidden)
+    with pytest.raises(ValueError, match="head 'hidden_channels' must be an integer >= 1"):
+        RegressionHead(6, 2, hidden_channels=hidden)
 
 
 def test_reset_parameters():
     torch.manual_seed(0)
-    head = ClassificationHead(6, 3, hidden=8)
+    head = ClassificationHead(6, 3, hidden_channels=8)
     before = [p.detach().clone() for p in head.parameters()]
     head.reset_parameters()
     assert all(not torch.equal(a, b) for a, b in zip(before, head.parameters(), strict=True))
@@ -164,7 +164,8 @@ def test_reset_parameters():
 
 def test_reprs():
     assert repr(ClassificationHead(16, 10)) == "ClassificationHead(16, 10)"
-    assert repr(ClassificationHead(16, 10, hidden=32, multilabel=True)) == "ClassificationHead(16, 10, hidden=32)"
+    assert repr(ClassificationHead(16, 10, hidden_channels=32, multilabel=True)) == \
+        "ClassificationHead(16, 10, hidden_channels=32)"
     assert repr(RegressionHead(16)) == "RegressionHead(16, 1)"
-    assert repr(RegressionHead(16, 3, hidden=8, dropout=0.1)) == "RegressionHead(16, 3, hidden=8)"
+    assert repr(RegressionHead(16, 3, hidden_channels=8, dropout=0.1)) == "RegressionHead(16, 3, hidden_channels=8)"
     assert repr(ProjectionHead(16, 8)) == "ProjectionHead(16, 8)"

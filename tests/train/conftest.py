@@ -51,7 +51,7 @@ def make_model(colour_builder, colour_data):
 
     def make(seed: int = 0, task: str = "classification", materialize: bool = False, **kwargs):
         torch.manual_seed(seed)
-        options = dict(num_classes=len(COLOURS), hidden=16, heads=2, num_layers=1, dropout=0.2)
+        options = dict(num_classes=len(COLOURS), hidden_channels=16, heads=2, num_layers=1, dropout=0.2)
         if task == "regression":
             options.pop("num_classes")
         model = create_model("graph-gat", builder=colour_builder, task=task, **{**options, **kwargs})

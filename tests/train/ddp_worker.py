@@ -116,10 +116,10 @@ def run(scenario: str, out_dir: Path) -> None:
     torch.manual_seed(SEED)
     if scenario == "classification":
         model = WithImageTerm(create_model("graph-gcn", builder=graphs, task="classification", num_classes=4,
-                                           hidden=8, dropout=0.0), patch_features=16, num_classes=4)
+                                           hidden_channels=8, dropout=0.0), patch_features=16, num_classes=4)
     else:
         model = create_model("graph-gcn", builder=graphs, task="retrieval", query=("text",), gallery=("image",),
-                             rerank=False, hidden=8, dropout=0.0)
+                             rerank=False, hidden_channels=8, dropout=0.0)
     trainer = Trainer(model, graphs, epochs=EPOCHS, batch_size=GLOBAL_BATCH // process.world_size, lr=1e-2, seed=SEED,
                       progress=False)
     result = {"world_size": process.world_size}

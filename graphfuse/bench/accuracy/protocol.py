@@ -137,7 +137,7 @@ def select_methods(methods: Sequence[Method], patterns: Sequence[str] | None) ->
 
 def model_kwargs(method: Method, task: TaskData, config: TrainConfig) -> dict[str, Any]:
     """The keyword arguments of ``create_model(method.model, ...)`` on ``task``."""
-    kwargs: dict[str, Any] = {"builder": task.builder, "task": task.kind, "hidden": config.hidden,
+    kwargs: dict[str, Any] = {"builder": task.builder, "task": task.kind, "hidden_channels": config.hidden,
                               "heads": config.heads, "num_layers": config.num_layers, "dropout": config.dropout}
     if task.kind == "classification":
         kwargs["num_classes"] = task.num_classes
