@@ -84,8 +84,7 @@ class DynamicKNNEdges(torch.nn.Module):
         # Padding slots never become neighbours. One in-place fill serves both directions: a masked
         # padding row or column only changes results for padding destinations, which are dropped.
         dst_padding, src_padding = pair_dst < 0, pair_src < 0
-        if dst_padding.any() or src_padding.any():
-            pairs.masked_fill_(dst_padding.unsqueeze(3) | src_padding.unsqueeze(2), float("-inf"))
+        pairs.masked_fill_(dst_padding.unsqueeze(3) | src_padding.unsqueeze(2), float("-inf"))
         k = min(self.k, pairs.size(-1))
         forward, backward = pairs.topk(k, dim=-1), pairs.topk(k, dim=-2)
         best = torch.stack([backward.values[p].transpose(-1, -2) if flipped else forward.values[p]
