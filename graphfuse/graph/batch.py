@@ -24,6 +24,7 @@ from torch import Tensor
 from torch_geometric.data import Batch, HeteroData
 
 from graphfuse.modalities.base import NODE_ATTRIBUTES, NodeSet
+from graphfuse.nn.flat import BatchLayout, attach_layout
 
 if TYPE_CHECKING:
     from graphfuse.graph.builder import GraphBuilder, Relation
@@ -146,6 +147,7 @@ class _Skeleton:
     layouts: dict[str, _Layout]
     positions: dict[str, Tensor]  # batched ``pos`` of node types whose samples share one structure
     relations: list[_RelationLayout]  # in the order of ``builder.relations``
+    layout: BatchLayout | None = None  # the flat-graph facts of its batches, from the first one
 
     @classmethod
     def build(cls, builder: GraphBuilder, samples: Sequence[Mapping[str, NodeSet]],
@@ -217,7 +219,10 @@ class _Skeleton:
         out._num_graphs = num_graphs
         out._slice_dict = slice_dict
         out._inc_dict = inc_dict
-        return out
+        # What the model's flat graph needs of the values, read here on the CPU, not in every forward.
+        if self.layout is None:
+            self.layout = BatchLayout.from_batch(out)
+        return attach_layout(out, self.layout)
 
 
 def _same(tensor: Tensor) -> Tensor:
