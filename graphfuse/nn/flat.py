@@ -143,26 +143,18 @@ def _counts_per_sample(batch: Tensor, num_samples: int) -> tuple[int, ...]:
                  .index_add_(0, batch, torch.ones_like(batch)).tolist())
 
 
-def _is_complete_bipartite(edge_index: Tensor, n_src: Tensor, n_dst: Tensor) -> bool:
-    """Whether ``edge_index`` joins, in every sample, every source to every destination in
-    :func:`graphfuse.graph.full_bipartite_edges` order (``n_src`` / ``n_dst``: nodes per sample)."""
-    per_sample = n_src * n_dst
-    if edge_index.size(1) == 0 or edge_index.size(1) != int(per_sample.sum()):
+def _is_complete_bipartite(edge_index: Tensor, num_edges: int, num_dst: int, src_batch: Tensor | None,
+                           dst_batch: Tensor | None) -> bool:
+    """Whether in-range ``edge_index`` joins, in every sample, every source to every destination
+    in :func:`graphfuse.graph.full_bipartite_edges` order, given ``num_edges``, the sum over
+    samples of sources times destinations: that many distinct pairs within samples are all of
+    them, and strictly increasing ``(src, dst)`` keys are that order."""
+    if edge_index.size(1) == 0 or edge_index.size(1) != num_edges:
         return False
-    B, device = n_src.numel(), edge_index.device
-    if bool((n_src == n_src[0]).all()) and bool((n_dst == n_dst[0]).all()):  # one shape: compare by views
-        ns, nt = int(n_src[0]), int(n_dst[0])
-        src = torch.arange(B * ns, device=device).unsqueeze(-1)
-        dst = (torch.arange(B, device=device) * nt).view(B, 1, 1) + torch.arange(nt, device=device)
-        return bool((edge_index[0].view(B * ns, nt) == src).all()) and bool(
-            (edge_index[1].view(B, ns, nt) == dst).all())
-    sample = torch.repeat_interleave(torch.arange(B, device=device), per_sample)
-    block_start = torch.cumsum(per_sample, 0) - per_sample
-    within = torch.arange(edge_index.size(1), device=device) - block_start[sample]
-    width = n_dst[sample]
-    src = (torch.cumsum(n_src, 0) - n_src)[sample] + torch.div(within, width, rounding_mode="floor")
-    dst = (torch.cumsum(n_dst, 0) - n_dst)[sample] + within % width
-    return bool(torch.equal(edge_index[0], src)) and bool(torch.equal(edge_index[1], dst))
+    key = edge_index[0] * num_dst + edge_index[1]
+    if not bool((key[1:] > key[:-1]).all()):
+        return False
+    return src_batch is None or bool(torch.equal(src_batch[edge_index[0]], dst_batch[edge_index[1]]))
 
 
 @dataclass(frozen=True)
@@ -218,7 +210,7 @@ class BatchLayout:
             counts = {t: _counts_per_sample(node_batch[t].long(), num_samples) if n else (0,) * num_samples
                       for t, n in num_nodes.items()}
         layout = cls(num_samples, counts, {})
-        return layout.with_edges(edge_index)
+        return layout.with_edges(edge_index, node_batch)
 
     @classmethod
     def from_batch(cls, batch) -> BatchLayout:
@@ -231,27 +223,29 @@ class BatchLayout:
         edge_index = {e: batch[e].edge_index for e in batch.edge_types if "edge_index" in batch[e]}
         return cls.from_tensors(num_nodes, edge_index, node_batch, num_samples)
 
-    def with_edges(self, edge_index: Mapping[EdgeType, Tensor]) -> BatchLayout:
+    def with_edges(self, edge_index: Mapping[EdgeType, Tensor],
+                   node_batch: Mapping[NodeType, Tensor] | None = None) -> BatchLayout:
         """This layout with the facts of some relations' edges replaced by those of ``edge_index``
-        (checked to lie within their node types)."""
+        (checked to lie within their node types; ``node_batch`` as in :meth:`from_tensors`)."""
         zeros = (0,) * self.num_samples
         num_edges, complete, self_loops = dict(self.num_edges), set(self.complete), set(self.self_loops)
         for edge_type, ei in edge_index.items():
             src, _, dst = edge_type
-            n_src, n_dst = sum(self.counts.get(src, zeros)), sum(self.counts.get(dst, zeros))
+            src_counts, dst_counts = self.counts.get(src, zeros), self.counts.get(dst, zeros)
+            n_src, n_dst = sum(src_counts), sum(dst_counts)
             num_edges[edge_type] = ei.size(1)
             complete.discard(edge_type)
             self_loops.discard(edge_type)
             if not ei.numel():
                 continue
-            per_sample = [torch.tensor(self.counts.get(t, zeros), device=ei.device) for t in (src, dst)]
-            if _is_complete_bipartite(ei, *per_sample):  # in range by construction
+            low, high = ei.min(dim=1).values.tolist(), ei.max(dim=1).values.tolist()
+            if min(low) < 0 or high[0] >= n_src or high[1] >= n_dst:
+                raise ValueError(f"edge_index of {edge_type} points outside its node types: indices up to "
+                                 f"({high[0]}, {high[1]}) for {n_src} {src!r} and {n_dst} {dst!r} nodes")
+            pairs = sum(a * b for a, b in zip(src_counts, dst_counts, strict=True))
+            batches = (None, None) if node_batch is None else (node_batch[src], node_batch[dst])
+            if _is_complete_bipartite(ei, pairs, n_dst, *batches):
                 complete.add(edge_type)
-            else:
-                low, high = ei.min(dim=1).values.tolist(), ei.max(dim=1).values.tolist()
-                if min(low) < 0 or high[0] >= n_src or high[1] >= n_dst:
-                    raise ValueError(f"edge_index of {edge_type} points outside its node types: indices up to "
-                                     f"({high[0]}, {high[1]}) for {n_src} {src!r} and {n_dst} {dst!r} nodes")
             if src == dst and bool((ei[0] == ei[1]).any()):
                 self_loops.add(edge_type)
         return BatchLayout(self.num_samples, self.counts, num_edges, frozenset(complete), frozenset(self_loops))
@@ -343,7 +337,8 @@ class FlatGraph:
     def with_edges(self, edge_index: Mapping[EdgeType, Tensor], dense: bool = True) -> FlatGraph:
         """The same nodes and samples with some relations' edges replaced (e.g. by k-NN edges)."""
         self._check_shapes(edge_index, None)
-        return self._rebuilt(edge_index, dense, self.layout.with_edges(edge_index))
+        node_batch = dict(zip(self.schema.node_types, self.split(self.node_batch), strict=True))
+        return self._rebuilt(edge_index, dense, self.layout.with_edges(edge_index, node_batch))
 
     def with_dense(self, dense: bool) -> FlatGraph:
         """The same graph with complete bipartite relations detected (``dense``) or all sparse."""
