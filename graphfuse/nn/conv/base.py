@@ -2,6 +2,7 @@
 the choice between the reference path and the fused kernels."""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 import torch
@@ -38,7 +39,8 @@ class RelationalConv(torch.nn.Module):
     path under ``torch.compile``, which cannot trace sparse CSR tensors or the hand-written
     autograd functions but fuses the reference's gathers and scatters itself.
 
-    Subclasses implement :meth:`propagate` and :meth:`propagate_fused`.
+    Subclasses implement :meth:`propagate` and, where they have fused kernels,
+    :meth:`propagate_fused` (which defaults to :meth:`propagate`).
 
     Args:
         in_channels (int): input features per node.
@@ -64,6 +66,13 @@ class RelationalConv(torch.nn.Module):
         self.schema = Schema.from_metadata(metadata)
         self.path = path
         self.rules = DEFAULT_RULES if rules is None else rules
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "propagate_flat" in cls.__dict__ and "propagate" not in cls.__dict__:
+            warnings.warn(f"{cls.__name__}.propagate_flat is deprecated: name it propagate (the reference path) "
+                          "and put fused kernels, if any, in propagate_fused", DeprecationWarning, stacklevel=2)
+            cls.propagate = cls.propagate_flat
 
     def runs_fused(self) -> bool:
         """Whether the next call takes the fused path (see the class docstring)."""
@@ -110,11 +119,11 @@ class RelationalConv(torch.nn.Module):
 
     def propagate(self, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[Tensor, dict | None]:
         """The reference path: ``(out, attention weights or None)``."""
-        raise NotImplementedError
+        raise NotImplementedError(f"'{self.__class__.__name__}' must implement propagate(x, graph, return_weights)")
 
     def propagate_fused(self, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[Tensor, dict | None]:
-        """The fused path, equal to :meth:`propagate`."""
-        raise NotImplementedError
+        """The fused path, equal to :meth:`propagate` (which it is unless a subclass has kernels)."""
+        return self.propagate(x, graph, return_weights)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "

@@ -5,7 +5,7 @@ single-node samples work, bf16 autocast stays close."""
 import pytest
 import torch
 
-from graphfuse.nn import FlatGraph
+from graphfuse.nn import FlatGraph, RelationalConv
 from graphfuse.nn.conv.fused import KernelRules
 from graphfuse.nn.fusion import create_conv, list_convs
 
@@ -204,3 +204,15 @@ def test_path_and_rules(name, metadata, flat_graph, features):
         make(name, metadata, rules={"dense_blocks": False})
     with pytest.raises(ValueError, match="sorted_min_block"):
         KernelRules(sorted_min_block=0)
+
+
+def test_conv_written_for_propagate_flat_still_runs(metadata, flat_graph, features):
+    """A conv from before the two paths (one ``propagate_flat``) runs it on both, with a warning."""
+    with pytest.warns(DeprecationWarning, match="propagate_flat is deprecated"):
+        class Identity(RelationalConv):
+            def propagate_flat(self, x, graph, return_weights):
+                return x, None
+
+    x = features(flat_graph, 8)
+    for path in PATHS:
+        assert torch.equal(Identity(8, 8, metadata, path=path)(x, flat_graph), x)
