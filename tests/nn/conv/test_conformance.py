@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from graphfuse.nn import FlatGraph, RelationalConv
-from graphfuse.nn.conv.fused import KernelRules
+from graphfuse.nn.conv import KernelRules
 from graphfuse.nn.fusion import create_conv, list_convs
 
 PATHS = ["fused", "reference"]

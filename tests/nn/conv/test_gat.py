@@ -3,7 +3,7 @@ import torch
 from torch_geometric.nn import GATConv
 
 from graphfuse.nn import RelationalGATConv
-from graphfuse.nn.conv.fused import KernelRules
+from graphfuse.nn.conv import KernelRules
 
 PATHS = ["fused", "reference"]
 
