@@ -417,6 +417,8 @@ class FlatGraph:
         counts = [self.layout.counts.get(t, zeros) if n else zeros
                   for t, n in zip(self.schema.node_types, self.num_nodes_per_type, strict=True)]
         self.block_size = max(1, *(max(c) for c in counts))
+        # Which node types leave padding in their [B, block_size] slots.
+        self.padded = [any(c != self.block_size for c in per_sample) for per_sample in counts]
         self.counts = torch.tensor(counts, **long).view(T, B)
         self.node_type = torch.cat([torch.full((n,), t, **long) for t, n in enumerate(self.num_nodes_per_type)])
         self.node_batch = (torch.zeros(self.num_nodes, **long) if node_batch is None
