@@ -1,5 +1,7 @@
 """A collated batch's forward and backward run without a host sync: torch.compile traces graph
 models whole (no graph break), and the flat graph reads no tensor value."""
+import pickle
+
 import pytest
 import torch
 
@@ -44,6 +46,7 @@ def test_collate_attaches_the_layout(fixed_batch, batch, metadata):
     assert layout.counts["text"] == (3, 3, 3, 3) and layout.num_samples == 4
     assert layout.complete == {e for e in metadata[1] if e[0] != e[2]} and not layout.self_loops
     assert batch_layout(fixed_batch.to("cpu")) is layout
+    assert batch_layout(pickle.loads(pickle.dumps(fixed_batch))) == layout  # from DataLoader workers
     assert batch_layout(fixed_batch.get_example(0)) is None
     graph = FlatGraph.from_batch(batch, metadata)
     assert graph.layout is batch_layout(batch)
