@@ -14,7 +14,7 @@ LAYERS = (
     ("utilities", ("graphfuse.typing", "graphfuse.checks", "graphfuse.io", "graphfuse.checkpoint", "graphfuse.registry",
                    "graphfuse.debug", "graphfuse.deprecation")),
     ("node sets and edge patterns", ("graphfuse.data.nodes", "graphfuse.data.edges", "graphfuse.data.cache",
-                                     "graphfuse.data.compare")),
+                                     "graphfuse.data.layout", "graphfuse.data.compare")),
     ("modalities", ("graphfuse.data.modalities",)),
     ("cross-modal strategies", ("graphfuse.data.cross",)),
     ("schema, builder and collation", ("graphfuse.data",)),

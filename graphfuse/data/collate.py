@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, HeteroData
 
+from graphfuse.data.layout import BatchLayout, attach_layout
 from graphfuse.data.nodes import NODE_ATTRIBUTES, NodeSet
 from graphfuse.data.schema import Relation
 
@@ -167,6 +168,7 @@ class _Skeleton:
     layouts: dict[str, _Layout]
     positions: dict[str, Tensor]  # batched ``pos`` of node types whose samples share one structure
     relations: list[_RelationLayout]  # in the order of ``builder.relations``
+    layout: BatchLayout | None = None  # the flat-graph facts of its batches, from the first one
 
     @classmethod
     def build(cls, builder: GraphLayout, samples: Sequence[Mapping[str, NodeSet]],
@@ -236,7 +238,10 @@ class _Skeleton:
             slice_dict[relation.edge_type] = {"edge_index": layout.slices}
             inc_dict[relation.edge_type] = {"edge_index": layout.increments}
         _set_bookkeeping(out, num_graphs, slice_dict, inc_dict)
-        return out
+        # What the model's flat graph needs of the values, read here on the CPU, not in every forward.
+        if self.layout is None:
+            self.layout = BatchLayout.from_batch(out)
+        return attach_layout(out, self.layout)
 
 
 def _same(tensor: Tensor) -> Tensor:
@@ -289,7 +294,7 @@ class Collater:
         """Batches ``samples`` (each a mapping node type -> :class:`NodeSet`, as the builder's
         ``featurize`` returns)."""
         if not bookkeeping_supported():
-            return Batch.from_data_list([self.sample_graph(nodes) for nodes in samples])
+            return attach_layout(Batch.from_data_list([self.sample_graph(nodes) for nodes in samples]))
         builder = self.builder
         per_type = {node_type: [nodes.get(node_type) for nodes in samples] for node_type in builder.modalities}
         sizes = {node_type: [0 if nodes is None else nodes.x.size(0) for nodes in sets]

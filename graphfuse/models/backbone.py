@@ -11,6 +11,7 @@ from torch_geometric.data import Batch, HeteroData
 
 from graphfuse.checks import check_int
 from graphfuse.data import GraphBuilder, GraphSchema
+from graphfuse.data.layout import batch_layout
 from graphfuse.deprecation import renamed
 from graphfuse.nn import FlatGraph, FusionEncoder, NodeEncoders
 
@@ -99,12 +100,14 @@ class GraphBackbone(torch.nn.Module):
                  if e[0] in keep and e[2] in keep and e in batch.edge_types}
         batch_dict = {t: batch[t].batch for t in h_dict}
         sizes = {t: h.size(0) for t, h in h_dict.items()}
-        graph = FlatGraph.from_dicts(self.fusion.schema, sizes, edges, batch_dict, batch.num_graphs)
+        layout = batch_layout(batch)  # a collated batch's: the graphs read no tensor values
+        graph = FlatGraph.from_dicts(self.fusion.schema, sizes, edges, batch_dict, batch.num_graphs, layout=layout)
         x = graph.flatten(h_dict)
         if self.unimodal is not None:
             intra = self.unimodal.schema
             x = self.unimodal(x, FlatGraph.from_dicts(intra, sizes, {e: edges[e] for e in intra.edge_types
-                                                                     if e in edges}, batch_dict, batch.num_graphs))
+                                                                     if e in edges}, batch_dict, batch.num_graphs,
+                                                      layout=layout))
         fused = graph.unflatten(self.fusion(x, graph))
         fused = {t: fused[t] for t in h_dict}
         if not return_unimodal:

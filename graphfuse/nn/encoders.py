@@ -9,6 +9,7 @@ from torch import Tensor
 
 from graphfuse.checks import check_int
 from graphfuse.data.schema import GraphSchema
+from graphfuse.debug import is_debug_enabled
 
 #: Initial standard deviation of learned position embeddings (patch rows and columns).
 POSITION_STD = 0.3
@@ -38,7 +39,7 @@ def sinusoidal_encoding(position: Tensor, channels: int) -> Tensor:
 
 
 def _check_positions(owner: str, pos: Tensor, limit: int, name: str) -> None:
-    if pos.numel() and (int(pos.max()) >= limit or int(pos.min()) < 0):
+    if is_debug_enabled() and pos.numel() and (int(pos.max()) >= limit or int(pos.min()) < 0):
         raise ValueError(f"'{owner}' got {name} up to {int(pos.max())} but was built for {limit}; build it with a "
                          f"larger '{name}' limit")
 
@@ -73,7 +74,8 @@ class TokenEncoder(torch.nn.Module):
         if x.dtype != torch.long or x.dim() != 1:
             raise ValueError(f"'TokenEncoder' expects token ids as a [N] long tensor, got {x.dtype} "
                              f"{tuple(x.shape)}; use PatchEncoder/FeatureEncoder for float features")
-        if x.numel() and (int(x.max()) >= self.token.num_embeddings or int(x.min()) < 0):
+        # Reads the ids (a host sync): in debug mode only, like every value check (see graphfuse.debug).
+        if is_debug_enabled() and x.numel() and (int(x.max()) >= self.token.num_embeddings or int(x.min()) < 0):
             raise ValueError(f"'TokenEncoder' got token id {int(x.max())} but has a vocabulary of "
                              f"{self.token.num_embeddings}; build it with vocab_size=len(tokenizer)")
         out = self.token(x)

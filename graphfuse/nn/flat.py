@@ -18,11 +18,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import torch
 from torch import Tensor
 
+from graphfuse.data.layout import BatchLayout, batch_layout
+from graphfuse.debug import is_debug_enabled
 from graphfuse.typing import EdgeType, NodeType
 
 Metadata = tuple[Sequence[NodeType], Sequence[EdgeType]]
@@ -118,11 +119,13 @@ class SparseEdges:
 class DenseBlocks:
     """Complete bipartite relations as padded per-sample blocks ``[R_d, B, L]``.
 
-    ``relation`` holds the relation indices ``[R_d]``; ``src_row`` / ``dst_node`` / ``dst_group_row``
-    index source rows, flat destination nodes and group rows of each padded position, with
-    ``src_valid`` / ``dst_valid`` marking the real ones (padding indices point at row 0).
+    ``relations`` lists the relation indices (``relation`` as a tensor ``[R_d]``); ``src_row`` /
+    ``dst_node`` / ``dst_group_row`` index source rows, flat destination nodes and group rows of
+    each padded position, with ``src_valid`` / ``dst_valid`` marking the real ones (padding
+    indices point at row 0).
     """
 
+    relations: list[int]
     relation: Tensor
     src_row: Tensor
     src_node: Tensor
@@ -133,7 +136,7 @@ class DenseBlocks:
 
     @property
     def num_relations(self) -> int:
-        return self.relation.numel()
+        return len(self.relations)
 
 
 class FlatGraph:
@@ -149,6 +152,9 @@ class FlatGraph:
     edges are) is *complete bipartite*: layers may run it as dense per-sample blocks. Any other
     edge order gives the same results through the sparse path.
 
+    With a :class:`BatchLayout` (which a collated batch carries) the graph is built from shapes
+    and Python values alone: no host synchronisation, nothing for ``torch.compile`` to break on.
+
     Args:
         schema (Schema): node and edge types.
         num_nodes (Sequence[int]): nodes of each node type, in schema order.
@@ -158,11 +164,14 @@ class FlatGraph:
             ``batch``); ``None`` for a single sample.
         num_samples (int, optional): the number of samples (inferred from ``node_batch``).
         dense (bool, optional): detect complete bipartite relations. (default: :obj:`True`)
+        device (torch.device, optional): where the structure lives (default: that of the inputs).
+        layout (BatchLayout, optional): the batch's value facts (default: computed from the
+            tensors, which reads their values).
     """
 
     def __init__(self, schema: Schema, num_nodes: Sequence[int], edge_index: Mapping[EdgeType, Tensor],
                  node_batch: Sequence[Tensor] | None = None, num_samples: int | None = None,
-                 dense: bool = True, device: torch.device | None = None) -> None:
+                 dense: bool = True, device: torch.device | None = None, layout: BatchLayout | None = None) -> None:
         self.schema = schema
         self.num_nodes_per_type = [int(n) for n in num_nodes]
         self.num_nodes = sum(self.num_nodes_per_type)
@@ -175,25 +184,41 @@ class FlatGraph:
             device = next((e.device for e in edge_index.values()), None) if node_batch is None else None
             device = device or (node_batch[0].device if node_batch is not None else torch.device("cpu"))
         self.device = torch.device(device)
-        self._init_samples(node_batch, num_samples)
-        self._init_relations(edge_index, dense)
+        self._check_shapes(edge_index, node_batch)
+        sizes = dict(zip(schema.node_types, self.num_nodes_per_type, strict=True))
+        if layout is None or is_debug_enabled() or not layout.describes(sizes, edge_index, num_samples):
+            batches = None if node_batch is None else dict(zip(schema.node_types, node_batch, strict=True))
+            layout = BatchLayout.from_tensors(sizes, edge_index, batches, num_samples)
+        self.layout = layout
         self._edges: dict = {}
         self._cache: dict = {}
+        self._init_row_spaces()
+        self._init_samples(node_batch)
+        self._init_relations(edge_index, dense)
 
     def with_edges(self, edge_index: Mapping[EdgeType, Tensor], dense: bool = True) -> FlatGraph:
         """The same nodes and samples with some relations' edges replaced (e.g. by k-NN edges)."""
+        self._check_shapes(edge_index, None)
+        node_batch = dict(zip(self.schema.node_types, self.split(self.node_batch), strict=True))
+        return self._rebuilt(edge_index, dense, self.layout.with_edges(edge_index, node_batch))
+
+    def with_dense(self, dense: bool) -> FlatGraph:
+        """The same graph with complete bipartite relations detected (``dense``) or all sparse."""
+        return self._rebuilt({}, dense, self.layout)
+
+    def _rebuilt(self, edge_index: Mapping[EdgeType, Tensor], dense: bool, layout: BatchLayout) -> FlatGraph:
         graph = copy.copy(self)  # node layout and row spaces are shared; edge structure is rebuilt
-        graph._edges, graph._cache = {}, {}
-        graph._init_relations({**{e: ei for e, ei in zip(self.schema.edge_types, self.edge_index, strict=True)},
-                               **edge_index}, dense)
+        graph._edges, graph._cache, graph.layout = {}, {}, layout
+        graph._init_relations({**dict(zip(self.schema.edge_types, self.edge_index, strict=True)), **edge_index}, dense)
         return graph
 
     @classmethod
     def from_dicts(cls, metadata: Metadata | Schema, num_nodes_dict: Mapping[NodeType, int],
                    edge_index_dict: Mapping[EdgeType, Tensor], batch_dict: Mapping[NodeType, Tensor] | None = None,
-                   num_samples: int | None = None, dense: bool = True) -> FlatGraph:
-        """From per-type node counts, ``edge_index_dict`` and (optionally) ``batch_dict``; a node
-        type left out has no nodes."""
+                   num_samples: int | None = None, dense: bool = True, layout: BatchLayout | None = None
+                   ) -> FlatGraph:
+        """From per-type node counts, ``edge_index_dict`` and (optionally) ``batch_dict`` and the
+        batch's :class:`BatchLayout`; a node type left out has no nodes."""
         schema = Schema.from_metadata(metadata)
         unknown = [key for key in edge_index_dict if tuple(key) not in schema.edge_types]
         if unknown:
@@ -217,11 +242,12 @@ class FlatGraph:
                     batch = torch.zeros(0, dtype=torch.long, device=device)
                 batches.append(batch)
         return cls(schema, sizes, {tuple(k): v for k, v in edge_index_dict.items()}, batches, num_samples,
-                   dense=dense, device=device)
+                   dense=dense, device=device, layout=layout)
 
     @classmethod
     def from_batch(cls, batch, metadata: Metadata | Schema | None = None, dense: bool = True) -> FlatGraph:
-        """From a PyG ``HeteroData`` or its ``Batch`` (the builder's :meth:`collate` output)."""
+        """From a PyG ``HeteroData`` or its ``Batch`` (the builder's :meth:`collate` output, whose
+        :class:`BatchLayout` it uses)."""
         metadata = batch.metadata() if metadata is None else metadata
         schema = Schema.from_metadata(metadata)
         num_nodes = {t: batch[t].num_nodes or 0 for t in schema.node_types if t in batch.node_types}
@@ -231,80 +257,50 @@ class FlatGraph:
             batch_dict = {t: batch[t].batch for t in num_nodes if "batch" in batch[t]}
         edge_index_dict = {e: batch[e].edge_index for e in schema.edge_types
                            if e in batch.edge_types and "edge_index" in batch[e]}
-        return cls.from_dicts(schema, num_nodes, edge_index_dict, batch_dict or None, num_samples, dense)
+        return cls.from_dicts(schema, num_nodes, edge_index_dict, batch_dict or None, num_samples, dense,
+                              batch_layout(batch))
 
-    def _init_samples(self, node_batch: Sequence[Tensor] | None, num_samples: int | None) -> None:
-        T = self.schema.num_node_types
-        long = dict(dtype=torch.long, device=self.device)
-        self.node_type = torch.repeat_interleave(torch.arange(T, device=self.device),
-                                                 torch.tensor(self.num_nodes_per_type, device=self.device))
-        if node_batch is None:
-            self.num_samples = 1 if num_samples is None else num_samples
-            self.node_batch = torch.zeros(self.num_nodes, **long)
-        else:
+    def _check_shapes(self, edge_index: Mapping[EdgeType, Tensor], node_batch: Sequence[Tensor] | None) -> None:
+        if node_batch is not None:
             for node_type, batch, n in zip(self.schema.node_types, node_batch, self.num_nodes_per_type, strict=True):
                 if batch.dim() != 1 or batch.numel() != n:
                     raise ValueError(f"The batch vector of node type {node_type!r} must have one entry per node "
                                      f"({n}), got shape {tuple(batch.shape)}")
-                if n > 1 and bool((batch[1:] < batch[:-1]).any()):
-                    raise ValueError(f"The batch vector of node type {node_type!r} must be sorted (as in a PyG "
-                                     "Batch): nodes of a sample lie together, samples in order")
-            self.node_batch = torch.cat(list(node_batch)).to(**long)
-            inferred = int(self.node_batch.max()) + 1 if self.num_nodes else 0
-            self.num_samples = inferred if num_samples is None else int(num_samples)
-            if inferred > self.num_samples or bool((self.node_batch < 0).any()):
-                raise ValueError(f"batch vectors hold sample indices up to {inferred - 1} but num_samples is "
-                                 f"{self.num_samples}")
-        B = self.num_samples
-        self.type_sample = self.node_type * B + self.node_batch
-        self.counts = torch.bincount(self.type_sample, minlength=T * B).view(T, B)
-        starts = (torch.cumsum(self.counts, 1) - self.counts).flatten()
-        self.position = torch.arange(self.num_nodes, device=self.device) - (
-            torch.tensor(self.offsets[:-1], device=self.device)[self.node_type] + starts[self.type_sample])
-        self.block_size = max(int(self.counts.max()), 1)
-
-    def _init_relations(self, edge_index: Mapping[EdgeType, Tensor], dense: bool) -> None:
-        schema = self.schema
-        self.edge_index: list[Tensor] = []
-        self.dense: list[bool] = []
-        for r, edge_type in enumerate(schema.edge_types):
-            s, t = schema.src_type[r], schema.dst_type[r]
-            ei = edge_index.get(edge_type)
-            if ei is None:
-                ei = torch.zeros(2, 0, dtype=torch.long, device=self.device)
+        for edge_type, ei in edge_index.items():
             if not isinstance(ei, Tensor) or ei.dtype != torch.long or ei.dim() != 2 or ei.size(0) != 2:
                 raise TypeError(f"edge_index of {edge_type} must be a [2, num_edges] long tensor, got "
                                 f"{type(ei).__name__} {getattr(ei, 'dtype', '')} {tuple(getattr(ei, 'shape', ()))}")
-            complete = dense and self._complete_bipartite(ei, s, t)
-            if ei.numel() and not complete:  # a complete bipartite relation is in range by construction
-                n_src, n_dst = self.num_nodes_per_type[s], self.num_nodes_per_type[t]
-                low, high = ei.min(dim=1).values.tolist(), ei.max(dim=1).values.tolist()
-                if min(low) < 0 or high[0] >= n_src or high[1] >= n_dst:
-                    raise ValueError(f"edge_index of {edge_type} points outside its node types: indices up to "
-                                     f"({high[0]}, {high[1]}) for {n_src} {edge_type[0]!r} and {n_dst} "
-                                     f"{edge_type[2]!r} nodes")
-            self.edge_index.append(ei)
-            self.dense.append(complete)
 
-    def _complete_bipartite(self, edge_index: Tensor, s: int, t: int) -> bool:
-        n_src, n_dst = self.counts[s], self.counts[t]
-        per_sample = n_src * n_dst
-        if edge_index.size(1) == 0 or edge_index.size(1) != int(per_sample.sum()):
-            return False
-        B, device = self.num_samples, self.device
-        if bool((n_src == n_src[0]).all()) and bool((n_dst == n_dst[0]).all()):  # one shape: compare by views
-            ns, nt = int(n_src[0]), int(n_dst[0])
-            src = torch.arange(B * ns, device=device).unsqueeze(-1)
-            dst = (torch.arange(B, device=device) * nt).view(B, 1, 1) + torch.arange(nt, device=device)
-            return bool((edge_index[0].view(B * ns, nt) == src).all()) and bool(
-                (edge_index[1].view(B, ns, nt) == dst).all())
-        sample = torch.repeat_interleave(torch.arange(self.num_samples, device=self.device), per_sample)
-        block_start = torch.cumsum(per_sample, 0) - per_sample
-        within = torch.arange(edge_index.size(1), device=self.device) - block_start[sample]
-        width = n_dst[sample]
-        src = (torch.cumsum(n_src, 0) - n_src)[sample] + torch.div(within, width, rounding_mode="floor")
-        dst = (torch.cumsum(n_dst, 0) - n_dst)[sample] + within % width
-        return bool(torch.equal(edge_index[0], src)) and bool(torch.equal(edge_index[1], dst))
+    def _init_samples(self, node_batch: Sequence[Tensor] | None) -> None:
+        T, B = self.schema.num_node_types, self.layout.num_samples
+        long = dict(dtype=torch.long, device=self.device)
+        self.num_samples = B
+        zeros = (0,) * B
+        counts = [self.layout.counts.get(t, zeros) if n else zeros
+                  for t, n in zip(self.schema.node_types, self.num_nodes_per_type, strict=True)]
+        self.block_size = max(1, *(max(c) for c in counts))
+        # Which node types leave padding in their [B, block_size] slots.
+        self.padded = [any(c != self.block_size for c in per_sample) for per_sample in counts]
+        self.counts = torch.tensor(counts, **long).view(T, B)
+        self.node_type = torch.cat([torch.full((n,), t, **long) for t, n in enumerate(self.num_nodes_per_type)])
+        self.node_batch = (torch.zeros(self.num_nodes, **long) if node_batch is None
+                           else torch.cat(list(node_batch)).to(**long))
+        self.type_sample = self.node_type * B + self.node_batch
+        starts = (torch.cumsum(self.counts, 1) - self.counts).flatten()
+        self.position = torch.arange(self.num_nodes, device=self.device) - (
+            torch.tensor(self.offsets[:-1], device=self.device)[self.node_type] + starts[self.type_sample])
+
+    def _init_relations(self, edge_index: Mapping[EdgeType, Tensor], dense: bool) -> None:
+        self.edge_index: list[Tensor] = []
+        self.dense: list[bool] = []
+        self.self_loops: list[bool] = []
+        for edge_type in self.schema.edge_types:
+            ei = edge_index.get(edge_type)
+            if ei is None:
+                ei = torch.zeros(2, 0, dtype=torch.long, device=self.device)
+            self.edge_index.append(ei)
+            self.dense.append(dense and ei.numel() > 0 and edge_type in self.layout.complete)
+            self.self_loops.append(edge_type in self.layout.self_loops)
 
     def cached(self, key, make):
         """``make()``, computed once per graph under ``key``: structure that layers share."""
@@ -313,27 +309,14 @@ class FlatGraph:
         return self._cache[key]
 
     # Row spaces ---------------------------------------------------------------------------------
-    @cached_property
-    def source_row_offsets(self) -> list[int]:
-        offsets = [0]
+    def _init_row_spaces(self) -> None:
+        # Plain attributes, not cached properties: their lock is beyond torch.compile (Python < 3.12).
+        self.source_row_offsets, self.group_row_offsets, self.group_slot_offsets = [0], [0], [0]
         for t, n in enumerate(self.num_nodes_per_type):
-            offsets.append(offsets[-1] + n * len(self.schema.out_relations[t]))
-        return offsets
-
-    @cached_property
-    def group_row_offsets(self) -> list[int]:
-        offsets = [0]
-        for t, n in enumerate(self.num_nodes_per_type):
-            offsets.append(offsets[-1] + n * len(self.schema.in_relations[t]))
-        return offsets
-
-    @cached_property
-    def group_slot_offsets(self) -> list[int]:
-        """Where each node type's relations start in the list of (type, incoming relation) slots."""
-        offsets = [0]
-        for t in range(self.schema.num_node_types):
-            offsets.append(offsets[-1] + len(self.schema.in_relations[t]))
-        return offsets
+            self.source_row_offsets.append(self.source_row_offsets[-1] + n * len(self.schema.out_relations[t]))
+            self.group_row_offsets.append(self.group_row_offsets[-1] + n * len(self.schema.in_relations[t]))
+            # where each node type's relations start among the (type, incoming relation) slots
+            self.group_slot_offsets.append(self.group_slot_offsets[-1] + len(self.schema.in_relations[t]))
 
     @property
     def num_source_rows(self) -> int:
@@ -343,12 +326,19 @@ class FlatGraph:
     def num_group_rows(self) -> int:
         return self.group_row_offsets[-1]
 
-    @cached_property
+    @property
     def group_node(self) -> Tensor:
         """The flat destination node of every group row."""
-        parts = [torch.arange(self.offsets[t], self.offsets[t + 1], device=self.device)
-                 .repeat_interleave(len(self.schema.in_relations[t])) for t in range(self.schema.num_node_types)]
-        return torch.cat(parts)
+        return self.cached("group_node", lambda: torch.cat([
+            torch.arange(self.offsets[t], self.offsets[t + 1], device=self.device)
+            .repeat_interleave(len(self.schema.in_relations[t])) for t in range(self.schema.num_node_types)]))
+
+    @property
+    def group_relation(self) -> Tensor:
+        """The relation of every group row."""
+        return self.cached("group_relation", lambda: torch.cat([
+            torch.tensor(self.schema.in_relations[t], dtype=torch.long, device=self.device).repeat(n)
+            for t, n in enumerate(self.num_nodes_per_type)]))
 
     def _source_rows(self, r: int, src_local: Tensor) -> Tensor:
         s = self.schema.src_type[r]
@@ -378,11 +368,13 @@ class FlatGraph:
             src_local, dst_local = ei[0], ei[1]
             position = torch.arange(ei.size(1), device=self.device)
             if self_loops and s == t:
-                keep = src_local != dst_local
+                if self.self_loops[r]:  # the layout says whether there are any: no mask, no sync otherwise
+                    keep = src_local != dst_local
+                    src_local, dst_local, position = src_local[keep], dst_local[keep], position[keep]
                 loops = torch.arange(self.num_nodes_per_type[t], device=self.device)
-                src_local = torch.cat([src_local[keep], loops])
-                dst_local = torch.cat([dst_local[keep], loops])
-                position = torch.cat([position[keep], torch.full_like(loops, -1)])
+                src_local = torch.cat([src_local, loops])
+                dst_local = torch.cat([dst_local, loops])
+                position = torch.cat([position, torch.full_like(loops, -1)])
             parts.append((src_local + self.offsets[s], dst_local + self.offsets[t],
                           torch.full_like(src_local, r), self._source_rows(r, src_local),
                           self._group_rows(r, dst_local), position))
@@ -390,6 +382,17 @@ class FlatGraph:
             empty = torch.zeros(0, dtype=torch.long, device=self.device)
             return SparseEdges(empty, empty, empty, empty, empty, empty)
         return SparseEdges(*(torch.cat(columns) for columns in zip(*parts, strict=True)))
+
+    def by_relation(self, edges: SparseEdges, values: Tensor) -> dict[EdgeType, tuple[Tensor, Tensor]]:
+        """Per-edge ``values`` of ``edges`` as ``{edge_type: (edge_index, values)}``, with local
+        indices, each relation's edges in input order (added self loops last)."""
+        result = {}
+        for r, edge_type in enumerate(self.schema.edge_types):
+            s, t = self.schema.src_type[r], self.schema.dst_type[r]
+            chosen = edges.relation == r
+            edge_index = torch.stack([edges.src[chosen] - self.offsets[s], edges.dst[chosen] - self.offsets[t]])
+            result[edge_type] = (edge_index, values[chosen])
+        return result
 
     def runs_dense(self, self_loops: bool = False) -> list[bool]:
         """Which relations a layer runs as dense blocks (relations within one type with added self
@@ -404,9 +407,12 @@ class FlatGraph:
             self._edges[key] = self._make_dense_blocks(self.runs_dense(self_loops))
         return self._edges[key]
 
-    @cached_property
+    @property
     def slot_table(self) -> Tensor:
         """Flat node index at each padded (type, sample, position), ``-1`` where there is none."""
+        return self.cached("slot_table", self._make_slot_table)
+
+    def _make_slot_table(self) -> Tensor:
         T, B, L = self.schema.num_node_types, self.num_samples, self.block_size
         table = torch.full((T * B * L,), -1, dtype=torch.long, device=self.device)
         table[self.type_sample * L + self.position] = torch.arange(self.num_nodes, device=self.device)
@@ -427,8 +433,8 @@ class FlatGraph:
         dst_local = dst_node - torch.tensor(self.offsets[:-1], device=self.device)[dst_type].view(-1, 1, 1)
         src_row = torch.stack([self._source_rows(r, src_local[i]) for i, r in enumerate(relations)])
         dst_group_row = torch.stack([self._group_rows(r, dst_local[i]) for i, r in enumerate(relations)])
-        return DenseBlocks(rel, src_row * src_valid, src_node, src_valid, dst_node, dst_group_row * dst_valid,
-                           dst_valid)
+        return DenseBlocks(relations, rel, src_row * src_valid, src_node, src_valid, dst_node,
+                           dst_group_row * dst_valid, dst_valid)
 
     # Features -----------------------------------------------------------------------------------
     def flatten(self, x_dict: Mapping[NodeType, Tensor], owner: str = "FlatGraph") -> Tensor:

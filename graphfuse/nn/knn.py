@@ -83,9 +83,11 @@ class DynamicKNNEdges(torch.nn.Module):
         pairs = torch.einsum("pbic,pbjc->pbij", unit[pair_dst.clamp_min(0)], unit[pair_src.clamp_min(0)])
         # Padding slots never become neighbours. One in-place fill serves both directions: a masked
         # padding row or column only changes results for padding destinations, which are dropped.
-        dst_padding, src_padding = pair_dst < 0, pair_src < 0
-        if dst_padding.any() or src_padding.any():
-            pairs.masked_fill_(dst_padding.unsqueeze(3) | src_padding.unsqueeze(2), float("-inf"))
+        # Whether there is any padding is known without reading the table (a host sync).
+        types = {schema.src_type[self.relation_index[i]] for i in self.pair_first} | {
+            schema.dst_type[self.relation_index[i]] for i in self.pair_first}
+        if any(graph.padded[t] for t in types):
+            pairs.masked_fill_((pair_dst < 0).unsqueeze(3) | (pair_src < 0).unsqueeze(2), float("-inf"))
         k = min(self.k, pairs.size(-1))
         forward, backward = pairs.topk(k, dim=-1), pairs.topk(k, dim=-2)
         best = torch.stack([backward.values[p].transpose(-1, -2) if flipped else forward.values[p]

@@ -15,6 +15,7 @@ from torch import Tensor
 from torch_geometric.utils import scatter, softmax
 
 from graphfuse.checks import check_choice, check_int
+from graphfuse.debug import is_debug_enabled
 
 POOLS = ("mean", "max", "sum", "attention")
 FUSIONS = ("attention", "gate", "concat", "bilinear")
@@ -288,8 +289,10 @@ class TypeFusion(torch.nn.Module):
                              f"present [B, {self.num_types}], got pooled {tuple(getattr(pooled, 'shape', ()))} and "
                              f"present {tuple(getattr(present, 'shape', ()))} of dtype "
                              f"{getattr(present, 'dtype', None)}; pass TypePooling's output")
-        # A sample with no present type would softmax over nothing and silently turn into NaN; this
-        # check costs one device sync per call, a price worth paying.
+        # A sample with no present type would softmax over nothing and silently turn into NaN; the
+        # check reads the mask (a host sync), so it runs in debug mode (see graphfuse.debug).
+        if not is_debug_enabled():
+            return
         empty = ~present.any(dim=1)
         if bool(empty.any()):
             samples = empty.nonzero().flatten().tolist()
@@ -369,9 +372,10 @@ class VirtualNodeReadout(torch.nn.Module):
         h = h_dict[self.node_type]
         batch = batch_dict[self.node_type].to(device=h.device, dtype=torch.long)
         count = torch.zeros(num_samples, device=h.device, dtype=torch.long).index_add_(0, batch, torch.ones_like(batch))
-        # One device sync: a sample without a virtual node would silently read out zeros.
+        # A sample without a virtual node would silently read out zeros; the check reads the counts
+        # (a host sync), so it runs in debug mode (see graphfuse.debug).
         empty = count == 0
-        if bool(empty.any()):
+        if is_debug_enabled() and bool(empty.any()):
             raise ValueError(f"VirtualNodeReadout received samples {empty.nonzero().flatten().tolist()} without a "
                              f"{self.node_type!r} node; build every sample with the builder that has VirtualNodes")
         return scatter(h.float(), batch, dim=0, dim_size=num_samples, reduce="sum").div(count.unsqueeze(-1)).to(h.dtype)

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from graphfuse.debug import debug
 from graphfuse.nn import FeatureEncoder, FrameEncoder, NodeEncoders, PatchEncoder, TokenEncoder
 from graphfuse.nn.encoders import AUDIO_TIME_WEIGHT, POSITION_STD, sinusoidal_encoding
 
@@ -12,9 +13,9 @@ def test_token_encoder():
     assert out.shape == (3, 8)
     torch.testing.assert_close(out, encoder.token(ids) + encoder.position(pos))
     assert torch.equal(encoder(torch.tensor([0])), torch.zeros(1, 8))  # the padding id
-    with pytest.raises(ValueError, match="token id 10 but has a vocabulary of 10"):
+    with debug(), pytest.raises(ValueError, match="token id 10 but has a vocabulary of 10"):
         encoder(torch.tensor([10]))
-    with pytest.raises(ValueError, match="max_positions"):
+    with debug(), pytest.raises(ValueError, match="max_positions"):
         encoder(ids, torch.tensor([0, 1, 6]))
     with pytest.raises(ValueError, match="long tensor"):
         encoder(torch.randn(3, 4))
@@ -27,7 +28,7 @@ def test_patch_encoder_lazy():
     assert out.shape == (5, 8) and encoder.proj.in_features == 12
     torch.testing.assert_close(out, encoder.proj(x) + encoder.row(pos[:, 0]) + encoder.col(pos[:, 1]))
     assert encoder(torch.randint(0, 255, (2, 12), dtype=torch.uint8)).dtype == torch.float32
-    with pytest.raises(ValueError, match="max_grid"):
+    with debug(), pytest.raises(ValueError, match="max_grid"):
         encoder(x, torch.tensor([[0, 0], [0, 1], [1, 0], [4, 3], [2, 1]]))
     with pytest.raises(ValueError, match=r"\[N, 2\]"):
         encoder(x, torch.zeros(5, dtype=torch.long))

@@ -40,6 +40,17 @@ def test_missing_edge_is_not_dense(batch, metadata):
     assert not graph.dense[metadata[1].index(("text", "to", "image"))]
 
 
+def test_edge_across_samples_is_not_dense(batch, metadata):
+    """In order and of the right count, but one edge joins two samples."""
+    edges = dict(batch.edge_index_dict)
+    ei = edges["text", "to", "image"].clone()
+    last = int((batch["text"].batch[ei[0]] == 0).sum()) - 1  # the last edge of sample 0
+    ei[1, last] = int((batch["image"].batch == 0).sum())  # to the first image node of the next sample
+    edges["text", "to", "image"] = ei
+    graph = from_batch_dicts(batch, metadata, edges)
+    assert not graph.dense[metadata[1].index(("text", "to", "image"))]
+
+
 def test_from_dicts_matches_from_batch(batch, metadata, flat_graph):
     graph = from_batch_dicts(batch, metadata)
     assert graph.dense == flat_graph.dense

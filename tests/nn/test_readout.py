@@ -14,6 +14,7 @@ from graphfuse.data import (
     Tokenizer,
 )
 from graphfuse.datasets import WORDS, synthetic_samples
+from graphfuse.debug import debug
 from graphfuse.nn import FusionEncoder, NodeEncoders, Readout, TypeFusion, TypePooling, VirtualNodeReadout
 
 TYPES = ["text", "image", "audio"]
@@ -176,7 +177,7 @@ def test_virtual_readout_matches_mean():
     torch.testing.assert_close(Readout(4, TYPES, fuse="virtual")(h_dict, batch_dict, 3), expected)
     with pytest.raises(ValueError, match=r"graphfuse.VirtualNodes"):
         VirtualNodeReadout()({"text": h_dict["text"]}, batch_dict, 3)
-    with pytest.raises(ValueError, match=r"samples \[3\]"):
+    with debug(), pytest.raises(ValueError, match=r"samples \[3\]"):
         VirtualNodeReadout()(h_dict, batch_dict, 4)
 
 
@@ -244,9 +245,9 @@ def test_torch_compile(batch):
 def test_sample_without_present_type_raises():
     h_dict, batch_dict, _ = hand_made()
     for fuse in ALL_FUSES:
-        with pytest.raises(ValueError, match=r"samples \[3, 4\].*at least one node"):
+        with debug(), pytest.raises(ValueError, match=r"samples \[3, 4\].*at least one node"):
             Readout(4, TYPES, fuse=fuse).double()(h_dict, batch_dict, 5)
-    with pytest.raises(ValueError, match=r"samples \[1\]"):
+    with debug(), pytest.raises(ValueError, match=r"samples \[1\]"):
         TypeFusion(4, 2)(torch.zeros(2, 2, 4), torch.tensor([[True, False], [False, False]]))
 
 

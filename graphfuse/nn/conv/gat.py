@@ -7,11 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Parameter
+from torch_geometric.utils import scatter, softmax
 
 from graphfuse.checks import check_choice
-from graphfuse.nn.conv.aggregate import received_rows, relational_attention
-from graphfuse.nn.conv.base import RelationalConv
-from graphfuse.nn.conv.bipartite import bipartite_gat
+from graphfuse.nn.conv import fused
+from graphfuse.nn.conv.base import RelationalConv, relation_counts, type_linear
+from graphfuse.nn.conv.fused.rules import KernelRules
 from graphfuse.nn.flat import FlatGraph, Metadata, Schema
 
 SOFTMAX_GROUPS = ("node", "relation")
@@ -33,9 +34,8 @@ class RelationalGATConv(RelationalConv):
     relations). With one relation and ``root_weight=False`` it is PyG's
     :class:`~torch_geometric.nn.conv.GATConv`.
 
-    Each node type is projected into all its outgoing relations by one matmul; attention logits
-    of destinations fold into the same matmul (:math:`\mathbf{a}_{r,d}^{\top}\mathbf{W}_r` is a
-    vector). Sparse relations gather per edge; complete bipartite ones run as per-sample blocks.
+    The fused path (:func:`graphfuse.nn.conv.fused.gat_conv`) folds the attention logits into
+    each node type's projection and runs complete bipartite relations as per-sample blocks.
 
     Args:
         in_channels (int): input features per node.
@@ -53,6 +53,9 @@ class RelationalGATConv(RelationalConv):
         root_weight (bool, optional): add a per-node-type projection of the node itself.
             (default: :obj:`False`)
         bias (bool, optional): learn an additive bias. (default: :obj:`True`)
+        path (str, optional): ``"auto"``, ``"fused"`` or ``"reference"`` (see
+            :class:`~graphfuse.nn.conv.RelationalConv`). (default: :obj:`"auto"`)
+        rules (KernelRules, optional): how the fused path runs each relation.
 
     Shapes:
         - **input:** :math:`(|\mathcal{V}|, F_{in})` with a :class:`FlatGraph`, or dicts
@@ -63,8 +66,8 @@ class RelationalGATConv(RelationalConv):
     def __init__(self, in_channels: int, out_channels: int, metadata: Metadata | Schema, heads: int = 1,
                  concat: bool = True, negative_slope: float = 0.2, dropout: float = 0.0, softmax: str = "node",
                  aggr: str = "sum", add_self_loops: bool = True, root_weight: bool = False, bias: bool = True,
-                 device=None, dtype=None) -> None:
-        super().__init__(in_channels, out_channels, metadata)
+                 path: str = "auto", rules: KernelRules | None = None, device=None, dtype=None) -> None:
+        super().__init__(in_channels, out_channels, metadata, path, rules)
         check_choice(softmax, SOFTMAX_GROUPS, "RelationalGATConv 'softmax'")
         check_choice(aggr, ("sum", "mean"), "RelationalGATConv 'aggr'")
         if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
@@ -93,62 +96,33 @@ class RelationalGATConv(RelationalConv):
         if self.bias is not None:
             torch.nn.init.zeros_(self.bias)
 
-    def propagate_flat(self, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[Tensor, dict | None]:
-        schema, H, C = self.schema, self.heads, self.out_channels
-        # Logits a^T W_r x are x @ (W_r a): folded into each type's one matmul as extra columns.
-        weight = self.weight.view(-1, self.in_channels, H, C)
-        src_logit = (weight * self.att_src.unsqueeze(1)).sum(-1)
-        dst_logit = (weight * self.att_dst.unsqueeze(1)).sum(-1)
-        values, src_logits, dst_logits, roots = [], [], [], []
-        for t, node in enumerate(graph.split(x)):
-            out_rel, in_rel = list(schema.out_relations[t]), list(schema.in_relations[t])
-            weights = [self.weight[out_rel].permute(1, 0, 2).reshape(self.in_channels, -1),
-                       src_logit[out_rel].permute(1, 0, 2).reshape(self.in_channels, -1),
-                       dst_logit[in_rel].permute(1, 0, 2).reshape(self.in_channels, -1)]
-            if self.root is not None:
-                weights.append(self.root[t])
-            parts = torch.split(node @ torch.cat(weights, 1), [w.size(1) for w in weights], dim=1)
-            values.append(parts[0].reshape(node.size(0), len(out_rel), H, C).permute(2, 0, 1, 3).reshape(H, -1, C))
-            src_logits.append(parts[1].reshape(-1, H))
-            dst_logits.append(parts[2].reshape(-1, H))
-            if self.root is not None:
-                roots.append(parts[3])
-        values = torch.cat(values, 1)  # head-first [H, num_source_rows, C]
-        src_logits, dst_logits = torch.cat(src_logits), torch.cat(dst_logits)
-
-        edges = graph.sparse_edges(self.add_self_loops)
-        sparse_scores = F.leaky_relu(src_logits[edges.source_row] + dst_logits[edges.group_row], self.negative_slope)
-        blocks = graph.dense_blocks(self.add_self_loops)
-        dense_scores = dense_parts = None
+    def propagate(self, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[Tensor, dict | None]:
+        H, C = self.heads, self.out_channels
+        edges = graph.sparse_edges(self.add_self_loops, include_dense=True)
+        projected = torch.einsum("nc,rco->nro", x, self.weight.to(x.dtype)).view(x.size(0), -1, H, C)
+        x_j = projected[edges.src, edges.relation]  # [E, H, C]: each source by its edge's relation
+        x_i = projected[edges.dst, edges.relation]
+        alpha = (x_j * self.att_src[edges.relation]).sum(-1) + (x_i * self.att_dst[edges.relation]).sum(-1)
+        alpha = F.leaky_relu(alpha, self.negative_slope)
         per_relation = self.softmax == "relation"
-        if blocks is not None:
-            src_part, dst_part = src_logits[blocks.src_row], dst_logits[blocks.dst_group_row]
-            if return_weights or (self.training and self.dropout > 0):  # per-edge weights are needed
-                dense_scores = F.leaky_relu(dst_part.permute(0, 1, 3, 2).unsqueeze(-1)
-                                            + src_part.permute(0, 1, 3, 2).unsqueeze(-2), self.negative_slope)
-            else:
-                dense_parts = bipartite_gat(src_part.permute(3, 0, 1, 2), dst_part.permute(3, 0, 1, 2),
-                                            values, blocks.src_row, blocks.src_valid, blocks.dst_valid,
-                                            self.negative_slope)
-        out, weights = relational_attention(graph, values, sparse_scores, dense_scores, self.add_self_loops,
-                                            per_relation, self.dropout, self.training, return_weights, dense_parts)
+        group, num_groups = (edges.group_row, graph.num_group_rows) if per_relation else (edges.dst, graph.num_nodes)
+        alpha = softmax(alpha, group, num_nodes=num_groups)
+        kept = F.dropout(alpha, p=self.dropout, training=self.training)
+        out = scatter(x_j * kept.unsqueeze(-1).to(x_j.dtype), group, 0, dim_size=num_groups)
         if per_relation:
-            out = self._combine_relations(out, graph)
+            out = scatter(out, graph.group_node, 0, dim_size=graph.num_nodes)
+            if self.aggr == "mean":
+                out = out / relation_counts(graph, edges).clamp_min(1).view(-1, 1, 1).to(out.dtype)
         out = out.reshape(-1, H * C) if self.concat else out.mean(1)
         if self.root is not None:
-            root = torch.cat(roots)
+            root = type_linear(x, self.root, graph)
             out = out + (root if self.concat else root.view(-1, H, C).mean(1))
         if self.bias is not None:
             out = out + self.bias
-        return out, weights
+        return out, graph.by_relation(edges, alpha) if return_weights else None
 
-    def _combine_relations(self, grouped: Tensor, graph: FlatGraph) -> Tensor:
-        out = grouped.new_zeros(graph.num_nodes, *grouped.shape[1:]).index_add(0, graph.group_node, grouped)
-        if self.aggr == "mean":
-            received = received_rows(graph, self.add_self_loops).float()
-            count = torch.zeros(graph.num_nodes, device=grouped.device).index_add(0, graph.group_node, received)
-            out = out / count.clamp_min(1).view(-1, 1, 1).to(out.dtype)
-        return out
+    def propagate_fused(self, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[Tensor, dict | None]:
+        return fused.gat_conv(self, x, graph, return_weights)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, heads={self.heads}, "

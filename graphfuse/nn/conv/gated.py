@@ -6,10 +6,12 @@ import math
 import torch
 from torch import Tensor
 from torch.nn import Parameter
+from torch_geometric.utils import scatter
 
 from graphfuse.checks import check_choice
-from graphfuse.nn.conv.aggregate import NORMALIZATIONS, relation_aggregate
-from graphfuse.nn.conv.base import RelationalConv
+from graphfuse.nn.conv import fused
+from graphfuse.nn.conv.base import NORMALIZATIONS, RelationalConv, edge_norm, type_linear
+from graphfuse.nn.conv.fused.rules import KernelRules
 from graphfuse.nn.flat import FlatGraph, Metadata, Schema
 
 
@@ -25,9 +27,9 @@ class GatedRelationalConv(RelationalConv):
         \mathbf{x}^{\prime}_i = \mathbf{W}_{\tau(i)} \mathbf{x}_i + \mathbf{b} +
         \sum_r \mathbf{g}_{r,i} \odot \mathbf{m}_{r,i}
 
-    A relation that brings node :math:`i` no edges contributes nothing. Neighbour means come from
-    one sparse-matrix product for all sparse relations and per-sample pooling for complete
-    bipartite ones.
+    A relation that brings node :math:`i` no edges contributes nothing. The fused path
+    (:func:`graphfuse.nn.conv.fused.gated_conv`) takes the neighbour means from one sparse-matrix
+    product for all sparse relations and per-sample pooling for complete bipartite ones.
 
     Args:
         in_channels (int): input features per node.
@@ -38,6 +40,9 @@ class GatedRelationalConv(RelationalConv):
         root_weight (bool, optional): add :math:`\mathbf{W}_{\tau(i)} \mathbf{x}_i`.
             (default: :obj:`True`)
         bias (bool, optional): learn an additive bias. (default: :obj:`True`)
+        path (str, optional): ``"auto"``, ``"fused"`` or ``"reference"`` (see
+            :class:`~graphfuse.nn.conv.RelationalConv`). (default: :obj:`"auto"`)
+        rules (KernelRules, optional): how the fused path runs each relation.
 
     Shapes:
         - **input:** :math:`(|\mathcal{V}|, F_{in})` with a :class:`FlatGraph`, or dicts
@@ -45,8 +50,9 @@ class GatedRelationalConv(RelationalConv):
     """
 
     def __init__(self, in_channels: int, out_channels: int, metadata: Metadata | Schema, normalize: str = "mean",
-                 root_weight: bool = True, bias: bool = True, device=None, dtype=None) -> None:
-        super().__init__(in_channels, out_channels, metadata)
+                 root_weight: bool = True, bias: bool = True, path: str = "auto", rules: KernelRules | None = None,
+                 device=None, dtype=None) -> None:
+        super().__init__(in_channels, out_channels, metadata, path, rules)
         check_choice(normalize, NORMALIZATIONS, "GatedRelationalConv 'normalize'")
         factory = dict(device=device, dtype=dtype)
         self.normalize, self.root_weight = normalize, root_weight
@@ -70,25 +76,23 @@ class GatedRelationalConv(RelationalConv):
         if self.bias is not None:
             torch.nn.init.zeros_(self.bias)
 
-    def propagate_flat(self, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[Tensor, None]:
-        schema = self.schema
-        means, received = relation_aggregate(x, graph, self.normalize)
-        outs = []
-        for t, node in enumerate(graph.split(x)):
-            in_rel = list(schema.in_relations[t])
-            start, n = graph.group_row_offsets[t], node.size(0)
-            parts = [node @ self.root[t]] if self.root is not None else []
-            if in_rel:
-                grouped = means[start:start + n * len(in_rel)].view(n, len(in_rel), x.size(-1))
-                messages = torch.einsum("nrc,rcd->nrd", grouped, self.weight[in_rel].to(grouped.dtype))
-                gate_input = torch.einsum("nc,rcd->nrd", node, self.gate_node[in_rel].to(node.dtype))
-                gates = torch.sigmoid(gate_input + torch.einsum("nrc,rcd->nrd", messages,
-                                                                self.gate_message[in_rel].to(messages.dtype))
-                                      + self.gate_bias[in_rel])
-                mask = received[start:start + n * len(in_rel)].view(n, len(in_rel), 1)
-                parts.append((gates * messages * mask).sum(1))
-            outs.append(sum(parts) if parts else node.new_zeros(n, self.out_channels))
-        out = torch.cat(outs) if len(outs) > 1 else outs[0]
+    def propagate(self, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[Tensor, None]:
+        edges = graph.sparse_edges(include_dense=True)
+        # Per relation r and node i, m_{r,i} = W_r mean_j x_j: each edge gathers x_j W_r.
+        projected = torch.einsum("nc,rco->nro", x, self.weight.to(x.dtype))
+        weighted = projected[edges.src, edges.relation] * edge_norm(graph, edges, self.normalize).unsqueeze(-1)
+        messages = scatter(weighted.to(x.dtype), edges.group_row, 0, dim_size=graph.num_group_rows)
+        node, relation = graph.group_node, graph.group_relation
+        gate_node = torch.einsum("nc,rco->nro", x, self.gate_node.to(x.dtype))[node, relation]
+        gate_message = torch.einsum("go,rod->grd", messages, self.gate_message.to(messages.dtype))
+        gate_message = gate_message[torch.arange(messages.size(0), device=x.device), relation]
+        gates = torch.sigmoid(gate_node + gate_message + self.gate_bias[relation])
+        out = scatter(gates * messages, node, 0, dim_size=graph.num_nodes)  # no edges: m = 0, nothing added
+        if self.root is not None:
+            out = out + type_linear(x, self.root, graph)
         if self.bias is not None:
             out = out + self.bias
         return out, None
+
+    def propagate_fused(self, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[Tensor, None]:
+        return fused.gated_conv(self, x, graph), None

@@ -6,17 +6,12 @@ import math
 import torch
 from torch import Tensor
 from torch.nn import Parameter
+from torch_geometric.utils import scatter
 
 from graphfuse.checks import check_choice
-from graphfuse.nn.conv.aggregate import (
-    NORMALIZATIONS,
-    dense_scale,
-    pooled_by_sample,
-    received_rows,
-    sparse_adjacency,
-    spmm,
-)
-from graphfuse.nn.conv.base import RelationalConv
+from graphfuse.nn.conv import fused
+from graphfuse.nn.conv.base import NORMALIZATIONS, RelationalConv, edge_norm, relation_counts, type_linear
+from graphfuse.nn.conv.fused.rules import KernelRules
 from graphfuse.nn.flat import FlatGraph, Metadata, Schema
 
 
@@ -33,10 +28,8 @@ class RelationalGCNConv(RelationalConv):
     node type, one relation, ``add_self_loops=True`` and ``root_weight=False`` it is PyG's
     :class:`~torch_geometric.nn.conv.GCNConv` (on graphs whose edges go both ways).
 
-    All relations run in one pass: a sparse-matrix product aggregates every sparse relation at
-    once and each node type does one matmul with its relations' weights stacked. A complete
-    bipartite relation sends the same normalised sum to every destination of a sample, so it is
-    pooled per sample and transformed once per sample instead of once per node.
+    The fused path (:func:`graphfuse.nn.conv.fused.gcn_conv`) runs all relations in one pass
+    and pools each complete bipartite relation once per sample.
 
     Args:
         in_channels (int): input features per node.
@@ -50,6 +43,9 @@ class RelationalGCNConv(RelationalConv):
         add_self_loops (bool, optional): add self loops to relations within one node type.
             (default: :obj:`False`)
         bias (bool, optional): learn an additive bias. (default: :obj:`True`)
+        path (str, optional): ``"auto"``, ``"fused"`` or ``"reference"`` (see
+            :class:`~graphfuse.nn.conv.RelationalConv`). (default: :obj:`"auto"`)
+        rules (KernelRules, optional): how the fused path runs each relation.
 
     Shapes:
         - **input:** node features :math:`(|\mathcal{V}|, F_{in})` with a :class:`FlatGraph`, or
@@ -59,8 +55,9 @@ class RelationalGCNConv(RelationalConv):
 
     def __init__(self, in_channels: int, out_channels: int, metadata: Metadata | Schema, aggr: str = "sum",
                  normalize: str = "sym", root_weight: bool = True, add_self_loops: bool = False,
-                 bias: bool = True, device=None, dtype=None) -> None:
-        super().__init__(in_channels, out_channels, metadata)
+                 bias: bool = True, path: str = "auto", rules: KernelRules | None = None, device=None,
+                 dtype=None) -> None:
+        super().__init__(in_channels, out_channels, metadata, path, rules)
         check_choice(aggr, ("sum", "mean"), "RelationalGCNConv 'aggr'")
         check_choice(normalize, NORMALIZATIONS, "RelationalGCNConv 'normalize'")
         factory = dict(device=device, dtype=dtype)
@@ -80,55 +77,23 @@ class RelationalGCNConv(RelationalConv):
         if self.bias is not None:
             torch.nn.init.zeros_(self.bias)
 
-    def propagate_flat(self, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[Tensor, None]:
-        adjacency = sparse_adjacency(graph, self.normalize, self.add_self_loops)
-        neighbours = spmm(adjacency.matrix, x)
-        inverse_count = self._inverse_relation_count(graph) if self.aggr == "mean" else None
-        dense = self._dense_messages(x, graph)
-        outs = []
-        counts = graph.split(inverse_count) if inverse_count is not None else None
-        sizes = [end - start for start, end in zip(adjacency.type_offsets, adjacency.type_offsets[1:], strict=False)]
-        for t, (node, grouped) in enumerate(zip(graph.split(x), torch.split(neighbours, sizes), strict=True)):
-            relations = adjacency.relations[t]
-            grouped = grouped.view(node.size(0), len(relations) * x.size(-1))
-            if inverse_count is not None:
-                grouped = grouped * counts[t].unsqueeze(-1).to(grouped.dtype)
-            out = grouped @ self.weight[relations].reshape(-1, self.out_channels)
-            if self.root is not None:
-                out = out + node @ self.root[t]
-            outs.append(out)
-        out = torch.cat(outs) if len(outs) > 1 else outs[0]
-        if dense is not None:
-            dense = dense[graph.type_sample]
-            out = out + (dense * inverse_count.unsqueeze(-1) if inverse_count is not None else dense)
+    def propagate(self, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[Tensor, None]:
+        edges = graph.sparse_edges(self.add_self_loops, include_dense=True)
+        # x W_r for every node and relation; each edge gathers its source's, for its relation.
+        projected = torch.einsum("nc,rco->nro", x, self.weight.to(x.dtype))
+        messages = projected[edges.src, edges.relation] * edge_norm(graph, edges, self.normalize).unsqueeze(-1)
+        per_relation = scatter(messages.to(x.dtype), edges.group_row, 0, dim_size=graph.num_group_rows)
+        out = scatter(per_relation, graph.group_node, 0, dim_size=graph.num_nodes)
+        if self.aggr == "mean":
+            out = out / relation_counts(graph, edges).clamp_min(1).unsqueeze(-1).to(out.dtype)
+        if self.root is not None:
+            out = out + type_linear(x, self.root, graph)
         if self.bias is not None:
             out = out + self.bias
         return out, None
 
-    def _dense_messages(self, x: Tensor, graph: FlatGraph) -> Tensor | None:
-        """``[T * B, out]``: the complete bipartite relations' messages per (node type, sample)."""
-        blocks = graph.dense_blocks(self.add_self_loops)
-        if blocks is None:
-            return None
-        schema = self.schema
-        device = graph.device
-        src_type = torch.tensor(schema.src_type, device=device)[blocks.relation]
-        dst_type = torch.tensor(schema.dst_type, device=device)[blocks.relation]
-        pooled = pooled_by_sample(x, graph)[src_type] * dense_scale(graph, blocks.relation, self.normalize).unsqueeze(
-            -1).to(x.dtype)
-        messages = torch.bmm(pooled, self.weight[blocks.relation].to(pooled.dtype))
-        B = graph.num_samples
-        index = (dst_type.unsqueeze(-1) * B + torch.arange(B, device=device)).flatten()
-        return messages.new_zeros(schema.num_node_types * B, self.out_channels).index_add(
-            0, index, messages.flatten(0, 1))
-
-    def _inverse_relation_count(self, graph: FlatGraph) -> Tensor:
-        def make() -> Tensor:
-            received = received_rows(graph, self.add_self_loops).float()
-            count = torch.zeros(graph.num_nodes, device=graph.device).index_add(0, graph.group_node, received)
-            return count.clamp_min(1).reciprocal()
-
-        return graph.cached(("inverse_relation_count", self.add_self_loops), make)
+    def propagate_fused(self, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[Tensor, None]:
+        return fused.gcn_conv(self, x, graph), None
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "

@@ -7,10 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Parameter
+from torch_geometric.utils import scatter, softmax
 
 from graphfuse.checks import check_choice
-from graphfuse.nn.conv.aggregate import relational_attention
-from graphfuse.nn.conv.base import RelationalConv
+from graphfuse.nn.conv import fused
+from graphfuse.nn.conv.base import RelationalConv, type_linear
+from graphfuse.nn.conv.fused.rules import KernelRules
 from graphfuse.nn.conv.gat import SOFTMAX_GROUPS
 from graphfuse.nn.flat import FlatGraph, Metadata, Schema
 
@@ -38,6 +40,10 @@ class RelationalHGTConv(RelationalConv):
         heads (int, optional): attention heads. (default: :obj:`1`)
         softmax (str, optional): ``"node"`` or ``"relation"``. (default: :obj:`"node"`)
         dropout (float, optional): dropout of attention weights. (default: :obj:`0.0`)
+        path (str, optional): ``"auto"``, ``"fused"`` or ``"reference"`` (see
+            :class:`~graphfuse.nn.conv.RelationalConv`). (default: :obj:`"auto"`)
+        rules (KernelRules, optional): how the fused path (:func:`graphfuse.nn.conv.fused.hgt_conv`)
+            runs each relation.
 
     Shapes:
         - **input:** :math:`(|\mathcal{V}|, F_{in})` with a :class:`FlatGraph`, or dicts
@@ -46,8 +52,9 @@ class RelationalHGTConv(RelationalConv):
     """
 
     def __init__(self, in_channels: int, out_channels: int, metadata: Metadata | Schema, heads: int = 1,
-                 softmax: str = "node", dropout: float = 0.0, device=None, dtype=None) -> None:
-        super().__init__(in_channels, out_channels, metadata)
+                 softmax: str = "node", dropout: float = 0.0, path: str = "auto", rules: KernelRules | None = None,
+                 device=None, dtype=None) -> None:
+        super().__init__(in_channels, out_channels, metadata, path, rules)
         check_choice(softmax, SOFTMAX_GROUPS, "RelationalHGTConv 'softmax'")
         if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1 or out_channels % heads:
             raise ValueError(f"'RelationalHGTConv' needs 'out_channels' ({out_channels}) divisible by a positive "
@@ -77,38 +84,31 @@ class RelationalHGTConv(RelationalConv):
         torch.nn.init.ones_(self.p_rel)
         torch.nn.init.ones_(self.skip)
 
-    def propagate_flat(self, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[Tensor, dict | None]:
-        schema, H = self.schema, self.heads
-        D = self.out_channels // H
-        queries, keys, values = [], [], []
-        for t, node in enumerate(graph.split(x)):
-            out_rel = list(schema.out_relations[t])
-            k, q, v = (node @ self.kqv_weight[t] + self.kqv_bias[t]).view(-1, 3, H, D).unbind(1)
-            queries.append(q)
-            # Relation transforms per head, priors folded into the keys: score = q . (k W_att mu) / sqrt(D).
-            key_rel = self.k_rel[out_rel] * self.p_rel[out_rel].view(len(out_rel), H, 1, 1)
-            keys.append(torch.einsum("nhd,rhde->nrhe", k, key_rel.to(k.dtype)).reshape(-1, H, D))
-            values.append(torch.einsum("nhd,rhde->nrhe", v, self.v_rel[out_rel].to(v.dtype)).reshape(-1, H, D))
-        queries, keys, values = (torch.cat(parts) for parts in (queries, keys, values))
-        scale = 1.0 / math.sqrt(D)
-        edges = graph.sparse_edges()
-        sparse_scores = (queries[edges.dst] * keys[edges.source_row]).sum(-1) * scale
-        blocks = graph.dense_blocks()
-        dense_scores = None
-        if blocks is not None:
-            dense_scores = torch.einsum("rbihd,rbjhd->rbhij", queries[blocks.dst_node], keys[blocks.src_row]) * scale
+    def propagate(self, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[Tensor, dict | None]:
+        H, D = self.heads, self.out_channels // self.heads
+        kqv = type_linear(x, self.kqv_weight, graph) + self.kqv_bias[graph.node_type]
+        k, q, v = kqv.view(-1, 3, H, D).unbind(1)
+        edges = graph.sparse_edges(include_dense=True)
+        # Keys and values of every node for every relation; each edge gathers its source's.
+        k_j = torch.einsum("nhd,rhde->nrhe", k, self.k_rel.to(k.dtype))[edges.src, edges.relation]
+        v_j = torch.einsum("nhd,rhde->nrhe", v, self.v_rel.to(v.dtype))[edges.src, edges.relation]
+        alpha = (q[edges.dst] * k_j).sum(-1) * self.p_rel[edges.relation] / math.sqrt(D)
         per_relation = self.softmax == "relation"
-        out, weights = relational_attention(graph, values.permute(1, 0, 2), sparse_scores, dense_scores, False,
-                                            per_relation, self.dropout, self.training, return_weights)
+        group, num_groups = (edges.group_row, graph.num_group_rows) if per_relation else (edges.dst, graph.num_nodes)
+        alpha = softmax(alpha, group, num_nodes=num_groups)
+        kept = F.dropout(alpha, p=self.dropout, training=self.training)
+        out = scatter(v_j * kept.unsqueeze(-1).to(v_j.dtype), group, 0, dim_size=num_groups)
         if per_relation:
-            out = out.new_zeros(graph.num_nodes, H, D).index_add(0, graph.group_node, out)
+            out = scatter(out, graph.group_node, 0, dim_size=graph.num_nodes)
         out = F.gelu(out.reshape(-1, self.out_channels))
-        outs = [part @ self.out_weight[t] + self.out_bias[t] for t, part in enumerate(graph.split(out))]
-        out = torch.cat(outs) if len(outs) > 1 else outs[0]
+        out = type_linear(out, self.out_weight, graph) + self.out_bias[graph.node_type]
         if self.in_channels == self.out_channels:
             gate = torch.sigmoid(self.skip)[graph.node_type].unsqueeze(-1)
             out = gate * out + (1 - gate) * x
-        return out, weights
+        return out, graph.by_relation(edges, alpha) if return_weights else None
+
+    def propagate_fused(self, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[Tensor, dict | None]:
+        return fused.hgt_conv(self, x, graph, return_weights)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, heads={self.heads}, "

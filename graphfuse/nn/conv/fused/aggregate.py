@@ -1,0 +1,311 @@
+"""Message aggregation over a :class:`FlatGraph`, all relations at once.
+
+* :func:`relation_aggregate`: per (destination node, relation) sums of source features with
+  degree weights, as one sparse-matrix product for sparse relations and per-sample pooling for
+  complete bipartite ones (where every destination of a sample sees the same sum).
+* :func:`relational_attention`: softmax-weighted sums of per-edge values, per node across all
+  incoming relations or per relation. Sparse relations gather per edge; complete bipartite
+  relations run as padded per-sample blocks (a batched matrix product, no per-edge messages).
+  The two parts are merged exactly with a shared per-group maximum (as in flash attention).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from graphfuse.nn.flat import FlatGraph
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+@dataclass
+class SparseAdjacency:
+    """The sparse relations' weighted adjacency as CSR ``[num_rows, num_nodes]``, one row per
+    (destination node, sparse relation into its type): rows of type ``t`` start at
+    ``type_offsets[t]``, node-major, relations in ``relations[t]`` order. ``group_rows`` maps
+    each row to its group row."""
+
+    matrix: Tensor
+    group_rows: Tensor
+    type_offsets: list[int]
+    relations: list[list[int]]
+
+
+def _adjacency(graph: FlatGraph, normalize: str, self_loops: bool) -> SparseAdjacency:
+    edges = graph.sparse_edges(self_loops)
+    schema, device = graph.schema, graph.device
+    run_dense = graph.runs_dense(self_loops)
+    relations = [[r for r in schema.in_relations[t] if not run_dense[r]] for t in range(schema.num_node_types)]
+    is_sparse = torch.tensor([not run_dense[r] for t in range(schema.num_node_types)
+                              for r in schema.in_relations[t]] or [False], device=device)
+    sparse_slot = torch.cat([is_sparse.new_zeros(0)] + [
+        is_sparse[graph.group_slot_offsets[t]:graph.group_slot_offsets[t + 1]].repeat(n)
+        for t, n in enumerate(graph.num_nodes_per_type)])
+    group_rows = torch.nonzero(sparse_slot).flatten()
+    compact = torch.cumsum(sparse_slot.long(), 0) - 1
+    row = compact[edges.group_row]
+    num_rows = group_rows.numel()
+    if normalize == "sum":
+        weight = torch.ones(edges.num_edges, device=device)
+    else:
+        in_degree = torch.bincount(row, minlength=num_rows).float()
+        if normalize == "mean":
+            weight = in_degree[row].reciprocal()
+        else:
+            out_degree = torch.bincount(edges.source_row, minlength=graph.num_source_rows).float()
+            weight = (in_degree[row] * out_degree[edges.source_row]).rsqrt()
+    order = torch.argsort(row, stable=True)
+    crow = torch.zeros(num_rows + 1, dtype=torch.long, device=device)
+    crow[1:] = torch.cumsum(torch.bincount(row, minlength=num_rows), 0)
+    with warnings.catch_warnings():  # torch flags every CSR tensor as beta; the product here is exact
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        matrix = torch.sparse_csr_tensor(crow, edges.src[order], weight[order], check_invariants=False,
+                                         size=(num_rows, graph.num_nodes))
+    offsets = [0]
+    for t, n in enumerate(graph.num_nodes_per_type):
+        offsets.append(offsets[-1] + n * len(relations[t]))
+    return SparseAdjacency(matrix, group_rows, offsets, relations)
+
+
+def sparse_adjacency(graph: FlatGraph, normalize: str = "sym", self_loops: bool = False) -> SparseAdjacency:
+    """The sparse relations' weighted adjacency (cached on the graph)."""
+    return graph.cached(("adjacency", normalize, self_loops), lambda: _adjacency(graph, normalize, self_loops))
+
+
+def spmm(matrix: Tensor, x: Tensor) -> Tensor:
+    """``matrix @ x`` for a CSR ``matrix``; low-precision inputs run in float32 (CPU sparse kernels
+    have no bfloat16) and come back in their dtype."""
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        if x.dtype in _LOW_PRECISION:
+            return torch.sparse.mm(matrix, x.float()).to(x.dtype)
+        return torch.sparse.mm(matrix.to(x.dtype), x)
+
+
+def pooled_by_sample(x: Tensor, graph: FlatGraph) -> Tensor:
+    """Sum of ``x`` over each (node type, sample): ``[T, B, C]``."""
+    T, B = graph.schema.num_node_types, graph.num_samples
+    pooled = x.new_zeros(T * B, x.size(-1)).index_add(0, graph.type_sample, x)
+    return pooled.view(T, B, -1)
+
+
+def dense_scale(graph: FlatGraph, relations: Tensor, normalize: str) -> Tensor:
+    """``[R_d, B]`` weight of each complete bipartite relation's pooled sum per sample (0 where a
+    sample lacks either side)."""
+    schema = graph.schema
+    src = graph.counts[torch.tensor(schema.src_type, device=graph.device)[relations]].float()
+    dst = graph.counts[torch.tensor(schema.dst_type, device=graph.device)[relations]].float()
+    present = (src > 0) & (dst > 0)
+    if normalize == "sum":
+        scale = torch.ones_like(src)
+    elif normalize == "mean":
+        scale = src.clamp_min(1).reciprocal()
+    else:
+        scale = (src * dst).clamp_min(1).rsqrt()
+    return scale * present
+
+
+def relation_aggregate(x: Tensor, graph: FlatGraph, normalize: str = "mean", self_loops: bool = False
+                       ) -> tuple[Tensor, Tensor]:
+    r"""Per (destination node, relation) weighted sums of source features: ``[num_group_rows, C]``
+    and a boolean ``[num_group_rows]`` of the rows that received any edge.
+
+    ``normalize`` weighs edge :math:`j \to i` of relation :math:`r` by :math:`1/\sqrt{d^{in}_r(i)
+    d^{out}_r(j)}` (``"sym"``), :math:`1/d^{in}_r(i)` (``"mean"``) or 1 (``"sum"``). Sparse
+    relations take one sparse-matrix product, complete bipartite ones a per-sample sum.
+    """
+    adjacency = sparse_adjacency(graph, normalize, self_loops)
+    out = x.new_zeros(graph.num_group_rows, x.size(-1)).index_copy(0, adjacency.group_rows,
+                                                                     spmm(adjacency.matrix, x))
+    blocks = graph.dense_blocks(self_loops)
+    if blocks is not None:
+        src_type = torch.tensor(graph.schema.src_type, device=graph.device)[blocks.relation]
+        pooled = pooled_by_sample(x, graph)[src_type] * dense_scale(graph, blocks.relation, normalize).unsqueeze(-1)
+        L = blocks.dst_node.size(-1)
+        rows = pooled.unsqueeze(2).expand(-1, -1, L, -1) * blocks.dst_valid.unsqueeze(-1)
+        out = out.index_add(0, blocks.dst_group_row.flatten(), rows.flatten(0, 2).to(out.dtype))
+    return out, received_rows(graph, self_loops)
+
+
+def received_rows(graph: FlatGraph, self_loops: bool = False) -> Tensor:
+    """Boolean ``[num_group_rows]``: the (destination node, relation) pairs with any incoming edge."""
+    def make() -> Tensor:
+        edges = graph.sparse_edges(self_loops)
+        rows = torch.bincount(edges.group_row, minlength=graph.num_group_rows) > 0
+        blocks = graph.dense_blocks(self_loops)
+        if blocks is not None:
+            src_type = torch.tensor(graph.schema.src_type, device=graph.device)[blocks.relation]
+            present = (graph.counts[src_type] > 0).unsqueeze(-1) & blocks.dst_valid
+            rows = rows.index_fill(0, blocks.dst_group_row[present], True)
+        return rows
+
+    return graph.cached(("received_rows", self_loops), make)
+
+
+def _csr(crow: Tensor, col: Tensor, values: Tensor, size: tuple[int, int]) -> Tensor:
+    with warnings.catch_warnings():  # torch flags every CSR tensor as beta; the products here are exact
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, col, values, size=size, check_invariants=False)
+
+
+def _compressed(rows: Tensor, num_rows: int) -> tuple[Tensor, Tensor]:
+    """``(order, crow)``: a stable sort of ``rows`` and the CSR row pointer."""
+    order = torch.argsort(rows, stable=True)
+    crow = torch.zeros(num_rows + 1, dtype=torch.long, device=rows.device)
+    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=num_rows), 0)
+    return order, crow
+
+
+@dataclass
+class EdgeLayout:
+    """The sparse edges as CSR by destination group and by source row, for :class:`EdgeAttention`."""
+
+    order: Tensor
+    crow: Tensor
+    col: Tensor
+    transposed_order: Tensor
+    transposed_crow: Tensor
+    transposed_col: Tensor
+    num_groups: int
+    num_sources: int
+
+
+def edge_layout(graph: FlatGraph, group: Tensor, num_groups: int, key: tuple) -> EdgeLayout:
+    def make() -> EdgeLayout:
+        source = graph.sparse_edges(key[1]).source_row
+        order, crow = _compressed(group, num_groups)
+        transposed_order, transposed_crow = _compressed(source, graph.num_source_rows)
+        return EdgeLayout(order, crow, source[order], transposed_order, transposed_crow, group[transposed_order],
+                          num_groups, graph.num_source_rows)
+
+    return graph.cached(("edge_layout", *key), make)
+
+
+class EdgeAttention(torch.autograd.Function):
+    """``out[h, g] = sum over edges e into g of weight[h, e] * values[h, source(e)]`` as one sparse
+    matrix product per head, without per-edge ``[E, H, C]`` tensors in forward or backward (the
+    weights' gradient is a sampled dense-dense product)."""
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, values: Tensor, layout: EdgeLayout):
+        dtype = values.dtype
+        compute = torch.float32 if dtype in _LOW_PRECISION else dtype  # CPU sparse kernels lack bfloat16
+        weight, by_head = weight.to(compute), values.to(compute).contiguous()
+        with torch.autocast(device_type=values.device.type, enabled=False):
+            heads = [torch.sparse.mm(_csr(layout.crow, layout.col, weight[h, layout.order],
+                                          (layout.num_groups, layout.num_sources)), by_head[h])
+                     for h in range(weight.size(0))]
+        ctx.layout = layout
+        ctx.save_for_backward(weight, by_head)
+        ctx.dtype = dtype
+        return torch.stack(heads).to(dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        with torch.autocast(device_type=grad_out.device.type, enabled=False):
+            return EdgeAttention._backward(ctx, grad_out)
+
+    @staticmethod
+    def _backward(ctx, grad_out: Tensor):
+        weight, by_head = ctx.saved_tensors
+        layout = ctx.layout
+        grad_by_head = grad_out.to(weight.dtype).contiguous()
+        grad_weight = torch.empty_like(weight)
+        grad_values = []
+        pattern = _csr(layout.crow, layout.col, torch.ones_like(layout.col, dtype=weight.dtype),
+                       (layout.num_groups, layout.num_sources))
+        for h in range(weight.size(0)):
+            transposed = _csr(layout.transposed_crow, layout.transposed_col, weight[h, layout.transposed_order],
+                              (layout.num_sources, layout.num_groups))
+            grad_values.append(torch.sparse.mm(transposed, grad_by_head[h]))
+            sampled = torch.sparse.sampled_addmm(pattern, grad_by_head[h], by_head[h].t(), beta=0.0)
+            grad_weight[h, layout.order] = sampled.values()
+        return grad_weight.to(ctx.dtype), torch.stack(grad_values).to(ctx.dtype), None
+
+
+def relational_attention(graph: FlatGraph, values: Tensor, sparse_scores: Tensor, dense_scores: Tensor | None,
+                         self_loops: bool, per_relation: bool, dropout: float = 0.0, training: bool = False,
+                         return_weights: bool = False, dense_parts: tuple[Tensor, Tensor, Tensor] | None = None
+                         ) -> tuple[Tensor, dict | None]:
+    r"""Softmax attention over all edges of the batch: ``[G, H, C]`` with ``G`` the flat nodes
+    (softmax across all incoming relations) or the group rows (``per_relation``).
+
+    Tensors are head-first, so that each head's part is contiguous for the matrix products.
+
+    Args:
+        values: ``[H, num_source_rows, C]`` per (source node, relation) values.
+        sparse_scores: ``[E, H]`` scores of ``graph.sparse_edges(self_loops)``.
+        dense_scores: ``[R_d, B, H, L_dst, L_src]`` scores of ``graph.dense_blocks(self_loops)``.
+        dense_parts: instead of ``dense_scores``, the dense blocks already reduced per destination:
+            ``(shift [H, R_d, B, L], total [H, R_d, B, L], out [H, R_d, B, L, C])``, the sums of
+            ``exp(score - shift)`` and of ``exp(score - shift) * value`` (``shift`` is ``-inf`` for
+            padding and for destinations without sources, where the sums are ignored).
+        return_weights: also return ``{edge_type: (edge_index, alpha [E_r, H])}`` in each
+            relation's input edge order (added self loops last).
+    """
+    edges = graph.sparse_edges(self_loops)
+    blocks = graph.dense_blocks(self_loops)
+    heads, channels = values.size(0), values.size(-1)
+    num_groups = graph.num_group_rows if per_relation else graph.num_nodes
+    sparse_group = edges.group_row if per_relation else edges.dst
+    scores = sparse_scores.t()
+    maximum = scores.new_full((heads, num_groups), float("-inf"))
+    maximum = maximum.scatter_reduce(1, sparse_group.expand(heads, -1), scores.detach(), "amax")
+    dense_group = None
+    if blocks is not None:
+        dense_group = (blocks.dst_group_row if per_relation else blocks.dst_node).flatten()
+        if dense_parts is None:
+            mask = (blocks.dst_valid.unsqueeze(-1) & blocks.src_valid.unsqueeze(-2)).unsqueeze(2)
+            dense_scores = dense_scores.masked_fill(~mask, float("-inf")).permute(2, 0, 1, 3, 4)
+            block_max = dense_scores.detach().amax(-1)
+        else:
+            block_max = dense_parts[0]
+        maximum = maximum.scatter_reduce(1, dense_group.expand(heads, -1), block_max.flatten(1).to(maximum.dtype),
+                                         "amax")
+    maximum = torch.where(torch.isfinite(maximum), maximum, torch.zeros_like(maximum))
+
+    weights = torch.exp(scores - maximum[:, sparse_group])
+    total = weights.new_zeros(heads, num_groups).index_add(1, sparse_group, weights)
+    kept = _dropout(weights, dropout, training)
+    if edges.num_edges:
+        layout = edge_layout(graph, sparse_group, num_groups, ("group" if per_relation else "node", self_loops))
+        out = EdgeAttention.apply(kept, values, layout)
+    else:
+        out = values.new_zeros(heads, num_groups, channels)
+    dense_weights = None
+    if blocks is not None:
+        shift = maximum[:, dense_group].view_as(block_max)
+        if dense_parts is not None:
+            _, block_total, block_out = dense_parts
+            factor = torch.exp(block_max - shift)  # 0 where block_max is -inf (padding, no sources)
+            block_total = block_total * factor
+            block_out = block_out * factor.unsqueeze(-1).to(block_out.dtype)
+        else:
+            dense_weights = torch.exp(dense_scores - shift.unsqueeze(-1))
+            block_total = dense_weights.sum(-1)
+            block_values = values[:, blocks.src_row]
+            block_out = torch.matmul(_dropout(dense_weights, dropout, training).to(block_values.dtype), block_values)
+        total = total.index_add(1, dense_group, block_total.flatten(1).to(total.dtype))
+        out = out.index_add(1, dense_group, block_out.flatten(1, 3).to(out.dtype))
+    safe_total = torch.where(total > 0, total, torch.ones_like(total))
+    # A product with the reciprocal: its backward is two passes over `out` where a quotient's is four.
+    out = (out * safe_total.reciprocal().unsqueeze(-1).to(out.dtype)).permute(1, 0, 2)
+    if not return_weights:
+        return out, None
+    dense_alpha = None if dense_weights is None else dense_weights / safe_total[:, dense_group].view_as(
+        block_max).unsqueeze(-1)
+    return out, _attention_weights(graph, edges, blocks, (weights / safe_total[:, sparse_group]).t(), dense_alpha)
+
+
+def _dropout(weights: Tensor, p: float, training: bool) -> Tensor:
+    return torch.nn.functional.dropout(weights, p, training) if p > 0 and training else weights
+
+
+def _attention_weights(graph: FlatGraph, edges, blocks, sparse_alpha: Tensor, dense_alpha: Tensor | None) -> dict:
+    result = graph.by_relation(edges, sparse_alpha)
+    for i, r in enumerate(blocks.relations if blocks is not None else []):
+        valid = blocks.src_valid[i].unsqueeze(-1) & blocks.dst_valid[i].unsqueeze(-2)
+        result[graph.schema.edge_types[r]] = (graph.edge_index[r], dense_alpha[:, i].permute(1, 3, 2, 0)[valid])
+    return result

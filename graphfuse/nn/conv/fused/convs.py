@@ -1,0 +1,218 @@
+"""The fused forward of each conv: all relations in one pass, complete bipartite ones as blocks.
+
+Each function computes what its conv's reference :meth:`propagate` computes (the conformance
+tests check both paths against each other), by other means:
+
+* a node type is projected once into all its relations (stacked weights, one matmul), and GAT
+  logits fold into the same matmul (:math:`\\mathbf{a}^{\\top} \\mathbf{W}_r` is a vector);
+* sparse relations aggregate with one CSR product (:func:`relation_aggregate`,
+  :class:`EdgeAttention`), without per-edge ``[E, C]`` messages;
+* complete bipartite relations (:class:`KernelRules` ``dense_blocks``) send the same sum to every
+  destination of a sample (pooled once per sample) or run attention as per-sample blocks
+  (:func:`bipartite_gat`, :func:`relational_attention`).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from graphfuse.nn.conv.fused.aggregate import (
+    dense_scale,
+    pooled_by_sample,
+    received_rows,
+    relation_aggregate,
+    relational_attention,
+    sparse_adjacency,
+    spmm,
+)
+from graphfuse.nn.conv.fused.bipartite import bipartite_gat
+from graphfuse.nn.conv.fused.rules import KernelRules
+from graphfuse.nn.flat import FlatGraph
+
+
+def kernel_graph(graph: FlatGraph, rules: KernelRules) -> FlatGraph:
+    """``graph`` as the fused kernels see it under ``rules``: without dense blocks unless
+    ``rules.dense_blocks``."""
+    if rules.dense_blocks or not any(graph.dense):
+        return graph
+    return graph.cached("without_dense", lambda: graph.with_dense(False))
+
+
+def relation_count(graph: FlatGraph, self_loops: bool) -> Tensor:
+    """``[num_nodes]``: the number of relations that bring each node an edge (1 for none)."""
+    def make() -> Tensor:
+        received = received_rows(graph, self_loops).float()
+        count = torch.zeros(graph.num_nodes, device=graph.device).index_add(0, graph.group_node, received)
+        return count.clamp_min(1)
+
+    return graph.cached(("relation_count", self_loops), make)
+
+
+def gcn_conv(conv, x: Tensor, graph: FlatGraph) -> Tensor:
+    """:class:`~graphfuse.nn.RelationalGCNConv`: one CSR product aggregates every sparse relation,
+    each node type does one matmul with its relations' weights stacked, and a complete bipartite
+    relation is pooled and transformed once per sample instead of once per node."""
+    graph = kernel_graph(graph, conv.rules)
+    adjacency = sparse_adjacency(graph, conv.normalize, conv.add_self_loops)
+    neighbours = spmm(adjacency.matrix, x)
+    inverse_count = relation_count(graph, conv.add_self_loops).to(x.dtype).reciprocal() if conv.aggr == "mean" else None
+    dense = _gcn_dense_messages(conv, x, graph)
+    outs = []
+    counts = graph.split(inverse_count) if inverse_count is not None else None
+    sizes = [end - start for start, end in zip(adjacency.type_offsets, adjacency.type_offsets[1:], strict=False)]
+    for t, (node, grouped) in enumerate(zip(graph.split(x), torch.split(neighbours, sizes), strict=True)):
+        relations = adjacency.relations[t]
+        grouped = grouped.view(node.size(0), len(relations) * x.size(-1))
+        if inverse_count is not None:
+            grouped = grouped * counts[t].unsqueeze(-1).to(grouped.dtype)
+        out = grouped @ conv.weight[relations].reshape(-1, conv.out_channels)
+        if conv.root is not None:
+            out = out + node @ conv.root[t]
+        outs.append(out)
+    out = torch.cat(outs) if len(outs) > 1 else outs[0]
+    if dense is not None:
+        dense = dense[graph.type_sample]
+        out = out + (dense * inverse_count.unsqueeze(-1) if inverse_count is not None else dense)
+    if conv.bias is not None:
+        out = out + conv.bias
+    return out
+
+
+def _gcn_dense_messages(conv, x: Tensor, graph: FlatGraph) -> Tensor | None:
+    """``[T * B, out]``: the complete bipartite relations' messages per (node type, sample)."""
+    blocks = graph.dense_blocks(conv.add_self_loops)
+    if blocks is None:
+        return None
+    schema, device = graph.schema, graph.device
+    src_type = torch.tensor(schema.src_type, device=device)[blocks.relation]
+    dst_type = torch.tensor(schema.dst_type, device=device)[blocks.relation]
+    pooled = pooled_by_sample(x, graph)[src_type] * dense_scale(graph, blocks.relation, conv.normalize).unsqueeze(
+        -1).to(x.dtype)
+    messages = torch.bmm(pooled, conv.weight[blocks.relation].to(pooled.dtype))
+    B = graph.num_samples
+    index = (dst_type.unsqueeze(-1) * B + torch.arange(B, device=device)).flatten()
+    return messages.new_zeros(schema.num_node_types * B, conv.out_channels).index_add(0, index,
+                                                                                      messages.flatten(0, 1))
+
+
+def gat_conv(conv, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[Tensor, dict | None]:
+    """:class:`~graphfuse.nn.RelationalGATConv`: each node type projected into all its outgoing
+    relations by one matmul that also gives the attention logits; sparse relations gather per
+    edge, complete bipartite ones run as per-sample blocks (:func:`bipartite_gat`)."""
+    graph = kernel_graph(graph, conv.rules)
+    schema, H, C = graph.schema, conv.heads, conv.out_channels
+    # Logits a^T W_r x are x @ (W_r a): folded into each type's one matmul as extra columns.
+    weight = conv.weight.view(-1, conv.in_channels, H, C)
+    src_logit = (weight * conv.att_src.unsqueeze(1)).sum(-1)
+    dst_logit = (weight * conv.att_dst.unsqueeze(1)).sum(-1)
+    values, src_logits, dst_logits, roots = [], [], [], []
+    for t, node in enumerate(graph.split(x)):
+        out_rel, in_rel = list(schema.out_relations[t]), list(schema.in_relations[t])
+        weights = [conv.weight[out_rel].permute(1, 0, 2).reshape(conv.in_channels, -1),
+                   src_logit[out_rel].permute(1, 0, 2).reshape(conv.in_channels, -1),
+                   dst_logit[in_rel].permute(1, 0, 2).reshape(conv.in_channels, -1)]
+        if conv.root is not None:
+            weights.append(conv.root[t])
+        parts = torch.split(node @ torch.cat(weights, 1), [w.size(1) for w in weights], dim=1)
+        values.append(parts[0].reshape(node.size(0), len(out_rel), H, C).permute(2, 0, 1, 3).reshape(H, -1, C))
+        src_logits.append(parts[1].reshape(-1, H))
+        dst_logits.append(parts[2].reshape(-1, H))
+        if conv.root is not None:
+            roots.append(parts[3])
+    values = torch.cat(values, 1)  # head-first [H, num_source_rows, C]
+    src_logits, dst_logits = torch.cat(src_logits), torch.cat(dst_logits)
+
+    edges = graph.sparse_edges(conv.add_self_loops)
+    sparse_scores = F.leaky_relu(src_logits[edges.source_row] + dst_logits[edges.group_row], conv.negative_slope)
+    blocks = graph.dense_blocks(conv.add_self_loops)
+    dense_scores = dense_parts = None
+    per_relation = conv.softmax == "relation"
+    if blocks is not None:
+        src_part, dst_part = src_logits[blocks.src_row], dst_logits[blocks.dst_group_row]
+        if return_weights or (conv.training and conv.dropout > 0):  # per-edge weights are needed
+            dense_scores = F.leaky_relu(dst_part.permute(0, 1, 3, 2).unsqueeze(-1)
+                                        + src_part.permute(0, 1, 3, 2).unsqueeze(-2), conv.negative_slope)
+        else:
+            dense_parts = bipartite_gat(src_part.permute(3, 0, 1, 2), dst_part.permute(3, 0, 1, 2),
+                                        values, blocks.src_row, blocks.src_valid, blocks.dst_valid,
+                                        conv.negative_slope, conv.rules)
+    out, weights = relational_attention(graph, values, sparse_scores, dense_scores, conv.add_self_loops,
+                                        per_relation, conv.dropout, conv.training, return_weights, dense_parts)
+    if per_relation:
+        out = out.new_zeros(graph.num_nodes, *out.shape[1:]).index_add(0, graph.group_node, out)
+        if conv.aggr == "mean":
+            out = out / relation_count(graph, conv.add_self_loops).view(-1, 1, 1).to(out.dtype)
+    out = out.reshape(-1, H * C) if conv.concat else out.mean(1)
+    if conv.root is not None:
+        root = torch.cat(roots)
+        out = out + (root if conv.concat else root.view(-1, H, C).mean(1))
+    if conv.bias is not None:
+        out = out + conv.bias
+    return out, weights
+
+
+def hgt_conv(conv, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[Tensor, dict | None]:
+    """:class:`~graphfuse.nn.RelationalHGTConv`: keys and values per (node, outgoing relation) with
+    the priors folded into the keys; attention by :func:`relational_attention`."""
+    graph = kernel_graph(graph, conv.rules)
+    schema, H = graph.schema, conv.heads
+    D = conv.out_channels // H
+    queries, keys, values = [], [], []
+    for t, node in enumerate(graph.split(x)):
+        out_rel = list(schema.out_relations[t])
+        k, q, v = (node @ conv.kqv_weight[t] + conv.kqv_bias[t]).view(-1, 3, H, D).unbind(1)
+        queries.append(q)
+        # Relation transforms per head, priors folded into the keys: score = q . (k W_att mu) / sqrt(D).
+        key_rel = conv.k_rel[out_rel] * conv.p_rel[out_rel].view(len(out_rel), H, 1, 1)
+        keys.append(torch.einsum("nhd,rhde->nrhe", k, key_rel.to(k.dtype)).reshape(-1, H, D))
+        values.append(torch.einsum("nhd,rhde->nrhe", v, conv.v_rel[out_rel].to(v.dtype)).reshape(-1, H, D))
+    queries, keys, values = (torch.cat(parts) for parts in (queries, keys, values))
+    scale = 1.0 / math.sqrt(D)
+    edges = graph.sparse_edges()
+    sparse_scores = (queries[edges.dst] * keys[edges.source_row]).sum(-1) * scale
+    blocks = graph.dense_blocks()
+    dense_scores = None
+    if blocks is not None:
+        dense_scores = torch.einsum("rbihd,rbjhd->rbhij", queries[blocks.dst_node], keys[blocks.src_row]) * scale
+    per_relation = conv.softmax == "relation"
+    out, weights = relational_attention(graph, values.permute(1, 0, 2), sparse_scores, dense_scores, False,
+                                        per_relation, conv.dropout, conv.training, return_weights)
+    if per_relation:
+        out = out.new_zeros(graph.num_nodes, H, D).index_add(0, graph.group_node, out)
+    out = F.gelu(out.reshape(-1, conv.out_channels))
+    outs = [part @ conv.out_weight[t] + conv.out_bias[t] for t, part in enumerate(graph.split(out))]
+    out = torch.cat(outs) if len(outs) > 1 else outs[0]
+    if conv.in_channels == conv.out_channels:
+        gate = torch.sigmoid(conv.skip)[graph.node_type].unsqueeze(-1)
+        out = gate * out + (1 - gate) * x
+    return out, weights
+
+
+def gated_conv(conv, x: Tensor, graph: FlatGraph) -> Tensor:
+    """:class:`~graphfuse.nn.GatedRelationalConv`: neighbour means of all relations from one CSR
+    product and per-sample pooling (:func:`relation_aggregate`), gates per node type."""
+    graph = kernel_graph(graph, conv.rules)
+    schema = graph.schema
+    means, received = relation_aggregate(x, graph, conv.normalize)
+    outs = []
+    for t, node in enumerate(graph.split(x)):
+        in_rel = list(schema.in_relations[t])
+        start, n = graph.group_row_offsets[t], node.size(0)
+        parts = [node @ conv.root[t]] if conv.root is not None else []
+        if in_rel:
+            grouped = means[start:start + n * len(in_rel)].view(n, len(in_rel), x.size(-1))
+            messages = torch.einsum("nrc,rcd->nrd", grouped, conv.weight[in_rel].to(grouped.dtype))
+            gate_input = torch.einsum("nc,rcd->nrd", node, conv.gate_node[in_rel].to(node.dtype))
+            gates = torch.sigmoid(gate_input + torch.einsum("nrc,rcd->nrd", messages,
+                                                            conv.gate_message[in_rel].to(messages.dtype))
+                                  + conv.gate_bias[in_rel])
+            mask = received[start:start + n * len(in_rel)].view(n, len(in_rel), 1)
+            parts.append((gates * messages * mask).sum(1))
+        outs.append(sum(parts) if parts else node.new_zeros(n, conv.out_channels))
+    out = torch.cat(outs) if len(outs) > 1 else outs[0]
+    if conv.bias is not None:
+        out = out + conv.bias
+    return out
