@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from graphfuse.data import GraphBuilder, GraphSchema, PairGraphs
+from graphfuse.data.layout import batch_layout
 from graphfuse.deprecation import renamed
 from graphfuse.models.backbone import GraphBackbone, as_batch, as_schema
 from graphfuse.nn import ProjectionHead, Readout
@@ -28,6 +29,18 @@ def _side_types(schema: GraphSchema, types: Sequence[str], name: str) -> tuple[s
         raise ValueError(f"GraphRetrievalModel '{name}' must name node types of the builder {schema.node_types}, "
                          f"got {list(types)}")
     return types
+
+
+def _samples_without(batch, types: Sequence[str]) -> list[int]:
+    """The samples with no node of ``types``, which would fail deep in the readout: read off the
+    layout a collated batch carries (no device sync), else counted on the device (one sync)."""
+    layout = batch_layout(batch)
+    if layout is not None:
+        zeros = (0,) * layout.num_samples
+        per_sample = [sum(counts) for counts in zip(*(layout.counts.get(t, zeros) for t in types), strict=True)]
+        return [sample for sample, nodes in enumerate(per_sample) if nodes == 0]
+    nodes = sum(torch.bincount(batch[t].batch, minlength=batch.num_graphs) for t in types if t in batch.node_types)
+    return torch.nonzero(torch.as_tensor(nodes) == 0).flatten().tolist()
 
 
 def check_sides(owner: str, query_types: Sequence[str], gallery_types: Sequence[str]) -> None:
@@ -137,9 +150,7 @@ class GraphRetrievalModel(torch.nn.Module):
     def encode(self, batch, side: str = "query") -> Tensor:
         """Unit embeddings ``[B, D]`` of one side of each sample (encoded on that side's subgraph)."""
         batch, types = as_batch(batch), self.side_types(side)
-        nodes = sum(torch.bincount(batch[t].batch, minlength=batch.num_graphs) for t in types if t in batch.node_types)
-        # One device sync: a sample without this side would otherwise fail deep in the readout.
-        lacking = torch.nonzero(torch.as_tensor(nodes) == 0).flatten().tolist()
+        lacking = _samples_without(batch, types)
         if lacking:
             raise ValueError(f"Samples {lacking[:8]} have no nodes of the {side} side {list(types)}; every retrieval "
                              f"sample needs both sides")

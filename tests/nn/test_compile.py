@@ -22,7 +22,7 @@ def fixed_batch(fusion_builder):
 @pytest.mark.parametrize("name", ["graph-gcn", "graph-gat"])
 def test_forward_and_backward_have_no_graph_break(name, fusion_builder, fixed_batch):
     torch.manual_seed(0)
-    model = create_model(name, builder=fusion_builder, num_classes=3, hidden=16).train()
+    model = create_model(name, builder=fusion_builder, num_classes=3, hidden_channels=16).train()
     target = torch.tensor([0, 1, 2, 0])
 
     def step(batch):
