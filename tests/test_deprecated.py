@@ -42,3 +42,12 @@ def test_create_model_takes_the_old_hidden_with_a_warning():
         model = create_model("graph-gcn", builder=builder, num_classes=3, hidden=8, head_hidden=4)
     assert model.head.in_channels > 0 and model.head.hidden_channels == 4
     assert model.backbone.encoders["text"].token.embedding_dim == 8
+
+
+def test_the_checkpoint_module_moved_below_the_models():
+    import graphfuse.checkpoint
+    from graphfuse.train import checkpoint
+
+    with pytest.warns(DeprecationWarning, match="graphfuse.train.checkpoint.load_weights moved to "
+                                                "graphfuse.checkpoint.load_weights"):
+        assert checkpoint.load_weights is graphfuse.checkpoint.load_weights
