@@ -33,15 +33,19 @@ def model_family(name: str) -> str:
     return MODELS.family(name)
 
 
-def create_model(name: str, checkpoint_path: str | os.PathLike | None = None, **kwargs: Any) -> torch.nn.Module:
+def create_model(name: str, checkpoint_path: str | os.PathLike | None = None, seed: int | None = None,
+                 **kwargs: Any) -> torch.nn.Module:
     """The registered model ``name`` built with ``kwargs`` (e.g. ``builder`` or ``schema``, ``task``,
-    ``num_classes``, ``hidden``), with weights from ``checkpoint_path`` when given (loaded
+    ``num_classes``, ``hidden_channels``), with weights from ``checkpoint_path`` when given (loaded
     safely: tensors only, see :func:`graphfuse.checkpoint.load_weights`).
 
     A model is built from the schema of its data alone (``builder.schema()``; a ``builder`` stands
     for its schema). For one release a model created from a ``builder`` also remembers it as
     ``model.builder``, so that ``Trainer(model)`` keeps working (with a ``DeprecationWarning``: pass
-    ``Trainer(model, builder=builder)``)."""
+    ``Trainer(model, builder=builder)``).
+
+    With ``seed``, the initial weights are drawn from a generator seeded with it, the same in every
+    run and process, and the caller's random state is left as it was."""
     factory = MODELS.get(name)
     builder = kwargs.pop("builder", None)
     if builder is not None:
@@ -49,7 +53,12 @@ def create_model(name: str, checkpoint_path: str | os.PathLike | None = None, **
             raise TypeError(f"create_model({name!r}) takes 'schema' or 'builder' (which stands for its schema), "
                             f"not both")
         kwargs["schema"] = builder
-    model = factory(**kwargs)
+    if seed is None:
+        model = factory(**kwargs)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = factory(**kwargs)
     if builder is not None:
         model.builder = builder
     if checkpoint_path is not None:

@@ -165,7 +165,10 @@ class Trainer:
         precision (str, optional): ``"fp32"`` or ``"bf16"`` (autocast). (default: :obj:`"fp32"`)
         compile (bool, optional): run the model through :func:`torch.compile`.
             (default: :obj:`False`)
-        seed (int, optional): seeds every generator and the data order. (default: :obj:`0`)
+        seed (int, optional): :meth:`fit` seeds every generator with it when it starts (so two
+            fits from the same initial weights train the same), and the data order.
+            :meth:`evaluate` and :meth:`predict` draw nothing and leave every generator as they
+            found it. (default: :obj:`0`)
         deterministic (bool, optional): deterministic kernels (see :func:`set_deterministic`).
             (default: :obj:`False`)
         patience (int, optional): stop after this many epochs without improvement of
@@ -271,7 +274,6 @@ class Trainer:
         if isinstance(self.info, ddp.ProcessInfo):
             return
         self.info = ddp.setup(self._distributed, self._device)
-        seed_everything(self.seed)
         if self.deterministic:
             set_deterministic(True)
         self.model.to(self.info.device)
@@ -406,6 +408,7 @@ class Trainer:
                 epoch and early-stopping state all resume.
         """
         self._setup()
+        seed_everything(self.seed)
         self._check_checkpoint_dir(resume)
         if self.restore_best and resume is not None and self.checkpoint_dir is None:
             raise ValueError("Trainer(restore_best=True) resuming from a checkpoint path needs checkpoint_dir, whose "
@@ -519,6 +522,13 @@ class Trainer:
         """The task's per-sample outputs (e.g. ``logits`` and ``target``) over ``data``, in its
         order, gathered from every process, plus the mean ``loss`` over batches."""
         self._setup()
+        # The loader draws its workers' base seed from torch's generator: fork it, so that
+        # evaluating leaves the caller's random state as it was.
+        devices = [self.info.device] if self.info.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            return self._predict(data)
+
+    def _predict(self, data: Sequence[Any]) -> dict[str, torch.Tensor]:
         loader = self._loader(data, train=False)
         self._materialize(loader)
         model = _unwrap(self.model)
@@ -562,7 +572,7 @@ class Trainer:
         """:meth:`evaluate` during :meth:`fit`, where the task may adjust the model to the held-out
         data (:meth:`Task.after_validation`; e.g. which unimodal heads vote) before it is scored."""
         with self.task.validation():
-            outputs = self.predict(data)
+            outputs = self._predict(data)  # within fit's random stream, as it always was
         return self._score(self.task.after_validation(outputs))
 
     def _score(self, outputs: dict[str, torch.Tensor]) -> dict[str, float]:

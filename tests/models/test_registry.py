@@ -141,3 +141,17 @@ def test_checkpoint_path_mismatch(builder, tmp_path, samples, make_batch):
     path = save_checkpoint(tmp_path / "model.pt", model.state_dict())
     with pytest.raises(ValueError, match="model.pt"):
         create_model("graph-gcn", checkpoint_path=path, builder=builder, num_classes=4, **SMALL)
+
+
+def test_a_seed_makes_the_initial_weights_repeatable_and_leaves_the_callers_state(builder):
+    torch.manual_seed(5)
+    expected = torch.rand(1)
+    torch.manual_seed(5)
+    first = create_model("graph-gat", builder=builder, num_classes=3, hidden_channels=8, seed=0)
+    assert torch.equal(torch.rand(1), expected)  # the caller's generator was not advanced
+    second = create_model("graph-gat", builder=builder, num_classes=3, hidden_channels=8, seed=0)
+    third = create_model("graph-gat", builder=builder, num_classes=3, hidden_channels=8, seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values(),
+                                                 strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), third.state_dict().values(),
+                                                     strict=True))

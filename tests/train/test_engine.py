@@ -656,3 +656,35 @@ def test_checkpoints_restore_every_random_generator():
     _set_rng_state(state)
     assert torch.equal(torch.rand(3), expected[0]) and random.random() == expected[1]
     assert numpy.array_equal(numpy.random.rand(3), expected[2])
+
+
+def test_evaluate_and_predict_leave_every_random_generator_as_they_found_it(make_model, small):
+    """A user's seed before evaluation decides what they draw after it (the Trainer does not re-seed)."""
+    import random
+
+    import numpy
+
+    trainer = Trainer(make_model(), epochs=1, **FAST)
+    trainer.fit(*small)
+    draws = []
+    for seed in (100, 101):
+        torch.manual_seed(seed)
+        random.seed(seed)
+        numpy.random.seed(seed)
+        trainer.evaluate(small[1])
+        trainer.predict(small[1])
+        draws.append((torch.rand(1).item(), random.random(), numpy.random.rand()))
+        torch.manual_seed(seed)
+        random.seed(seed)
+        numpy.random.seed(seed)
+        assert draws[-1] == (torch.rand(1).item(), random.random(), numpy.random.rand())
+    assert draws[0] != draws[1]
+
+
+def test_fit_seeds_itself_so_two_fits_from_the_same_weights_train_the_same(make_model, small):
+    first, second = make_model(seed=0), make_model(seed=0)
+    torch.manual_seed(1)
+    Trainer(first, epochs=1, **FAST).fit(*small)
+    torch.manual_seed(2)  # the caller's state before fit does not matter
+    Trainer(second, epochs=1, **FAST).fit(*small)
+    assert same_state(state_of(first), state_of(second))
