@@ -102,6 +102,15 @@ def _set_rng_state(rng: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
 
 
+def epoch_summary(record: dict[str, Any], epochs: int, improved: bool = False) -> str:
+    """One line of an epoch's record: ``epoch 3/10  train_loss 0.412  val_accuracy 0.9125 *  1.2 s``
+    (``*`` marks the best epoch so far)."""
+    values = "  ".join(f"{key} {value:.4g}" for key, value in record.items() if key not in ("epoch", "seconds", "lr"))
+    width = len(str(epochs))
+    return (f"epoch {record['epoch'] + 1:>{width}}/{epochs}  {values}  lr {record['lr']:.2g}"
+            f"{'  *' if improved else ''}  {record['seconds']:.1f} s")
+
+
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     model = getattr(model, "_orig_mod", model)  # torch.compile
     return getattr(model, "module", model) if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
@@ -189,7 +198,8 @@ class Trainer:
             one, else the CPU.
         num_workers (int, optional): ``DataLoader`` worker processes (they featurise and batch).
             (default: :obj:`0`)
-        progress (bool, optional): progress bars (on rank 0 only). (default: :obj:`True`)
+        progress (bool, optional): progress bars and a one-line summary per epoch (on rank 0 only;
+            the summary also goes to the ``graphfuse.train.engine`` logger). (default: :obj:`True`)
         find_unused_parameters (bool, optional): DDP's flag for parameters a step may leave
             without a gradient (a modality absent from a process's batch, in a model that skips
             it). graphfuse's models run absent node types through their layers as empty tensors,
@@ -457,7 +467,10 @@ class Trainer:
                 if self.restore_best:
                     best_weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
             if self.info.is_main:
-                log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"))
+                summary = epoch_summary(record, self.epochs, improved)
+                log.info("%s", summary)
+                if self.progress:  # above the bars, which give way to it
+                    tqdm.write(summary)
             if self.patience is not None and state["bad_epochs"] >= self.patience:
                 log.info("early stop after epoch %d: %s has not improved for %d epochs", epoch, monitor,
                          self.patience)

@@ -688,3 +688,13 @@ def test_fit_seeds_itself_so_two_fits_from_the_same_weights_train_the_same(make_
     torch.manual_seed(2)  # the caller's state before fit does not matter
     Trainer(second, epochs=1, **FAST).fit(*small)
     assert same_state(state_of(first), state_of(second))
+
+
+def test_fit_prints_one_line_per_epoch_when_progress_is_on(make_model, small, capsys):
+    trainer = Trainer(make_model(), epochs=2, **{**FAST, "progress": True})
+    trainer.fit(*small)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 2 and lines[0].startswith("epoch 1/2  train_loss ") and "val_accuracy " in lines[0]
+    assert lines[0].endswith(" s") and "  *  " in lines[0]  # the first epoch is the best so far
+    Trainer(make_model(), epochs=1, **FAST).fit(*small)  # progress=False prints nothing
+    assert not [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
