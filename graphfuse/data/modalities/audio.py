@@ -59,7 +59,8 @@ class AudioModality(Modality):
 
     Raw input: a waveform :math:`[T]` or :math:`[C, T]` (channels are averaged) at
     ``sample_rate``; or ``(waveform, sample_rate)``; or a mapping with ``"waveform"`` and
-    ``"sample_rate"``. Floating samples, or ``int16`` PCM (scaled by :math:`2^{-15}`). Any
+    ``"sample_rate"``, or a Hugging Face ``datasets`` audio value (``"array"``,
+    ``"sampling_rate"`` and, ignored, ``"path"``). Floating samples, or ``int16`` PCM (scaled by :math:`2^{-15}`). Any
     integer sample rate of at least 1 kHz and at least :math:`2 f_{max}` is accepted: window and
     hop are in seconds and the filter bank in Hz, so frame times and band frequencies agree
     across rates. Levels do not: the power grows with the window length in samples (doubling
@@ -152,11 +153,13 @@ class AudioModality(Modality):
 
     def _unpack(self, raw: Any) -> tuple[Any, Any]:
         if isinstance(raw, Mapping):
-            if set(raw) != {"waveform", "sample_rate"}:
-                raise ValueError(
-                    f"Modality '{self.name}' received a mapping with keys {sorted(raw)}; expected "
-                    f"'waveform' and 'sample_rate'")
-            return raw["waveform"], raw["sample_rate"]
+            if set(raw) == {"waveform", "sample_rate"}:
+                return raw["waveform"], raw["sample_rate"]
+            if {"array", "sampling_rate"} <= set(raw) <= {"array", "sampling_rate", "path"}:
+                return raw["array"], raw["sampling_rate"]  # a Hugging Face datasets Audio value
+            raise ValueError(
+                f"Modality '{self.name}' received a mapping with keys {sorted(raw)}; expected "
+                f"'waveform' and 'sample_rate' (or a datasets Audio value: 'array', 'sampling_rate', 'path')")
         if isinstance(raw, tuple):
             if len(raw) != 2:
                 raise ValueError(

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -25,8 +26,9 @@ class ImageModality(Modality):
     (``torch.long``), patches numbered row-major. Intra-modal relation
     ``('image', 'grid', 'image')`` joins 4- or 8-neighbouring patches.
 
-    Raw input: a tensor (or array) :math:`[C, H, W]` or :math:`[H, W]`, ``uint8`` or floating.
-    A one-channel image is repeated to ``channels`` channels.
+    Raw input: a tensor (or array) :math:`[C, H, W]` or :math:`[H, W]`, ``uint8`` or floating, or
+    a PIL image (channels last by definition; palette and other modes are converted to RGB, or to
+    L for ``channels=1``). A one-channel image is repeated to ``channels`` channels.
 
     Args:
         patch_size (int, optional): patch side :math:`p` in pixels. (default: :obj:`4`)
@@ -78,6 +80,8 @@ class ImageModality(Modality):
         )
 
     def _to_chw(self, raw: Any) -> Tensor:
+        if _is_pil_image(raw):
+            raw = self._from_pil(raw)
         raw = as_tensor(raw, f"Modality '{self.name}'", "an image tensor or array [C, H, W] or [H, W]")
         if raw.dim() not in (2, 3):
             hint = " (a batch? pass one image per sample)" if raw.dim() == 4 else ""
@@ -108,9 +112,22 @@ class ImageModality(Modality):
                 f"ImageModality(channels={self.channels})")
         return image
 
+    def _from_pil(self, image: Any) -> Tensor:
+        """A PIL image as a ``uint8`` tensor ``[C, H, W]`` (PIL is duck-typed: graphfuse does not need it)."""
+        if image.mode not in ("L", "RGB", "RGBA"):
+            image = image.convert("L" if self.channels == 1 else "RGB")
+        if image.mode == "RGBA" and self.channels == 3:
+            image = image.convert("RGB")
+        pixels = torch.from_numpy(numpy.array(image, dtype=numpy.uint8))
+        return pixels.unsqueeze(0) if pixels.dim() == 2 else pixels.permute(2, 0, 1)
+
     def empty(self) -> NodeSet:
         return NodeSet.empty(feature_shape=(self.feature_dim,), pos_shape=(2,))
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(patch_size={self.patch_size}, channels={self.channels}, "
                 f"neighbourhood={self.neighbourhood}, size_policy={self.size_policy!r})")
+
+
+def _is_pil_image(raw: Any) -> bool:
+    return type(raw).__module__.startswith("PIL.") and hasattr(raw, "mode") and hasattr(raw, "convert")

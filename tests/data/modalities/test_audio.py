@@ -160,6 +160,8 @@ def test_int16_is_scaled_pcm():
     lambda wave: (wave, 16000),
     lambda wave: (wave, 16000.0),
     lambda wave: {"waveform": wave, "sample_rate": 16000},
+    lambda wave: {"array": wave.numpy().astype(np.float64), "sampling_rate": 16000},  # Hugging Face datasets
+    lambda wave: {"array": wave.numpy(), "sampling_rate": 16000, "path": "clip.wav"},
     lambda wave: (wave, np.int64(16000)),
 ])
 def test_input_forms_agree(wrap):

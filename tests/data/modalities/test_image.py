@@ -178,3 +178,16 @@ def test_registration_and_repr():
     modality = ImageModality(patch_size=8, channels=1, neighbourhood=8)
     assert (modality.name, modality.relation) == ("image", "grid")
     assert repr(modality) == "ImageModality(patch_size=8, channels=1, neighbourhood=8, size_policy='pad')"
+
+
+@pytest.mark.parametrize("mode, channels", [("RGB", 3), ("L", 1), ("RGBA", 3), ("P", 3), ("L", 3)])
+def test_pil_images_are_read_channels_last(mode, channels):
+    image_module = pytest.importorskip("PIL.Image")
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 12, 3), dtype=np.uint8)
+    rgb = image_module.fromarray(pixels, "RGB")
+    image = rgb if mode == "RGB" else rgb.convert(mode)
+    modality = ImageModality(patch_size=4, channels=channels)
+    reference = np.asarray(image.convert("L" if channels == 1 or mode == "L" else "RGB"), dtype=np.uint8)
+    reference = torch.from_numpy(reference.copy())
+    reference = reference.unsqueeze(0) if reference.dim() == 2 else reference.permute(2, 0, 1)
+    assert torch.equal(modality(image).x, modality(reference).x)
