@@ -51,3 +51,20 @@ def test_the_checkpoint_module_moved_below_the_models():
     with pytest.warns(DeprecationWarning, match="graphfuse.train.checkpoint.load_weights moved to "
                                                 "graphfuse.checkpoint.load_weights"):
         assert checkpoint.load_weights is graphfuse.checkpoint.load_weights
+
+
+def test_the_fused_kernels_moved_out_of_the_conv_modules():
+    from graphfuse.nn.conv import aggregate, base, bipartite
+    from graphfuse.nn.conv.fused import aggregate as fused_aggregate
+    from graphfuse.nn.conv.fused import bipartite as fused_bipartite
+
+    with pytest.warns(DeprecationWarning, match="graphfuse.nn.conv.aggregate.spmm moved to "
+                                                "graphfuse.nn.conv.fused.aggregate.spmm"):
+        assert aggregate.spmm is fused_aggregate.spmm
+    with pytest.warns(DeprecationWarning, match="aggregate.NORMALIZATIONS moved to graphfuse.nn.conv.base"):
+        assert aggregate.NORMALIZATIONS is base.NORMALIZATIONS
+    with pytest.warns(DeprecationWarning, match="graphfuse.nn.conv.bipartite.bipartite_gat moved to "
+                                                "graphfuse.nn.conv.fused.bipartite.bipartite_gat"):
+        assert bipartite.bipartite_gat is fused_bipartite.bipartite_gat
+    with pytest.raises(AttributeError, match="has no attribute 'SORTED_BLOCK_SIZE'"):
+        _ = bipartite.SORTED_BLOCK_SIZE

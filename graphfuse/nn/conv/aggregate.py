@@ -1,8 +1,12 @@
-"""Deprecated: moved to :mod:`graphfuse.nn.conv.fused.aggregate` (kept for one release)."""
-import warnings
+"""Deprecated: moved to :mod:`graphfuse.nn.conv.fused.aggregate` (``NORMALIZATIONS`` to
+:mod:`graphfuse.nn.conv.base`); these aliases last one release."""
+from graphfuse.deprecation import moved
 
-from graphfuse.nn.conv.base import NORMALIZATIONS  # noqa: F401
-from graphfuse.nn.conv.fused.aggregate import *  # noqa: F403
+_fused = moved(__name__, "graphfuse.nn.conv.fused.aggregate",
+               ["EdgeAttention", "EdgeLayout", "SparseAdjacency", "dense_scale", "edge_layout", "pooled_by_sample",
+                "received_rows", "relation_aggregate", "relational_attention", "sparse_adjacency", "spmm"])
+_base = moved(__name__, "graphfuse.nn.conv.base", ["NORMALIZATIONS"])
 
-warnings.warn("graphfuse.nn.conv.aggregate moved to graphfuse.nn.conv.fused.aggregate; import it from there",
-              DeprecationWarning, stacklevel=2)
+
+def __getattr__(name: str):
+    return _base(name) if name == "NORMALIZATIONS" else _fused(name)

@@ -1,7 +1,6 @@
-"""Deprecated: moved to :mod:`graphfuse.nn.conv.fused.bipartite` (kept for one release)."""
-import warnings
+"""Deprecated: moved to :mod:`graphfuse.nn.conv.fused.bipartite` (the size thresholds are
+:class:`~graphfuse.nn.conv.KernelRules` arguments now); these aliases last one release."""
+from graphfuse.deprecation import moved
 
-from graphfuse.nn.conv.fused.bipartite import *  # noqa: F403
-
-warnings.warn("graphfuse.nn.conv.bipartite moved to graphfuse.nn.conv.fused.bipartite; import it from there",
-              DeprecationWarning, stacklevel=2)
+__getattr__ = moved(__name__, "graphfuse.nn.conv.fused.bipartite",
+                    ["BlockAttention", "bipartite_gat", "sorted_bipartite_gat"])
