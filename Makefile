@@ -14,7 +14,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install $(TORCH)
-	$(VENV)/bin/python -m pip install -e '.[dev,bench]'
+	$(VENV)/bin/python -m pip install -e '.[dev,bench,hf]'
 	touch $@
 
 # DGL is an optional extra: dgl 1.1.3 is the only release that imports beside this torch, and it

