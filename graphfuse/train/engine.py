@@ -239,6 +239,10 @@ class Trainer:
         >>> trainer = Trainer(model, builder, epochs=5, checkpoint_dir="runs/gat")
         >>> history = trainer.fit(train, val)      # items: (sample, label)
         >>> trainer.evaluate(test)                  # {"loss": ..., "accuracy": ..., "macro_f1": ...}
+        >>> # A fine-tuned backbone at a lower rate, SGD with momentum, a CSV and a TensorBoard log:
+        >>> trainer = Trainer(model, builder, lr=1e-3, param_groups=[{"params": "backbone", "lr": 1e-5}],
+        ...                   optimizer=functools.partial(torch.optim.SGD, momentum=0.9),
+        ...                   callbacks=[CSVLogger("runs/gat/log.csv"), TensorBoardLogger("runs/gat/tb")])
     """
 
     def __init__(self, model: torch.nn.Module, builder: GraphBuilder | None = None, *,
