@@ -1,6 +1,8 @@
 """The data layer: node sets, edge patterns, modalities, cross-modal strategies, the graph builder,
-batching and conversion. Nothing here imports the layers above (``nn``, ``models``, ``train``)."""
+batching and conversion, and samples from tables and raw files. Nothing here imports the layers
+above (``nn``, ``models``, ``train``)."""
 from graphfuse.data.builder import GraphBuilder
+from graphfuse.data.columns import ColumnSamples, from_columns
 from graphfuse.data.convert import from_dgl, from_networkx, to_dgl, to_networkx
 from graphfuse.data.cross import (
     STRATEGIES,
@@ -30,12 +32,14 @@ from graphfuse.data.modalities import (
 )
 from graphfuse.data.nodes import NodeSet, NodeSpec
 from graphfuse.data.pairs import PairGraphs
+from graphfuse.data.raw import RawDataset, load_file
 from graphfuse.data.schema import GraphSchema, Relation
 
 __all__ = [
     "STRATEGIES",
     "AudioModality",
     "CallableStrategy",
+    "ColumnSamples",
     "CrossEdges",
     "CrossModalStrategy",
     "FeatureModality",
@@ -47,6 +51,7 @@ __all__ = [
     "NodeSet",
     "NodeSpec",
     "PairGraphs",
+    "RawDataset",
     "RandomBipartite",
     "Relation",
     "StridedBipartite",
@@ -56,11 +61,13 @@ __all__ = [
     "VirtualNodes",
     "chain_edges",
     "create_modality",
+    "from_columns",
     "from_dgl",
     "from_networkx",
     "full_bipartite_edges",
     "grid_edges",
     "list_modalities",
+    "load_file",
     "mel_filter_bank",
     "register_modality",
     "register_strategy",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -42,6 +42,11 @@ class GraphBuilder:
             cap. (default: :obj:`1_000_000`)
         template_cache_bytes (int, optional): memory for edge templates cached per shape.
             (default: 256 MiB)
+        extra_keys (str or Collection[str], optional): what a sample key that is no modality
+            means (an ``id``, metadata): ``"error"`` refuses it, ``"ignore"`` drops every such key,
+            and a collection of names (``("id", "meta")``) drops those and refuses any other.
+            Every path from samples to graphs (:meth:`featurize`, :meth:`build`,
+            :meth:`collate`, the Trainer's batches) follows it. (default: :obj:`"error"`)
 
     Example:
         >>> builder = GraphBuilder({"text": TextModality(tokenizer), "image": ImageModality()},
@@ -51,9 +56,11 @@ class GraphBuilder:
     """
 
     def __init__(self, modalities: Mapping[str, Modality | str], cross: str | Sequence[CrossSpec] = (),
-                 max_edges_per_sample: int | None = 1_000_000, template_cache_bytes: int = 256 << 20) -> None:
+                 max_edges_per_sample: int | None = 1_000_000, template_cache_bytes: int = 256 << 20,
+                 extra_keys: str | Collection[str] = "error") -> None:
         if not isinstance(modalities, Mapping) or not modalities:
             raise ValueError("GraphBuilder needs at least one modality, e.g. {'text': TextModality(tokenizer)}")
+        self.extra_keys = _extra_keys(extra_keys, modalities)
         if max_edges_per_sample is not None and max_edges_per_sample < 1:
             raise ValueError(f"'max_edges_per_sample' must be positive or None, got {max_edges_per_sample!r}")
         self.modalities: dict[str, Modality] = {key: self._named(key, modality) for key, modality in modalities.items()}
@@ -154,8 +161,13 @@ class GraphBuilder:
         nodes: dict[str, NodeSet] = {}
         for key, raw in sample.items():
             if key not in self.modalities:
+                if self.extra_keys == "ignore" or (not isinstance(self.extra_keys, str) and key in self.extra_keys):
+                    continue
+                ignored = "" if isinstance(self.extra_keys, str) else f" (it ignores {list(self.extra_keys)})"
                 raise ValueError(f"Sample has unknown modality '{key}'; this GraphBuilder knows "
-                                 f"{list(self.modalities)}. Add it to 'modalities' or drop it from the sample")
+                                 f"{list(self.modalities)}{ignored}. Add it to 'modalities', drop it from the sample, "
+                                 f"or let the builder ignore keys that are no modality: "
+                                 f"GraphBuilder(..., extra_keys='ignore') or extra_keys=({key!r}, ...)")
             if raw is None:
                 continue
             featurized = raw if isinstance(raw, NodeSet) else self.modalities[key].featurize(raw).validate(key)
@@ -244,7 +256,24 @@ class GraphBuilder:
     def __repr__(self) -> str:
         cross = [f"{r.edge_type}: {r.strategy!r}" for r in self.relations if r.strategy is not None]
         return (f"{self.__class__.__name__}(modalities={self.modalities}, virtual_nodes={self.virtual_nodes}, "
-                f"cross=[{', '.join(cross)}], max_edges_per_sample={self.max_edges_per_sample})")
+                f"cross=[{', '.join(cross)}], max_edges_per_sample={self.max_edges_per_sample}"
+                f"{'' if self.extra_keys == 'error' else f', extra_keys={self.extra_keys!r}'})")
+
+
+def _extra_keys(extra_keys: str | Collection[str], modalities: Mapping[str, Any]) -> str | tuple[str, ...]:
+    """``"error"``, ``"ignore"`` or the sorted tuple of the key names to ignore."""
+    if isinstance(extra_keys, str):
+        if extra_keys not in ("error", "ignore"):
+            raise ValueError(f"GraphBuilder 'extra_keys' must be 'error', 'ignore' or a collection of key names to "
+                             f"ignore, e.g. ('id', 'meta'); got {extra_keys!r}")
+        return extra_keys
+    if not isinstance(extra_keys, Collection) or not all(isinstance(key, str) for key in extra_keys):
+        raise TypeError(f"GraphBuilder 'extra_keys' as a collection must hold key names (str), got {extra_keys!r}")
+    clashing = sorted(set(extra_keys) & set(modalities))
+    if clashing:
+        raise ValueError(f"GraphBuilder 'extra_keys' names {clashing}, which are modalities of this builder; a "
+                         f"modality's key is never ignored (leave it out of the sample, or set it to None)")
+    return tuple(sorted(set(extra_keys)))
 
 
 def _describe(value: Tensor | None) -> str:

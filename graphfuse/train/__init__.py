@@ -1,9 +1,11 @@
 """Training: the engine (fit / evaluate with checkpoints, early stopping and DDP), tasks, metrics,
-checkpoints and data batching."""
+checkpoints, optimisers, callbacks and loggers, and data batching."""
 from graphfuse.checkpoint import UnsafeCheckpointError, load_checkpoint, load_weights, save_checkpoint
 from graphfuse.train.balance import GradientModulation, modulation_coefficients
+from graphfuse.train.callbacks import Callback
 from graphfuse.train.data import GraphCollate, IndexedDataset, featurize_dataset
 from graphfuse.train.engine import NonFiniteLossError, Trainer, seed_everything, set_deterministic
+from graphfuse.train.loggers import CSVLogger, TensorBoardLogger
 from graphfuse.train.metrics import (
     classification_metrics,
     multilabel_metrics,
@@ -12,6 +14,7 @@ from graphfuse.train.metrics import (
     retrieval_metrics,
 )
 from graphfuse.train.modality_dropout import ModalityDropout
+from graphfuse.train.optim import build_optimizer, parameter_groups
 from graphfuse.train.tasks import (
     TASKS,
     ClassificationTask,
@@ -24,6 +27,8 @@ from graphfuse.train.tasks import (
 
 __all__ = [
     "TASKS",
+    "CSVLogger",
+    "Callback",
     "ClassificationTask",
     "GradientModulation",
     "GraphCollate",
@@ -33,8 +38,10 @@ __all__ = [
     "RegressionTask",
     "RetrievalTask",
     "Task",
+    "TensorBoardLogger",
     "Trainer",
     "UnsafeCheckpointError",
+    "build_optimizer",
     "classification_metrics",
     "create_task",
     "featurize_dataset",
@@ -42,6 +49,7 @@ __all__ = [
     "load_weights",
     "modulation_coefficients",
     "multilabel_metrics",
+    "parameter_groups",
     "ranking_metrics",
     "register_task",
     "regression_metrics",

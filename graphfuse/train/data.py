@@ -7,7 +7,7 @@ which samples it holds (evaluation under DDP uses that to drop the copies its sa
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -16,17 +16,8 @@ from torch_geometric.data import Batch
 from tqdm.auto import tqdm
 
 from graphfuse.data import GraphBuilder
+from graphfuse.data.items import split_item
 from graphfuse.train.modality_dropout import ModalityDropout
-
-
-def split_item(item: Any) -> tuple[Mapping[str, Any], Any]:
-    """``(sample, target)`` of a dataset item; the target is ``None`` for a bare sample."""
-    if isinstance(item, Mapping):
-        return item, None
-    if isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], Mapping):
-        return item[0], item[1]
-    raise TypeError(f"A dataset item must be a sample (a mapping from modality to input) or a (sample, target) "
-                    f"pair, got {type(item).__name__}")
 
 
 def stack_targets(targets: Sequence[Any]) -> Tensor:

@@ -27,17 +27,17 @@ from graphfuse.data import GraphBuilder, PairGraphs
 from graphfuse.nn.unimodal import MultimodalOutput
 from graphfuse.train import distributed as ddp
 from graphfuse.train.balance import GradientModulation
+from graphfuse.train.callbacks import Callback, check_callbacks
 from graphfuse.train.data import EpochSampler, GraphCollate, IndexedDataset
+from graphfuse.train.optim import GroupsSpec, OptimizerSpec, build_optimizer, check_optimizer
 from graphfuse.train.tasks import TASKS, ClassificationTask, Task, create_task
 
 log = logging.getLogger("graphfuse.train")
 
-OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("fp32", "bf16")
 CHECKPOINT_NAMES = ("last.pt", "best.pt")
 SMALLER_IS_BETTER = ("loss", "mse", "mae", "median_rank")
-NO_DECAY_SUFFIXES = ("bias", "absent")  # per-type biases and absent-type embeddings are 2-D, not weights
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -162,12 +162,26 @@ class Trainer:
         eval_batch_size (int, optional): samples per batch *per process* in :meth:`evaluate` and
             :meth:`predict` (and validation); larger batches there cost no accuracy and less time.
             ``None`` takes ``batch_size``. (default: :obj:`None`)
-        lr (float, optional): peak learning rate. (default: :obj:`1e-3`)
+        lr (float, optional): peak learning rate (of the parameters no ``param_groups`` entry
+            selects). (default: :obj:`1e-3`)
         weight_decay (float, optional): decoupled weight decay, on weight matrices only (not on
             biases, norms, embeddings of absent node types or the temperature). (default: :obj:`0.01`)
-        optimizer (str, optional): ``"adamw"``, ``"adam"`` or ``"sgd"``. (default: :obj:`"adamw"`)
+        optimizer (str or torch.optim.Optimizer or Callable, optional): ``"adamw"``, ``"adam"`` or
+            ``"sgd"``; an optimiser already built over the model's parameters (its own groups and
+            settings; ``lr``, ``weight_decay`` and ``param_groups`` do not apply); or a factory
+            called with the parameter groups, each carrying its ``lr`` and ``weight_decay``
+            (``torch.optim.RMSprop``, ``functools.partial(torch.optim.SGD, momentum=0.9)``).
+            See :func:`~graphfuse.train.build_optimizer`. (default: :obj:`"adamw"`)
+        param_groups (list[dict] or Callable, optional): parameters with settings of their own,
+            e.g. ``[{"params": "encoders.text.backbone", "lr": 1e-5}]`` for a fine-tuned
+            backbone: ``"params"`` is a module-name prefix (or a list of prefixes or parameters),
+            the other keys the group's settings; or ``param_groups(model)`` giving such a list.
+            The rest train at ``lr``; every group keeps the decay split of ``weight_decay``.
+            A prefix that matches nothing, or a parameter in two groups, is an error.
+            See :func:`~graphfuse.train.parameter_groups`. (default: :obj:`None`)
         schedule (str, optional): ``"cosine"``, ``"linear"`` (decay to 0) or ``"constant"``,
-            after a linear warm-up, stepped per optimiser step. (default: :obj:`"cosine"`)
+            after a linear warm-up, stepped per optimiser step; it scales every group's learning
+            rate relative to its own. (default: :obj:`"cosine"`)
         warmup (float, optional): fraction of all steps spent warming up. (default: :obj:`0.05`)
         clip_grad_norm (float, optional): clip the gradient norm to this; ``None`` for no
             clipping. (default: :obj:`1.0`)
@@ -198,8 +212,13 @@ class Trainer:
             one, else the CPU.
         num_workers (int, optional): ``DataLoader`` worker processes (they featurise and batch).
             (default: :obj:`0`)
-        progress (bool, optional): progress bars and a one-line summary per epoch (on rank 0 only;
-            the summary also goes to the ``graphfuse.train.engine`` logger). (default: :obj:`True`)
+        progress (bool, optional): progress bars and a one-line summary per epoch, on rank 0 only:
+            a bar over the epochs that stays when fit ends, a bar over each epoch's batches that
+            gives way to the epoch's summary line (which also goes to the
+            ``graphfuse.train.engine`` logger). (default: :obj:`True`)
+        callbacks (list[Callback], optional): hooks run during :meth:`fit`, among them loggers
+            (:class:`~graphfuse.train.CSVLogger`, :class:`~graphfuse.train.TensorBoardLogger`);
+            see :class:`~graphfuse.train.Callback`. (default: :obj:`None`)
         find_unused_parameters (bool, optional): DDP's flag for parameters a step may leave
             without a gradient (a modality absent from a process's batch, in a model that skips
             it). graphfuse's models run absent node types through their layers as empty tensors,
@@ -220,17 +239,23 @@ class Trainer:
         >>> trainer = Trainer(model, builder, epochs=5, checkpoint_dir="runs/gat")
         >>> history = trainer.fit(train, val)      # items: (sample, label)
         >>> trainer.evaluate(test)                  # {"loss": ..., "accuracy": ..., "macro_f1": ...}
+        >>> # A fine-tuned backbone at a lower rate, SGD with momentum, a CSV and a TensorBoard log:
+        >>> trainer = Trainer(model, builder, lr=1e-3, param_groups=[{"params": "backbone", "lr": 1e-5}],
+        ...                   optimizer=functools.partial(torch.optim.SGD, momentum=0.9),
+        ...                   callbacks=[CSVLogger("runs/gat/log.csv"), TensorBoardLogger("runs/gat/tb")])
     """
 
     def __init__(self, model: torch.nn.Module, builder: GraphBuilder | None = None, *,
                  task: str | Task | None = None, epochs: int = 10, batch_size: int = 32,
                  eval_batch_size: int | None = None, lr: float = 1e-3,
-                 weight_decay: float = 0.01, optimizer: str = "adamw", schedule: str = "cosine", warmup: float = 0.05,
+                 weight_decay: float = 0.01, optimizer: OptimizerSpec = "adamw", param_groups: GroupsSpec | None = None,
+                 schedule: str = "cosine", warmup: float = 0.05,
                  clip_grad_norm: float | None = 1.0, precision: str = "fp32", compile: bool = False, seed: int = 0,
                  deterministic: bool = False, patience: int | None = None, monitor: str | None = None,
                  checkpoint_dir: str | os.PathLike | None = None, overwrite: bool = False, restore_best: bool = False,
                  distributed: bool | None = None, device: str | torch.device | None = None, num_workers: int = 0,
-                 progress: bool = True, find_unused_parameters: bool = True,
+                 progress: bool = True, callbacks: Sequence[Callback] | None = None,
+                 find_unused_parameters: bool = True,
                  modality_dropout: float | None = None,
                  gradient_modulation: str | GradientModulation | None = None) -> None:
         check_int(epochs, "Trainer 'epochs'")
@@ -238,7 +263,7 @@ class Trainer:
         if eval_batch_size is not None:
             check_int(eval_batch_size, "Trainer 'eval_batch_size' (or None for batch_size)")
         check_int(num_workers, "Trainer 'num_workers'", minimum=0)
-        check_choice(optimizer, tuple(OPTIMIZERS), "Trainer 'optimizer'")
+        check_optimizer(optimizer, param_groups)
         check_choice(schedule, SCHEDULES, "Trainer 'schedule'")
         check_choice(precision, PRECISIONS, "Trainer 'precision'")
         if patience is not None:
@@ -267,12 +292,14 @@ class Trainer:
         self.gradient_modulation = gradient_modulation
         self.epochs, self.batch_size, self.lr, self.weight_decay = epochs, batch_size, lr, weight_decay
         self.eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
-        self.optimizer_name, self.schedule, self.warmup = optimizer, schedule, warmup
+        self.optimizer, self.param_groups, self.schedule, self.warmup = optimizer, param_groups, schedule, warmup
         self.clip_grad_norm = clip_grad_norm
         self.precision, self.compile, self.seed, self.deterministic = precision, compile, seed, deterministic
         self.patience, self.monitor = patience, monitor
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.overwrite, self.num_workers, self.progress = overwrite, num_workers, progress
+        self.callbacks = check_callbacks(callbacks)
+        self.should_stop = False
         self.restore_best = bool(restore_best)
         self.find_unused_parameters = find_unused_parameters
         self.info: ddp.ProcessInfo | None = None  # resolved in _setup
@@ -351,14 +378,11 @@ class Trainer:
                              f"batch that reaches them before training")
 
     def _optimizer(self) -> torch.optim.Optimizer:
-        decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
-            if p.requires_grad:
-                is_matrix = p.dim() >= 2 and not name.endswith(NO_DECAY_SUFFIXES)
-                (decay if is_matrix else no_decay).append(p)
-        groups = [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        kwargs = {"momentum": 0.9} if self.optimizer_name == "sgd" else {}
-        return OPTIMIZERS[self.optimizer_name](groups, lr=self.lr, **kwargs)
+        return build_optimizer(_unwrap(self.model), self.optimizer, self.param_groups, self.lr, self.weight_decay)
+
+    def _call(self, hook: str, *args: Any) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(self, *args)
 
     def _wrap(self) -> torch.nn.Module:
         model = self.model
@@ -436,48 +460,69 @@ class Trainer:
         if resume is not None:
             state = self._resume(resume, optimizer, scheduler)
         self.history = state["history"]
-        if resume is not None and self.patience is not None and state["bad_epochs"] >= self.patience:
-            log.info("the resumed run had stopped early after epoch %d; nothing left to train", state["epoch"])
-            return self.history
+        self.should_stop = False
+        self._call("on_fit_start")
+        try:
+            if resume is not None and self.patience is not None and state["bad_epochs"] >= self.patience:
+                log.info("the resumed run had stopped early after epoch %d; nothing left to train", state["epoch"])
+            else:
+                self._epochs(loader, val_data, optimizer, scheduler, state, monitor, mode)
+        finally:
+            self._call("on_fit_end", self.history)
+        return self.history
+
+    def _epochs(self, loader, val_data, optimizer, scheduler, state: dict, monitor: str, mode: str) -> None:
+        """The epochs of :meth:`fit` from the one after ``state['epoch']``, under a bar over them
+        that stays when they end."""
         wrapped = self._wrap()
         best_weights = None
-        for epoch in range(state["epoch"] + 1, self.epochs):
-            started = time.perf_counter()
-            loader.sampler.set_epoch(epoch)
-            loader.sampler.keep_one_of = self.task.informative_modalities()
-            train_loss = self._train_epoch(wrapped, loader, optimizer, scheduler, epoch, state)
-            record = {"epoch": epoch, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0]}
-            if val_data is not None:
-                record.update({f"val_{k}": v for k, v in self._validate(val_data).items()})
-            record["seconds"] = time.perf_counter() - started
-            self.history.append(record)
-            value = record.get(f"val_{monitor}", record.get(monitor))
-            if value is None and monitor == "loss":
-                value = record["train_loss"]
-            if value is None:
-                raise ValueError(f"Trainer 'monitor' {monitor!r} is not among this run's values "
-                                 f"{[k for k in record if k not in ('epoch', 'seconds')]}"
-                                 f"{'' if val_data is not None else ' (validation metrics need val_data)'}")
-            improved = state["best"] is None or (value > state["best"] if mode == "max" else value < state["best"])
-            state.update(epoch=epoch, history=self.history, best=value if improved else state["best"],
-                         bad_epochs=0 if improved else state["bad_epochs"] + 1)
-            self._save("last.pt", optimizer, scheduler, state)
-            if improved:
-                self._save("best.pt", optimizer, scheduler, state)
-                if self.restore_best:
-                    best_weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-            if self.info.is_main:
-                summary = epoch_summary(record, self.epochs, improved)
-                log.info("%s", summary)
-                if self.progress:  # above the bars, which give way to it
-                    tqdm.write(summary)
-            if self.patience is not None and state["bad_epochs"] >= self.patience:
-                log.info("early stop after epoch %d: %s has not improved for %d epochs", epoch, monitor,
-                         self.patience)
-                break
+        bar = tqdm(total=self.epochs, initial=state["epoch"] + 1, desc="fit", unit="epoch", leave=True,
+                   disable=not (self.progress and self.info.is_main))
+        try:
+            for epoch in range(state["epoch"] + 1, self.epochs):
+                started = time.perf_counter()
+                loader.sampler.set_epoch(epoch)
+                loader.sampler.keep_one_of = self.task.informative_modalities()
+                train_loss = self._train_epoch(wrapped, loader, optimizer, scheduler, epoch, state)
+                record = {"epoch": epoch, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0]}
+                if val_data is not None:
+                    record.update({f"val_{k}": v for k, v in self._validate(val_data).items()})
+                record["seconds"] = time.perf_counter() - started
+                self.history.append(record)
+                value = record.get(f"val_{monitor}", record.get(monitor))
+                if value is None and monitor == "loss":
+                    value = record["train_loss"]
+                if value is None:
+                    raise ValueError(f"Trainer 'monitor' {monitor!r} is not among this run's values "
+                                     f"{[k for k in record if k not in ('epoch', 'seconds')]}"
+                                     f"{'' if val_data is not None else ' (validation metrics need val_data)'}")
+                improved = state["best"] is None or (value > state["best"] if mode == "max" else value < state["best"])
+                state.update(epoch=epoch, history=self.history, best=value if improved else state["best"],
+                             bad_epochs=0 if improved else state["bad_epochs"] + 1)
+                self._save("last.pt", optimizer, scheduler, state)
+                if improved:
+                    self._save("best.pt", optimizer, scheduler, state)
+                    if self.restore_best:
+                        best_weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+                if self.info.is_main:
+                    summary = epoch_summary(record, self.epochs, improved)
+                    log.info("%s", summary)
+                    if self.progress:  # above the bars, which give way to it
+                        tqdm.write(summary)
+                bar.set_postfix({monitor: f"{value:.4g}", "best": f"{state['best']:.4g}"}, refresh=False)
+                bar.update(1)
+                self._call("on_epoch_end", record)
+                if self.patience is not None and state["bad_epochs"] >= self.patience:
+                    log.info("early stop after epoch %d: %s has not improved for %d epochs", epoch, monitor,
+                             self.patience)
+                    break
+                if self.should_stop:
+                    log.info("a callback stopped training after epoch %d", epoch)
+                    break
+        finally:
+            bar.close()
         if self.restore_best:
             self._restore(best_weights, state)
-        return self.history
 
     def _restore(self, weights: dict[str, torch.Tensor] | None, state: dict) -> None:
         """Loads the best epoch's ``weights``; after a resume that never improved on the resumed
@@ -518,6 +563,7 @@ class Trainer:
             state["step"] += 1
             total, steps = total + value, steps + 1
             bar.set_postfix(loss=f"{value:.4f}")
+            self._call("on_batch_end", state["step"], value)
         return total / max(steps, 1)
 
     def _stop(self, what: str, epoch: int, state: dict) -> None:
@@ -541,6 +587,7 @@ class Trainer:
         with torch.random.fork_rng(devices=devices):
             return self._predict(data)
 
+    @torch.no_grad()  # also for validation, which calls it directly
     def _predict(self, data: Sequence[Any]) -> dict[str, torch.Tensor]:
         loader = self._loader(data, train=False)
         self._materialize(loader)

@@ -103,6 +103,43 @@ def test_bad_samples_raise_clear_errors(builder, sample, error, match):
         builder.build(sample)
 
 
+def test_unknown_keys_are_refused_by_default_with_the_option_named(builder):
+    with pytest.raises(ValueError, match=r"unknown modality 'id'.*GraphBuilder\(\.\.\., extra_keys='ignore'\) or "
+                                         r"extra_keys=\('id', \.\.\.\)"):
+        builder.featurize({"text": "a cat", "id": 7})
+
+
+@pytest.mark.parametrize("extra_keys", ["ignore", ("id", "meta"), ["meta", "id"], {"id", "meta"}])
+def test_extra_keys_are_dropped_by_rule_on_every_path(modalities, samples, extra_keys):
+    builder = GraphBuilder(modalities, cross="full", extra_keys=extra_keys)
+    tagged = [{**sample, "id": i, "meta": {"source": "x"}} for i, sample in enumerate(samples)]
+    reference = GraphBuilder(modalities, cross="full")
+    assert_same_graph(builder.build(tagged[0]), reference.build(samples[0]))
+    assert_same_graph(builder.collate(tagged), reference.collate(samples))
+    featurized = builder.featurize(tagged[1])
+    assert featurized.keys() == reference.featurize(samples[1]).keys()
+    assert_same_graph(builder.collate([{**featurized, "id": 1}]), reference.collate([samples[1]]))  # node sets + id
+    assert pickle.loads(pickle.dumps(builder)).extra_keys == builder.extra_keys
+
+
+def test_named_extra_keys_refuse_any_other_key(modalities):
+    builder = GraphBuilder(modalities, extra_keys=("id",))
+    assert builder.featurize({"text": "a cat", "id": 3}).keys() == {"text"}
+    with pytest.raises(ValueError, match=r"unknown modality 'meta'.*\(it ignores \['id'\]\)"):
+        builder.featurize({"text": "a cat", "id": 3, "meta": None})
+    assert repr(builder).endswith("extra_keys=('id',))")
+
+
+@pytest.mark.parametrize("extra_keys, error, match", [
+    ("drop", ValueError, r"'extra_keys' must be 'error', 'ignore' or a collection of key names"),
+    (("id", 3), TypeError, r"'extra_keys' as a collection must hold key names \(str\)"),
+    (("id", "text"), ValueError, r"'extra_keys' names \['text'\], which are modalities of this builder"),
+])
+def test_bad_extra_keys_are_refused(modalities, extra_keys, error, match):
+    with pytest.raises(error, match=match):
+        GraphBuilder(modalities, extra_keys=extra_keys)
+
+
 def test_edge_cap_names_the_relation_and_a_sparser_strategy(tokenizer):
     builder = GraphBuilder({"text": TextModality(tokenizer), "image": ImageModality(patch_size=1, channels=1)},
                            cross="full", max_edges_per_sample=1000)

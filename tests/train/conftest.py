@@ -43,6 +43,12 @@ def colour_data(colour_builder):
 
 
 @pytest.fixture(scope="session")
+def small(colour_data):
+    """24 training and 12 validation pairs: 3 steps per epoch at batch size 8."""
+    return colour_data["train"][:24], colour_data["val"][:12]
+
+
+@pytest.fixture(scope="session")
 def make_model(colour_builder, colour_data):
     """``make_model(seed=0, task="classification", materialize=False, **kwargs)``: a small graph-gat over the
     colour builder, initialised after ``torch.manual_seed(seed)``, with dropout so that training draws random

@@ -21,7 +21,7 @@ from torch_geometric.utils import scatter
 from graphfuse import AudioModality, GraphBuilder, ImageModality, TextModality, Tokenizer
 from graphfuse.models import create_model
 from graphfuse.nn import MultimodalOutput
-from graphfuse.train import Trainer, featurize_dataset
+from graphfuse.train import CSVLogger, Trainer, featurize_dataset
 from graphfuse.train.distributed import setup, shutdown
 
 WORDS = "red blue green the a cat dog sat on mat big small".split()
@@ -120,8 +120,9 @@ def run(scenario: str, out_dir: Path) -> None:
     else:
         model = create_model("graph-gcn", builder=graphs, task="retrieval", query=("text",), gallery=("image",),
                              rerank=False, hidden_channels=8, dropout=0.0)
+    log = out_dir / f"{scenario}-log-rank{process.rank}.csv"  # rank 0 alone writes its log
     trainer = Trainer(model, graphs, epochs=EPOCHS, batch_size=GLOBAL_BATCH // process.world_size, lr=1e-2, seed=SEED,
-                      progress=False)
+                      progress=False, callbacks=[CSVLogger(log)])
     result = {"world_size": process.world_size}
     if scenario == "classification":
         train, test = classification_data(graphs)
@@ -131,6 +132,7 @@ def run(scenario: str, out_dir: Path) -> None:
     else:
         result["history"] = trainer.fit(retrieval_data(graphs))
     result["state"] = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
+    result["log_lines"] = len(log.read_text().splitlines()) if log.exists() else None
     torch.save(result, out_dir / f"{scenario}-rank{process.rank}.pt")
 
 

@@ -142,6 +142,12 @@ def test_classification_ranks_agree(classification):
     assert len(ranks[0]["history"]) == ddp_worker.EPOCHS
 
 
+def test_only_rank_zero_writes_the_log(classification):
+    ranks, one = classification
+    assert ranks[0]["log_lines"] == one["log_lines"] == 1 + ddp_worker.EPOCHS  # the header and a row per epoch
+    assert ranks[1]["log_lines"] is None
+
+
 def test_classification_matches_one_process(classification):
     ranks, one = classification
     assert one["world_size"] == 1

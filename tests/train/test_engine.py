@@ -47,12 +47,6 @@ def eval_outputs(model, batch) -> torch.Tensor:
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def small(colour_data):
-    """24 training and 12 validation pairs: 3 steps per epoch at batch size 8."""
-    return colour_data["train"][:24], colour_data["val"][:12]
-
-
 # Learning -----------------------------------------------------------------------------------------
 def test_fit_learns_the_colour_word_and_records_one_entry_per_epoch(make_model, colour_data):
     trainer = Trainer(make_model(), epochs=3, **{**FAST, "lr": 3e-2})
@@ -698,3 +692,13 @@ def test_fit_prints_one_line_per_epoch_when_progress_is_on(make_model, small, ca
     assert lines[0].endswith(" s") and "  *  " in lines[0]  # the first epoch is the best so far
     Trainer(make_model(), epochs=1, **FAST).fit(*small)  # progress=False prints nothing
     assert not [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+
+
+def test_the_bar_over_the_epochs_stays_when_fit_ends(make_model, small, capsys):
+    Trainer(make_model(), epochs=2, **{**FAST, "progress": True}).fit(*small)
+    captured = capsys.readouterr()
+    screen = captured.err.replace("\r", "\n").splitlines()
+    last = [line for line in screen if line.strip()][-1]  # a cleared bar leaves an empty line, a kept one its text
+    assert last.startswith("fit: 100%") and "2/2" in last and "accuracy=" in last
+    assert not any(line.startswith("epoch 1:") for line in screen[screen.index(last):])  # the batch bars gave way
+    assert [line for line in captured.out.splitlines() if line.startswith("epoch ")][-1].startswith("epoch 2/2  ")

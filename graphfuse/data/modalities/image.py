@@ -26,9 +26,10 @@ class ImageModality(Modality):
     (``torch.long``), patches numbered row-major. Intra-modal relation
     ``('image', 'grid', 'image')`` joins 4- or 8-neighbouring patches.
 
-    Raw input: a tensor (or array) :math:`[C, H, W]` or :math:`[H, W]`, ``uint8`` or floating, or
-    a PIL image (channels last by definition; palette and other modes are converted to RGB, or to
-    L for ``channels=1``). A one-channel image is repeated to ``channels`` channels.
+    Raw input: a tensor (or array) :math:`[C, H, W]` (:math:`[H, W, C]` with
+    ``channels_last=True``) or :math:`[H, W]`, ``uint8`` or floating, or a PIL image (channels
+    last by definition, whatever ``channels_last`` says; palette and other modes are converted to
+    RGB, or to L for ``channels=1``). A one-channel image is repeated to ``channels`` channels.
 
     Args:
         patch_size (int, optional): patch side :math:`p` in pixels. (default: :obj:`4`)
@@ -37,12 +38,14 @@ class ImageModality(Modality):
         self_loops (bool, optional): join each patch to itself. (default: :obj:`False`)
         size_policy (str, optional): for sides not divisible by :math:`p`: ``"pad"`` adds zero
             pixels at the bottom and right, ``"error"`` raises. (default: :obj:`"pad"`)
+        channels_last (bool, optional): 3-D tensors and arrays are :math:`[H, W, C]`, as
+            NumPy, OpenCV and Hugging Face ``datasets`` hand them over. (default: :obj:`False`)
     """
 
     relation = "grid"
 
     def __init__(self, patch_size: int = 4, channels: int = 3, neighbourhood: int = 4,
-                 self_loops: bool = False, size_policy: str = "pad") -> None:
+                 self_loops: bool = False, size_policy: str = "pad", channels_last: bool = False) -> None:
         check_int(patch_size, "ImageModality 'patch_size'")
         check_int(channels, "ImageModality 'channels'")
         check_choice(neighbourhood, (4, 8), "ImageModality 'neighbourhood'")
@@ -52,6 +55,7 @@ class ImageModality(Modality):
         self.neighbourhood = neighbourhood
         self.self_loops = self_loops
         self.size_policy = size_policy
+        self.channels_last = bool(channels_last)
 
     @property
     def feature_dim(self) -> int:
@@ -80,16 +84,22 @@ class ImageModality(Modality):
         )
 
     def _to_chw(self, raw: Any) -> Tensor:
-        if _is_pil_image(raw):
+        layout = "[H, W, C]" if self.channels_last else "[C, H, W]"
+        pil = _is_pil_image(raw)
+        if pil:
             raw = self._from_pil(raw)
-        raw = as_tensor(raw, f"Modality '{self.name}'", "an image tensor or array [C, H, W] or [H, W]")
+        else:
+            raw = as_tensor(raw, f"Modality '{self.name}'", f"an image tensor or array {layout} or [H, W]")
+        shape = tuple(raw.shape)
+        if self.channels_last and raw.dim() == 3 and not pil:
+            raw = raw.permute(2, 0, 1)
         if raw.dim() not in (2, 3):
             hint = " (a batch? pass one image per sample)" if raw.dim() == 4 else ""
             raise ValueError(
-                f"Modality '{self.name}' received a {raw.dim()}-D tensor of shape {tuple(raw.shape)}{hint}; "
-                f"expected [C, H, W] or [H, W]")
+                f"Modality '{self.name}' received a {raw.dim()}-D tensor of shape {shape}{hint}; "
+                f"expected {layout} or [H, W]")
         if raw.numel() == 0:
-            raise ValueError(f"Modality '{self.name}' received an empty image of shape {tuple(raw.shape)}")
+            raise ValueError(f"Modality '{self.name}' received an empty image of shape {shape}")
         if raw.dtype == torch.uint8:
             image = raw.float().div_(255.0)
         elif raw.is_floating_point():
@@ -104,12 +114,12 @@ class ImageModality(Modality):
         if num_channels == 1 and self.channels > 1:
             image = image.expand(self.channels, -1, -1)
         elif num_channels != self.channels:
-            hint = (" (channels last? permute it to [C, H, W])"
-                    if raw.dim() == 3 and raw.size(-1) == self.channels else "")
+            hint = (" (channels last? pass ImageModality(channels_last=True), or permute it to [C, H, W])"
+                    if not (self.channels_last or pil) and shape[-1] == self.channels else "")
             raise ValueError(
                 f"Modality '{self.name}' received {num_channels} channels in an image of shape "
-                f"{tuple(raw.shape)}{hint}; expected {self.channels} channels [C, H, W], as set by "
-                f"ImageModality(channels={self.channels})")
+                f"{shape}{hint}; expected {self.channels} channels {layout}, as set by "
+                f"ImageModality(channels={self.channels}{', channels_last=True' if self.channels_last else ''})")
         return image
 
     def _from_pil(self, image: Any) -> Tensor:
@@ -126,7 +136,8 @@ class ImageModality(Modality):
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(patch_size={self.patch_size}, channels={self.channels}, "
-                f"neighbourhood={self.neighbourhood}, size_policy={self.size_policy!r})")
+                f"neighbourhood={self.neighbourhood}, size_policy={self.size_policy!r}"
+                f"{', channels_last=True' if self.channels_last else ''})")
 
 
 def _is_pil_image(raw: Any) -> bool:

@@ -138,12 +138,28 @@ def test_grid_self_loops():
      r"received 2 channels in an image of shape \(2, 8, 8\); expected 3 channels \[C, H, W\], as set by "
      r"ImageModality\(channels=3\)"),
     (random_image(8, 8, 3), ValueError,
-     r"received 8 channels in an image of shape \(8, 8, 3\) \(channels last\? permute it to \[C, H, W\]\)"),
+     r"received 8 channels in an image of shape \(8, 8, 3\) \(channels last\? pass "
+     r"ImageModality\(channels_last=True\), or permute it to \[C, H, W\]\)"),
     ("pixels", TypeError, r"received str; expected an image tensor or array \[C, H, W\] or \[H, W\]"),
 ])
 def test_bad_images(raw, error, match):
     with pytest.raises(error, match=f"Modality 'image' {match}"):
         ImageModality(patch_size=4, channels=3)(raw)
+
+
+def test_channels_last_images_give_the_nodes_of_their_channels_first_twin():
+    image = random_image(3, 8, 12)
+    modality = ImageModality(patch_size=4, channels=3, channels_last=True)
+    for raw in (image.permute(1, 2, 0), image.permute(1, 2, 0).numpy()):
+        assert torch.equal(modality(raw).x, ImageModality(patch_size=4, channels=3)(image).x)
+    assert torch.equal(modality(image[0]).x, ImageModality(patch_size=4, channels=3)(image[0]).x)  # [H, W] as before
+    assert repr(modality).endswith("size_policy='pad', channels_last=True)")
+
+
+def test_channels_last_images_with_the_wrong_channel_count_name_the_layout():
+    with pytest.raises(ValueError, match=r"received 2 channels in an image of shape \(8, 8, 2\); expected 3 channels "
+                                         r"\[H, W, C\], as set by ImageModality\(channels=3, channels_last=True\)"):
+        ImageModality(patch_size=4, channels=3, channels_last=True)(random_image(8, 8, 2))
 
 
 def test_wrong_channel_count_without_channels_last_hint():

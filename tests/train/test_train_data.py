@@ -1,0 +1,54 @@
+import pytest
+import torch
+
+from graphfuse import GraphBuilder, ImageModality, TextModality, Tokenizer
+from graphfuse.train import GraphCollate, featurize_dataset
+
+
+def test_featurize_dataset_and_the_trainers_batches_drop_extra_keys_by_the_builders_rule():
+    modalities = {"text": TextModality(Tokenizer(["a", "cat"])), "image": ImageModality(patch_size=4, channels=1)}
+    builder = GraphBuilder(modalities, extra_keys=("id",))
+    samples = [{"text": "a cat", "image": torch.rand(8, 8), "id": i} for i in range(3)]
+    items = [(sample, i % 2) for i, sample in enumerate(samples)]
+    featurized = featurize_dataset(builder, items, progress=False)
+    assert [nodes.keys() for nodes, _ in featurized] == [{"text", "image"}] * 3
+    batch = GraphCollate(builder)(list(enumerate(items)))
+    plain = [{k: v for k, v in sample.items() if k != "id"} for sample in samples]
+    expected = GraphBuilder(modalities).collate(plain)
+    for node_type in ("text", "image"):
+        assert torch.equal(batch[node_type].x, expected[node_type].x)
+    assert batch.y.tolist() == [0, 1, 0] and batch.sample_index.tolist() == [0, 1, 2]
+
+
+def load_in_worker(path):
+    """numpy.load, refusing to run outside a DataLoader worker."""
+    import numpy
+
+    if torch.utils.data.get_worker_info() is None:
+        raise AssertionError(f"{path} was loaded in the main process")
+    return numpy.load(path)
+
+
+def test_raw_files_featurise_in_the_trainers_workers_and_train_as_featurised_data(make_model, colour_builder,
+                                                                                  tmp_path):
+    import numpy
+
+    from graphfuse.data import RawDataset
+    from graphfuse.train import Trainer
+
+    generator = torch.Generator().manual_seed(3)
+    labels = torch.randint(3, (16,), generator=generator).tolist()
+    samples = [{"text": f"the {('red', 'blue', 'green')[label]} shape", "image": torch.rand(8, 8, generator=generator)}
+               for label in labels]
+    items = []
+    for index, sample in enumerate(samples):
+        numpy.save(tmp_path / f"{index}.npy", sample["image"].numpy())
+        items.append(({"text": sample["text"], "image": tmp_path / f"{index}.npy"}, labels[index]))
+    raw = RawDataset(items, colour_builder, load=load_in_worker)
+    options = dict(epochs=1, batch_size=8, lr=1e-2, progress=False)
+    # Without dropout: a loader with workers draws from torch's generator at other times than one without.
+    history = Trainer(make_model(seed=0, dropout=0.0), colour_builder, num_workers=2, **options).fit(raw, raw)
+    in_memory = list(zip(samples, labels, strict=True))
+    expected = Trainer(make_model(seed=0, dropout=0.0), colour_builder, **options).fit(in_memory, in_memory)
+    assert history[0]["train_loss"] == pytest.approx(expected[0]["train_loss"], rel=1e-6)
+    assert history[0]["val_accuracy"] == expected[0]["val_accuracy"]
