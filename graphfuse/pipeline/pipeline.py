@@ -127,11 +127,12 @@ class Pipeline:
         folder's path."""
         folder = Path(folder)
         config = self.get_config()
-        state = {key: value.detach().cpu() for key, value in self.model.state_dict().items()}
+        state = self.model.state_dict()
         lazy = [key for key, value in state.items() if isinstance(value, UninitializedParameter)]
         if lazy:
             raise ValueError(f"The model's parameters {lazy[:4]} have lazy sizes not set yet; run the model on one "
                              f"batch (or train it) before saving")
+        state = {key: value.detach().cpu() for key, value in state.items()}
 
         def write_files(temporary: Path) -> None:
             self.builder.save_assets(temporary)
@@ -214,14 +215,12 @@ class Pipeline:
                            lambda batch: task.outputs(self.model(batch), batch)[task.output_key])
         if self.task == "regression":
             return {"predictions": output}
+        predicted = task.head.predict(output).tolist()
+        names = self.class_names or list(range(output.size(1)))
         if self.task == "multilabel":
-            present = (output >= 0).tolist()
-            names = self.class_names or list(range(output.size(1)))
-            labels = [[name for name, on in zip(names, row, strict=True) if on] for row in present]
+            labels = [[name for name, on in zip(names, row, strict=True) if on] for row in predicted]
             return {"labels": labels, "probabilities": torch.sigmoid(output)}
-        indices = output.argmax(-1).tolist()
-        labels = indices if self.class_names is None else [self.class_names[i] for i in indices]
-        return {"labels": labels, "probabilities": torch.softmax(output, dim=-1)}
+        return {"labels": [names[i] for i in predicted], "probabilities": torch.softmax(output, dim=-1)}
 
     def _side(self, node_sets: Sequence[NodeSets]) -> str:
         for side in ("query", "gallery"):

@@ -14,9 +14,12 @@ from graphfuse import GalleryIndex, GraphBuilder, Pipeline
 from graphfuse.data import FeatureModality, NodeSet, register_function
 from graphfuse.models import create_model
 from graphfuse.pipeline.folder import CONFIG_FILE, FORMAT, FORMAT_VERSION, WEIGHTS_FILE
+from graphfuse.testing import requires_cuda
 from tests.pipeline.conftest import CLASS_NAMES, raw_samples
 
 ROOT = Path(__file__).resolve().parents[2]
+# CPU kernels sum in an order that depends on the thread count: both processes use one thread.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @register_function("tests.pipeline.ring")
@@ -37,6 +40,7 @@ def ring(nodes):
     index = torch.arange(nodes.num_nodes)
     return torch.stack([index, (index + 1) % nodes.num_nodes])
 
+torch.set_num_threads(1)  # as the test process
 classifier, retriever, features, out = sys.argv[1:]
 samples = raw_samples(6, seed=3)
 tensors = {}
@@ -149,3 +153,16 @@ def test_pipeline_arguments_are_checked(classifier, retriever):
     with pytest.raises(ValueError, match="needs a model with a re-ranker"):
         Pipeline(retriever.builder, no_rerank).search([{"text": s["text"]} for s in samples],
                                                       [{"image": s["image"]} for s in samples], rerank=True)
+
+
+@requires_cuda
+def test_a_pipeline_serves_on_the_gpu(classifier, saved_classifier, saved_retriever):
+    samples = raw_samples(4, seed=6)
+    on_gpu = Pipeline.from_pretrained(saved_classifier, device="cuda")
+    assert on_gpu.device.type == "cuda"
+    torch.testing.assert_close(on_gpu.predict(samples)["probabilities"], classifier.predict(samples)["probabilities"],
+                               rtol=1e-4, atol=1e-5)
+    retriever = Pipeline.from_pretrained(saved_retriever, device="cuda")
+    index = retriever.index([{"image": s["image"], "audio": s["audio"]} for s in samples])
+    found = retriever.search([{"text": s["text"]} for s in samples], index, k=2, rerank=3)
+    assert found["indices"].shape == (4, 2) and found["indices"].device.type == "cpu"
