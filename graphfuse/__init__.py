@@ -12,21 +12,23 @@ from graphfuse.data import (
     VirtualNodes,
     register_modality,
 )
+from graphfuse.pipeline import GalleryIndex, Pipeline
+from graphfuse.version import __version__
 
 # Last: the baselines build on the whole core, and importing them registers their models, so that
 # create_model knows every name whenever graphfuse is imported.
 import graphfuse.baselines  # noqa: E402, F401  isort: skip
 
-__version__ = "0.1.0"
-
 __all__ = [
     "AudioModality",
     "CrossEdges",
     "FeatureModality",
+    "GalleryIndex",
     "GraphBuilder",
     "ImageModality",
     "Modality",
     "NodeSet",
+    "Pipeline",
     "TextModality",
     "Tokenizer",
     "VirtualNodes",

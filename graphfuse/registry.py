@@ -69,6 +69,10 @@ class Registry(Generic[T]):
         return sorted(name for name in fnmatch.filter(self._entries, pattern)
                       if family is None or self._families[name] == family)
 
+    def name_of(self, entry: object) -> str | None:
+        """The name ``entry`` itself (not an equal object) is registered under, or ``None``."""
+        return next((name for name, registered in self._entries.items() if registered is entry), None)
+
     def unregister(self, name: str) -> T:
         """Removes ``name`` and returns its entry (e.g. to register a changed version under the same name)."""
         entry = self.get(name)

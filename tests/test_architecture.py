@@ -11,11 +11,11 @@ ROOT = pathlib.Path(graphfuse.__file__).parent
 # Bottom to top; a module may import modules of its own layer or below. The first prefix that
 # matches a module names its layer.
 LAYERS = (
-    ("utilities", ("graphfuse.typing", "graphfuse.checks", "graphfuse.io", "graphfuse.checkpoint", "graphfuse.registry",
-                   "graphfuse.debug", "graphfuse.deprecation")),
+    ("utilities", ("graphfuse.typing", "graphfuse.checks", "graphfuse.io", "graphfuse.config", "graphfuse.checkpoint",
+                   "graphfuse.registry", "graphfuse.debug", "graphfuse.deprecation", "graphfuse.version")),
     ("backbones", ("graphfuse.backbones",)),
     ("node sets and edge patterns", ("graphfuse.data.nodes", "graphfuse.data.edges", "graphfuse.data.cache",
-                                     "graphfuse.data.layout", "graphfuse.data.compare")),
+                                     "graphfuse.data.layout", "graphfuse.data.compare", "graphfuse.data.functions")),
     ("modalities", ("graphfuse.data.modalities",)),
     ("cross-modal strategies", ("graphfuse.data.cross",)),
     ("schema, builder and collation", ("graphfuse.data",)),

@@ -18,6 +18,7 @@ from graphfuse.data.cross import (
     resolve_strategy,
 )
 from graphfuse.data.edges import chain_edges, full_bipartite_edges, grid_edges
+from graphfuse.data.functions import register_function
 from graphfuse.data.modalities import (
     AudioModality,
     FeatureModality,
@@ -69,6 +70,7 @@ __all__ = [
     "list_modalities",
     "load_file",
     "mel_filter_bank",
+    "register_function",
     "register_modality",
     "register_strategy",
     "resolve_strategy",

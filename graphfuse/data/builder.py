@@ -3,23 +3,31 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
+import os
 from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch_geometric.data import Batch, HeteroData
 
+from graphfuse.config import check_json
 from graphfuse.data.cache import TemplateCache
 from graphfuse.data.collate import Collater
-from graphfuse.data.cross import CrossEdges, VirtualNodes
-from graphfuse.data.modalities.base import Modality, create_modality
+from graphfuse.data.cross import CrossEdges, VirtualNodes, cross_from_config
+from graphfuse.data.modalities.base import Modality, create_modality, modality_config, modality_from_config
 from graphfuse.data.nodes import NODE_ATTRIBUTES, NodeSet, NodeSpec
 from graphfuse.data.schema import GraphSchema, Relation
+from graphfuse.io import atomic_write_text
 from graphfuse.typing import EdgeType
 
 CrossSpec = CrossEdges | VirtualNodes | tuple[Any, ...]
 _NO_EDGES = torch.empty(2, 0, dtype=torch.long)
+BUILDER_FORMAT = "graphfuse-builder"
+BUILDER_VERSION = 1
+BUILDER_FILE = "builder.json"
 
 
 class GraphBuilder:
@@ -53,6 +61,11 @@ class GraphBuilder:
         ...                        cross="full")
         >>> graph = builder.build({"text": "a red square", "image": image})
         >>> batch = builder.collate([sample_1, sample_2])  # == Batch.from_data_list([...])
+
+    A builder is saved as JSON data and asset files (:meth:`get_config`, :meth:`save_assets`,
+    :meth:`from_config`; or :meth:`save` and :meth:`load` of a folder): every modality and strategy
+    by its registered name and settings, user functions by the name they are registered under
+    (:func:`~graphfuse.data.register_function`), never as a pickle.
     """
 
     def __init__(self, modalities: Mapping[str, Modality | str], cross: str | Sequence[CrossSpec] = (),
@@ -69,7 +82,8 @@ class GraphBuilder:
         self.relations: list[Relation] = [
             Relation((key, modality.relation, key)) for key, modality in self.modalities.items() if modality.relation
         ]
-        for spec in self._cross_specs(cross):
+        self.cross: list[CrossEdges | VirtualNodes] = self._cross_specs(cross)
+        for spec in self.cross:
             self._add_cross(spec)
         self.node_types: list[str] = [*self.modalities, *self.virtual_nodes]
         self.empty_node_sets: dict[str, NodeSet] = {
@@ -247,6 +261,65 @@ class GraphBuilder:
         if len(samples) == 0:
             raise ValueError("collate received an empty list of samples; a batch needs at least one sample")
         return self.collater([self.node_sets(sample) for sample in samples])
+
+    # Saving and loading -------------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """The builder as plain JSON data: ``{"format", "version", "modalities": {node type:
+        {"type", "config"}}, "cross": [...], "max_edges_per_sample", "template_cache_bytes", "extra_keys"}``.
+        A modality or strategy that cannot be saved (an unregistered class or function) raises an
+        error naming it and how to register it."""
+        return {"format": BUILDER_FORMAT, "version": BUILDER_VERSION,
+                "modalities": {key: modality_config(modality) for key, modality in self.modalities.items()},
+                "cross": [spec.get_config() for spec in self.cross],
+                "max_edges_per_sample": self.max_edges_per_sample, "template_cache_bytes": self._templates.max_bytes,
+                "extra_keys": self.extra_keys if isinstance(self.extra_keys, str) else list(self.extra_keys)}
+
+    def save_assets(self, folder: str | os.PathLike) -> None:
+        """Writes the files the config refers to (tokenizers, ...) into ``folder``."""
+        for modality in self.modalities.values():
+            modality.save_assets(Path(folder))
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], folder: str | os.PathLike | None = None) -> GraphBuilder:
+        """The builder :meth:`get_config` described, its assets read from ``folder``."""
+        if not isinstance(config, Mapping) or config.get("format") != BUILDER_FORMAT:
+            raise ValueError(f"Not a graphfuse builder config (no \"format\": \"{BUILDER_FORMAT}\")")
+        version = config.get("version")
+        if not isinstance(version, int) or version > BUILDER_VERSION:
+            raise ValueError(f"This is a version {version!r} builder config; this graphfuse reads up to version "
+                             f"{BUILDER_VERSION}: upgrade graphfuse to load it")
+        missing = sorted({"modalities", "cross"} - config.keys())
+        if missing or not isinstance(config["modalities"], Mapping) or not isinstance(config["cross"], list):
+            raise ValueError(f"The builder config is damaged: it lacks {missing or 'well-formed entries'} "
+                             f"('modalities' is a mapping, 'cross' a list)")
+        folder = None if folder is None else Path(folder)
+        modalities = {key: modality_from_config(entry, folder) for key, entry in config["modalities"].items()}
+        options = {key: config[key] for key in ("max_edges_per_sample", "template_cache_bytes", "extra_keys")
+                   if key in config}
+        return cls(modalities, [cross_from_config(entry) for entry in config["cross"]], **options)
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Writes ``builder.json`` and the assets into ``folder`` (created if missing); returns its path."""
+        config = self.get_config()
+        check_json(config, "The builder config")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.save_assets(folder)
+        atomic_write_text(folder / BUILDER_FILE, json.dumps(config, indent=2))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> GraphBuilder:
+        """The builder :meth:`save` wrote into ``folder``."""
+        path = Path(folder) / BUILDER_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"No saved builder in {folder}: {path} does not exist")
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path} is not valid JSON ({error}); the file is damaged, save the builder again") \
+                from None
+        return cls.from_config(config, folder)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +10,9 @@ import torch
 from torch import Tensor
 
 from graphfuse.checks import check_edge_index, check_int
+from graphfuse.config import as_json, constructor_config
 from graphfuse.data.edges import full_bipartite_edges
+from graphfuse.data.functions import function_name, get_function
 from graphfuse.data.nodes import NodeSet
 from graphfuse.registry import Registry
 
@@ -19,6 +21,8 @@ _RANDOM_CHUNK_ELEMENTS = 1 << 22
 
 class CrossModalStrategy(ABC):
     """Decides the edges from the nodes of one modality (sources) to another (destinations).
+
+    A strategy is saved as its registered name (:func:`register_strategy`) and :meth:`get_config`.
 
     Attributes:
         shape_only (bool): the edges depend only on the two node counts, so a builder computes
@@ -36,6 +40,11 @@ class CrossModalStrategy(ABC):
     def max_edges(self, num_src: int, num_dst: int) -> int | None:
         """An upper bound on the edge count known before building, or ``None``."""
         return None
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as plain JSON values; the default reads each argument of
+        ``__init__`` back from the attribute of the same name."""
+        return constructor_config(self, f"Cross-modal strategy {type(self).__name__}")
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}()"
@@ -160,16 +169,23 @@ class CallableStrategy(CrossModalStrategy):
     """A user function ``fn(src: NodeSet, dst: NodeSet) -> Tensor[2, E]`` as a strategy.
 
     Args:
-        fn (callable): returns local edges from ``src`` nodes to ``dst`` nodes.
+        fn (callable or str): returns local edges from ``src`` nodes to ``dst`` nodes; or the
+            name it is registered under with :func:`~graphfuse.data.register_function` (a
+            builder whose functions are registered can be saved).
         shape_only (bool, optional): promise that the edges depend only on the two node
             counts, so they can be cached per shape. (default: :obj:`False`)
     """
 
-    def __init__(self, fn: Callable[[NodeSet, NodeSet], Tensor], shape_only: bool = False) -> None:
+    def __init__(self, fn: Callable[[NodeSet, NodeSet], Tensor] | str, shape_only: bool = False) -> None:
+        if isinstance(fn, str):
+            fn = get_function(fn, "CallableStrategy 'fn'")
         if not callable(fn):
             raise TypeError(f"CallableStrategy expects a callable fn(src, dst) -> edge_index, got {fn!r}")
         self.fn = fn
         self.shape_only = shape_only
+
+    def get_config(self) -> dict[str, Any]:
+        return {"fn": function_name(self.fn, "CallableStrategy"), "shape_only": self.shape_only}
 
     def edges(self, src: NodeSet, dst: NodeSet) -> Tensor:
         edge_index = self.fn(src, dst)
@@ -197,8 +213,30 @@ register_strategy("full", FullBipartite)
 register_strategy("temporal", TemporalAlignment)
 register_strategy("strided", StridedBipartite)
 register_strategy("random", RandomBipartite)
+register_strategy("function", CallableStrategy)
 
 StrategyLike = str | CrossModalStrategy | Callable[[NodeSet, NodeSet], Tensor]
+
+
+def strategy_config(strategy: CrossModalStrategy, where: str) -> dict[str, Any]:
+    """``{"type": registered name, "config": strategy.get_config()}``, the JSON form of ``strategy``
+    (``where`` names its place in errors)."""
+    name = STRATEGIES.name_of(type(strategy))
+    if name is None:
+        raise ValueError(f"{where} uses {type(strategy).__name__}, which is not registered, so it cannot be saved; "
+                         f"register the class with register_strategy('some-name', cls)")
+    try:
+        config = strategy.get_config()
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
+    return {"type": name, "config": as_json(config, f"{where} setting")}
+
+
+def strategy_from_config(config: Mapping[str, Any]) -> CrossModalStrategy:
+    """The strategy of :func:`strategy_config`'s output."""
+    if not isinstance(config, Mapping) or not isinstance(config.get("config"), Mapping):
+        raise ValueError(f"A cross-modal strategy's config is {{'type': name, 'config': {{...}}}}, got {config!r}")
+    return STRATEGIES.get(config.get("type"))(**config["config"])
 
 
 def resolve_strategy(strategy: StrategyLike) -> CrossModalStrategy:
@@ -207,6 +245,9 @@ def resolve_strategy(strategy: StrategyLike) -> CrossModalStrategy:
     if isinstance(strategy, CrossModalStrategy):
         return strategy
     if isinstance(strategy, str):
+        if STRATEGIES.get(strategy) is CallableStrategy:
+            raise ValueError(f"The strategy {strategy!r} needs its function: pass the function itself, or "
+                             f"CallableStrategy(fn) with fn registered by graphfuse.data.register_function")
         return STRATEGIES.get(strategy)()
     if callable(strategy):
         return CallableStrategy(strategy)
@@ -240,6 +281,11 @@ class CrossEdges:
                              f"intra-modal edges come from the modality's own edge rule")
         self.strategy = resolve_strategy(self.strategy)
 
+    def get_config(self) -> dict[str, Any]:
+        where = f"CrossEdges({self.src!r}, {self.dst!r}, relation={self.relation!r})"
+        return {"kind": "edges", "src": self.src, "dst": self.dst, "relation": self.relation,
+                "strategy": strategy_config(self.strategy, where)}
+
 
 @dataclass
 class VirtualNodes:
@@ -258,3 +304,18 @@ class VirtualNodes:
 
     def __post_init__(self) -> None:
         check_int(self.count, "VirtualNodes 'count'")
+
+    def get_config(self) -> dict[str, Any]:
+        return {"kind": "virtual", "count": self.count, "node_type": self.node_type, "relation": self.relation,
+                "modalities": None if self.modalities is None else list(self.modalities)}
+
+
+def cross_from_config(config: Mapping[str, Any]) -> CrossEdges | VirtualNodes:
+    """The :class:`CrossEdges` or :class:`VirtualNodes` of its ``get_config()``."""
+    if not isinstance(config, Mapping) or config.get("kind") not in ("edges", "virtual"):
+        raise ValueError(f"A cross-modal entry's config has 'kind' 'edges' or 'virtual', got {config!r}")
+    fields = {key: value for key, value in config.items() if key != "kind"}
+    if config["kind"] == "virtual":
+        modalities = fields.get("modalities")
+        return VirtualNodes(**{**fields, "modalities": None if modalities is None else tuple(modalities)})
+    return CrossEdges(**{**fields, "strategy": strategy_from_config(fields.get("strategy"))})

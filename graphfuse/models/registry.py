@@ -45,8 +45,14 @@ def create_model(name: str, checkpoint_path: str | os.PathLike | None = None, se
     ``Trainer(model, builder=builder)``).
 
     With ``seed``, the initial weights are drawn from a generator seeded with it, the same in every
-    run and process, and the caller's random state is left as it was."""
+    run and process, and the caller's random state is left as it was.
+
+    The model records how it was made as ``model.creation_config``, ``{"name": name, "kwargs":
+    kwargs}`` without the schema (or builder), the seed and the checkpoint, so that a
+    :class:`~graphfuse.Pipeline` can save it as JSON and build it again."""
     factory = MODELS.get(name)
+    creation_config = {"name": name, "kwargs": {key: value for key, value in kwargs.items()
+                                                if key not in ("builder", "schema")}}
     builder = kwargs.pop("builder", None)
     if builder is not None:
         if "schema" in kwargs:
@@ -61,6 +67,7 @@ def create_model(name: str, checkpoint_path: str | os.PathLike | None = None, se
             model = factory(**kwargs)
     if builder is not None:
         model.builder = builder
+    model.creation_config = creation_config
     if checkpoint_path is not None:
         load_weights(model, checkpoint_path)
     return model

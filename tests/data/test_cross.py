@@ -111,7 +111,7 @@ def test_resolve_strategy():
     strategy = TemporalAlignment(0.1)
     assert resolve_strategy(strategy) is strategy
     assert isinstance(resolve_strategy(lambda src, dst: None), CallableStrategy)
-    with pytest.raises(ValueError, match=r"Unknown cross-modal strategy 'dense'; registered: \['full', 'random'"):
+    with pytest.raises(ValueError, match=r"Unknown cross-modal strategy 'dense'; registered: \['full', 'function', "):
         resolve_strategy("dense")
     with pytest.raises(TypeError, match="Cannot use 3 as a cross-modal strategy"):
         resolve_strategy(3)

@@ -155,3 +155,11 @@ def test_a_seed_makes_the_initial_weights_repeatable_and_leaves_the_callers_stat
                                                  strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), third.state_dict().values(),
                                                      strict=True))
+
+
+def test_a_model_records_how_it_was_made(builder, tmp_path):
+    model = create_model("graph-gcn", builder=builder, seed=3, num_classes=3, hidden_channels=8, num_layers=1)
+    assert model.creation_config == {"name": "graph-gcn", "kwargs": {"num_classes": 3, "hidden_channels": 8,
+                                                                     "num_layers": 1}}
+    retrieval = create_model("graph-gat", schema=builder.schema(), task="retrieval", hidden_channels=8)
+    assert retrieval.creation_config == {"name": "graph-gat", "kwargs": {"task": "retrieval", "hidden_channels": 8}}

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
+from graphfuse.config import as_json, constructor_config
 from graphfuse.data.nodes import NodeSet, NodeSpec
 from graphfuse.registry import Registry
 
@@ -19,6 +21,11 @@ class Modality(ABC):
 
     :attr:`name` is the node type in error messages; a graph builder sets it to the key the
     modality is listed under.
+
+    A modality is saved as JSON data (:func:`modality_config`): :meth:`get_config` gives its
+    constructor arguments (by default read back from the attributes of the same names), and
+    :meth:`save_assets` writes what JSON cannot hold (a tokenizer's files) beside it;
+    :meth:`from_config` builds it again.
     """
 
     name: str = "modality"
@@ -41,6 +48,22 @@ class Modality(ABC):
                         positions=None if empty.pos is None else tuple(empty.pos.shape[1:]),
                         timed=empty.time is not None)
 
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as plain JSON values: no tensors, dtypes or callables (a
+        function is given by its registered name, see :func:`graphfuse.data.register_function`).
+        The default reads each argument of ``__init__`` back from the attribute of the same name."""
+        return constructor_config(self, f"Modality '{self.name}' ({type(self).__name__})")
+
+    def save_assets(self, folder: Path) -> None:
+        """Writes the files :meth:`get_config` refers to into ``folder`` (e.g. a tokenizer's).
+        The default writes nothing."""
+        return None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], folder: Path | None = None) -> Modality:
+        """The modality :meth:`get_config` described, reading its assets from ``folder``."""
+        return cls(**config)
+
     def __call__(self, raw: Any) -> NodeSet:
         return self.featurize(raw)
 
@@ -62,6 +85,22 @@ def register_modality(name: str) -> Callable[[type[Modality]], type[Modality]]:
         return cls
 
     return decorator
+
+
+def modality_config(modality: Modality) -> dict[str, Any]:
+    """``{"type": registered name, "config": modality.get_config()}``, the JSON form of ``modality``."""
+    name = MODALITIES.name_of(type(modality))
+    if name is None:
+        raise ValueError(f"Modality '{modality.name}' is a {type(modality).__name__}, which is not registered, so it "
+                         f"cannot be saved; register the class with @register_modality('some-name')")
+    return {"type": name, "config": as_json(modality.get_config(), f"Modality '{modality.name}' setting")}
+
+
+def modality_from_config(config: Mapping[str, Any], folder: Path | None = None) -> Modality:
+    """The modality of :func:`modality_config`'s output, its assets read from ``folder``."""
+    if not isinstance(config, Mapping) or not isinstance(config.get("config"), Mapping):
+        raise ValueError(f"A modality's config is {{'type': name, 'config': {{...}}}}, got {config!r}")
+    return MODALITIES.get(config.get("type")).from_config(dict(config["config"]), folder)
 
 
 def list_modalities() -> list[str]:

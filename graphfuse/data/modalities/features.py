@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -9,6 +10,7 @@ from torch import Tensor
 
 from graphfuse.checks import as_tensor, check_edge_index, check_finite, check_int
 from graphfuse.data.edges import chain_edges
+from graphfuse.data.functions import FUNCTIONS, function_name
 from graphfuse.data.modalities.base import Modality, register_modality
 from graphfuse.data.nodes import NodeSet
 
@@ -31,8 +33,9 @@ class FeatureModality(Modality):
         pos_dtype (torch.dtype, optional): dtype of ``pos``. (default: :obj:`torch.long`)
         edges (str or callable, optional): the intra-modal edge rule: ``None`` for none,
             ``"chain"`` to join rows at most ``window`` apart, or a callable taking the
-            :class:`NodeSet` (without edges) and returning local edges :math:`[2, E]`.
-            (default: :obj:`None`)
+            :class:`NodeSet` (without edges) and returning local edges :math:`[2, E]` (or the
+            name it is registered under with :func:`~graphfuse.data.register_function`, which a
+            saved builder needs). (default: :obj:`None`)
         window (int, optional): reach of the ``"chain"`` rule. (default: :obj:`1`)
         relation (str, optional): name of the intra-modal relation. (default: :obj:`"intra"`)
     """
@@ -42,8 +45,12 @@ class FeatureModality(Modality):
                  relation: str = "intra") -> None:
         check_int(dim, "FeatureModality 'dim'")
         check_int(window, "FeatureModality 'window'")
+        if isinstance(edges, str) and edges != "chain" and edges in FUNCTIONS:
+            edges = FUNCTIONS.get(edges)
         if not (edges is None or edges == "chain" or callable(edges)):
-            raise ValueError(f"FeatureModality 'edges' must be None, 'chain' or a callable, got {edges!r}")
+            raise ValueError(f"FeatureModality 'edges' must be None, 'chain' or a callable, got {edges!r}, which is "
+                             f"not a registered function's name either (registered: {FUNCTIONS.names()}); register "
+                             f"one with @register_function(name), importing its module before loading a saved builder")
         self.dim = dim
         self.positions = positions
         self.timed = timed
@@ -103,6 +110,23 @@ class FeatureModality(Modality):
         return NodeSet.empty(feature_shape=(self.dim,),
                              pos_shape=self.pos_shape if self.positions else None,
                              pos_dtype=self.pos_dtype, timed=self.timed)
+
+    def get_config(self) -> dict[str, Any]:
+        """The settings, ``pos_dtype`` as its name (``"int64"``) and an edge function as its registered name."""
+        edges = self.edges
+        if callable(edges):
+            edges = function_name(edges, f"FeatureModality '{self.name}' edge rule")
+        return {"dim": self.dim, "positions": self.positions, "timed": self.timed, "pos_shape": list(self.pos_shape),
+                "pos_dtype": str(self.pos_dtype).removeprefix("torch."), "edges": edges, "window": self.window,
+                "relation": self.relation or "intra"}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], folder: Path | None = None) -> FeatureModality:
+        config = dict(config)
+        dtype = getattr(torch, str(config.get("pos_dtype", "int64")), None)
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"FeatureModality config 'pos_dtype' must name a torch dtype, got {config['pos_dtype']!r}")
+        return cls(**{**config, "pos_dtype": dtype})
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(dim={self.dim}, positions={self.positions}, "

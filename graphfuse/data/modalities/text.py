@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from graphfuse.checks import check_choice, check_int
+from graphfuse.config import asset_path, file_stem
 from graphfuse.data.edges import chain_edges
 from graphfuse.data.modalities.base import Modality, register_modality
 from graphfuse.data.modalities.tokenizer import Tokenizer
@@ -126,6 +128,29 @@ class TextModality(Modality):
 
     def empty(self) -> NodeSet:
         return NodeSet.empty(dtype=torch.long, pos_shape=(), timed=self.spans)
+
+    def get_config(self) -> dict[str, Any]:
+        """The settings, with the tokenizer as the name of its file (written by :meth:`save_assets`)."""
+        if not isinstance(self.tokenizer, Tokenizer):
+            raise TypeError(f"Modality '{self.name}' cannot save a tokenizer of type {type(self.tokenizer).__name__}; "
+                            f"it saves graphfuse Tokenizers")
+        return {"tokenizer": f"{file_stem(self.name)}.tokenizer.json", "max_length": self.max_length,
+                "overflow": self.overflow, "window": self.window, "self_loops": self.self_loops, "spans": self.spans}
+
+    def save_assets(self, folder: Path) -> None:
+        """Writes the tokenizer into ``folder`` in its own JSON format (:meth:`Tokenizer.save`)."""
+        self.tokenizer.save(Path(folder) / self.get_config()["tokenizer"])
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], folder: Path | None = None) -> TextModality:
+        config = dict(config)
+        if folder is None:
+            raise ValueError("TextModality.from_config needs the folder holding its tokenizer file")
+        path = asset_path(folder, config.pop("tokenizer", None), "TextModality config 'tokenizer'")
+        if not path.is_file():
+            raise FileNotFoundError(f"The tokenizer file {path} is missing; the saved folder is incomplete, save it "
+                                    f"again")
+        return cls(Tokenizer.load(path), **config)
 
     def node_spec(self) -> NodeSpec:
         return dataclasses.replace(super().node_spec(), num_embeddings=len(self.tokenizer),
