@@ -13,6 +13,7 @@ ROOT = pathlib.Path(graphfuse.__file__).parent
 LAYERS = (
     ("utilities", ("graphfuse.typing", "graphfuse.checks", "graphfuse.io", "graphfuse.checkpoint", "graphfuse.registry",
                    "graphfuse.debug", "graphfuse.deprecation")),
+    ("backbones", ("graphfuse.backbones",)),
     ("node sets and edge patterns", ("graphfuse.data.nodes", "graphfuse.data.edges", "graphfuse.data.cache",
                                      "graphfuse.data.layout", "graphfuse.data.compare")),
     ("modalities", ("graphfuse.data.modalities",)),

@@ -1,0 +1,21 @@
+"""Pretrained encoders as node sources: wrappers turning a batch of inputs into per-node hidden states,
+and a registry of backbones by name."""
+from graphfuse.backbones.base import Backbone, check_hidden_states
+from graphfuse.backbones.feature_map import FeatureMapEncoder
+from graphfuse.backbones.registry import BACKBONES, create_backbone, list_backbones, register_backbone
+from graphfuse.backbones.speech import HFSpeechEncoder
+from graphfuse.backbones.text import HFTextEncoder
+from graphfuse.backbones.vision import HFVisionEncoder
+
+__all__ = [
+    "BACKBONES",
+    "Backbone",
+    "FeatureMapEncoder",
+    "HFSpeechEncoder",
+    "HFTextEncoder",
+    "HFVisionEncoder",
+    "check_hidden_states",
+    "create_backbone",
+    "list_backbones",
+    "register_backbone",
+]
