@@ -1,8 +1,9 @@
 """The modality interface: one raw input becomes a set of typed nodes."""
 from __future__ import annotations
 
+import pathlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from graphfuse.data.nodes import NodeSet, NodeSpec
@@ -32,6 +33,11 @@ class Modality(ABC):
     def empty(self) -> NodeSet:
         """The node set of a sample that lacks this modality."""
 
+    def featurize_many(self, raws: Sequence[Any]) -> list[NodeSet]:
+        """Many raw inputs -> their node sets, as :meth:`featurize` of each; modalities that run an
+        encoder override it to run it once per batch."""
+        return [self.featurize(raw) for raw in raws]
+
     def node_spec(self) -> NodeSpec:
         """What this modality's nodes carry (see :class:`~graphfuse.data.schema.NodeSpec`), read off
         :meth:`empty`; a modality whose ``x`` holds ids overrides it to give ``num_embeddings``."""
@@ -40,6 +46,21 @@ class Modality(ABC):
                         integer=not empty.x.is_floating_point(),
                         positions=None if empty.pos is None else tuple(empty.pos.shape[1:]),
                         timed=empty.time is not None)
+
+    def get_config(self) -> dict:
+        """JSON-able constructor arguments (callables by registered name) that :meth:`from_config` takes."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement get_config(); implement it to save "
+                                  f"the modality")
+
+    def save_assets(self, folder: pathlib.Path) -> None:
+        """Writes what the config cannot hold (tokenizer files, backbone weights) into ``folder``; by
+        default nothing."""
+        return None
+
+    @classmethod
+    def from_config(cls, config: dict, folder: pathlib.Path | None = None) -> Modality:
+        """The modality rebuilt from :meth:`get_config` (and the assets :meth:`save_assets` wrote to ``folder``)."""
+        return cls(**config)
 
     def __call__(self, raw: Any) -> NodeSet:
         return self.featurize(raw)
