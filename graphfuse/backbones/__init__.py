@@ -2,7 +2,14 @@
 and a registry of backbones by name."""
 from graphfuse.backbones.base import Backbone, check_hidden_states
 from graphfuse.backbones.feature_map import FeatureMapEncoder
-from graphfuse.backbones.registry import BACKBONES, create_backbone, list_backbones, register_backbone
+from graphfuse.backbones.registry import (
+    BACKBONES,
+    backbone_from_config,
+    backbone_to_config,
+    create_backbone,
+    list_backbones,
+    register_backbone,
+)
 from graphfuse.backbones.speech import HFSpeechEncoder
 from graphfuse.backbones.text import HFTextEncoder
 from graphfuse.backbones.vision import HFVisionEncoder
@@ -14,6 +21,8 @@ __all__ = [
     "HFSpeechEncoder",
     "HFTextEncoder",
     "HFVisionEncoder",
+    "backbone_from_config",
+    "backbone_to_config",
     "check_hidden_states",
     "create_backbone",
     "list_backbones",

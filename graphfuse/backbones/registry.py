@@ -28,3 +28,18 @@ def list_backbones(pattern: str = "*", family: str | None = None) -> list[str]:
 def create_backbone(name: str, **kwargs: Any) -> torch.nn.Module:
     """Creates a registered backbone by name, passing ``kwargs`` to its class or factory."""
     return BACKBONES.get(name)(**kwargs)
+
+
+def backbone_to_config(backbone: torch.nn.Module) -> dict[str, Any]:
+    """``{"type": registered name, "config": backbone.get_config()}`` of a registered backbone class."""
+    name = next((name for name in BACKBONES.names() if BACKBONES.get(name) is type(backbone)), None)
+    if name is None or not callable(getattr(backbone, "get_config", None)):
+        raise ValueError(f"Cannot save a backbone of class {type(backbone).__name__}: only registered backbone "
+                         f"classes with get_config() can be; register it with @register_backbone('name')")
+    return {"type": name, "config": backbone.get_config()}
+
+
+def backbone_from_config(config: dict[str, Any]) -> torch.nn.Module:
+    """The backbone :func:`backbone_to_config` describes, rebuilt with random weights."""
+    cls = BACKBONES.get(config["type"])
+    return cls.from_config(config["config"]) if hasattr(cls, "from_config") else cls(**config["config"])

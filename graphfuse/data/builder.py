@@ -148,22 +148,36 @@ class GraphBuilder:
 
     def featurize(self, sample: Mapping[str, Any]) -> dict[str, NodeSet]:
         """Raw inputs (or node sets) per modality -> node sets of the modalities present."""
-        if not isinstance(sample, Mapping):
-            raise TypeError(f"A sample must be a mapping from modality name to input, e.g. {{'text': ..., "
-                            f"'image': ...}}; got {type(sample).__name__}")
-        nodes: dict[str, NodeSet] = {}
-        for key, raw in sample.items():
-            if key not in self.modalities:
-                raise ValueError(f"Sample has unknown modality '{key}'; this GraphBuilder knows "
-                                 f"{list(self.modalities)}. Add it to 'modalities' or drop it from the sample")
-            if raw is None:
-                continue
-            featurized = raw if isinstance(raw, NodeSet) else self.modalities[key].featurize(raw).validate(key)
-            nodes[key] = self._conforming(key, featurized)
-        if not nodes:
-            raise ValueError(f"Sample has none of the modalities {list(self.modalities)}; every sample needs at "
-                             f"least one")
-        return nodes
+        return self.featurize_many([sample])[0]
+
+    def featurize_many(self, samples: Sequence[Mapping[str, Any]]) -> list[dict[str, NodeSet]]:
+        """:meth:`featurize` of many samples, each modality featurising its inputs together
+        (:meth:`Modality.featurize_many <graphfuse.data.modalities.Modality.featurize_many>`), so
+        that a pretrained encoder runs once per batch rather than once per sample."""
+        pending: dict[str, list[tuple[int, Any]]] = {}
+        nodes: list[dict[str, NodeSet]] = [{} for _ in samples]
+        for index, sample in enumerate(samples):
+            if not isinstance(sample, Mapping):
+                raise TypeError(f"A sample must be a mapping from modality name to input, e.g. {{'text': ..., "
+                                f"'image': ...}}; got {type(sample).__name__}")
+            for key, raw in sample.items():
+                if key not in self.modalities:
+                    raise ValueError(f"Sample has unknown modality '{key}'; this GraphBuilder knows "
+                                     f"{list(self.modalities)}. Add it to 'modalities' or drop it from the sample")
+                if isinstance(raw, NodeSet):
+                    nodes[index][key] = self._conforming(key, raw)
+                elif raw is not None:
+                    pending.setdefault(key, []).append((index, raw))
+        for key, items in pending.items():
+            featurized = self.modalities[key].featurize_many([raw for _, raw in items])
+            for (index, _), node_set in zip(items, featurized, strict=True):
+                nodes[index][key] = self._conforming(key, node_set.validate(key))
+        for sample_nodes in nodes:
+            if not sample_nodes:
+                raise ValueError(f"Sample has none of the modalities {list(self.modalities)}; every sample needs at "
+                                 f"least one")
+        return [{key: sample_nodes[key] for key in sample if key in sample_nodes}
+                for sample, sample_nodes in zip(samples, nodes, strict=True)]
 
     def _conforming(self, node_type: str, nodes: NodeSet) -> NodeSet:
         reference = self.empty_node_sets[node_type]

@@ -144,15 +144,23 @@ class GraphCollate:
         return batch
 
 
+#: Samples :func:`featurize_dataset` hands the builder at once (a pretrained encoder batches within them).
+FEATURIZE_CHUNK = 256
+
+
 def featurize_dataset(builder: GraphBuilder, data: Sequence[Any], progress: bool = True) -> list[Any]:
     """``data`` with every sample featurised once (targets kept), so that epochs only batch.
 
-    Featurising (tokenising, cutting patches, log-mel frames) costs far more per sample than
-    batching; do it once for data that fits in memory, or in ``DataLoader`` workers otherwise.
+    Featurising (tokenising, cutting patches, log-mel frames, running a frozen encoder) costs far
+    more per sample than batching; do it once for data that fits in memory, or in ``DataLoader``
+    workers otherwise. Samples go to :meth:`GraphBuilder.featurize_many` in chunks of
+    :data:`FEATURIZE_CHUNK`, so a frozen encoder runs on batches.
     """
     featurized = []
-    for item in tqdm(data, desc="featurize", disable=not progress, leave=False):
-        sample, target = split_item(item)
-        nodes = builder.featurize(sample)
-        featurized.append(nodes if target is None else (nodes, target))
+    with tqdm(total=len(data), desc="featurize", disable=not progress, leave=False) as bar:
+        for start in range(0, len(data), FEATURIZE_CHUNK):
+            items = [split_item(data[index]) for index in range(start, min(start + FEATURIZE_CHUNK, len(data)))]
+            for nodes, (_, target) in zip(builder.featurize_many([sample for sample, _ in items]), items, strict=True):
+                featurized.append(nodes if target is None else (nodes, target))
+            bar.update(len(items))
     return featurized
