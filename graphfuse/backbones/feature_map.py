@@ -11,6 +11,7 @@ from graphfuse.backbones.base import Backbone, grid_of, patches_to_images
 from graphfuse.backbones.registry import BACKBONES, register_backbone
 
 _PROBE_SIZE = 64
+_STRIDE_PROBE = 256
 
 
 @register_backbone("feature-map", family="wrapper")
@@ -30,6 +31,8 @@ class FeatureMapEncoder(Backbone):
         in_channels (int, optional): image channels. (default: :obj:`3`)
         out_channels (int, optional): channels :math:`D` of the map; read off the module's
             ``feature_channels`` or a probe run when not given. (default: :obj:`None`)
+        stride (int, optional): pixels per map position, for fine-tuning; read off a probe run
+            when not given. (default: :obj:`None`)
 
     Shapes:
         - **input:** images :math:`(B, C, H, W)`
@@ -37,7 +40,7 @@ class FeatureMapEncoder(Backbone):
     """
 
     def __init__(self, module: torch.nn.Module | str, module_kwargs: Mapping[str, Any] | None = None,
-                 in_channels: int = 3, out_channels: int | None = None) -> None:
+                 in_channels: int = 3, out_channels: int | None = None, stride: int | None = None) -> None:
         super().__init__()
         self.module_name = module if isinstance(module, str) else None
         self.module_kwargs = dict(module_kwargs or {})
@@ -48,6 +51,7 @@ class FeatureMapEncoder(Backbone):
                             f"{type(module).__name__}")
         self.module = module
         self.in_channels = in_channels
+        self.stride = stride
         self._grids: dict[tuple[int, int], tuple[int, int]] = {}
         out_channels = out_channels or getattr(module, "feature_channels", None)
         self.out_channels = int(out_channels) if out_channels else self._probe(_PROBE_SIZE, _PROBE_SIZE).size(1)
@@ -82,13 +86,20 @@ class FeatureMapEncoder(Backbone):
         return self._grids[height, width]
 
     def stride_for(self, height: int, width: int) -> int:
-        """Pixels per map position for an ``height`` x ``width`` image; the map must tile it exactly."""
-        rows, cols = self.grid(height, width)
-        if height % rows or width % cols or height // rows != width // cols:
-            raise ValueError(f"'FeatureMapEncoder' maps a {height}x{width} image to a {rows}x{cols} grid, which does "
-                             f"not tile it into square patches; choose an image_size that is a multiple of the "
-                             f"network's stride (e.g. 32 for EfficientNet)")
-        return height // rows
+        """Pixels per map position (``stride``, or read off a probe run on a 256 x 256 image); the map of an
+        ``height`` x ``width`` image must tile it exactly."""
+        stride = self.stride
+        if stride is None:
+            rows, cols = self.grid(_STRIDE_PROBE, _STRIDE_PROBE)
+            if _STRIDE_PROBE % rows or rows != cols:
+                raise ValueError(f"'FeatureMapEncoder' maps a {_STRIDE_PROBE}x{_STRIDE_PROBE} image to a {rows}x{cols} "
+                                 f"grid, so its stride is not a whole number of pixels; give it as stride=")
+            stride = _STRIDE_PROBE // rows
+        if height % stride or width % stride or self.grid(height, width) != (height // stride, width // stride):
+            raise ValueError(f"'FeatureMapEncoder' maps a {height}x{width} image to a {self.grid(height, width)} grid, "
+                             f"which does not tile it into {stride}x{stride} patches; choose an image_size that is a "
+                             f"multiple of the network's stride {stride}")
+        return stride
 
     def forward(self, images: Tensor) -> Tensor:
         return self.feature_map(images).flatten(2).transpose(1, 2)
@@ -104,7 +115,7 @@ class FeatureMapEncoder(Backbone):
                              f"{type(self.module).__name__} instance; register its factory with "
                              f"@register_backbone('name') and pass FeatureMapEncoder('name', module_kwargs=...)")
         return {"module": self.module_name, "module_kwargs": self.module_kwargs, "in_channels": self.in_channels,
-                "out_channels": self.out_channels}
+                "out_channels": self.out_channels, "stride": self.stride}
 
     def extra_repr(self) -> str:
         return f"module={self.module_name or type(self.module).__name__}, out_channels={self.out_channels}"
