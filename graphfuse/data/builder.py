@@ -194,9 +194,20 @@ class GraphBuilder:
         """The node sets of a sample: :meth:`featurize` of raw inputs, while a plain dict of node sets
         (what :meth:`featurize` returns) passes straight through, unchecked again (this runs per
         sample, every epoch)."""
-        already_featurized = (isinstance(sample, dict) and sample and sample.keys() <= self.modalities.keys()
-                              and all(isinstance(value, NodeSet) for value in sample.values()))
-        return sample if already_featurized else self.featurize(sample)
+        return sample if self._featurized(sample) else self.featurize(sample)
+
+    def node_sets_many(self, samples: Sequence[Mapping[str, Any]]) -> list[Mapping[str, NodeSet]]:
+        """:meth:`node_sets` of many samples, the raw ones featurised together (:meth:`featurize_many`)."""
+        node_sets: list[Mapping[str, NodeSet] | None] = [sample if self._featurized(sample) else None
+                                                         for sample in samples]
+        todo = [index for index, nodes in enumerate(node_sets) if nodes is None]
+        for index, nodes in zip(todo, self.featurize_many([samples[index] for index in todo]), strict=True):
+            node_sets[index] = nodes
+        return node_sets
+
+    def _featurized(self, sample: Any) -> bool:
+        return (isinstance(sample, dict) and bool(sample) and sample.keys() <= self.modalities.keys()
+                and all(isinstance(value, NodeSet) for value in sample.values()))
 
     def relation_edges(self, relation: Relation, nodes: Mapping[str, NodeSet]) -> Tensor:
         """Local edges of ``relation`` in one sample; shape-only templates are shared, not copied."""
@@ -242,13 +253,14 @@ class GraphBuilder:
 
     def collate(self, samples: Sequence[Mapping[str, Any]]) -> Batch:
         """Many samples -> one batched graph, equal to ``Batch.from_data_list([build(s) for s in samples])``
-        but built with a few vectorised tensor operations per node and edge type.
+        but built with a few vectorised tensor operations per node and edge type (raw samples are
+        featurised together, :meth:`featurize_many`).
         Usable as a ``DataLoader``'s ``collate_fn``."""
         if isinstance(samples, Mapping) or not isinstance(samples, Sequence):
             raise TypeError(f"collate expects a list of samples, got {type(samples).__name__}")
         if len(samples) == 0:
             raise ValueError("collate received an empty list of samples; a batch needs at least one sample")
-        return self.collater([self.node_sets(sample) for sample in samples])
+        return self.collater(self.node_sets_many(samples))
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

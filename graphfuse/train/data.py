@@ -116,19 +116,19 @@ class GraphCollate:
         self.seed = seed
 
     def __call__(self, items: Sequence[tuple[int, Any]]) -> Batch:
-        indices, samples, targets = [], [], []
+        keys, indices, samples, targets = [], [], [], []
         for key, item in items:
             index, epoch, keep_one_of = key if isinstance(key, tuple) else (key, 0, None)
-            index, epoch = int(index), int(epoch)
             sample, target = split_item(item)
-            sample = self.builder.node_sets(sample)
-            if self.modality_dropout.p:
-                generator = torch.Generator().manual_seed(hash((self.seed, epoch, index)) & (2 ** 63 - 1))
-                sample = self.modality_dropout(sample, generator, keep_one_of)
-            indices.append(index)
+            keys.append((int(index), int(epoch), keep_one_of))
+            indices.append(int(index))
             samples.append(sample)
             targets.append(target)
-        node_sets = samples
+        node_sets = self.builder.node_sets_many(samples)  # a frozen encoder runs once per batch
+        if self.modality_dropout.p:
+            node_sets = [self.modality_dropout(nodes, torch.Generator().manual_seed(
+                hash((self.seed, epoch, index)) & (2 ** 63 - 1)), keep_one_of)
+                for nodes, (index, epoch, keep_one_of) in zip(node_sets, keys, strict=True)]
         batch = self.builder.collate(node_sets)
         batch.sample_index = torch.tensor(indices, dtype=torch.long)
         labelled = [t is not None for t in targets]

@@ -8,6 +8,7 @@ from graphfuse import ImageEncoderModality, SpeechEncoderModality, TextEncoderMo
 from graphfuse.backbones import BACKBONES, FeatureMapEncoder
 
 pytest.importorskip("transformers")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def waves(*lengths):
