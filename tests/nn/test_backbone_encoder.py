@@ -5,6 +5,7 @@ import torch
 from graphfuse import GraphBuilder, ImageEncoderModality, SpeechEncoderModality, TextEncoderModality
 from graphfuse.models import create_model
 from graphfuse.nn import BackboneNodeEncoder, FrameEncoder, NodeEncoders, PatchEncoder
+from graphfuse.testing import requires_cuda
 from graphfuse.train import Trainer
 
 pytest.importorskip("transformers")
@@ -89,3 +90,16 @@ def test_a_backbone_returning_the_wrong_shape_raises(vit):
     nodes = modality.featurize(torch.rand(3, 32, 32))
     with pytest.raises(ValueError, match=r"returned hidden states of shape \(1, 3, 32\) for 16 nodes per sample"):
         encoder(nodes.x, nodes.pos)
+
+
+@requires_cuda
+def test_frozen_encoders_run_on_cuda_and_fine_tuned_ones_train_there(hf_tokenizer, bert, vit, wav2vec2):
+    frozen = TextEncoderModality(hf_tokenizer, bert)  # default device: CUDA when there is one
+    nodes = frozen("a red square")
+    assert frozen.run_device().type == "cuda" and nodes.x.device.type == "cpu"
+    torch.testing.assert_close(nodes.x, TextEncoderModality(hf_tokenizer, bert, device="cpu")("a red square").x,
+                               atol=1e-4, rtol=1e-4)
+    builder = builder_of(hf_tokenizer, bert, vit, wav2vec2, trainable=True)
+    model = create_model("graph-gat", builder=builder, num_classes=2, hidden_channels=16, heads=2, seed=0).cuda()
+    model(builder.collate(tri_modal_samples()).to("cuda")).sum().backward()
+    assert all(w.grad is not None and w.grad.is_cuda for w in first_layers(bert, vit, wav2vec2).values())
