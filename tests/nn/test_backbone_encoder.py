@@ -72,6 +72,7 @@ def test_nodes_regroup_per_sample_and_map_back(vit):
     modality = ImageEncoderModality(vit, trainable=True)
     encoder = NodeEncoders.from_schema(GraphBuilder({"image": modality}).schema(), 8)["image"]
     assert isinstance(encoder.head, PatchEncoder) and encoder.backbone is modality.backbone
+    assert repr(encoder).startswith("BackboneNodeEncoder(backbone=HFVisionEncoder, head=PatchEncoder(")
     images = [torch.rand(3, 32, 32), torch.rand(3, 32, 32)]
     nodes = [modality.featurize(image) for image in images]
     x, pos = torch.cat([n.x for n in nodes]), torch.cat([n.pos for n in nodes])

@@ -119,7 +119,7 @@ class PretrainedModality(Modality):
             raise ValueError(f"Modality '{self.name}': {type(self.backbone).__name__} returned hidden states of shape "
                              f"{tuple(hidden.shape)} for {max(lengths)} nodes; expected one state of "
                              f"{self.backbone.out_channels} features per node")
-        return [hidden[i, :length].float().cpu() for i, length in enumerate(lengths)]
+        return [hidden[i, :length].float().cpu().clone() for i, length in enumerate(lengths)]  # own storage
 
     def empty(self) -> NodeSet:
         inputs = self.empty_inputs()
