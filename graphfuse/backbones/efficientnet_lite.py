@@ -152,16 +152,18 @@ class EfficientNetLite0(torch.nn.Module):
 
     #: Channels of the default :meth:`forward_features` output.
     feature_channels = _HEAD_CHANNELS
-    #: Input pixels per position of the default :meth:`forward_features` output.
-    stride = STAGE_STRIDES[-1]
     #: The normalisation the pretrained weights expect (see :data:`EFFICIENTNET_LITE_MEAN`).
     mean, std = EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD
 
-    def __init__(self, num_classes: int = 1000, dropout: float = 0.2) -> None:
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.2, feature_stage: int = len(STAGE_CHANNELS) - 1
+                 ) -> None:
         super().__init__()
         check_int(num_classes, "EfficientNetLite0 'num_classes'", minimum=0)
         check_probability(dropout, "EfficientNetLite0 'dropout'")
         self.num_classes, self.dropout = num_classes, dropout
+        self.feature_stage = _check_stage(feature_stage, "feature_stage")
+        #: Channels and input pixels per position of the default :meth:`forward_features` output.
+        self.feature_channels, self.stride = STAGE_CHANNELS[feature_stage], STAGE_STRIDES[feature_stage]
         self._conv_stem = _SamePadConv2d(3, _STEM_CHANNELS, 3, stride=2)
         self._bn0 = torch.nn.BatchNorm2d(_STEM_CHANNELS, **_BN)
         blocks, stage_ends, in_channels = [], [0], _STEM_CHANNELS
@@ -192,12 +194,11 @@ class EfficientNetLite0(torch.nn.Module):
                 torch.nn.init.uniform_(module.weight, -bound, bound)
                 torch.nn.init.zeros_(module.bias)
 
-    def forward_features(self, images: Tensor, stage: int = len(STAGE_CHANNELS) - 1) -> Tensor:
-        """The feature map after ``stage`` (see the table above): ``[B, 1280, ceil(H/32), ceil(W/32)]``
-        by default, ``[B, STAGE_CHANNELS[stage], ceil(H/r), ceil(W/r)]`` for ``r = STAGE_STRIDES[stage]``."""
-        if not isinstance(stage, int) or not 0 <= stage < len(STAGE_CHANNELS):
-            raise ValueError(f"EfficientNetLite0.forward_features: 'stage' must be an int from 0 (the stem) to "
-                             f"{len(STAGE_CHANNELS) - 1} (the head), got {stage!r}")
+    def forward_features(self, images: Tensor, stage: int | None = None) -> Tensor:
+        """The feature map after ``stage`` (see the table above; default ``feature_stage``, the head unless
+        set): ``[B, STAGE_CHANNELS[stage], ceil(H/r), ceil(W/r)]`` for ``r = STAGE_STRIDES[stage]``, so
+        ``[B, 1280, ceil(H/32), ceil(W/32)]`` after the head."""
+        stage = self.feature_stage if stage is None else _check_stage(stage, "stage")
         if images.dim() != 4 or images.size(1) != 3:
             raise ValueError(f"EfficientNetLite0 expects RGB images of shape [B, 3, H, W], got "
                              f"{list(images.shape)}; repeat a grey channel with images.expand(-1, 3, -1, -1)")
@@ -207,11 +208,19 @@ class EfficientNetLite0(torch.nn.Module):
         return F.relu6(self._bn1(self._conv_head(x))) if stage == len(STAGE_CHANNELS) - 1 else x
 
     def forward(self, images: Tensor) -> Tensor:
-        pooled = self.forward_features(images).mean(dim=(-2, -1))
+        pooled = self.forward_features(images, len(STAGE_CHANNELS) - 1).mean(dim=(-2, -1))
         return self._fc(self._dropout(pooled))
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}(num_classes={self.num_classes}, dropout={self.dropout})"
+        stage = "" if self.feature_stage == len(STAGE_CHANNELS) - 1 else f", feature_stage={self.feature_stage}"
+        return f"{self.__class__.__name__}(num_classes={self.num_classes}, dropout={self.dropout}{stage})"
+
+
+def _check_stage(stage: int, name: str) -> int:
+    if isinstance(stage, bool) or not isinstance(stage, int) or not 0 <= stage < len(STAGE_CHANNELS):
+        raise ValueError(f"EfficientNetLite0 '{name}' must be an int from 0 (the stem) to {len(STAGE_CHANNELS) - 1} "
+                         f"(the head), got {stage!r}")
+    return stage
 
 
 @register_backbone("efficientnet-lite0")

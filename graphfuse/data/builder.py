@@ -169,27 +169,46 @@ class GraphBuilder:
 
     def featurize(self, sample: Mapping[str, Any]) -> dict[str, NodeSet]:
         """Raw inputs (or node sets) per modality -> node sets of the modalities present."""
-        if not isinstance(sample, Mapping):
-            raise TypeError(f"A sample must be a mapping from modality name to input, e.g. {{'text': ..., "
-                            f"'image': ...}}; got {type(sample).__name__}")
-        nodes: dict[str, NodeSet] = {}
-        for key, raw in sample.items():
-            if key not in self.modalities:
-                if self.extra_keys == "ignore" or (not isinstance(self.extra_keys, str) and key in self.extra_keys):
+        return self.featurize_many([sample])[0]
+
+    def featurize_many(self, samples: Sequence[Mapping[str, Any]]) -> list[dict[str, NodeSet]]:
+        """:meth:`featurize` of many samples, each modality featurising its inputs together
+        (:meth:`Modality.featurize_many <graphfuse.data.modalities.Modality.featurize_many>`), so
+        that a pretrained encoder runs once per batch rather than once per sample."""
+        pending: dict[str, list[tuple[int, Any]]] = {}
+        nodes: list[dict[str, NodeSet]] = [{} for _ in samples]
+        for index, sample in enumerate(samples):
+            if not isinstance(sample, Mapping):
+                raise TypeError(f"A sample must be a mapping from modality name to input, e.g. {{'text': ..., "
+                                f"'image': ...}}; got {type(sample).__name__}")
+            for key, raw in sample.items():
+                if key not in self.modalities:
+                    self._check_extra_key(key)
                     continue
-                ignored = "" if isinstance(self.extra_keys, str) else f" (it ignores {list(self.extra_keys)})"
-                raise ValueError(f"Sample has unknown modality '{key}'; this GraphBuilder knows "
-                                 f"{list(self.modalities)}{ignored}. Add it to 'modalities', drop it from the sample, "
-                                 f"or let the builder ignore keys that are no modality: "
-                                 f"GraphBuilder(..., extra_keys='ignore') or extra_keys=({key!r}, ...)")
-            if raw is None:
-                continue
-            featurized = raw if isinstance(raw, NodeSet) else self.modalities[key].featurize(raw).validate(key)
-            nodes[key] = self._conforming(key, featurized)
-        if not nodes:
-            raise ValueError(f"Sample has none of the modalities {list(self.modalities)}; every sample needs at "
-                             f"least one")
-        return nodes
+                if isinstance(raw, NodeSet):
+                    nodes[index][key] = self._conforming(key, raw)
+                elif raw is not None:
+                    pending.setdefault(key, []).append((index, raw))
+        for key, items in pending.items():
+            featurized = self.modalities[key].featurize_many([raw for _, raw in items])
+            for (index, _), node_set in zip(items, featurized, strict=True):
+                nodes[index][key] = self._conforming(key, node_set.validate(key))
+        for sample_nodes in nodes:
+            if not sample_nodes:
+                raise ValueError(f"Sample has none of the modalities {list(self.modalities)}; every sample needs at "
+                                 f"least one")
+        return [{key: sample_nodes[key] for key in sample if key in sample_nodes}
+                for sample, sample_nodes in zip(samples, nodes, strict=True)]
+
+    def _check_extra_key(self, key: str) -> None:
+        """Passes a sample key that is no modality when ``extra_keys`` ignores it, else raises."""
+        if self.extra_keys == "ignore" or (not isinstance(self.extra_keys, str) and key in self.extra_keys):
+            return
+        ignored = "" if isinstance(self.extra_keys, str) else f" (it ignores {list(self.extra_keys)})"
+        raise ValueError(f"Sample has unknown modality '{key}'; this GraphBuilder knows "
+                         f"{list(self.modalities)}{ignored}. Add it to 'modalities', drop it from the sample, "
+                         f"or let the builder ignore keys that are no modality: "
+                         f"GraphBuilder(..., extra_keys='ignore') or extra_keys=({key!r}, ...)")
 
     def _conforming(self, node_type: str, nodes: NodeSet) -> NodeSet:
         reference = self.empty_node_sets[node_type]
@@ -206,9 +225,20 @@ class GraphBuilder:
         """The node sets of a sample: :meth:`featurize` of raw inputs, while a plain dict of node sets
         (what :meth:`featurize` returns) passes straight through, unchecked again (this runs per
         sample, every epoch)."""
-        already_featurized = (isinstance(sample, dict) and sample and sample.keys() <= self.modalities.keys()
-                              and all(isinstance(value, NodeSet) for value in sample.values()))
-        return sample if already_featurized else self.featurize(sample)
+        return sample if self._featurized(sample) else self.featurize(sample)
+
+    def node_sets_many(self, samples: Sequence[Mapping[str, Any]]) -> list[Mapping[str, NodeSet]]:
+        """:meth:`node_sets` of many samples, the raw ones featurised together (:meth:`featurize_many`)."""
+        node_sets: list[Mapping[str, NodeSet] | None] = [sample if self._featurized(sample) else None
+                                                         for sample in samples]
+        todo = [index for index, nodes in enumerate(node_sets) if nodes is None]
+        for index, nodes in zip(todo, self.featurize_many([samples[index] for index in todo]), strict=True):
+            node_sets[index] = nodes
+        return node_sets
+
+    def _featurized(self, sample: Any) -> bool:
+        return (isinstance(sample, dict) and bool(sample) and sample.keys() <= self.modalities.keys()
+                and all(isinstance(value, NodeSet) for value in sample.values()))
 
     def relation_edges(self, relation: Relation, nodes: Mapping[str, NodeSet]) -> Tensor:
         """Local edges of ``relation`` in one sample; shape-only templates are shared, not copied."""
@@ -254,13 +284,14 @@ class GraphBuilder:
 
     def collate(self, samples: Sequence[Mapping[str, Any]]) -> Batch:
         """Many samples -> one batched graph, equal to ``Batch.from_data_list([build(s) for s in samples])``
-        but built with a few vectorised tensor operations per node and edge type.
+        but built with a few vectorised tensor operations per node and edge type (raw samples are
+        featurised together, :meth:`featurize_many`).
         Usable as a ``DataLoader``'s ``collate_fn``."""
         if isinstance(samples, Mapping) or not isinstance(samples, Sequence):
             raise TypeError(f"collate expects a list of samples, got {type(samples).__name__}")
         if len(samples) == 0:
             raise ValueError("collate received an empty list of samples; a batch needs at least one sample")
-        return self.collater([self.node_sets(sample) for sample in samples])
+        return self.collater(self.node_sets_many(samples))
 
     # Saving and loading -------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:

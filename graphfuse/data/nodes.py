@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -118,6 +119,10 @@ class NodeSpec:
         timed (bool): nodes carry ``(start, end)`` times.
         num_embeddings (int, optional): the number of ids (vocabulary size) when ``integer``.
         max_positions (int, optional): the longest sequence, where the modality bounds it.
+        backbone (torch.nn.Module, optional): a trainable :class:`~graphfuse.backbones.Backbone`
+            that the model runs on these nodes (their ``x`` are its inputs cut per node: token
+            ids, pixel patches, waveform chunks); shared with the model, not compared, hashed or
+            shown.
     """
 
     kind: str
@@ -127,6 +132,7 @@ class NodeSpec:
     timed: bool = False
     num_embeddings: int | None = None
     max_positions: int | None = None
+    backbone: Any = field(default=None, compare=False, hash=False, repr=False)
 
     @property
     def in_channels(self) -> int:

@@ -1,6 +1,7 @@
 """Neural network modules: input encoders, fusion layers, dynamic k-NN edges, the fusion encoder, readouts and
 heads. The classic (non-graph) fusion baselines live in :mod:`graphfuse.baselines`."""
 from graphfuse.deprecation import moved
+from graphfuse.nn.backbone_encoder import BackboneNodeEncoder
 from graphfuse.nn.context import ModalityContext
 from graphfuse.nn.contrastive import LearnableTemperature, info_nce
 from graphfuse.nn.conv import (
@@ -20,6 +21,7 @@ from graphfuse.nn.readout import Readout, TypeFusion, TypePooling, VirtualNodeRe
 from graphfuse.nn.unimodal import MultimodalOutput, UnimodalHeads
 
 __all__ = [
+    "BackboneNodeEncoder",
     "ClassificationHead",
     "DynamicKNNEdges",
     "FeatureEncoder",

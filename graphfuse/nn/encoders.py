@@ -1,6 +1,7 @@
 """Per-node-type input encoders: raw node features + positions -> one hidden size for all types."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Collection, Mapping
 
@@ -8,8 +9,10 @@ import torch
 from torch import Tensor
 
 from graphfuse.checks import check_int
+from graphfuse.data.nodes import NodeSpec
 from graphfuse.data.schema import GraphSchema
 from graphfuse.debug import is_debug_enabled
+from graphfuse.nn.backbone_encoder import BackboneNodeEncoder
 
 #: Initial standard deviation of learned position embeddings (patch rows and columns).
 POSITION_STD = 0.3
@@ -93,6 +96,10 @@ class PatchEncoder(torch.nn.Module):
         channels (int): output size.
         max_grid (int, optional): largest number of patch rows / columns. (default: :obj:`64`)
 
+    Integer positions index the learned embeddings; floating ones (fractional coordinates) get a
+    sinusoidal encoding instead, the row's in the first half of the channels, the column's in the
+    second.
+
     Shapes:
         - **input:** :math:`(N, F)`, positions :math:`(N, 2)` as (row, col)
         - **output:** :math:`(N, C)`
@@ -122,6 +129,11 @@ class PatchEncoder(torch.nn.Module):
         if pos is not None:
             if pos.dim() != 2 or pos.size(-1) != 2:
                 raise ValueError(f"'PatchEncoder' expects (row, col) positions of shape [N, 2], got {tuple(pos.shape)}")
+            if pos.is_floating_point():
+                half = out.size(-1) // 2
+                encoding = torch.cat([sinusoidal_encoding(pos[:, 0], half),
+                                      sinusoidal_encoding(pos[:, 1], out.size(-1) - half)], dim=-1)
+                return out + encoding.to(out.dtype)
             _check_positions("PatchEncoder", pos, self.max_grid, "max_grid")
             out = out + self.row(pos[:, 0]) + self.col(pos[:, 1])
         return out
@@ -209,9 +221,11 @@ class NodeEncoders(torch.nn.ModuleDict):
     """One encoder per node type; called on a PyG (batched) ``HeteroData`` it returns ``h_dict``.
 
     Use :meth:`from_builder` to pick encoders for a :class:`~graphfuse.GraphBuilder`'s modalities
-    (text -> :class:`TokenEncoder`, image -> :class:`PatchEncoder`, timed -> :class:`FrameEncoder`
-    (normalising each frame for audio), anything else -> :class:`FeatureEncoder`, every input size
-    from the builder's schema).
+    (text -> :class:`TokenEncoder`, image and grid positions -> :class:`PatchEncoder`, timed or
+    index positions -> :class:`FrameEncoder` (normalising each frame for audio), a trainable
+    backbone -> :class:`BackboneNodeEncoder`, anything else -> :class:`FeatureEncoder`, every input
+    size from the builder's schema). Encoders with ``needs_batch = True`` also receive the node
+    store's ``batch`` vector.
     """
 
     def __init__(self, encoders: Mapping[str, torch.nn.Module]) -> None:
@@ -221,24 +235,21 @@ class NodeEncoders(torch.nn.ModuleDict):
     def from_schema(cls, schema: GraphSchema, channels: int, device=None, dtype=None) -> NodeEncoders:
         """Encoders for the node types of a :class:`~graphfuse.data.GraphSchema`, every input size
         known from it: ids with a vocabulary (text tokens, virtual nodes) -> :class:`TokenEncoder`,
-        image patches -> :class:`PatchEncoder`, timed nodes -> :class:`FrameEncoder` (normalising
-        each frame for audio), anything else -> :class:`FeatureEncoder`."""
-        factory = dict(device=device, dtype=dtype)
+        image patches and other features with grid positions (``(row, col)``) -> :class:`PatchEncoder`,
+        timed nodes -> :class:`FrameEncoder` (normalising each frame for audio), other features with
+        index positions -> :class:`FrameEncoder` (a sinusoidal encoding of the index), anything
+        else -> :class:`FeatureEncoder`. A node type whose spec carries a trainable backbone gets
+        a :class:`BackboneNodeEncoder` running it, with the encoder its hidden states would get
+        as features as the head."""
         encoders = {}
         for node_type, spec in schema.nodes:
-            if spec.kind == "virtual":  # x holds the virtual node's index
-                encoders[node_type] = TokenEncoder(spec.num_embeddings, channels, padding_idx=None, **factory)
-            elif spec.integer and spec.num_embeddings is not None:
-                encoders[node_type] = TokenEncoder(spec.num_embeddings, channels, max(512, spec.max_positions or 0),
-                                                   **factory)
-            elif spec.kind == "image":
-                encoders[node_type] = PatchEncoder(spec.in_channels, channels, **factory)
-            elif spec.timed:
-                audio = spec.kind == "audio"
-                encoders[node_type] = FrameEncoder(spec.in_channels, channels, normalize=audio,
-                                                   time_weight=AUDIO_TIME_WEIGHT if audio else 1.0, **factory)
+            if spec.backbone is not None:
+                features = dataclasses.replace(spec, feature_shape=(spec.backbone.out_channels,), integer=False,
+                                               num_embeddings=None, backbone=None)
+                encoders[node_type] = BackboneNodeEncoder(spec.backbone, _encoder_for(features, channels, device,
+                                                                                      dtype))
             else:
-                encoders[node_type] = FeatureEncoder(spec.in_channels, channels, **factory)
+                encoders[node_type] = _encoder_for(spec, channels, device, dtype)
         return cls(encoders)
 
     @classmethod
@@ -255,5 +266,24 @@ class NodeEncoders(torch.nn.ModuleDict):
             store = data[node_type]
             if "x" not in store:
                 raise ValueError(f"'NodeEncoders' found no features 'x' for node type {node_type!r}")
-            out[node_type] = encoder(store.x, store.get("pos"), store.get("time"))
+            if getattr(encoder, "needs_batch", False):
+                out[node_type] = encoder(store.x, store.get("pos"), store.get("time"), batch=store.get("batch"))
+            else:
+                out[node_type] = encoder(store.x, store.get("pos"), store.get("time"))
         return out
+
+
+def _encoder_for(spec: NodeSpec, channels: int, device=None, dtype=None) -> torch.nn.Module:
+    """The default encoder of nodes described by ``spec`` (see :meth:`NodeEncoders.from_schema`)."""
+    factory = dict(device=device, dtype=dtype)
+    if spec.kind == "virtual":  # x holds the virtual node's index
+        return TokenEncoder(spec.num_embeddings, channels, padding_idx=None, **factory)
+    if spec.integer and spec.num_embeddings is not None:
+        return TokenEncoder(spec.num_embeddings, channels, max(512, spec.max_positions or 0), **factory)
+    if spec.kind == "image" or spec.positions == (2,):
+        return PatchEncoder(spec.in_channels, channels, **factory)
+    if spec.timed or spec.positions == ():
+        audio = spec.kind == "audio"
+        return FrameEncoder(spec.in_channels, channels, normalize=audio,
+                            time_weight=AUDIO_TIME_WEIGHT if audio else 1.0, **factory)
+    return FeatureEncoder(spec.in_channels, channels, **factory)

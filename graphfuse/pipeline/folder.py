@@ -57,7 +57,9 @@ def write_folder(folder: Path, config: dict[str, Any], write_files: Callable[[Pa
         os.umask(umask)
         temporary.chmod(0o777 & ~umask)
         write_files(temporary)
-        files = {path.name: digest(path) for path in sorted(temporary.iterdir()) if path.is_file()}
+        # Assets may be folders of files (a Hugging Face tokenizer's): every file is listed by its relative path.
+        files = {path.relative_to(temporary).as_posix(): digest(path) for path in sorted(temporary.rglob("*"))
+                 if path.is_file()}
         atomic_write_text(temporary / CONFIG_FILE, json.dumps({**config, "files": files}, indent=2, allow_nan=False))
         _move_into_place(temporary, folder)
     except BaseException:
@@ -130,7 +132,10 @@ def _check_files(folder: Path, files: Any, config_path: Path) -> None:
         raise ValueError(f"{config_path} has no valid list of files (with {WEIGHTS_FILE}); the file is damaged, save "
                          f"the pipeline again")
     for name, expected in files.items():
-        path = asset_path(folder, name, f"{config_path} 'files'")
+        parts = name.split("/") if isinstance(name, str) else [name]
+        path = folder
+        for part in parts:  # each part a plain name: nothing outside the folder is ever read
+            path = asset_path(path, part, f"{config_path} 'files'")
         if not path.is_file():
             raise FileNotFoundError(f"The pipeline file {path} is missing; copy the whole folder, or save the "
                                     f"pipeline again")

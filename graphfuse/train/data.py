@@ -107,19 +107,19 @@ class GraphCollate:
         self.seed = seed
 
     def __call__(self, items: Sequence[tuple[int, Any]]) -> Batch:
-        indices, samples, targets = [], [], []
+        keys, indices, samples, targets = [], [], [], []
         for key, item in items:
             index, epoch, keep_one_of = key if isinstance(key, tuple) else (key, 0, None)
-            index, epoch = int(index), int(epoch)
             sample, target = split_item(item)
-            sample = self.builder.node_sets(sample)
-            if self.modality_dropout.p:
-                generator = torch.Generator().manual_seed(hash((self.seed, epoch, index)) & (2 ** 63 - 1))
-                sample = self.modality_dropout(sample, generator, keep_one_of)
-            indices.append(index)
+            keys.append((int(index), int(epoch), keep_one_of))
+            indices.append(int(index))
             samples.append(sample)
             targets.append(target)
-        node_sets = samples
+        node_sets = self.builder.node_sets_many(samples)  # a frozen encoder runs once per batch
+        if self.modality_dropout.p:
+            node_sets = [self.modality_dropout(nodes, torch.Generator().manual_seed(
+                hash((self.seed, epoch, index)) & (2 ** 63 - 1)), keep_one_of)
+                for nodes, (index, epoch, keep_one_of) in zip(node_sets, keys, strict=True)]
         batch = self.builder.collate(node_sets)
         batch.sample_index = torch.tensor(indices, dtype=torch.long)
         labelled = [t is not None for t in targets]
@@ -135,15 +135,23 @@ class GraphCollate:
         return batch
 
 
+#: Samples :func:`featurize_dataset` hands the builder at once (a pretrained encoder batches within them).
+FEATURIZE_CHUNK = 256
+
+
 def featurize_dataset(builder: GraphBuilder, data: Sequence[Any], progress: bool = True) -> list[Any]:
     """``data`` with every sample featurised once (targets kept), so that epochs only batch.
 
-    Featurising (tokenising, cutting patches, log-mel frames) costs far more per sample than
-    batching; do it once for data that fits in memory, or in ``DataLoader`` workers otherwise.
+    Featurising (tokenising, cutting patches, log-mel frames, running a frozen encoder) costs far
+    more per sample than batching; do it once for data that fits in memory, or in ``DataLoader``
+    workers otherwise. Samples go to :meth:`GraphBuilder.featurize_many` in chunks of
+    :data:`FEATURIZE_CHUNK`, so a frozen encoder runs on batches.
     """
     featurized = []
-    for item in tqdm(data, desc="featurize", disable=not progress, leave=False):
-        sample, target = split_item(item)
-        nodes = builder.featurize(sample)
-        featurized.append(nodes if target is None else (nodes, target))
+    with tqdm(total=len(data), desc="featurize", disable=not progress, leave=False) as bar:
+        for start in range(0, len(data), FEATURIZE_CHUNK):
+            items = [split_item(data[index]) for index in range(start, min(start + FEATURIZE_CHUNK, len(data)))]
+            for nodes, (_, target) in zip(builder.featurize_many([sample for sample, _ in items]), items, strict=True):
+                featurized.append(nodes if target is None else (nodes, target))
+            bar.update(len(items))
     return featurized

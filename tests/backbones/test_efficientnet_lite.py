@@ -208,3 +208,19 @@ def test_batch_norms_see_the_statistics_they_stored(pretrained):
     for block in broken._blocks:
         block.residual = False
     assert batch_norm_agreement(broken, images)[1] < variance_correlation - 0.05
+
+
+def test_feature_stage_sets_the_default_map_and_a_feature_map_encoder_reads_it():
+    from graphfuse.backbones import FeatureMapEncoder
+
+    model = EfficientNetLite0(feature_stage=5).eval()
+    assert (model.feature_channels, model.stride) == (STAGE_CHANNELS[5], STAGE_STRIDES[5]) == (112, 16)
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model.forward_features(images), model.forward_features(images, stage=5))
+        assert model(images).shape == (2, 1000)  # the classifier always reads the head
+    encoder = FeatureMapEncoder("efficientnet-lite0", module_kwargs={"feature_stage": 5, "pretrained": False})
+    assert encoder.out_channels == 112
+    assert "pretrained" not in encoder.get_config()["module_kwargs"]  # saved weights replace what it loads
+    with pytest.raises(ValueError, match="'feature_stage' must be an int from 0"):
+        EfficientNetLite0(feature_stage=9)

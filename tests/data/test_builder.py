@@ -187,3 +187,18 @@ def test_builder_pickles_without_its_cache(builder, samples):
     restored = pickle.loads(pickle.dumps(builder))
     assert len(restored._templates) == 0
     assert_same_graph(restored.build(samples[0]), expected)
+
+
+def test_featurize_many_equals_featurize_and_groups_by_modality(builder, samples):
+    calls = []
+    text = builder.modalities["text"]
+    featurize_many = text.featurize_many
+    text.featurize_many = lambda raws: calls.append(len(raws)) or featurize_many(raws)
+    many = builder.featurize_many(samples)
+    assert calls == [4]  # the four samples with text, in one call
+    for nodes, sample in zip(many, samples, strict=True):
+        alone = builder.featurize(sample)
+        assert list(nodes) == list(alone)
+        assert all(torch.equal(nodes[key].x, alone[key].x) for key in nodes)
+    with pytest.raises(ValueError, match="Sample has unknown modality 'video'"):
+        builder.featurize_many([samples[0], {"video": 1}])

@@ -157,7 +157,7 @@ def test_unsaveable_and_damaged_configs(builder, tmp_path):
     with pytest.raises(ValueError, match="not a plain file name inside the folder"):
         GraphBuilder.from_config(config, tmp_path)
     config["modalities"]["text"]["config"]["tokenizer"] = "text.tokenizer.json"
-    with pytest.raises(FileNotFoundError, match="tokenizer file .* is missing"):
+    with pytest.raises(FileNotFoundError, match="tokenizer .* is missing"):
         GraphBuilder.from_config(config, tmp_path)
     with pytest.raises(ValueError, match="upgrade graphfuse"):
         GraphBuilder.from_config({**config, "version": 99}, tmp_path)

@@ -104,3 +104,22 @@ def test_audio_frames_are_normalised_by_the_builder(fusion_builder):
     encoders = NodeEncoders.from_builder(fusion_builder, 16)
     assert encoders["audio"].normalize and not FrameEncoder(-1, 4).normalize
     assert torch.equal(encoders["audio"].time_weight.detach(), torch.full((16,), AUDIO_TIME_WEIGHT))
+
+
+def test_positions_and_times_reach_the_default_encoders_of_any_modality():
+    from graphfuse import FeatureModality, GraphBuilder
+
+    builder = GraphBuilder({"grid": FeatureModality(6, positions=True, pos_shape=(2,)),
+                            "fractional": FeatureModality(6, positions=True, pos_shape=(2,), pos_dtype=torch.float32),
+                            "indexed": FeatureModality(6, positions=True),
+                            "timed": FeatureModality(6, timed=True),
+                            "bare": FeatureModality(6)})
+    encoders = NodeEncoders.from_builder(builder, 8)
+    assert [type(encoders[t]) for t in builder.node_types] == [PatchEncoder, PatchEncoder, FrameEncoder, FrameEncoder,
+                                                               FeatureEncoder]
+    x = torch.randn(3, 6)
+    grid = encoders["grid"]
+    assert not torch.allclose(grid(x, torch.tensor([[0, 0], [1, 2], [2, 1]])), grid(x))
+    fractional = encoders["fractional"](x, torch.tensor([[0.5, 0.0], [1.5, 2.0], [0.0, 0.25]]))
+    assert fractional.shape == (3, 8) and not torch.allclose(fractional, encoders["fractional"](x))
+    assert not torch.allclose(encoders["indexed"](x, torch.tensor([0, 1, 2])), encoders["indexed"](x))

@@ -131,9 +131,9 @@ class AudioModality(Modality):
         return self._analysis[sample_rate]
 
     def featurize(self, raw: Any) -> NodeSet:
-        waveform, sample_rate = self._unpack(raw)
+        waveform, sample_rate = unpack_audio(raw, self.sample_rate, self.name)
         sample_rate = self._check_rate(sample_rate)
-        waveform = self._to_mono(waveform)
+        waveform = to_mono(waveform, self.name)
         win, hop, n_fft, window, filters = self._analysis_for(sample_rate)
         if waveform.numel() < win:
             waveform = torch.nn.functional.pad(waveform, (0, win - waveform.numel()))
@@ -151,51 +151,55 @@ class AudioModality(Modality):
             structure=("chain", num_frames, self.window, self.self_loops),
         )
 
-    def _unpack(self, raw: Any) -> tuple[Any, Any]:
-        if isinstance(raw, Mapping):
-            if set(raw) == {"waveform", "sample_rate"}:
-                return raw["waveform"], raw["sample_rate"]
-            if {"array", "sampling_rate"} <= set(raw) <= {"array", "sampling_rate", "path"}:
-                return raw["array"], raw["sampling_rate"]  # a Hugging Face datasets Audio value
-            raise ValueError(
-                f"Modality '{self.name}' received a mapping with keys {sorted(raw)}; expected "
-                f"'waveform' and 'sample_rate' (or a datasets Audio value: 'array', 'sampling_rate', 'path')")
-        if isinstance(raw, tuple):
-            if len(raw) != 2:
-                raise ValueError(
-                    f"Modality '{self.name}' received a tuple of {len(raw)} items; expected (waveform, sample_rate)")
-            return raw
-        return raw, self.sample_rate
-
-    def _to_mono(self, waveform: Any) -> Tensor:
-        waveform = as_tensor(waveform, f"Modality '{self.name}'", "a waveform tensor or array [T] or [C, T]")
-        if waveform.dtype == torch.int16:
-            waveform = waveform.float() / 32768.0
-        elif waveform.is_floating_point():
-            waveform = waveform.float()
-        else:
-            raise TypeError(
-                f"Modality '{self.name}' received samples of dtype {waveform.dtype}; expected a floating "
-                f"dtype or int16 PCM")
-        if waveform.dim() == 2:
-            if waveform.size(0) > waveform.size(1) > 0:  # [C, 0] is reported as empty below
-                raise ValueError(
-                    f"Modality '{self.name}' received a waveform of shape {tuple(waveform.shape)} with more "
-                    f"channels than samples (channels last? transpose it to [C, T])")
-            waveform = waveform.mean(dim=0)
-        elif waveform.dim() != 1:
-            raise ValueError(
-                f"Modality '{self.name}' received a {waveform.dim()}-D waveform of shape {tuple(waveform.shape)}; "
-                f"expected [T] or [C, T]")
-        if waveform.numel() == 0:
-            raise ValueError(f"Modality '{self.name}' received an empty waveform; leave the '{self.name}' key out of a "
-                             "sample that has no audio")
-        check_finite(waveform, self.name, "samples")
-        return waveform
-
     def empty(self) -> NodeSet:
         return NodeSet.empty(feature_shape=(self.n_mels,), pos_shape=(), timed=True)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(sample_rate={self.sample_rate}, n_mels={self.n_mels}, "
                 f"win_length={self.win_length}, hop_length={self.hop_length}, window={self.window})")
+
+
+def unpack_audio(raw: Any, sample_rate: int, name: str) -> tuple[Any, Any]:
+    """``(waveform, rate)`` of a raw audio input (a bare waveform is at ``sample_rate``); errors name ``name``."""
+    if isinstance(raw, Mapping):
+        if set(raw) == {"waveform", "sample_rate"}:
+            return raw["waveform"], raw["sample_rate"]
+        if {"array", "sampling_rate"} <= set(raw) <= {"array", "sampling_rate", "path"}:
+            return raw["array"], raw["sampling_rate"]  # a Hugging Face datasets Audio value
+        raise ValueError(
+            f"Modality '{name}' received a mapping with keys {sorted(raw)}; expected "
+            f"'waveform' and 'sample_rate' (or a datasets Audio value: 'array', 'sampling_rate', 'path')")
+    if isinstance(raw, tuple):
+        if len(raw) != 2:
+            raise ValueError(
+                f"Modality '{name}' received a tuple of {len(raw)} items; expected (waveform, sample_rate)")
+        return raw
+    return raw, sample_rate
+
+
+def to_mono(waveform: Any, name: str) -> Tensor:
+    """A waveform ``[T]`` or ``[C, T]`` (floating or int16 PCM) as a float mono ``[T]``; errors name ``name``."""
+    waveform = as_tensor(waveform, f"Modality '{name}'", "a waveform tensor or array [T] or [C, T]")
+    if waveform.dtype == torch.int16:
+        waveform = waveform.float() / 32768.0
+    elif waveform.is_floating_point():
+        waveform = waveform.float()
+    else:
+        raise TypeError(
+            f"Modality '{name}' received samples of dtype {waveform.dtype}; expected a floating "
+            f"dtype or int16 PCM")
+    if waveform.dim() == 2:
+        if waveform.size(0) > waveform.size(1) > 0:  # [C, 0] is reported as empty below
+            raise ValueError(
+                f"Modality '{name}' received a waveform of shape {tuple(waveform.shape)} with more "
+                f"channels than samples (channels last? transpose it to [C, T])")
+        waveform = waveform.mean(dim=0)
+    elif waveform.dim() != 1:
+        raise ValueError(
+            f"Modality '{name}' received a {waveform.dim()}-D waveform of shape {tuple(waveform.shape)}; "
+            f"expected [T] or [C, T]")
+    if waveform.numel() == 0:
+        raise ValueError(f"Modality '{name}' received an empty waveform; leave the '{name}' key out of a "
+                         "sample that has no audio")
+    check_finite(waveform, name, "samples")
+    return waveform

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,11 @@ class Modality(ABC):
     @abstractmethod
     def empty(self) -> NodeSet:
         """The node set of a sample that lacks this modality."""
+
+    def featurize_many(self, raws: Sequence[Any]) -> list[NodeSet]:
+        """Many raw inputs -> their node sets, as :meth:`featurize` of each; modalities that run an
+        encoder override it to run it once per batch."""
+        return [self.featurize(raw) for raw in raws]
 
     def node_spec(self) -> NodeSpec:
         """What this modality's nodes carry (see :class:`~graphfuse.data.schema.NodeSpec`), read off

@@ -62,7 +62,7 @@ class ImageModality(Modality):
         return self.channels * self.patch_size ** 2
 
     def featurize(self, raw: Any) -> NodeSet:
-        image = self._to_chw(raw)
+        image = read_image(raw, self.channels, self.name, self.channels_last)
         p = self.patch_size
         height, width = image.shape[-2:]
         pad_bottom, pad_right = -height % p, -width % p
@@ -83,54 +83,6 @@ class ImageModality(Modality):
             structure=("grid", rows, cols, self.neighbourhood, self.self_loops),
         )
 
-    def _to_chw(self, raw: Any) -> Tensor:
-        layout = "[H, W, C]" if self.channels_last else "[C, H, W]"
-        pil = _is_pil_image(raw)
-        if pil:
-            raw = self._from_pil(raw)
-        else:
-            raw = as_tensor(raw, f"Modality '{self.name}'", f"an image tensor or array {layout} or [H, W]")
-        shape = tuple(raw.shape)
-        if self.channels_last and raw.dim() == 3 and not pil:
-            raw = raw.permute(2, 0, 1)
-        if raw.dim() not in (2, 3):
-            hint = " (a batch? pass one image per sample)" if raw.dim() == 4 else ""
-            raise ValueError(
-                f"Modality '{self.name}' received a {raw.dim()}-D tensor of shape {shape}{hint}; "
-                f"expected {layout} or [H, W]")
-        if raw.numel() == 0:
-            raise ValueError(f"Modality '{self.name}' received an empty image of shape {shape}")
-        if raw.dtype == torch.uint8:
-            image = raw.float().div_(255.0)
-        elif raw.is_floating_point():
-            check_finite(raw, self.name, "pixels")
-            image = raw.float()
-        else:
-            raise TypeError(
-                f"Modality '{self.name}' received pixels of dtype {raw.dtype}; expected uint8 (0-255) "
-                f"or a floating dtype")
-        image = image.unsqueeze(0) if image.dim() == 2 else image
-        num_channels = image.size(0)
-        if num_channels == 1 and self.channels > 1:
-            image = image.expand(self.channels, -1, -1)
-        elif num_channels != self.channels:
-            hint = (" (channels last? pass ImageModality(channels_last=True), or permute it to [C, H, W])"
-                    if not (self.channels_last or pil) and shape[-1] == self.channels else "")
-            raise ValueError(
-                f"Modality '{self.name}' received {num_channels} channels in an image of shape "
-                f"{shape}{hint}; expected {self.channels} channels {layout}, as set by "
-                f"ImageModality(channels={self.channels}{', channels_last=True' if self.channels_last else ''})")
-        return image
-
-    def _from_pil(self, image: Any) -> Tensor:
-        """A PIL image as a ``uint8`` tensor ``[C, H, W]`` (PIL is duck-typed: graphfuse does not need it)."""
-        if image.mode not in ("L", "RGB", "RGBA"):
-            image = image.convert("L" if self.channels == 1 else "RGB")
-        if image.mode == "RGBA" and self.channels == 3:
-            image = image.convert("RGB")
-        pixels = torch.from_numpy(numpy.array(image, dtype=numpy.uint8))
-        return pixels.unsqueeze(0) if pixels.dim() == 2 else pixels.permute(2, 0, 1)
-
     def empty(self) -> NodeSet:
         return NodeSet.empty(feature_shape=(self.feature_dim,), pos_shape=(2,))
 
@@ -138,6 +90,57 @@ class ImageModality(Modality):
         return (f"{self.__class__.__name__}(patch_size={self.patch_size}, channels={self.channels}, "
                 f"neighbourhood={self.neighbourhood}, size_policy={self.size_policy!r}"
                 f"{', channels_last=True' if self.channels_last else ''})")
+
+
+def read_image(raw: Any, channels: int, name: str, channels_last: bool = False) -> Tensor:
+    """A raw image (tensor or array ``[C, H, W]``, or ``[H, W, C]`` with ``channels_last``, or ``[H, W]``,
+    ``uint8`` or floating, or a PIL image) as a float tensor ``[channels, H, W]`` (``uint8`` scaled to
+    [0, 1], one channel repeated); errors name the modality ``name``."""
+    layout = "[H, W, C]" if channels_last else "[C, H, W]"
+    pil = _is_pil_image(raw)
+    if pil:
+        raw = _from_pil(raw, channels)
+    else:
+        raw = as_tensor(raw, f"Modality '{name}'", f"an image tensor or array {layout} or [H, W]")
+    shape = tuple(raw.shape)
+    if channels_last and raw.dim() == 3 and not pil:
+        raw = raw.permute(2, 0, 1)
+    if raw.dim() not in (2, 3):
+        hint = " (a batch? pass one image per sample)" if raw.dim() == 4 else ""
+        raise ValueError(
+            f"Modality '{name}' received a {raw.dim()}-D tensor of shape {shape}{hint}; expected {layout} or [H, W]")
+    if raw.numel() == 0:
+        raise ValueError(f"Modality '{name}' received an empty image of shape {shape}")
+    if raw.dtype == torch.uint8:
+        image = raw.float().div_(255.0)
+    elif raw.is_floating_point():
+        check_finite(raw, name, "pixels")
+        image = raw.float()
+    else:
+        raise TypeError(
+            f"Modality '{name}' received pixels of dtype {raw.dtype}; expected uint8 (0-255) or a floating dtype")
+    image = image.unsqueeze(0) if image.dim() == 2 else image
+    num_channels = image.size(0)
+    if num_channels == 1 and channels > 1:
+        image = image.expand(channels, -1, -1)
+    elif num_channels != channels:
+        hint = (" (channels last? pass ImageModality(channels_last=True), or permute it to [C, H, W])"
+                if not (channels_last or pil) and shape[-1] == channels else "")
+        raise ValueError(
+            f"Modality '{name}' received {num_channels} channels in an image of shape {shape}{hint}; expected "
+            f"{channels} channels {layout}, as set by ImageModality(channels={channels}"
+            f"{', channels_last=True' if channels_last else ''})")
+    return image
+
+
+def _from_pil(image: Any, channels: int) -> Tensor:
+    """A PIL image as a ``uint8`` tensor ``[C, H, W]`` (PIL is duck-typed: graphfuse does not need it)."""
+    if image.mode not in ("L", "RGB", "RGBA"):
+        image = image.convert("L" if channels == 1 else "RGB")
+    if image.mode == "RGBA" and channels == 3:
+        image = image.convert("RGB")
+    pixels = torch.from_numpy(numpy.array(image, dtype=numpy.uint8))
+    return pixels.unsqueeze(0) if pixels.dim() == 2 else pixels.permute(2, 0, 1)
 
 
 def _is_pil_image(raw: Any) -> bool:

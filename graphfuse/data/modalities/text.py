@@ -13,6 +13,7 @@ from graphfuse.checks import check_choice, check_int
 from graphfuse.config import asset_path, file_stem
 from graphfuse.data.edges import chain_edges
 from graphfuse.data.modalities.base import Modality, register_modality
+from graphfuse.data.modalities.hf_tokenizer import check_word_ids_support, hf_encode, is_hf_tokenizer, load_tokenizer
 from graphfuse.data.modalities.tokenizer import Tokenizer
 from graphfuse.data.nodes import NodeSet, NodeSpec
 
@@ -31,8 +32,18 @@ class TextModality(Modality):
     Raw input: a ``str``; a list of token strings; or a mapping with ``"text"`` (a string)
     or ``"tokens"`` (a list), and ``"spans"``, one ``(start, end)`` pair per token.
 
+    With a Hugging Face tokenizer (any object with ``__call__``, ``convert_ids_to_tokens`` and
+    ``len``: WordPiece, BPE, SentencePiece), the nodes are its subword tokens, special tokens
+    (``[CLS]``, ``[SEP]``, ``<s>``) included: a pretrained encoder expects them, and one node per
+    token it sees keeps the node layout of this modality, a frozen and a fine-tuned
+    :class:`~graphfuse.data.modalities.TextEncoderModality` the same. A list is then a list of
+    words, and ``"spans"`` gives one ``(start, end)`` per word (of the list, or of the
+    tokenizer's pre-tokenisation of ``"text"``): each subword token gets its word's span, special
+    tokens ``NaN``, which needs a fast tokenizer (``word_ids()``). ``max_length`` truncation is the
+    tokenizer's (it keeps the closing special token).
+
     Args:
-        tokenizer (Tokenizer): splits text and maps tokens to ids.
+        tokenizer (Tokenizer or transformers tokenizer): splits text and maps tokens to ids.
         max_length (int, optional): most tokens kept per sample. (default: :obj:`None`, no limit)
         overflow (str, optional): what happens to longer inputs: ``"truncate"`` keeps the first
             ``max_length`` tokens (and their spans), ``"error"`` raises. (default: :obj:`"truncate"`)
@@ -45,10 +56,13 @@ class TextModality(Modality):
 
     def __init__(self, tokenizer: Tokenizer, max_length: int | None = None, overflow: str = "truncate",
                  window: int = 1, self_loops: bool = False, spans: bool = False) -> None:
-        if not isinstance(tokenizer, Tokenizer):
+        if not (isinstance(tokenizer, Tokenizer) or is_hf_tokenizer(tokenizer)):
             raise TypeError(
-                f"TextModality expects a graphfuse Tokenizer, got {type(tokenizer).__name__}; build one "
-                f"with Tokenizer.from_corpus(texts) or Tokenizer.load(path)")
+                f"TextModality expects a graphfuse Tokenizer or a Hugging Face tokenizer, got "
+                f"{type(tokenizer).__name__}; build one with Tokenizer.from_corpus(texts) or Tokenizer.load(path), "
+                f"or load one with transformers.AutoTokenizer.from_pretrained(folder)")
+        if spans and not isinstance(tokenizer, Tokenizer):
+            check_word_ids_support(tokenizer, "TextModality")
         if max_length is not None:
             check_int(max_length, "TextModality 'max_length'")
         check_choice(overflow, _OVERFLOW_POLICIES, "TextModality 'overflow'")
@@ -61,6 +75,8 @@ class TextModality(Modality):
         self.spans = spans
 
     def featurize(self, raw: Any) -> NodeSet:
+        if not isinstance(self.tokenizer, Tokenizer):
+            return self._nodes(*self._hf_ids_and_spans(raw))
         tokens, spans = self._tokens_and_spans(raw)
         if self.max_length is not None and len(tokens) > self.max_length:
             if self.overflow == "error":
@@ -69,28 +85,49 @@ class TextModality(Modality):
                     f"{self.max_length}; shorten the text, raise max_length, or use overflow='truncate'")
             tokens = tokens[:self.max_length]
             spans = None if spans is None else spans[:self.max_length]
-        num_tokens = len(tokens)
+        return self._nodes(self.tokenizer.encode(tokens), spans)
+
+    def _nodes(self, ids: Tensor, spans: Tensor | None) -> NodeSet:
+        num_tokens = ids.numel()
         time = None
         if self.spans:
             time = spans if spans is not None else torch.full((num_tokens, 2), float("nan"))
         return NodeSet(
-            x=self.tokenizer.encode(tokens),
+            x=ids,
             edge_index=chain_edges(num_tokens, self.window, self.self_loops),
             pos=torch.arange(num_tokens),
             time=time,
             structure=("chain", num_tokens, self.window, self.self_loops),
         )
 
-    def _tokens_and_spans(self, raw: Any) -> tuple[list[str], Tensor | None]:
-        spans = None
+    def _hf_ids_and_spans(self, raw: Any) -> tuple[Tensor, Tensor | None]:
+        content, spans = self._split(raw)
+        if isinstance(content, str) or (isinstance(content, Sequence) and all(isinstance(w, str) for w in content)):
+            content = content if isinstance(content, str) else list(content)
+        else:
+            raise TypeError(
+                f"Modality '{self.name}' received {type(content).__name__}; expected a string, a list of words, or a "
+                f"mapping with 'text' or 'tokens' (and 'spans')")
+        if not (content.strip() if isinstance(content, str) else content):
+            raise ValueError(
+                f"Modality '{self.name}' received empty text ({content!r} has no tokens); leave the '{self.name}' "
+                f"key out of a sample that has no text")
+        return hf_encode(self.tokenizer, content, spans, self.max_length, self.overflow, f"Modality '{self.name}'",
+                         lambda word_spans, num_words: self._check_spans(word_spans, num_words, "word"))
+
+    def _split(self, raw: Any) -> tuple[Any, Any]:
+        """``(text or tokens, spans or None)`` of a raw input."""
         if isinstance(raw, Mapping):
             unknown = set(raw) - {"text", "tokens", "spans"}
             if unknown or ("text" in raw) == ("tokens" in raw):
                 raise ValueError(
                     f"Modality '{self.name}' received a mapping with keys {sorted(raw)}; expected exactly one "
                     f"of 'text' (a string) or 'tokens' (a list of strings), and optionally 'spans'")
-            spans = raw.get("spans")
-            raw = raw["text"] if "text" in raw else raw["tokens"]
+            return raw["text"] if "text" in raw else raw["tokens"], raw.get("spans")
+        return raw, None
+
+    def _tokens_and_spans(self, raw: Any) -> tuple[list[str], Tensor | None]:
+        raw, spans = self._split(raw)
         if isinstance(raw, str):
             tokens = self.tokenizer.tokenize(raw)
         elif isinstance(raw, Sequence) and all(isinstance(token, str) for token in raw):
@@ -105,7 +142,7 @@ class TextModality(Modality):
                 f"key out of a sample that has no text")
         return tokens, None if spans is None else self._check_spans(spans, len(tokens))
 
-    def _check_spans(self, spans: Any, num_tokens: int) -> Tensor:
+    def _check_spans(self, spans: Any, num_tokens: int, unit: str = "token") -> Tensor:
         if not self.spans:
             raise ValueError(
                 f"Modality '{self.name}' received token spans but was built with spans=False; create "
@@ -115,11 +152,11 @@ class TextModality(Modality):
         except (TypeError, ValueError, RuntimeError):
             raise TypeError(
                 f"Modality '{self.name}' received spans of type {type(spans).__name__}; expected "
-                f"(start, end) pairs in seconds, one per token") from None
+                f"(start, end) pairs in seconds, one per {unit}") from None
         if spans.shape != (num_tokens, 2):
             raise ValueError(
                 f"Modality '{self.name}' received spans of shape {tuple(spans.shape)} for {num_tokens} "
-                f"tokens; expected one (start, end) pair per token: [{num_tokens}, 2]")
+                f"{unit}s; expected one (start, end) pair per {unit}: [{num_tokens}, 2]")
         if not bool(torch.isfinite(spans).all()):
             raise ValueError(f"Modality '{self.name}' received NaN/Inf token spans; give finite (start, end) seconds")
         if bool((spans[:, 1] < spans[:, 0]).any()):
@@ -130,27 +167,32 @@ class TextModality(Modality):
         return NodeSet.empty(dtype=torch.long, pos_shape=(), timed=self.spans)
 
     def get_config(self) -> dict[str, Any]:
-        """The settings, with the tokenizer as the name of its file (written by :meth:`save_assets`)."""
-        if not isinstance(self.tokenizer, Tokenizer):
+        """The settings, with the tokenizer as the name of what :meth:`save_assets` writes: a graphfuse
+        :class:`Tokenizer`'s JSON file, or a Hugging Face tokenizer's ``save_pretrained`` folder."""
+        stem = file_stem(self.name)
+        if isinstance(self.tokenizer, Tokenizer):
+            tokenizer = f"{stem}.tokenizer.json"
+        elif callable(getattr(self.tokenizer, "save_pretrained", None)):
+            tokenizer = f"{stem}.tokenizer"
+        else:
             raise TypeError(f"Modality '{self.name}' cannot save a tokenizer of type {type(self.tokenizer).__name__}; "
-                            f"it saves graphfuse Tokenizers")
-        return {"tokenizer": f"{file_stem(self.name)}.tokenizer.json", "max_length": self.max_length,
-                "overflow": self.overflow, "window": self.window, "self_loops": self.self_loops, "spans": self.spans}
+                            f"it saves graphfuse Tokenizers and Hugging Face tokenizers (save_pretrained)")
+        return {"tokenizer": tokenizer, "max_length": self.max_length, "overflow": self.overflow,
+                "window": self.window, "self_loops": self.self_loops, "spans": self.spans}
 
     def save_assets(self, folder: Path) -> None:
-        """Writes the tokenizer into ``folder`` in its own JSON format (:meth:`Tokenizer.save`)."""
-        self.tokenizer.save(Path(folder) / self.get_config()["tokenizer"])
+        """Writes the tokenizer into ``folder``: graphfuse's JSON format (:meth:`Tokenizer.save`), or a
+        Hugging Face tokenizer's ``save_pretrained`` files in a folder of their own."""
+        path = Path(folder) / TextModality.get_config(self)["tokenizer"]
+        if isinstance(self.tokenizer, Tokenizer):
+            self.tokenizer.save(path)
+        else:
+            self.tokenizer.save_pretrained(str(path))
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], folder: Path | None = None) -> TextModality:
         config = dict(config)
-        if folder is None:
-            raise ValueError("TextModality.from_config needs the folder holding its tokenizer file")
-        path = asset_path(folder, config.pop("tokenizer", None), "TextModality config 'tokenizer'")
-        if not path.is_file():
-            raise FileNotFoundError(f"The tokenizer file {path} is missing; the saved folder is incomplete, save it "
-                                    f"again")
-        return cls(Tokenizer.load(path), **config)
+        return cls(saved_tokenizer(config.pop("tokenizer", None), folder, cls.__name__), **config)
 
     def node_spec(self) -> NodeSpec:
         return dataclasses.replace(super().node_spec(), num_embeddings=len(self.tokenizer),
@@ -159,3 +201,16 @@ class TextModality(Modality):
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(vocab_size={len(self.tokenizer)}, max_length={self.max_length}, "
                 f"window={self.window}, spans={self.spans})")
+
+
+def saved_tokenizer(name: Any, folder: Path | None, owner: str) -> Any:
+    """The tokenizer :meth:`TextModality.save_assets` wrote as ``name`` into ``folder``: a graphfuse
+    :class:`Tokenizer` file, or a Hugging Face tokenizer's folder."""
+    if folder is None:
+        raise ValueError(f"{owner}.from_config needs the folder holding its tokenizer")
+    path = asset_path(folder, name, f"{owner} config 'tokenizer'")
+    if path.is_dir():
+        return load_tokenizer(path, owner)
+    if not path.is_file():
+        raise FileNotFoundError(f"The tokenizer {path} is missing; the saved folder is incomplete, save it again")
+    return Tokenizer.load(path)

@@ -146,7 +146,7 @@ def test_error_names_the_modality_key(tokenizer):
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    ({"tokenizer": "vocab.json"}, TypeError, "TextModality expects a graphfuse Tokenizer, got str"),
+    ({"tokenizer": "vocab.json"}, TypeError, "expects a graphfuse Tokenizer or a Hugging Face tokenizer, got str"),
     ({"max_length": 0}, ValueError, "TextModality 'max_length' must be an integer >= 1"),
     ({"overflow": "drop"}, ValueError, "TextModality 'overflow' must be one of .'truncate', 'error'."),
     ({"window": 0}, ValueError, "TextModality 'window' must be an integer >= 1"),

@@ -1,0 +1,135 @@
+"""Images -> patch nodes carrying a pretrained vision encoder's hidden states (frozen or fine-tuned)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from graphfuse.backbones import Backbone, FeatureMapEncoder, HFVisionEncoder
+from graphfuse.backbones.base import image_to_patches
+from graphfuse.checks import check_choice, check_int
+from graphfuse.data.edges import grid_edges
+from graphfuse.data.modalities.base import register_modality
+from graphfuse.data.modalities.image import read_image
+from graphfuse.data.modalities.pretrained import PretrainedModality
+from graphfuse.data.nodes import NodeSet
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _as_backbone(encoder: Any, channels: int, layer: int | None) -> Backbone:
+    if isinstance(encoder, Backbone):
+        return encoder
+    if getattr(getattr(encoder, "config", None), "patch_size", None) is not None or not isinstance(encoder,
+                                                                                               torch.nn.Module):
+        return HFVisionEncoder(encoder, layer)  # a ViT-style transformers model, or a local folder
+    return FeatureMapEncoder(encoder, in_channels=channels)
+
+
+@register_modality("image-encoder")
+class ImageEncoderModality(PretrainedModality):
+    r"""Patch nodes whose features are a pretrained vision encoder's hidden states.
+
+    An image is resized to ``image_size`` (bilinear, antialiased), scaled to :math:`[0, 1]` and
+    normalised per channel, :math:`(x - \mu) / \sigma`; each output position of the encoder (a
+    ViT's patch token, a CNN feature map's cell) is a node at its grid ``(row, col)``, row-major,
+    joined to its 4 or 8 neighbours (relation ``('image', 'grid', 'image')``). Frozen, a node
+    carries the position's hidden state :math:`[P, D]`; fine-tuned, the
+    :math:`s \times s` pixels it covers at the encoder's stride :math:`s` (:math:`[P, C s^2]`, as
+    :class:`~graphfuse.ImageModality`), from which the model rebuilds the image and runs the
+    encoder (see :class:`PretrainedModality`).
+
+    Raw input: as :class:`~graphfuse.ImageModality` (a tensor or array :math:`[C, H, W]` or
+    :math:`[H, W]`, ``uint8`` or floating, or a PIL image).
+
+    Args:
+        encoder: an :class:`~graphfuse.backbones.HFVisionEncoder` or
+            :class:`~graphfuse.backbones.FeatureMapEncoder`; a ViT-style ``transformers`` model
+            (or its local ``from_pretrained`` folder); or any CNN ``torch.nn.Module`` returning a
+            feature map ``[B, D, h, w]`` (from ``forward_features`` when it has one).
+        trainable (bool, optional): fine-tune the encoder. (default: :obj:`False`)
+        image_size (int or tuple, optional): the ``(H, W)`` every image is resized to, multiples
+            of the encoder's stride. (default: a ViT's ``config.image_size``; required for a CNN)
+        mean (Sequence[float], optional): per-channel mean :math:`\mu`. (default: ImageNet's)
+        std (Sequence[float], optional): per-channel deviation :math:`\sigma`. (default: ImageNet's)
+        channels (int, optional): image channels. (default: :obj:`3`)
+        neighbourhood (int, optional): ``4`` or ``8``. (default: :obj:`4`)
+        self_loops (bool, optional): join each patch to itself. (default: :obj:`False`)
+        layer (int, optional): the hidden layer of a transformers model given bare.
+            (default: :obj:`None`, the last)
+        device, batch_size, cache_size: see :class:`PretrainedModality`.
+
+    Example:
+        >>> image = ImageEncoderModality(efficientnet_lite0(pretrained=True), image_size=224)
+        >>> builder = GraphBuilder({"image": image, "text": TextModality(tokenizer)}, cross="full")
+    """
+
+    relation = "grid"
+
+    def __init__(self, encoder: Backbone | torch.nn.Module | str, trainable: bool = False,
+                 image_size: int | Sequence[int] | None = None, mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD, channels: int = 3, neighbourhood: int = 4,
+                 self_loops: bool = False, layer: int | None = None, device: str | torch.device | None = None,
+                 batch_size: int = 32, cache_size: int = 4096) -> None:
+        check_int(channels, "ImageEncoderModality 'channels'")
+        check_choice(neighbourhood, (4, 8), "ImageEncoderModality 'neighbourhood'")
+        super().__init__(_as_backbone(encoder, channels, layer), trainable, device, batch_size, cache_size)
+        if image_size is None:
+            image_size = getattr(self.backbone, "image_size", None)
+            if image_size is None:
+                raise ValueError(f"ImageEncoderModality needs image_size for a {type(self.backbone).__name__} (e.g. "
+                                 f"image_size=224): every image is resized to it, so the node grid is fixed")
+        self.image_size = (int(image_size), int(image_size)) if isinstance(image_size, int) else tuple(
+            int(side) for side in image_size)
+        if len(self.image_size) != 2 or min(self.image_size) < 1:
+            raise ValueError(f"ImageEncoderModality 'image_size' must be a positive int or (H, W), got {image_size!r}")
+        self.stride = self._stride()
+        self.rows, self.cols = self.image_size[0] // self.stride, self.image_size[1] // self.stride
+        if len(mean) != channels or len(std) != channels or min(std) <= 0:
+            raise ValueError(f"ImageEncoderModality needs one mean and one positive std per channel ({channels}), got "
+                             f"mean={tuple(mean)}, std={tuple(std)}")
+        self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+        self.channels, self.neighbourhood, self.self_loops = channels, neighbourhood, self_loops
+        self._pos = torch.stack(torch.meshgrid(torch.arange(self.rows), torch.arange(self.cols), indexing="ij"),
+                                dim=-1).reshape(-1, 2)
+
+    def _stride(self) -> int:
+        height, width = self.image_size
+        if isinstance(self.backbone, FeatureMapEncoder):
+            return self.backbone.stride_for(height, width)
+        stride = getattr(self.backbone, "stride", None)
+        if stride is None:
+            raise TypeError(f"ImageEncoderModality needs a backbone with a 'stride' (pixels per node), got "
+                            f"{type(self.backbone).__name__}")
+        if height % stride or width % stride:
+            raise ValueError(f"ImageEncoderModality 'image_size' {self.image_size} is not a multiple of the encoder's "
+                             f"patch size {stride}; choose one that is")
+        return stride
+
+    def node_inputs(self, raw: Any) -> NodeSet:
+        image = read_image(raw, self.channels, self.name)
+        if tuple(image.shape[-2:]) != self.image_size:
+            image = F.interpolate(image.unsqueeze(0), size=self.image_size, mode="bilinear", align_corners=False,
+                                  antialias=True).squeeze(0)
+        image = (image - torch.tensor(self.mean).view(-1, 1, 1)) / torch.tensor(self.std).view(-1, 1, 1)
+        return NodeSet(
+            x=image_to_patches(image, self.stride),
+            edge_index=grid_edges(self.rows, self.cols, self.neighbourhood, self.self_loops),
+            pos=self._pos,
+            structure=("grid", self.rows, self.cols, self.neighbourhood, self.self_loops),
+        )
+
+    def empty_inputs(self) -> NodeSet:
+        return NodeSet.empty(feature_shape=(self.channels * self.stride ** 2,), pos_shape=(2,))
+
+    def get_config(self) -> dict:
+        return {**self.backbone_config(), "image_size": list(self.image_size), "mean": list(self.mean),
+                "std": list(self.std), "channels": self.channels, "neighbourhood": self.neighbourhood,
+                "self_loops": self.self_loops}
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}(encoder={self.backbone.extra_repr()}, trainable={self.trainable}, "
+                f"image_size={self.image_size}, grid=({self.rows}, {self.cols}))")
