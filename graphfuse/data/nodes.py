@@ -119,6 +119,8 @@ class NodeSpec:
         timed (bool): nodes carry ``(start, end)`` times.
         num_embeddings (int, optional): the number of ids (vocabulary size) when ``integer``.
         max_positions (int, optional): the longest sequence, where the modality bounds it.
+        pretrained (bool): the features are a pretrained encoder's hidden states (frozen, or from
+            ``backbone``), at the scale of that network rather than of raw inputs.
         backbone (torch.nn.Module, optional): a trainable :class:`~graphfuse.backbones.Backbone`
             that the model runs on these nodes (their ``x`` are its inputs cut per node: token
             ids, pixel patches, waveform chunks); shared with the model, not compared, hashed or
@@ -132,6 +134,7 @@ class NodeSpec:
     timed: bool = False
     num_embeddings: int | None = None
     max_positions: int | None = None
+    pretrained: bool = False
     backbone: Any = field(default=None, compare=False, hash=False, repr=False)
 
     @property

@@ -95,20 +95,28 @@ class PatchEncoder(torch.nn.Module):
         in_channels (int): features per patch, or ``-1`` to infer on the first call.
         channels (int): output size.
         max_grid (int, optional): largest number of patch rows / columns. (default: :obj:`64`)
+        normalize (bool, optional): standardise each patch's features first. (default: :obj:`False`)
 
     Integer positions index the learned embeddings; floating ones (fractional coordinates) get a
     sinusoidal encoding instead, the row's in the first half of the channels, the column's in the
     second.
+
+    With ``normalize``, each patch's features are first standardised across themselves (a layer
+    norm without parameters), as :class:`FrameEncoder` does: :meth:`NodeEncoders.from_schema`
+    turns it on for a pretrained encoder's hidden states, which come at that network's scale
+    (EfficientNet-Lite0's stage-5 map: a standard deviation near 6, values up to 32) and would
+    otherwise swamp the position embeddings and the other modalities' inputs.
 
     Shapes:
         - **input:** :math:`(N, F)`, positions :math:`(N, 2)` as (row, col)
         - **output:** :math:`(N, C)`
     """
 
-    def __init__(self, in_channels: int, channels: int, max_grid: int = 64, device=None, dtype=None) -> None:
+    def __init__(self, in_channels: int, channels: int, max_grid: int = 64, normalize: bool = False, device=None,
+                 dtype=None) -> None:
         super().__init__()
         factory = dict(device=device, dtype=dtype)
-        self.max_grid = max_grid
+        self.max_grid, self.normalize = max_grid, normalize
         self.proj = _linear(in_channels, channels, factory)
         self.row = torch.nn.Embedding(max_grid, channels, **factory)
         self.col = torch.nn.Embedding(max_grid, channels, **factory)
@@ -125,7 +133,10 @@ class PatchEncoder(torch.nn.Module):
             torch.nn.init.normal_(embedding.weight, std=POSITION_STD)
 
     def forward(self, x: Tensor, pos: Tensor | None = None, time: Tensor | None = None) -> Tensor:
-        out = self.proj(x.float() if not x.is_floating_point() else x)
+        x = x.float() if not x.is_floating_point() else x
+        if self.normalize:
+            x = torch.nn.functional.layer_norm(x, x.shape[-1:])
+        out = self.proj(x)
         if pos is not None:
             if pos.dim() != 2 or pos.size(-1) != 2:
                 raise ValueError(f"'PatchEncoder' expects (row, col) positions of shape [N, 2], got {tuple(pos.shape)}")
@@ -158,7 +169,8 @@ class FrameEncoder(torch.nn.Module):
         channels (int): output size.
         time_scale (float, optional): position units per second. (default: :obj:`100.0`, 10 ms)
         normalize (bool, optional): standardise each frame's features (:meth:`NodeEncoders.from_builder`
-            turns it on for :class:`~graphfuse.AudioModality` frames). (default: :obj:`False`)
+            turns it on for :class:`~graphfuse.AudioModality` frames and pretrained hidden states).
+            (default: :obj:`False`)
         time_weight (float, optional): initial weight of the time encoding. (default: :obj:`1.0`)
 
     Shapes:
@@ -245,7 +257,7 @@ class NodeEncoders(torch.nn.ModuleDict):
         for node_type, spec in schema.nodes:
             if spec.backbone is not None:
                 features = dataclasses.replace(spec, feature_shape=(spec.backbone.out_channels,), integer=False,
-                                               num_embeddings=None, backbone=None)
+                                               num_embeddings=None, backbone=None, pretrained=True)
                 encoders[node_type] = BackboneNodeEncoder(spec.backbone, _encoder_for(features, channels, device,
                                                                                       dtype))
             else:
@@ -281,9 +293,9 @@ def _encoder_for(spec: NodeSpec, channels: int, device=None, dtype=None) -> torc
     if spec.integer and spec.num_embeddings is not None:
         return TokenEncoder(spec.num_embeddings, channels, max(512, spec.max_positions or 0), **factory)
     if spec.kind == "image" or spec.positions == (2,):
-        return PatchEncoder(spec.in_channels, channels, **factory)
+        return PatchEncoder(spec.in_channels, channels, normalize=spec.pretrained, **factory)
     if spec.timed or spec.positions == ():
         audio = spec.kind == "audio"
-        return FrameEncoder(spec.in_channels, channels, normalize=audio,
+        return FrameEncoder(spec.in_channels, channels, normalize=audio or spec.pretrained,
                             time_weight=AUDIO_TIME_WEIGHT if audio else 1.0, **factory)
     return FeatureEncoder(spec.in_channels, channels, **factory)

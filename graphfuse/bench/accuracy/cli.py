@@ -76,7 +76,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def execute(args: argparse.Namespace, methods_of: Callable[[TaskData], list[Method]],
-            settings_of: Callable[[Method], str] = lambda method: method.name, ranked: bool = True) -> dict[str, Any]:
+            settings_of: Callable[[Method], str] = lambda method: method.settings_name,
+            ranked: bool = True) -> dict[str, Any]:
     """Checks the arguments, then trains and scores ``methods_of(task)`` (filtered by
     ``--methods``) on every task of ``--tasks``, each method with the tuned settings of
     ``settings_of(method)`` (see ``--settings``); ``ranked`` as in

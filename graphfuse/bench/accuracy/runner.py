@@ -33,6 +33,7 @@ from graphfuse.bench.accuracy.protocol import (
     Method,
     TrainConfig,
     keep_modalities,
+    method_task,
     model_kwargs,
 )
 from graphfuse.bench.accuracy.reports import format_report, format_table, sort_results, write_outputs
@@ -117,8 +118,10 @@ def score_missing(method: Method, trainer: Trainer, task: TaskData, data: Sequen
 
 def run_once(task: TaskData, method: Method, config: TrainConfig, splits: Splits, seed: int,
              test: bool = True) -> dict[str, Any]:
-    """Trains ``method`` on ``task`` with ``seed`` and scores the best validation epoch on the test
-    split (``test=False``: reports the validation score alone and never reads the test split)."""
+    """Trains ``method`` on ``task`` (as the method sees it, :func:`method_task`; ``splits`` featurised
+    by that task's builder) with ``seed`` and scores the best validation epoch on the test split
+    (``test=False``: reports the validation score alone and never reads the test split)."""
+    task = method_task(task, method)
     torch.manual_seed(seed)
     model = create_model(method.model, **model_kwargs(method, task, config))
     monitor = MONITOR[task.kind]
@@ -206,7 +209,7 @@ def _guarded_run(task: TaskData, method: Method, config: TrainConfig, splits: Sp
         return None, f"{type(exception).__name__}: {exception}"
 
 
-_WORKER_TASKS: dict[tuple[str, bool], tuple[TaskData, Splits]] = {}
+_WORKER_TASKS: dict[tuple[str, bool], tuple[TaskData, dict[str | None, Splits]]] = {}
 
 
 def start_worker(threads: int) -> None:
@@ -227,13 +230,20 @@ def training_pool(jobs: int, threads: int | None) -> ProcessPoolExecutor | None:
 
 def _worker_run(name: str, quick: bool, method: Method, config: TrainConfig, seed: int,
                 test: bool = True) -> tuple[dict[str, Any] | None, str | None]:
-    """One run in a worker process, which loads and featurises each task once (the data is fixed)."""
+    """One run in a worker process, which loads each task once and featurises it once per image encoder
+    (the data is fixed)."""
     if (name, quick) not in _WORKER_TASKS:
         _WORKER_TASKS.clear()
-        task = load_task(name, quick=quick, seed=DATA_SEED)
-        _WORKER_TASKS[name, quick] = task, featurize_task(task)
+        _WORKER_TASKS[name, quick] = load_task(name, quick=quick, seed=DATA_SEED), {}
     task, splits = _WORKER_TASKS[name, quick]
-    return _guarded_run(task, method, config, splits, seed, test)
+    return _guarded_run(task, method, config, _method_splits(task, method, splits), seed, test)
+
+
+def _method_splits(task: TaskData, method: Method, featurised: dict[str | None, Splits]) -> Splits:
+    """The splits ``method`` trains on: featurised by its task's builder, once per image encoder."""
+    if method.image_encoder not in featurised:
+        featurised[method.image_encoder] = featurize_task(method_task(task, method))
+    return featurised[method.image_encoder]
 
 
 Run = tuple[Method, TrainConfig, int]
@@ -245,8 +255,9 @@ def outcomes(pool: ProcessPoolExecutor | None, name: str, task: TaskData, quick:
     outcome (of :func:`run_once` with ``test``), as it finishes: one after another in this process
     (``pool`` None), or as the worker processes finish them."""
     if pool is None:
-        splits = featurize_task(task)
+        featurised: dict[str | None, Splits] = {}
         for method, config, seed in runs:
+            splits = _method_splits(task, method, featurised)
             yield (method, config, seed), _guarded_run(task, method, config, splits, seed, test)
         return
     futures = {pool.submit(_worker_run, name, quick, method, config, seed, test): (method, config, seed)

@@ -132,7 +132,7 @@ class PretrainedModality(Modality):
 
     def node_spec(self) -> NodeSpec:
         if not self.trainable:
-            return Modality.node_spec(self)
+            return dataclasses.replace(Modality.node_spec(self), pretrained=True)
         return dataclasses.replace(super().node_spec(), backbone=self.backbone)
 
     def backbone_config(self) -> dict[str, Any]:
