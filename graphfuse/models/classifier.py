@@ -11,7 +11,7 @@ from graphfuse.checks import check_choice, check_int, check_probability
 from graphfuse.data import GraphBuilder, GraphSchema
 from graphfuse.deprecation import renamed
 from graphfuse.models.backbone import GraphBackbone, as_batch, as_schema
-from graphfuse.nn import ClassificationHead, MultimodalOutput, Readout, RegressionHead, UnimodalHeads
+from graphfuse.nn import ClassificationHead, MultimodalOutput, NodeEncoders, Readout, RegressionHead, UnimodalHeads
 
 TASKS = ("classification", "multilabel", "regression")
 ENSEMBLES = ("gated", True, False)
@@ -102,6 +102,13 @@ class GraphFusionModel(torch.nn.Module):
         gradient_modulation (str, optional): what the Trainer balances gradients with:
             ``"ogm-ge"``, ``"ogm"`` or ``"none"``; needs unimodal heads and multi-class labels.
             (default: :obj:`"none"`)
+        encoders (NodeEncoders, optional): the input encoders, one per node type, each called as
+            ``encoder(x, pos, time)`` (with ``batch=`` too when it sets ``needs_batch``) and
+            returning :math:`(N, C)` states of ``hidden_channels`` features; to swap one, start from
+            ``NodeEncoders.from_schema(schema, hidden_channels)`` and replace it. Such a model is not
+            built from plain settings, so a :class:`~graphfuse.Pipeline` saves it only through a
+            registered model factory that builds them (:func:`~graphfuse.models.register_model`).
+            (default: :meth:`NodeEncoders.from_schema <graphfuse.nn.NodeEncoders.from_schema>`)
         **block_kwargs: more :class:`~graphfuse.nn.FusionBlock` arguments (``norm_first``,
             ``conv_kwargs``, ...).
 
@@ -118,7 +125,8 @@ class GraphFusionModel(torch.nn.Module):
                  dropout: float = 0.1, ffn_ratio: float = 2.0, head_hidden_channels: int | None = None,
                  unimodal_layers: int | None = None, modality_context: bool = False, unimodal_weight: float = 1.0,
                  unimodal_ensemble: bool | str = "gated", modality_dropout: float = 0.15,
-                 gradient_modulation: str = "none", **block_kwargs: Any) -> None:
+                 gradient_modulation: str = "none", encoders: NodeEncoders | None = None,
+                 **block_kwargs: Any) -> None:
         super().__init__()
         check_choice(task, TASKS, "GraphFusionModel 'task'")
         check_int(num_layers, "GraphFusionModel 'num_layers'")
@@ -141,7 +149,7 @@ class GraphFusionModel(torch.nn.Module):
         self.backbone = GraphBackbone(
             schema, hidden_channels, num_layers, conv, knn, heads, ffn_ratio, dropout,
             unimodal_layers=num_layers // 2 if unimodal_layers is None else unimodal_layers,
-            modality_context=modality_context, **block_kwargs)
+            encoders=encoders, modality_context=modality_context, **block_kwargs)
         self.readout = Readout(hidden_channels, schema.node_types, pool=pool, fuse=fuse)
         if task == "regression":
             self.head = RegressionHead(self.readout.out_channels, out_channels, head_hidden_channels, dropout)

@@ -12,7 +12,7 @@ from graphfuse.data import GraphBuilder, GraphSchema, PairGraphs
 from graphfuse.data.layout import batch_layout
 from graphfuse.deprecation import renamed
 from graphfuse.models.backbone import GraphBackbone, as_batch, as_schema
-from graphfuse.nn import ProjectionHead, Readout
+from graphfuse.nn import NodeEncoders, ProjectionHead, Readout
 from graphfuse.nn.contrastive import LearnableTemperature
 
 SIDES = ("query", "gallery")
@@ -96,6 +96,9 @@ class GraphRetrievalModel(torch.nn.Module):
             and GCN averages. (default: :obj:`"hgt"`)
         rerank_negatives (int, optional): hard negatives per query (and per gallery item) for
             the re-ranker's loss. (default: :obj:`3`)
+        encoders (NodeEncoders, optional): the input encoders, as in
+            :class:`~graphfuse.models.GraphFusionModel`; the re-ranker shares them.
+            (default: :meth:`NodeEncoders.from_schema <graphfuse.nn.NodeEncoders.from_schema>`)
 
     Shapes:
         - **input:** a batch of samples holding both sides (sample :math:`i`'s sides match)
@@ -110,7 +113,7 @@ class GraphRetrievalModel(torch.nn.Module):
                  num_layers: int = 2, conv: str = "gat", knn: int | None = None, heads: int = 4, pool: str = "mean",
                  fuse: str = "attention", dropout: float = 0.1, ffn_ratio: float = 2.0, temperature: float = 0.07,
                  rerank: bool = True, rerank_conv: str | None = "hgt", rerank_negatives: int = 3,
-                 **block_kwargs: Any) -> None:
+                 encoders: NodeEncoders | None = None, **block_kwargs: Any) -> None:
         super().__init__()
         schema = as_schema(schema, "GraphRetrievalModel")
         self.query_types = _side_types(schema, query, "query")
@@ -123,7 +126,7 @@ class GraphRetrievalModel(torch.nn.Module):
             raise ValueError(f"GraphRetrievalModel 'rerank_negatives' must be >= 1, got {rerank_negatives!r}")
         used = list(self.query_types + self.gallery_types)
         self.backbone = GraphBackbone(schema, hidden_channels, num_layers, conv, knn, heads, ffn_ratio, dropout,
-                                      node_types=used, **block_kwargs)
+                                      node_types=used, encoders=encoders, **block_kwargs)
         self.readout = Readout(hidden_channels, used, pool=pool, fuse=fuse)
         self.projection = ProjectionHead(self.readout.out_channels, embed_dim or hidden_channels)
         self.temperature = LearnableTemperature(temperature)

@@ -245,7 +245,8 @@ class NodeEncoders(torch.nn.ModuleDict):
 
     @classmethod
     def from_schema(cls, schema: GraphSchema, channels: int, device=None, dtype=None) -> NodeEncoders:
-        """Encoders for the node types of a :class:`~graphfuse.data.GraphSchema`, every input size
+        """Encoders for the node types of a :class:`~graphfuse.data.GraphSchema` (or of a
+        :class:`~graphfuse.GraphBuilder`, which stands for its schema, as in the models), every input size
         known from it: ids with a vocabulary (text tokens, virtual nodes) -> :class:`TokenEncoder`,
         image patches and other features with grid positions (``(row, col)``) -> :class:`PatchEncoder`,
         timed nodes -> :class:`FrameEncoder` (normalising each frame for audio), other features with
@@ -253,6 +254,8 @@ class NodeEncoders(torch.nn.ModuleDict):
         else -> :class:`FeatureEncoder`. A node type whose spec carries a trainable backbone gets
         a :class:`BackboneNodeEncoder` running it, with the encoder its hidden states would get
         as features as the head."""
+        if not isinstance(schema, GraphSchema) and callable(getattr(schema, "schema", None)):
+            schema = schema.schema()  # a model factory's `schema` is the builder create_model was given
         encoders = {}
         for node_type, spec in schema.nodes:
             if spec.backbone is not None:

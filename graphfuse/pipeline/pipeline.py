@@ -111,6 +111,10 @@ class Pipeline:
             try:
                 as_json(value, f"The model's argument '{key}'")
             except TypeError as error:
+                if isinstance(value, torch.nn.Module):  # e.g. encoders=: weights, not settings
+                    raise TypeError(f"{error}. A module is saved by the code that builds it: register a model "
+                                    f"factory that creates it (@graphfuse.models.register_model('my-model')) and "
+                                    f"make the model with create_model('my-model', ...)") from None
                 raise TypeError(f"{error}. Pass Pipeline(..., model_name={name!r}, model_kwargs={{...}}) with "
                                 f"arguments that build the same model from plain values") from None
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "graphfuse_version": __version__,

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from graphfuse.models import GraphFusionModel, create_model
-from graphfuse.nn import ModalityContext
+from graphfuse.nn import ModalityContext, NodeEncoders
 from graphfuse.train import create_task
 
 SMALL = dict(hidden_channels=8, heads=2, num_layers=2)
@@ -183,3 +183,25 @@ def test_a_state_dict_from_before_vote_gating_loads_with_every_head_voting(build
     old = {k: v for k, v in model(builder).state_dict().items() if k != "unimodal.votes"}
     net.load_state_dict(old)
     assert net.unimodal.votes.all()
+
+
+class ScaledImageEncoder(torch.nn.Module):
+    """A user's own input encoder: ``(x, pos, time) -> [N, C]``."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.proj = torch.nn.LazyLinear(channels)
+
+    def forward(self, x, pos=None, time=None):
+        return 2 * self.proj(x)
+
+
+def test_an_input_encoder_swapped_through_create_model_is_used_and_trained(builder, samples, make_batch):
+    encoders = NodeEncoders.from_schema(builder.schema(), SMALL["hidden_channels"])
+    encoders["image"] = ScaledImageEncoder(SMALL["hidden_channels"])
+    net = model(builder, encoders=encoders)
+    assert net.backbone.encoders["image"] is encoders["image"] and net.backbone.encoders["text"] is encoders["text"]
+    batch = make_batch(samples)
+    batch.y = torch.tensor([0, 1, 2, 0])
+    create_task(net.task_name, net).loss(net(batch), batch).backward()
+    assert encoders["image"].proj.weight.grad.abs().sum() > 0

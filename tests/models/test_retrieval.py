@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from graphfuse.data import AudioModality, GraphBuilder, ImageModality, PairGraphs
 from graphfuse.models import GraphRetrievalModel, create_model
+from graphfuse.nn import NodeEncoders, PatchEncoder
 from graphfuse.testing import requires_cuda
 from graphfuse.train import create_task
 
@@ -275,6 +276,13 @@ def test_reranker_shares_the_input_encoders_but_fuses_with_its_own_conv(builder)
     assert model.pair_backbone.fusion.blocks[0].conv is not model.backbone.fusion.blocks[0].conv
     shared = retrieval(builder, rerank_conv=None)
     assert shared.pair_backbone is None
+
+
+def test_input_encoders_swapped_through_create_model_serve_both_towers_and_the_reranker(builder):
+    encoders = NodeEncoders.from_schema(builder.schema(), SMALL["hidden_channels"])
+    encoders["image"] = PatchEncoder(encoders["image"].proj.in_features, SMALL["hidden_channels"])  # a new one
+    model = retrieval(builder, encoders=encoders)
+    assert model.backbone.encoders["image"] is encoders["image"] is model.pair_backbone.encoders["image"]
 
 
 def test_a_sample_without_one_side_is_named(builder, complete_samples, make_batch):

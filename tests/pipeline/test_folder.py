@@ -142,5 +142,5 @@ def test_what_cannot_be_saved_is_named(classifier, tmp_path):
                        named.predict(samples)["probabilities"])
     odd = Pipeline(classifier.builder, plain, model_name="graph-gat", model_kwargs={"num_classes": 3,
                                                                                     "encoders": torch.nn.Identity()})
-    with pytest.raises(TypeError, match="The model's argument 'encoders' is a Identity.*model_kwargs"):
+    with pytest.raises(TypeError, match="The model's argument 'encoders' is a Identity.*register a model factory"):
         odd.save_pretrained(tmp_path / "odd")

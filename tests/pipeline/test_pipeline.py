@@ -166,3 +166,30 @@ def test_a_pipeline_serves_on_the_gpu(classifier, saved_classifier, saved_retrie
     index = retriever.index([{"image": s["image"], "audio": s["audio"]} for s in samples])
     found = retriever.search([{"text": s["text"]} for s in samples], index, k=2, rerank=3)
     assert found["indices"].shape == (4, 2) and found["indices"].device.type == "cpu"
+
+
+def test_swapped_input_encoders_save_through_a_registered_model_factory(monkeypatch, tmp_path):
+    from graphfuse.models import GraphFusionModel, registry
+    from graphfuse.nn import NodeEncoders, PatchEncoder
+    from graphfuse.testing import tri_modal_builder
+
+    monkeypatch.setattr(registry, "MODELS", registry.MODELS.copy())  # the registration does not outlive the test
+
+    @registry.register_model("own-image-encoder")
+    def own_image_encoder(schema, num_classes, hidden_channels=8):  # `schema` may be the builder
+        encoders = NodeEncoders.from_schema(schema, hidden_channels)
+        encoders["image"] = PatchEncoder(encoders["image"].proj.in_features, hidden_channels, max_grid=16)
+        return GraphFusionModel(schema, num_classes=num_classes, hidden_channels=hidden_channels, heads=2,
+                                encoders=encoders)
+
+    builder = tri_modal_builder()
+    model = create_model("own-image-encoder", builder=builder, num_classes=3, seed=0)
+    samples = raw_samples(3)
+    expected = Pipeline(builder, model).predict(samples)["probabilities"]
+    loaded = Pipeline.from_pretrained(Pipeline(builder, model).save_pretrained(tmp_path / "own"))
+    assert loaded.model.backbone.encoders["image"].row.num_embeddings == 16
+    assert torch.equal(loaded.predict(samples)["probabilities"], expected)
+    swapped = create_model("graph-gat", builder=builder, num_classes=3, hidden_channels=8, heads=2,
+                           encoders=model.backbone.encoders)
+    with pytest.raises(TypeError, match="'encoders' is a NodeEncoders(.|\n)*register a model factory"):
+        Pipeline(builder, swapped).save_pretrained(tmp_path / "refused")
