@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 
 import numpy
 from torch import Tensor
 
+from graphfuse.data.cache import LRUCache
 
-class FeatureCache:
-    """The features of the last ``max_items`` distinct inputs (least recently used go first).
+
+class FeatureCache(LRUCache[Tensor]):
+    """The features of the last ``max_items`` distinct inputs (least recently used go first); safe
+    to share between threads.
 
     Args:
         max_items (int): inputs kept; ``0`` turns the cache off.
@@ -18,8 +20,11 @@ class FeatureCache:
     def __init__(self, max_items: int) -> None:
         if isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 0:
             raise ValueError(f"'cache_size' must be a non-negative int (0 turns the cache off), got {max_items!r}")
-        self.max_items = max_items
-        self._entries: OrderedDict[str, Tensor] = OrderedDict()
+        super().__init__(max_items)
+
+    @property
+    def max_items(self) -> int:
+        return self.capacity
 
     @staticmethod
     def key(tensor: Tensor) -> str:
@@ -28,22 +33,3 @@ class FeatureCache:
         digest.update(numpy.ascontiguousarray(tensor.detach().cpu().numpy()).tobytes())
         return digest.hexdigest()
 
-    def get(self, key: str) -> Tensor | None:
-        value = self._entries.get(key)
-        if value is not None:
-            self._entries.move_to_end(key)
-        return value
-
-    def put(self, key: str, value: Tensor) -> None:
-        if self.max_items == 0:
-            return
-        self._entries[key] = value
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_items:
-            self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)
