@@ -185,8 +185,8 @@ class GraphBuilder:
                 if key not in self.modalities:
                     self._check_extra_key(key)
                     continue
-                if isinstance(raw, NodeSet):
-                    nodes[index][key] = self._conforming(key, raw)
+                if isinstance(raw, NodeSet):  # given by the caller: checked once, here, not in the model
+                    nodes[index][key] = raw if raw.validated else raw.validate(key)  # (its fit: at batching)
                 elif raw is not None:
                     pending.setdefault(key, []).append((index, raw))
         for key, items in pending.items():
@@ -222,9 +222,9 @@ class GraphBuilder:
         return nodes
 
     def node_sets(self, sample: Mapping[str, Any]) -> Mapping[str, NodeSet]:
-        """The node sets of a sample: :meth:`featurize` of raw inputs, while a plain dict of node sets
-        (what :meth:`featurize` returns) passes straight through, unchecked again (this runs per
-        sample, every epoch)."""
+        """The node sets of a sample: :meth:`featurize` of raw inputs, while a plain dict of validated
+        node sets (what :meth:`featurize` returns) passes straight through, unchecked again (this
+        runs per sample, every epoch); node sets made elsewhere are validated first, once."""
         return sample if self._featurized(sample) else self.featurize(sample)
 
     def node_sets_many(self, samples: Sequence[Mapping[str, Any]]) -> list[Mapping[str, NodeSet]]:
@@ -238,7 +238,7 @@ class GraphBuilder:
 
     def _featurized(self, sample: Any) -> bool:
         return (isinstance(sample, dict) and bool(sample) and sample.keys() <= self.modalities.keys()
-                and all(isinstance(value, NodeSet) for value in sample.values()))
+                and all(isinstance(value, NodeSet) and value.validated for value in sample.values()))
 
     def relation_edges(self, relation: Relation, nodes: Mapping[str, NodeSet]) -> Tensor:
         """Local edges of ``relation`` in one sample; shape-only templates are shared, not copied."""

@@ -39,6 +39,9 @@ class NodeSet:
     pos: Tensor | None = None
     time: Tensor | None = None
     structure: Hashable | None = None
+    #: Set by :meth:`validate`: batching takes such node sets as they are, and checks any other
+    #: node set given in a sample first (cheaply, on the CPU, once).
+    validated: bool = field(default=False, compare=False, repr=False)
 
     @property
     def num_nodes(self) -> int:
@@ -103,6 +106,7 @@ class NodeSet:
             if bool((self.time[known, 1] < self.time[known, 0]).any()):
                 raise ValueError(f"Modality '{modality}' has a time span whose end is before its start")
         check_edge_index(self.edge_index, num_nodes, num_nodes, f"intra-modal edges of '{modality}'")
+        self.validated = True
         return self
 
 
