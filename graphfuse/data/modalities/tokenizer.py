@@ -12,6 +12,16 @@ from torch import Tensor
 
 from graphfuse.io import atomic_write_text
 
+try:  # the parser of Python's own re module (re._parser from 3.11, sre_parse before)
+    import re._constants as _constants
+    import re._parser as _regex_parser
+except ImportError:  # Python 3.10
+    import sre_constants as _constants
+    import sre_parse as _regex_parser
+
+# Python 3.11 adds possessive repeats (a*+); they never backtrack, but repeating one is still nested.
+_POSSESSIVE_REPEAT = getattr(_constants, "POSSESSIVE_REPEAT", None)
+
 PAD, UNK = "<pad>", "<unk>"
 _FORMAT = "graphfuse-tokenizer"
 _VERSION = 1
@@ -122,7 +132,62 @@ class Tokenizer:
         missing = {"tokens", "lowercase", "pattern"} - payload.keys()
         if missing:
             raise ValueError(f"'{path}' is a damaged graphfuse tokenizer file: it lacks {sorted(missing)}")
-        return cls(payload["tokens"], lowercase=payload["lowercase"], pattern=payload["pattern"])
+        tokens, lowercase, pattern = payload["tokens"], payload["lowercase"], payload["pattern"]
+        token_list = isinstance(tokens, list) and all(isinstance(token, str) for token in tokens)
+        for name, value, expected, ok in (("tokens", tokens, "a list of strings", token_list),
+                                          ("lowercase", lowercase, "true or false", isinstance(lowercase, bool)),
+                                          ("pattern", pattern, "a string", isinstance(pattern, str))):
+            if not ok:
+                raise ValueError(f"'{path}' is a damaged graphfuse tokenizer file: \"{name}\" must be {expected}, got "
+                                 f"{type(value).__name__} {_short(value)}")
+        check_pattern(pattern, f"'{path}'")
+        return cls(tokens, lowercase=lowercase, pattern=pattern)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(vocab_size={len(self)}, lowercase={self.lowercase})"
+
+
+def check_pattern(pattern: str, source: str) -> None:
+    """Refuses a regular expression from ``source`` (a file) that could backtrack catastrophically: a
+    repetition that holds another unbounded repetition or an alternation (``(a+)+``, ``(a|ab)*``),
+    whose matching time can double with every character of the text. Conservative: some such
+    patterns are safe (``(?:\\d+,)*``), and are refused all the same, since a file is not trusted."""
+    try:
+        parsed = _regex_parser.parse(pattern)
+    except re.error as error:
+        raise ValueError(f"{source} holds the tokenizer pattern {pattern!r}, which is not a valid regular expression "
+                         f"({error})") from None
+    if _nested_repetition(parsed, inside_repeat=False):
+        raise ValueError(
+            f"{source} holds the tokenizer pattern {pattern!r}, which repeats a repetition or an alternation and could "
+            f"take time exponential in the text's length; graphfuse does not run such a pattern from a file. Use a "
+            f"pattern without nested repetition (e.g. the default {_DEFAULT_PATTERN!r}), or build the Tokenizer in "
+            f"your code with the pattern you trust")
+
+
+def _nested_repetition(items, inside_repeat: bool) -> bool:
+    for op, value in items:
+        if op in (_constants.MAX_REPEAT, _constants.MIN_REPEAT, _POSSESSIVE_REPEAT):
+            low, high, body = value
+            unbounded = high is _constants.MAXREPEAT or high > 1
+            if unbounded and inside_repeat:
+                return True
+            if _nested_repetition(body, inside_repeat or unbounded):
+                return True
+        elif op is _constants.BRANCH:
+            if inside_repeat:
+                return True
+            if any(_nested_repetition(branch, inside_repeat) for branch in value[1]):
+                return True
+        elif op is _constants.SUBPATTERN:
+            if _nested_repetition(value[-1], inside_repeat):
+                return True
+        elif op in (_constants.ASSERT, _constants.ASSERT_NOT):
+            if _nested_repetition(value[1], inside_repeat):
+                return True
+    return False
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

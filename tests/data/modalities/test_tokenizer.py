@@ -152,3 +152,36 @@ def test_load_rejects_invalid_json(tmp_path):
 
 def test_repr():
     assert repr(Tokenizer(["a", "b"])) == "Tokenizer(vocab_size=4, lowercase=True)"
+
+
+def _tokenizer_file(tmp_path, **changes):
+    payload = {"format": "graphfuse-tokenizer", "version": 1, "lowercase": True, "pattern": r"\w+|[^\w\s]",
+               "tokens": ["red", "blue"], **changes}
+    path = tmp_path / "tokenizer.json"
+    path.write_text(json.dumps(payload))
+    return path
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("tokens", "red blue", "must be a list of strings, got str"),
+    ("tokens", ["red", 3], "must be a list of strings, got list"),
+    ("lowercase", "false", "must be true or false, got str"),
+    ("pattern", 5, "must be a string, got int"),
+])
+def test_a_wrongly_typed_tokenizer_file_is_refused(tmp_path, field, value, expected):
+    with pytest.raises(ValueError, match=f'damaged graphfuse tokenizer file: "{field}" {expected}'):
+        Tokenizer.load(_tokenizer_file(tmp_path, **{field: value}))
+
+
+@pytest.mark.parametrize("pattern", [r"(a+)+$", r"(\w+\s?)*$", r"(a|ab)*c"])
+def test_a_pattern_that_could_backtrack_catastrophically_is_refused_from_a_file(tmp_path, pattern):
+    # (\w+\s?)*$ on 29 characters ending in "!" took 20 s, doubling with each character
+    with pytest.raises(ValueError, match="could take time exponential in the text's length"):
+        Tokenizer.load(_tokenizer_file(tmp_path, pattern=pattern))
+    with pytest.raises(ValueError, match="not a valid regular expression"):
+        Tokenizer.load(_tokenizer_file(tmp_path, pattern="("))
+
+
+def test_safe_patterns_load(tmp_path):
+    for pattern in (r"\w+|[^\w\s]", r"\S+", r"[a-z]+(?:'[a-z]+)?"):
+        assert Tokenizer.load(_tokenizer_file(tmp_path, pattern=pattern)).pattern == pattern
