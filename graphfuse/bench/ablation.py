@@ -18,6 +18,7 @@ from typing import Any
 
 from graphfuse.bench import accuracy
 from graphfuse.bench.accuracy import Method
+from graphfuse.bench.checks import UsageError
 from graphfuse.datasets.tasks import TaskData
 from graphfuse.models import list_models, model_family
 
@@ -60,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.model not in list_models() or model_family(args.model) != "graph":
-        raise SystemExit(f"error: --model must be a graph model, one of {list_models(family='graph')}; got "
+        raise UsageError(f"error: --model must be a graph model, one of {list_models(family='graph')}; got "
                          f"{args.model!r}")
     args.stem = "ablation"
     # Every variant trains with the settings tuned for the ablated model.

@@ -23,6 +23,7 @@ import torch
 import torch_geometric
 from torch_geometric.data import Batch
 
+from graphfuse.bench.checks import names_of
 from graphfuse.bench.timing import ALLOCATORS, configure_allocator, interleaved_seconds
 from graphfuse.data import (
     AudioModality,
@@ -179,7 +180,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> dict:
     report = run(batch_size=args.batch_size, tokens=args.tokens, grid=args.grid, patch_size=args.patch_size,
                  channels=args.channels, frames=args.frames, cross=args.cross,
-                 rounds=5 if args.quick else args.rounds, methods=[m for m in args.methods.split(",") if m],
+                 rounds=5 if args.quick else args.rounds, methods=names_of("--methods", args.methods, METHODS),
                  threads=args.threads, allocator=args.allocator)
     print(format_table(report))
     return report

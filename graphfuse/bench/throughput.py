@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import platform
+import re
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, replace
@@ -37,6 +38,7 @@ from typing import Any
 import torch
 import torch_geometric
 
+from graphfuse.bench.checks import UsageError, names_of
 from graphfuse.bench.comparisons import COMPARISONS, mean_per_sample
 from graphfuse.bench.timing import ALLOCATORS, configure_allocator, interleaved_seconds, return_freed_memory
 from graphfuse.data import (
@@ -269,12 +271,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> dict:
-    methods = [m for m in args.methods.split(",") if m]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise SystemExit(f"error: unknown methods {unknown}; choose from {list(METHODS)}")
+    methods = names_of("--methods", args.methods, METHODS)
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", args.device):
+        raise UsageError(f"error: --device must be cpu, cuda or cuda:N, got {args.device!r}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda but torch sees no CUDA device")
+        raise UsageError("error: --device cuda but torch sees no CUDA device")
     torch.set_num_threads(args.threads)
     allocator = configure_allocator(args.allocator)
     base = Config(hidden=args.hidden, layers=args.layers, heads=args.heads, batch_size=args.batch_size,

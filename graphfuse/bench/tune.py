@@ -42,7 +42,8 @@ from tqdm.auto import tqdm
 
 from graphfuse.bench import accuracy
 from graphfuse.bench.accuracy import DATA_SEED, TrainConfig, load_tasks, select_methods, task_methods
-from graphfuse.datasets.tasks import list_tasks
+from graphfuse.bench.accuracy.cli import task_names
+from graphfuse.bench.checks import UsageError, check_positive, check_writable_file
 from graphfuse.io import atomic_write_text
 
 logger = logging.getLogger("graphfuse.bench")
@@ -87,22 +88,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     if args.quick:
-        raise SystemExit("error: tune searches the full training settings; --quick settings are never tuned")
+        raise UsageError("error: tune searches the full training settings; --quick settings are never tuned")
     if args.epochs is not None:
-        raise SystemExit("error: tune searches the epochs itself (GRID); drop --epochs")
-    if args.jobs < 1:
-        raise SystemExit(f"error: --jobs must be at least 1, got {args.jobs}")
-    if args.seeds < 1:
-        raise SystemExit(f"error: --seeds must be at least 1, got {args.seeds}")
+        raise UsageError("error: tune searches the epochs itself (GRID); drop --epochs")
+    check_positive(args, ("jobs", "seeds", "threads"))
     out = Path(args.out)
-    if not out.parent.is_dir():
-        raise SystemExit(f"error: --out folder '{out.parent}' does not exist; create it first")
-    names = accuracy.split_names(args.tasks) or list(accuracy.DEFAULT_TASKS)
-    unknown = [name for name in names if name not in list_tasks()]
-    if unknown:
-        raise SystemExit(f"error: unknown tasks {unknown}; registered: {list_tasks()}")
-    tasks = load_tasks(names, quick=False)
+    check_writable_file("--out", out)
+    names = task_names(args.tasks)
     patterns = accuracy.split_names(args.methods)
+    tasks = load_tasks(names, quick=False)
     plans = {name: select_methods(task_methods(task), patterns) for name, task in tasks.items()}
     points = {name: grid_points(accuracy.training_config(name).epochs) for name in tasks}
     report: dict[str, Any] = {"grid": {k: list(v) for k, v in GRID.items()},

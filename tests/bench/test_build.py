@@ -63,9 +63,11 @@ def test_cli_writes_the_json_document(tmp_path, capsys):
     assert "speedup_vs_pyg" in capsys.readouterr().out
 
 
-def test_cli_refuses_a_json_path_in_a_missing_folder(tmp_path, capsys):
-    assert main(["build", "--json", str(tmp_path / "missing" / "out.json")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+def test_cli_refuses_a_json_path_under_a_file(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit, match="--json folder .* is a file, not a folder") as raised:
+        main(["build", "--json", str(tmp_path / "file" / "out.json")])
+    assert raised.value.code == 2
 
 
 @requires_dgl

@@ -25,6 +25,7 @@ from graphfuse.bench.accuracy.protocol import (
     task_methods,
 )
 from graphfuse.bench.accuracy.runner import run_plans
+from graphfuse.bench.checks import UsageError, check_positive, names_of
 from graphfuse.datasets.tasks import TaskData, list_tasks
 
 logger = logging.getLogger("graphfuse.bench")
@@ -36,11 +37,22 @@ def _settings_path(value: str) -> Path | None:
     return None if value.lower() == "none" else Path(value)
 
 
-def split_names(values: Sequence[str] | None) -> list[str] | None:
-    """Space- and comma-separated arguments as one list."""
+def split_names(values: Sequence[str] | None, option: str = "--methods") -> list[str] | None:
+    """Space- and comma-separated arguments of ``option`` as one list (``None`` when not given);
+    refuses an empty list or an empty name."""
+    return None if values is None else names_of(option, values)
+
+
+def task_names(values: Sequence[str] | None) -> list[str]:
+    """The tasks ``--tasks`` names (default: ``DEFAULT_TASKS``; ``all``: every registered task);
+    refuses an unknown task, an empty list or an empty name."""
+    registered = list_tasks()
+    if not registered:
+        raise UsageError("error: no tasks are registered (graphfuse.datasets.tasks.register_task)")
     if values is None:
-        return None
-    return [name for value in values for name in value.split(",") if name]
+        return list(DEFAULT_TASKS)
+    names = names_of("--tasks", values, [*registered, "all"])
+    return registered if "all" in names else names
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,28 +95,13 @@ def execute(args: argparse.Namespace, methods_of: Callable[[TaskData], list[Meth
     ``settings_of(method)`` (see ``--settings``); ``ranked`` as in
     :func:`~graphfuse.bench.accuracy.runner.run_plans`."""
     started = time.perf_counter()
-    if args.seeds < 1:
-        raise SystemExit(f"error: --seeds must be at least 1, got {args.seeds}")
-    if args.epochs is not None and args.epochs < 1:
-        raise SystemExit(f"error: --epochs must be at least 1, got {args.epochs}")
-    if args.jobs < 1:
-        raise SystemExit(f"error: --jobs must be at least 1, got {args.jobs}")
-    if args.threads is not None and args.threads < 1:
-        raise SystemExit(f"error: --threads must be at least 1, got {args.threads}")
-    registered = list_tasks()
-    names = split_names(args.tasks) or list(DEFAULT_TASKS)
-    if names == ["all"]:
-        names = registered
-    if not names:
-        raise SystemExit("error: no tasks are registered (graphfuse.datasets.tasks.register_task)")
-    unknown = [name for name in names if name not in registered]
-    if unknown:
-        raise SystemExit(f"error: unknown tasks {unknown}; registered: {registered}")
+    check_positive(args, ("seeds", "epochs", "jobs", "threads"))
+    names = task_names(args.tasks)
     patterns = split_names(args.methods)
     try:
         Path(args.out).mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise SystemExit(f"error: --out folder '{args.out}' cannot be created: {error}") from None
+        raise UsageError(f"error: --out folder '{args.out}' cannot be created: {error}") from None
 
     tasks = load_tasks(names, args.quick)
     available = {name: methods_of(task) for name, task in tasks.items()}
@@ -112,7 +109,7 @@ def execute(args: argparse.Namespace, methods_of: Callable[[TaskData], list[Meth
     offered = sorted({m.name for methods in available.values() for m in methods})
     for pattern in patterns or []:
         if not any(fnmatch.fnmatchcase(m, pattern) for m in offered):
-            raise SystemExit(f"error: --methods pattern {pattern!r} matches no method of the tasks {names}; "
+            raise UsageError(f"error: --methods pattern {pattern!r} matches no method of the tasks {names}; "
                              f"their methods: {offered}")
     for name in tasks:
         if not plans[name]:

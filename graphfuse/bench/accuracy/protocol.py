@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import graphfuse.datasets  # noqa: F401  (registers the package's tasks)
+from graphfuse.bench.checks import UsageError
 from graphfuse.datasets.fashion import DatasetNotInstalledError
 from graphfuse.datasets.tasks import TaskData, load_task
 from graphfuse.models import list_models
@@ -233,7 +234,7 @@ def load_settings(path: Path | None) -> dict[str, Any] | None:
         chosen = {task: {method: {key: trial["chosen"][key] for key in TUNED} for method, trial in methods.items()}
                   for task, methods in report["tasks"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        raise SystemExit(f"error: --settings '{path}' is not a readable report of 'python -m graphfuse.bench tune' "
+        raise UsageError(f"error: --settings '{path}' is not a readable report of 'python -m graphfuse.bench tune' "
                          f"({type(error).__name__}: {error}); rerun tune, or pass --settings none") from None
     return chosen
 
