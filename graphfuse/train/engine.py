@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from graphfuse.checkpoint import load_checkpoint, save_checkpoint
 from graphfuse.checks import check_choice, check_int, check_probability
 from graphfuse.data import GraphBuilder, PairGraphs
+from graphfuse.io import ensure_writable_dir
 from graphfuse.nn.unimodal import MultimodalOutput
 from graphfuse.train import distributed as ddp
 from graphfuse.train.balance import GradientModulation
@@ -393,7 +394,11 @@ class Trainer:
         return torch.compile(model) if self.compile else model
 
     def _check_checkpoint_dir(self, resume) -> None:
-        if self.checkpoint_dir is None or resume is not None or self.overwrite:
+        if self.checkpoint_dir is None:
+            return
+        if self.info.is_main:  # the folder the saves write in, checked before any training
+            ensure_writable_dir(self.checkpoint_dir, "Trainer 'checkpoint_dir'")
+        if resume is not None or self.overwrite:
             return
         existing = [name for name in CHECKPOINT_NAMES if (self.checkpoint_dir / name).exists()]
         if existing:
