@@ -201,6 +201,8 @@ class Trainer:
             ``"accuracy"``; the training loss when there is no validation data).
         checkpoint_dir (str or Path, optional): where ``last.pt`` (every epoch) and ``best.pt``
             go; a folder holding them already is refused unless ``resume`` or ``overwrite``.
+            :meth:`fit` checks it before any training: created where missing; a file, or a
+            folder this process cannot write in, is refused.
         overwrite (bool, optional): allow replacing checkpoints of an earlier run.
             (default: :obj:`False`)
         restore_best (bool, optional): at the end of :meth:`fit`, put back the weights of the
