@@ -57,3 +57,39 @@ def check_edge_index(edge_index: Any, num_src: int, num_dst: int, what: str) -> 
         raise ValueError(
             f"The {what} index nodes out of range: sources must lie in [0, {num_src}) and "
             f"destinations in [0, {num_dst})")
+
+
+def check_number(value: Any, what: str, minimum: float = 0.0) -> float:
+    """``value`` as a float ``>= minimum`` (NaN is refused); ``what`` names the argument in the error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= minimum:
+        raise ValueError(f"{what} must be a number >= {minimum:g}, got {value!r}")
+    return float(value)
+
+
+def check_layers(owner: str, hidden_channels: Any, num_layers: Any, heads: Any, dropout: Any,
+                 ffn_ratio: Any = None, split_heads: bool = True) -> None:
+    """The size options every model shares, checked before any layer is built; ``owner`` names the
+    model. With ``split_heads``, the attention splits ``hidden_channels`` over ``heads``."""
+    check_int(hidden_channels, f"{owner} 'hidden_channels'")
+    check_int(num_layers, f"{owner} 'num_layers'")
+    check_int(heads, f"{owner} 'heads'")
+    check_probability(dropout, f"{owner} 'dropout'")
+    if ffn_ratio is not None:
+        check_number(ffn_ratio, f"{owner} 'ffn_ratio'")
+    if split_heads and hidden_channels % heads:
+        raise ValueError(f"{owner} splits hidden_channels={hidden_channels} over heads={heads}; pick a number of "
+                         f"heads that divides 'hidden_channels'")
+
+
+def check_outputs(owner: str, task: str, num_classes: Any, out_channels: Any,
+                  head_hidden_channels: Any = None) -> None:
+    """The head's sizes: ``num_classes`` for the classification tasks, ``out_channels`` for
+    regression, and the optional ``head_hidden_channels``."""
+    if task == "regression":
+        check_int(out_channels, f"{owner} 'out_channels'")
+    elif num_classes is None:
+        raise ValueError(f"{owner} with task={task!r} needs 'num_classes'")
+    else:
+        check_int(num_classes, f"{owner} 'num_classes'")
+    if head_hidden_channels is not None:
+        check_int(head_hidden_channels, f"{owner} 'head_hidden_channels'")

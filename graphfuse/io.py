@@ -46,3 +46,24 @@ def atomic_replace(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         os.unlink(temporary)
         raise
+
+
+def ensure_writable_dir(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a folder this process can write files in, created (with its parents) where
+    missing; checked by creating and removing a temporary file in it, so a run fails here, before
+    any work, rather than at its first save. ``what`` names the option in the error, e.g.
+    ``"Trainer 'checkpoint_dir'"``."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{what} '{path}' is a file, not a folder; pass a folder (it is created where "
+                                 f"missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        descriptor, probe = tempfile.mkstemp(dir=path, prefix=".write-probe.", suffix=".tmp")
+        os.close(descriptor)
+        os.unlink(probe)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise PermissionError(f"{what} '{path}' is not a folder this process can write in ({reason}); fix its "
+                              f"permissions or choose another folder") from error
+    return path

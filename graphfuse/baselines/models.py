@@ -14,7 +14,7 @@ from graphfuse.baselines.encoder import ModalityEncoder
 from graphfuse.baselines.mult import CrossModalTransformer
 from graphfuse.baselines.transformer import TransformerFusion
 from graphfuse.baselines.vectors import EarlyFusion, LateFusion, LowRankTensorFusion, TensorFusion
-from graphfuse.checks import check_choice
+from graphfuse.checks import check_choice, check_int, check_layers, check_outputs
 from graphfuse.data import GraphBuilder, GraphSchema
 from graphfuse.deprecation import renamed
 from graphfuse.models.backbone import as_batch, as_schema
@@ -150,14 +150,16 @@ class BaselineFusionModel(torch.nn.Module):
         super().__init__()
         check_choice(task, TASKS, "BaselineFusionModel 'task'")
         check_choice(fusion, FUSIONS, "BaselineFusionModel 'fusion'")
+        check_layers("BaselineFusionModel", hidden_channels, num_layers, heads, dropout, ffn_ratio)
+        check_outputs("BaselineFusionModel", task, num_classes, out_channels, head_hidden_channels)
+        check_int(tensor_dim, "BaselineFusionModel 'tensor_dim'")
+        check_int(rank, "BaselineFusionModel 'rank'")
         schema = as_schema(schema, "BaselineFusionModel")
         self.fusion_name, self.task_name = fusion, task
         self.node_types = _modalities(schema, node_types, "BaselineFusionModel")
         if fusion == "mult" and len(self.node_types) < 2:
             raise ValueError(f"BaselineFusionModel fusion='mult' attends across modalities and needs at least two "
                              f"node types, got {self.node_types}; use fusion='early' for one modality")
-        if task != "regression" and num_classes is None:
-            raise ValueError(f"BaselineFusionModel with task={task!r} needs 'num_classes'")
         num_types = len(self.node_types)
         self.encoders = _encoders(schema, hidden_channels, self.node_types)
         self.modality_encoders = None
@@ -265,6 +267,9 @@ class BaselineRetrievalModel(torch.nn.Module):
                              f"sides apart; fusion={fusion!r} has no such form ({reason}). Use fusion='early' or "
                              f"'transformer' (create_model('early-fusion' or 'transformer-fusion', "
                              f"task='retrieval'))")
+        check_layers("BaselineRetrievalModel", hidden_channels, num_layers, heads, dropout, ffn_ratio)
+        if embed_dim is not None:
+            check_int(embed_dim, "BaselineRetrievalModel 'embed_dim'")
         schema = as_schema(schema, "BaselineRetrievalModel")
         self.fusion_name = fusion
         self.query_types = tuple(_modalities(schema, query, "BaselineRetrievalModel", "query"))

@@ -9,11 +9,14 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, HeteroData
 
-from graphfuse.checks import check_int
+from graphfuse.checks import check_int, check_layers
 from graphfuse.data import GraphBuilder, GraphSchema
 from graphfuse.data.layout import batch_layout
 from graphfuse.deprecation import renamed
 from graphfuse.nn import FlatGraph, FusionEncoder, NodeEncoders
+
+#: The convs that split ``hidden_channels`` over attention ``heads``.
+ATTENTION_CONVS = ("gat", "hgt")
 
 
 def as_batch(data: HeteroData | Batch) -> Batch:
@@ -59,6 +62,8 @@ class GraphBackbone(torch.nn.Module):
                  dropout: float = 0.1, node_types: Sequence[str] | None = None, encoders: NodeEncoders | None = None,
                  unimodal_layers: int = 0, **block_kwargs: Any) -> None:
         super().__init__()
+        check_layers("GraphBackbone", hidden_channels, num_layers, heads, dropout, ffn_ratio,
+                     split_heads=conv in ATTENTION_CONVS)
         schema = as_schema(schema, "GraphBackbone")
         self.node_types = list(schema.node_types if node_types is None else node_types)
         unknown = [t for t in self.node_types if t not in schema.node_types]
@@ -72,7 +77,6 @@ class GraphBackbone(torch.nn.Module):
         self.encoders = NodeEncoders({t: encoders[t] for t in self.node_types})
         edge_types = schema.edge_types
         metadata = (self.node_types, [e for e in edge_types if e[0] in self.node_types and e[2] in self.node_types])
-        check_int(num_layers, "GraphBackbone 'num_layers'")
         check_int(unimodal_layers, "GraphBackbone 'unimodal_layers'", minimum=0)
         if unimodal_layers >= num_layers:
             raise ValueError(f"GraphBackbone 'unimodal_layers' ({unimodal_layers}) must leave at least one of the "

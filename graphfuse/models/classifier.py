@@ -7,10 +7,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from graphfuse.checks import check_choice, check_int, check_probability
+from graphfuse.checks import check_choice, check_layers, check_outputs, check_probability
 from graphfuse.data import GraphBuilder, GraphSchema
 from graphfuse.deprecation import renamed
-from graphfuse.models.backbone import GraphBackbone, as_batch, as_schema
+from graphfuse.models.backbone import ATTENTION_CONVS, GraphBackbone, as_batch, as_schema
 from graphfuse.nn import ClassificationHead, MultimodalOutput, NodeEncoders, Readout, RegressionHead, UnimodalHeads
 
 TASKS = ("classification", "multilabel", "regression")
@@ -129,7 +129,9 @@ class GraphFusionModel(torch.nn.Module):
                  **block_kwargs: Any) -> None:
         super().__init__()
         check_choice(task, TASKS, "GraphFusionModel 'task'")
-        check_int(num_layers, "GraphFusionModel 'num_layers'")
+        check_layers("GraphFusionModel", hidden_channels, num_layers, heads, dropout, ffn_ratio,
+                     split_heads=conv in ATTENTION_CONVS)
+        check_outputs("GraphFusionModel", task, num_classes, out_channels, head_hidden_channels)
         check_choice(gradient_modulation, MODULATIONS, "GraphFusionModel 'gradient_modulation'")
         if unimodal_ensemble not in ENSEMBLES:
             raise ValueError(f"GraphFusionModel 'unimodal_ensemble' must be one of {ENSEMBLES}, got "
@@ -154,8 +156,6 @@ class GraphFusionModel(torch.nn.Module):
         if task == "regression":
             self.head = RegressionHead(self.readout.out_channels, out_channels, head_hidden_channels, dropout)
         else:
-            if num_classes is None:
-                raise ValueError(f"GraphFusionModel with task={task!r} needs 'num_classes'")
             self.head = ClassificationHead(self.readout.out_channels, num_classes, head_hidden_channels, dropout,
                                            multilabel=task == "multilabel")
         self.unimodal = UnimodalHeads(hidden_channels, schema.modalities, self.head.out_channels, task, dropout,

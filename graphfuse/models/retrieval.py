@@ -8,10 +8,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from graphfuse.checks import check_int, check_layers
 from graphfuse.data import GraphBuilder, GraphSchema, PairGraphs
 from graphfuse.data.layout import batch_layout
 from graphfuse.deprecation import renamed
-from graphfuse.models.backbone import GraphBackbone, as_batch, as_schema
+from graphfuse.models.backbone import ATTENTION_CONVS, GraphBackbone, as_batch, as_schema
 from graphfuse.nn import NodeEncoders, ProjectionHead, Readout
 from graphfuse.nn.contrastive import LearnableTemperature
 
@@ -115,6 +116,10 @@ class GraphRetrievalModel(torch.nn.Module):
                  rerank: bool = True, rerank_conv: str | None = "hgt", rerank_negatives: int = 3,
                  encoders: NodeEncoders | None = None, **block_kwargs: Any) -> None:
         super().__init__()
+        check_layers("GraphRetrievalModel", hidden_channels, num_layers, heads, dropout, ffn_ratio,
+                     split_heads=conv in ATTENTION_CONVS or (bool(rerank) and rerank_conv in ATTENTION_CONVS))
+        if embed_dim is not None:
+            check_int(embed_dim, "GraphRetrievalModel 'embed_dim'")
         schema = as_schema(schema, "GraphRetrievalModel")
         self.query_types = _side_types(schema, query, "query")
         self.gallery_types = _side_types(schema, gallery, "gallery")

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from graphfuse.checks import check_choice, check_int
+from graphfuse.checks import check_choice, check_int, check_probability
 from graphfuse.nn.context import ModalityContext
 from graphfuse.nn.conv import GatedRelationalConv, RelationalConv, RelationalGATConv, RelationalGCNConv
 from graphfuse.nn.conv.hgt import RelationalHGTConv
@@ -38,6 +38,7 @@ def create_conv(name: str, channels: int, metadata: Metadata | Schema, heads: in
 
 
 def _gat(channels: int, metadata, heads: int, **kwargs: Any) -> RelationalConv:
+    check_int(heads, "conv='gat' 'heads'")
     if channels % heads:
         raise ValueError(f"conv='gat' splits {channels} channels over heads={heads}; pick a divisor")
     return RelationalGATConv(channels, channels // heads, metadata, heads=heads, **kwargs)
@@ -92,6 +93,7 @@ class FusionBlock(torch.nn.Module):
         check_int(channels, "FusionBlock 'channels'")
         check_choice(norm, NORMS, "FusionBlock 'norm'")
         check_choice(activation, tuple(ACTIVATIONS), "FusionBlock 'activation'")
+        check_probability(dropout, "FusionBlock 'dropout'")
         if ffn_ratio < 0:
             raise ValueError(f"FusionBlock 'ffn_ratio' must be >= 0, got {ffn_ratio!r}")
         self.conv_name, self.norm_first = conv, norm_first

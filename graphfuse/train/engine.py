@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from graphfuse.checkpoint import load_checkpoint, save_checkpoint
 from graphfuse.checks import check_choice, check_int, check_probability
 from graphfuse.data import GraphBuilder, PairGraphs
+from graphfuse.io import ensure_writable_dir
 from graphfuse.nn.unimodal import MultimodalOutput
 from graphfuse.train import distributed as ddp
 from graphfuse.train.balance import GradientModulation
@@ -200,6 +201,8 @@ class Trainer:
             ``"accuracy"``; the training loss when there is no validation data).
         checkpoint_dir (str or Path, optional): where ``last.pt`` (every epoch) and ``best.pt``
             go; a folder holding them already is refused unless ``resume`` or ``overwrite``.
+            :meth:`fit` checks it before any training: created where missing; a file, or a
+            folder this process cannot write in, is refused.
         overwrite (bool, optional): allow replacing checkpoints of an earlier run.
             (default: :obj:`False`)
         restore_best (bool, optional): at the end of :meth:`fit`, put back the weights of the
@@ -393,7 +396,11 @@ class Trainer:
         return torch.compile(model) if self.compile else model
 
     def _check_checkpoint_dir(self, resume) -> None:
-        if self.checkpoint_dir is None or resume is not None or self.overwrite:
+        if self.checkpoint_dir is None:
+            return
+        if self.info.is_main:  # the folder the saves write in, checked before any training
+            ensure_writable_dir(self.checkpoint_dir, "Trainer 'checkpoint_dir'")
+        if resume is not None or self.overwrite:
             return
         existing = [name for name in CHECKPOINT_NAMES if (self.checkpoint_dir / name).exists()]
         if existing:

@@ -1,5 +1,6 @@
 import itertools
 import math
+import re
 
 import pytest
 import torch
@@ -112,6 +113,13 @@ def test_arguments(metadata):
         FusionBlock(16, metadata, conv="gat", heads=3)
     with pytest.raises(ValueError, match="num_layers"):
         FusionEncoder(16, metadata, num_layers=0)
+    with pytest.raises(ValueError, match=re.escape("conv='gat' 'heads' must be an integer >= 1, got 0")):
+        FusionBlock(16, metadata, conv="gat", heads=0)  # not a ZeroDivisionError
+    with pytest.raises(ValueError, match=re.escape("FusionBlock 'dropout' is a probability in [0, 1), got 1.5")):
+        FusionBlock(16, metadata, dropout=1.5)
+    for conv, name in (("gat", "RelationalGATConv"), ("hgt", "RelationalHGTConv")):
+        with pytest.raises(ValueError, match=re.escape(f"{name} 'dropout' is a probability in [0, 1), got -0.5")):
+            FusionBlock(16, metadata, conv=conv, heads=2, conv_kwargs={"dropout": -0.5})
     with pytest.raises(TypeError, match="FusionEncoder needs"):
         FusionEncoder(16, metadata).graph(None)
 

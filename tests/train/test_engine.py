@@ -1,5 +1,7 @@
 import math
+import os
 import re
+import tempfile
 
 import pytest
 import torch
@@ -169,6 +171,48 @@ def test_fit_refuses_a_folder_with_checkpoints_unless_told(make_model, small, tm
     Trainer(model, epochs=1, checkpoint_dir=tmp_path, overwrite=True, **FAST).fit(train)
     assert same_state(load_checkpoint(tmp_path / "last.pt")["model"], state_of(model))
 
+
+
+def counting_forwards(model) -> list[int]:
+    """A list whose length counts the model's forward calls."""
+    calls = []
+    model.register_forward_pre_hook(lambda module, args: calls.append(1))
+    return calls
+
+
+def test_fit_refuses_a_checkpoint_dir_that_is_a_file_before_training(make_model, small, tmp_path):
+    path = tmp_path / "runs"
+    path.write_text("not a folder")
+    model = make_model()
+    calls = counting_forwards(model)
+    with pytest.raises(NotADirectoryError, match=re.escape(f"Trainer 'checkpoint_dir' '{path}' is a file, not a "
+                                                           f"folder")):
+        Trainer(model, epochs=1, checkpoint_dir=path, **FAST).fit(small[0][:8])
+    assert calls == [] and path.read_text() == "not a folder"
+
+
+def test_fit_refuses_an_unwritable_checkpoint_dir_before_training(make_model, small, tmp_path, monkeypatch):
+    model = make_model()
+    calls = counting_forwards(model)
+    if os.getuid() == 0:  # chmod does not stop root: simulate the refused write
+        def refuse(*args, **kwargs):
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    else:
+        os.chmod(tmp_path, 0o500)
+    try:
+        with pytest.raises(PermissionError, match=re.escape(f"Trainer 'checkpoint_dir' '{tmp_path}' is not a folder "
+                                                            f"this process can write in")):
+            Trainer(model, epochs=1, checkpoint_dir=tmp_path, **FAST).fit(small[0][:8])
+    finally:
+        os.chmod(tmp_path, 0o700)
+    assert calls == [] and list(tmp_path.iterdir()) == []
+
+
+def test_fit_creates_a_missing_checkpoint_dir(make_model, small, tmp_path):
+    Trainer(make_model(), epochs=1, checkpoint_dir=tmp_path / "a" / "b", **FAST).fit(small[0][:8])
+    assert (tmp_path / "a" / "b" / "last.pt").is_file()
 
 class ScriptedAccuracy(ClassificationTask):
     """Classification whose validation accuracy follows ``script`` (one value per evaluation), so that the

@@ -9,7 +9,7 @@ from torch import Tensor
 from torch.nn import Parameter
 from torch_geometric.utils import scatter, softmax
 
-from graphfuse.checks import check_choice
+from graphfuse.checks import check_choice, check_probability
 from graphfuse.nn.conv import fused
 from graphfuse.nn.conv.base import RelationalConv, relation_counts, type_linear
 from graphfuse.nn.conv.fused.rules import KernelRules
@@ -70,6 +70,7 @@ class RelationalGATConv(RelationalConv):
         super().__init__(in_channels, out_channels, metadata, path, rules)
         check_choice(softmax, SOFTMAX_GROUPS, "RelationalGATConv 'softmax'")
         check_choice(aggr, ("sum", "mean"), "RelationalGATConv 'aggr'")
+        dropout = check_probability(dropout, "RelationalGATConv 'dropout'")
         if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
             raise ValueError(f"'RelationalGATConv' needs a positive integer 'heads', got {heads!r}")
         factory = dict(device=device, dtype=dtype)

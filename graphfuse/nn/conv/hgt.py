@@ -9,7 +9,7 @@ from torch import Tensor
 from torch.nn import Parameter
 from torch_geometric.utils import scatter, softmax
 
-from graphfuse.checks import check_choice
+from graphfuse.checks import check_choice, check_probability
 from graphfuse.nn.conv import fused
 from graphfuse.nn.conv.base import RelationalConv, type_linear
 from graphfuse.nn.conv.fused.rules import KernelRules
@@ -56,6 +56,7 @@ class RelationalHGTConv(RelationalConv):
                  device=None, dtype=None) -> None:
         super().__init__(in_channels, out_channels, metadata, path, rules)
         check_choice(softmax, SOFTMAX_GROUPS, "RelationalHGTConv 'softmax'")
+        dropout = check_probability(dropout, "RelationalHGTConv 'dropout'")
         if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1 or out_channels % heads:
             raise ValueError(f"'RelationalHGTConv' needs 'out_channels' ({out_channels}) divisible by a positive "
                              f"integer 'heads', got {heads!r}")
