@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from graphfuse.io import ensure_writable_dir
 
 
 class UsageError(SystemExit):
@@ -44,17 +45,11 @@ def names_of(option: str, values: str | Sequence[str], choices: Sequence[str] | 
 
 def check_writable_folder(option: str, folder: str | os.PathLike) -> None:
     """Creates ``folder`` (and its parents) if missing, and refuses it unless it is a folder this
-    process can write to (probed by creating and removing a temporary file)."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"error: {option} folder '{folder}' is a file, not a folder; name a folder")
+    process can write to (:func:`graphfuse.io.ensure_writable_dir`), as a usage error."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".graphfuse-probe-"):
-            pass
+        ensure_writable_dir(folder, f"{option} folder")
     except OSError as error:
-        raise UsageError(f"error: {option} folder '{folder}' cannot be written to ({error.strerror or error}); "
-                         f"name a folder you can write to") from None
+        raise UsageError(f"error: {error}") from None
 
 
 def check_writable_file(option: str, path: str | os.PathLike) -> None:

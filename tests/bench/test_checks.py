@@ -57,19 +57,20 @@ def out_argv(command, path):
 
 @pytest.mark.parametrize("command", ["accuracy", "ablation"])
 def test_read_only_out_folder_is_refused_before_any_task_loads(tiny_tasks, no_work, read_only, command):
-    refused(out_argv(command, read_only / "results"), "--out folder .* cannot be written to")
-    refused(out_argv(command, read_only), "--out folder .* cannot be written to")
+    refused(out_argv(command, read_only / "results"), "--out folder .* is not a folder this process can write in")
+    refused(out_argv(command, read_only), "--out folder .* is not a folder this process can write in")
 
 
 @pytest.mark.parametrize("command", ["accuracy", "ablation"])
 def test_out_folder_that_is_a_file_is_refused(tmp_path, tiny_tasks, no_work, command):
     (tmp_path / "file").write_text("")
     refused(out_argv(command, tmp_path / "file"), "--out folder '.*file' is a file, not a folder")
-    refused(out_argv(command, tmp_path / "file" / "below"), "--out folder .* cannot be written to")
+    refused(out_argv(command, tmp_path / "file" / "below"),
+            "--out folder .* is not a folder this process can write in")
 
 
 def test_tune_out_file_is_checked(tmp_path, tiny_tasks, no_work, read_only):
-    refused(out_argv("tune", read_only / "tuned.json"), "--out folder .* cannot be written to")
+    refused(out_argv("tune", read_only / "tuned.json"), "--out folder .* is not a folder this process can write in")
     refused(out_argv("tune", tmp_path), "--out .* is a folder")
 
 
@@ -77,7 +78,8 @@ def test_tune_out_file_is_checked(tmp_path, tiny_tasks, no_work, read_only):
 def test_read_only_json_folder_is_refused_before_any_work(tmp_path, tiny_tasks, no_work, read_only, command):
     out = tmp_path / "out" / ("tuned.json" if command == "tune" else "")
     base = out_argv(command, out) if command in ("accuracy", "ablation", "tune") else [command]
-    refused([*base, "--json", str(read_only / "report.json")], "--json folder .* cannot be written to")
+    refused([*base, "--json", str(read_only / "report.json")],
+            "--json folder .* is not a folder this process can write in")
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -153,11 +155,12 @@ def test_the_command_line_prints_the_error_and_exits_2(tmp_path):
 
 def test_a_folder_refusing_the_probe_file_is_refused_even_as_root(tmp_path, tiny_tasks, no_work, monkeypatch):
     """The read-only tests skip as root; this one fakes the refusal to run everywhere."""
-    from graphfuse.bench import checks
+    import tempfile
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(checks.tempfile, "NamedTemporaryFile", refuse)
-    refused(out_argv("accuracy", tmp_path / "out"), "--out folder .* cannot be written to \\(Permission denied\\)")
-    refused(["build", "--json", str(tmp_path / "b.json")], "--json folder .* cannot be written to")
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    refused(out_argv("accuracy", tmp_path / "out"),
+            "--out folder .* is not a folder this process can write in \\(Permission denied\\)")
+    refused(["build", "--json", str(tmp_path / "b.json")], "--json folder .* is not a folder this process can write in")
