@@ -30,8 +30,9 @@ def check_json(value: Any, what: str) -> None:
                 raise TypeError(f"{what} has the key {key!r} of type {type(key).__name__}; JSON keys are strings")
             check_json(item, f"{what}[{key!r}]")
         return
-    raise TypeError(f"{what} is a {type(value).__name__} ({_short(value)}), which cannot be saved as JSON; settings "
-                    f"are saved as plain values (numbers, strings, lists, dicts) and functions by registered name")
+    raise TypeError(f"{what} is a {type(value).__name__} ({short_repr(value)}), which cannot be saved as JSON; "
+                    f"settings are saved as plain values (numbers, strings, lists, dicts) and functions by registered "
+                    f"name")
 
 
 def as_json(value: Any, what: str) -> Any:
@@ -70,6 +71,7 @@ def file_stem(name: str) -> str:
     return stem or "_"
 
 
-def _short(value: Any) -> str:
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters for an error message."""
     text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor
 
+from graphfuse.config import short_repr
 from graphfuse.io import atomic_write_text
 
 try:  # the parser of Python's own re module (re._parser from 3.11, sre_parse before)
@@ -139,7 +140,7 @@ class Tokenizer:
                                           ("pattern", pattern, "a string", isinstance(pattern, str))):
             if not ok:
                 raise ValueError(f"'{path}' is a damaged graphfuse tokenizer file: \"{name}\" must be {expected}, got "
-                                 f"{type(value).__name__} {_short(value)}")
+                                 f"{type(value).__name__} {short_repr(value, 40)}")
         check_pattern(pattern, f"'{path}'")
         return cls(tokens, lowercase=lowercase, pattern=pattern)
 
@@ -186,8 +187,3 @@ def _nested_repetition(items, inside_repeat: bool) -> bool:
             if _nested_repetition(value[1], inside_repeat):
                 return True
     return False
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
