@@ -58,7 +58,11 @@ def test_a_pickled_cache_arrives_empty_with_its_budget_and_a_lock():
     copy = pickle.loads(pickle.dumps(cache))
     assert (len(copy), copy.max_bytes, copy.bytes) == (0, 1000, 0)
     copy.put("key", torch.zeros(3))
-    assert isinstance(LRUCache(1), LRUCache) and copy.get("key") is not None
+    assert copy.get("key") is not None
+    plain = pickle.loads(pickle.dumps(LRUCache(1)))  # one item: the second put evicts the first
+    plain.put("a", 1)
+    plain.put("b", 2)
+    assert (len(plain), plain.get("a"), plain.get("b")) == (1, None, 2)
 
 
 def test_thread_parallel_collation_equals_serial_with_a_small_cache():
