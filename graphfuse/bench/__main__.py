@@ -8,16 +8,17 @@ import logging
 import sys
 from pathlib import Path
 
-from graphfuse.bench import ablation, accuracy, build, throughput, tune
+from graphfuse.bench import ablation, accuracy, build, robustness, throughput, tune
 from graphfuse.bench.checks import UsageError, check_positive, check_writable_file, check_writable_folder
 from graphfuse.io import atomic_write_text
 
-SUBCOMMANDS = {"build": build, "throughput": throughput, "accuracy": accuracy, "ablation": ablation, "tune": tune}
+SUBCOMMANDS = {"build": build, "throughput": throughput, "accuracy": accuracy, "ablation": ablation,
+               "robustness": robustness, "tune": tune}
 #: Modules of the ``bench`` extra each subcommand needs whatever its options (speech synthesis, which
 #: only some tasks need, says so itself when it runs).
-NEEDS = {"accuracy": ("matplotlib",), "ablation": ("matplotlib",)}
+NEEDS = {"accuracy": ("matplotlib",), "ablation": ("matplotlib",), "robustness": ("matplotlib",)}
 #: What each subcommand's ``--out`` names: a folder of outputs or one file (``--json`` is always a file).
-OUT = {"accuracy": "folder", "ablation": "folder", "tune": "file"}
+OUT = {"accuracy": "folder", "ablation": "folder", "robustness": "folder", "tune": "file"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -41,7 +41,8 @@ split from featurised samples (batching, forward passes, metrics; with re-rankin
 ``graph-hgt+rerank``). Each value is the mean over seeds ± the sample standard deviation
 (``ddof=1``; 0 with one seed). For classification, every fused method is also scored with each
 modality removed from the test samples (``without``, a column of the tables) and, with three
-modalities or more, with each modality alone (``only``, in the JSON).
+modalities or more, with each modality alone (``only``) and each pair removed (``without_pair``),
+in the JSON.
 
 Tables list the graph methods first, then the baselines, then the unimodal models, each group by
 mean primary metric, best first (failed methods last). A method whose run raises is recorded as
@@ -58,14 +59,16 @@ panel per task) to ``--out`` after every task. The report (``--json``) is::
 
     {"tasks": {TASK: {"metric": "accuracy" | "R@1", "kind", "description", "metrics": [names],
                       "sizes": {"train", "val", "test"},
-                      "results": [{"method", "family", "model", "mean", "std", "seeds": [per seed],
+                      "results": [{"method", "family", "model", "modality_dropout" (the Trainer's; null: the
+                                   model's own), "mean", "std", "seeds": [per seed],
                                    "metrics": {NAME: {"mean", "std", "seeds"}},
                                    "params", "train_seconds", "samples_per_second" (means; "<key>_std"),
                                    "without", "only": {MODALITY: {"mean", "std", "seeds"}},
+                                   "without_pair": {"A+B": {"mean", "std", "seeds"}},
                                    "settings": {"lr", "hidden", "epochs"},
                                    "runs": [{"seed", "metrics", "params", "train_seconds",
                                              "samples_per_second", "epochs", "best_epoch", "val",
-                                             "missing": {"without": {...}, "only": {...}}}],
+                                             "missing": {"without", "only", "without_pair"}}],
                                    "error" (failed methods only; their statistics are null)}]}},
      "config": {arguments, "training": {TASK: TrainConfig}, ...}, "machine": {...},
      "seconds": total, "failed": [{"task", "method", "seed", "error"}]}

@@ -9,10 +9,12 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
 
+from graphfuse.bench.accuracy import reports as accuracy_reports
 from graphfuse.bench.accuracy.protocol import (
     DEFAULT_TASKS,
     ON_REQUEST,
@@ -89,10 +91,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
 def execute(args: argparse.Namespace, methods_of: Callable[[TaskData], list[Method]],
             settings_of: Callable[[Method], str] = lambda method: method.settings_name,
-            ranked: bool = True) -> dict[str, Any]:
+            ranked: bool = True, reports: ModuleType = accuracy_reports) -> dict[str, Any]:
     """Checks the arguments, then trains and scores ``methods_of(task)`` (filtered by
     ``--methods``) on every task of ``--tasks``, each method with the tuned settings of
-    ``settings_of(method)`` (see ``--settings``); ``ranked`` as in
+    ``settings_of(method)`` (see ``--settings``); ``ranked`` and ``reports`` as in
     :func:`~graphfuse.bench.accuracy.runner.run_plans`."""
     started = time.perf_counter()
     check_positive(args, ("seeds", "epochs", "jobs", "threads"))
@@ -123,6 +125,7 @@ def execute(args: argparse.Namespace, methods_of: Callable[[TaskData], list[Meth
         settings = load_settings(args.settings)
         args.settings_source = None if settings is None else str(args.settings)
         return run_plans(args, plans, tasks, patterns, started,
-                    lambda task, method: method_config(task, settings_of(method), args.quick, settings), ranked)
+                    lambda task, method: method_config(task, settings_of(method), args.quick, settings), ranked,
+                    reports)
     finally:
         torch.set_num_threads(threads)

@@ -117,6 +117,8 @@ class Method:
     image_encoder: str | None = None
     #: The method whose tuned settings this one trains with (default: its own name).
     tuned_as: str | None = None
+    #: The Trainer's ``modality_dropout`` (``None``: the model's own, see :class:`~graphfuse.train.Trainer`).
+    modality_dropout: float | None = None
 
     @property
     def settings_name(self) -> str:
@@ -194,9 +196,9 @@ def _pretrained_image_variant(task: TaskData) -> TaskData:
 
 def select_methods(methods: Sequence[Method], patterns: Sequence[str] | None) -> list[Method]:
     """The ``methods`` whose name matches one of the shell-style ``patterns`` (without any: all but
-    those in ``ON_REQUEST``)."""
+    those in ``ON_REQUEST``, and those tuned as one of them)."""
     if not patterns:
-        return [m for m in methods if m.name not in ON_REQUEST]
+        return [m for m in methods if m.name not in ON_REQUEST and m.settings_name not in ON_REQUEST]
     return [m for m in methods if any(fnmatch.fnmatchcase(m.name, p) for p in patterns)]
 
 

@@ -120,8 +120,13 @@ def plot(path: Path, report: Mapping[str, Any]) -> None:
         axis.grid(axis="x", alpha=0.3)
     families = [f for f in FAMILIES if any(row["family"] == f for _, task in tasks for row in task["results"])]
     axes[0].legend(handles=[Patch(color=COLOURS[f], label=f) for f in families], loc="lower right", fontsize=8)
+    save_png(figure, path)
+
+
+def save_png(figure, path: Path, dpi: int = 120) -> None:
+    """Writes a matplotlib ``figure`` to ``path`` as PNG, atomically."""
     with atomic_replace(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=120)
+        figure.savefig(temporary, format="png", dpi=dpi)
 
 
 def write_outputs(out: Path, report: Mapping[str, Any], stem: str = "accuracy") -> None:

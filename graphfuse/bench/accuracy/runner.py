@@ -4,6 +4,7 @@ every task."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import multiprocessing
 import os
@@ -15,6 +16,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -23,6 +25,7 @@ import torch_geometric
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from graphfuse.bench.accuracy import reports as accuracy_reports
 from graphfuse.bench.accuracy.protocol import (
     DATA_SEED,
     METRICS,
@@ -36,7 +39,7 @@ from graphfuse.bench.accuracy.protocol import (
     method_task,
     model_kwargs,
 )
-from graphfuse.bench.accuracy.reports import format_report, format_table, sort_results, write_outputs
+from graphfuse.bench.accuracy.reports import sort_results
 from graphfuse.bench.timing import configure_allocator
 from graphfuse.data import PairGraphs
 from graphfuse.datasets.tasks import TaskData, load_task
@@ -54,6 +57,8 @@ ALLOCATOR = "tuned"
 #: (measured on fashion: graph-gat scores 1,824 samples/s in batches of 64, 1,970 in 128; graph-hgt's dense
 #: blocks slow down above 128).
 EVAL_BATCH_SIZE = 128
+#: The keys of :func:`score_missing`'s scores.
+MISSING = ("without", "only", "without_pair")
 
 
 @dataclass
@@ -101,8 +106,9 @@ def score_test(method: Method, model: torch.nn.Module, trainer: Trainer, data: S
 
 def score_missing(method: Method, trainer: Trainer, task: TaskData, data: Sequence[Any]) -> dict[str, dict]:
     """Test accuracy (percent) of a classification task with each modality removed at test time
-    (``"without"``) and, with three modalities or more, with each one alone (``"only"``); empty
-    for a single modality, for retrieval and for unimodal models."""
+    (``"without"``) and, with three modalities or more, with each one alone (``"only"``) and
+    each pair removed (``"without_pair"``, keyed ``"a+b"``; with three modalities, the third
+    one alone); empty for a single modality, for retrieval and for unimodal models."""
     modalities = list(task.builder.modalities)
     if task.kind != "classification" or len(modalities) < 2 or method.family == "unimodal":
         return {}
@@ -113,6 +119,10 @@ def score_missing(method: Method, trainer: Trainer, task: TaskData, data: Sequen
     scores = {"without": {m: accuracy(set(modalities) - {m}) for m in modalities}}
     if len(modalities) > 2:
         scores["only"] = {m: accuracy({m}) for m in modalities}
+        scores["without_pair"] = {}
+        for pair in itertools.combinations(modalities, 2):
+            rest = set(modalities) - set(pair)
+            scores["without_pair"]["+".join(pair)] = scores["only"][rest.pop()] if len(rest) == 1 else accuracy(rest)
     return scores
 
 
@@ -127,7 +137,8 @@ def run_once(task: TaskData, method: Method, config: TrainConfig, splits: Splits
     monitor = MONITOR[task.kind]
     trainer = Trainer(model, task.builder, epochs=config.epochs, batch_size=config.batch_size,
                       eval_batch_size=EVAL_BATCH_SIZE, lr=config.lr, weight_decay=config.weight_decay, seed=seed,
-                      progress=False, monitor=monitor, patience=config.patience, restore_best=True)
+                      progress=False, monitor=monitor, patience=config.patience, restore_best=True,
+                      modality_dropout=method.modality_dropout)
     started = time.perf_counter()
     history = trainer.fit(splits.train, splits.val)
     train_seconds = time.perf_counter() - started
@@ -152,7 +163,8 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 def aggregate(method: Method, kind: str, runs: list[dict[str, Any]], error: str | None = None) -> dict[str, Any]:
     """One result row: every metric and cost over the seeds of ``runs`` (``None`` when it failed)."""
-    result: dict[str, Any] = {"method": method.name, "family": method.family, "model": method.model}
+    result: dict[str, Any] = {"method": method.name, "family": method.family, "model": method.model,
+                              "modality_dropout": method.modality_dropout}
     if error is not None:
         result.update(mean=None, std=None, seeds=[], metrics={}, params=None, params_std=None, train_seconds=None,
                       train_seconds_std=None, samples_per_second=None, samples_per_second_std=None, runs=runs,
@@ -165,7 +177,7 @@ def aggregate(method: Method, kind: str, runs: list[dict[str, Any]], error: str 
         metrics[name] = {"mean": mean, "std": std, "seeds": seeds}
     primary = metrics[METRICS[kind][0]]
     result.update(mean=primary["mean"], std=primary["std"], seeds=primary["seeds"], metrics=metrics)
-    for key in ("without", "only"):
+    for key in MISSING:
         result[key] = {}
         for modality in runs[0].get("missing", {}).get(key, {}):
             seeds = [run["missing"][key][modality] for run in runs]
@@ -270,10 +282,13 @@ ConfigOf = Callable[[str, Method], TrainConfig]
 
 
 def run_plans(args: argparse.Namespace, plans: dict[str, list[Method]], tasks: dict[str, TaskData],
-              patterns: list[str] | None, started: float, config_of: ConfigOf, ranked: bool = True) -> dict[str, Any]:
+              patterns: list[str] | None, started: float, config_of: ConfigOf, ranked: bool = True,
+              reports: ModuleType = accuracy_reports) -> dict[str, Any]:
     """Trains and scores every planned (task, method, seed), each method with
     ``config_of(task_name, method)``, and writes the outputs; ``ranked`` orders each table by
-    family and score (else in the order planned)."""
+    family and score (else in the order planned). ``reports`` formats and writes them: a module
+    with ``format_table(name, task_report)`` and ``write_outputs(out, report, stem)``, called after
+    every task (default: :mod:`graphfuse.bench.accuracy.reports`)."""
     out = Path(args.out)
     configs = {name: {method.name: config_of(name, method) for method in methods} for name, methods in plans.items()}
     if args.epochs is not None:
@@ -328,11 +343,11 @@ def run_plans(args: argparse.Namespace, plans: dict[str, list[Method]], tasks: d
                 "metrics": list(METRICS[task.kind]),
                 "sizes": {"train": len(task.train), "val": len(task.val), "test": len(task.test)},
                 "results": sort_results(results) if ranked else results}
-            tqdm.write(format_table(name, report["tasks"][name]) + "\n", file=sys.stdout)
-            write_outputs(out, report, getattr(args, "stem", "accuracy"))
+            tqdm.write(reports.format_table(name, report["tasks"][name]) + "\n", file=sys.stdout)
+            reports.write_outputs(out, report, getattr(args, "stem", "accuracy"))
             del tasks[name]
     report["seconds"] = time.perf_counter() - started
-    print(format_report(report))
+    print("\n\n".join(reports.format_table(name, task) for name, task in report["tasks"].items()))
     logger.info("results written to %s", out)
     if report["failed"]:
         logger.error("%d run(s) failed: %s", len(report["failed"]),
