@@ -9,6 +9,8 @@ import safetensors.torch
 import torch
 from torch import Tensor
 
+from graphfuse.checkpoint import reading_safetensors
+
 
 class Backbone(torch.nn.Module, ABC):
     r"""A pretrained encoder turning a batch of inputs into per-node hidden states :math:`[B, N, D]`.
@@ -45,8 +47,10 @@ class Backbone(torch.nn.Module, ABC):
         safetensors.torch.save_model(self, os.fspath(path))
 
     def load_weights(self, path: str | os.PathLike) -> None:
-        """Reads weights written by :meth:`save_weights`; every tensor must match."""
-        missing, unexpected = safetensors.torch.load_model(self, os.fspath(path), strict=False)
+        """Reads weights written by :meth:`save_weights`; every tensor must match. A damaged file raises a
+        :class:`~graphfuse.checkpoint.CheckpointError` naming it."""
+        with reading_safetensors(path, "the weights"):
+            missing, unexpected = safetensors.torch.load_model(self, os.fspath(path), strict=False)
         if missing or unexpected:
             raise ValueError(f"'{type(self).__name__}' cannot load {os.fspath(path)}: missing {sorted(missing)[:5]}, "
                              f"unexpected {sorted(unexpected)[:5]}; the file was saved from a different backbone")

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, HeteroData
 
+from graphfuse.checkpoint import CheckpointError, read_json
 from graphfuse.config import check_json
 from graphfuse.data.cache import TemplateCache
 from graphfuse.data.collate import Collater
@@ -341,16 +342,16 @@ class GraphBuilder:
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> GraphBuilder:
-        """The builder :meth:`save` wrote into ``folder``."""
+        """The builder :meth:`save` wrote into ``folder``; a damaged ``builder.json`` or asset file raises a
+        :class:`~graphfuse.checkpoint.CheckpointError` naming it."""
         path = Path(folder) / BUILDER_FILE
         if not path.is_file():
             raise FileNotFoundError(f"No saved builder in {folder}: {path} does not exist")
+        config = read_json(path, "the builder")
         try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path} is not valid JSON ({error}); the file is damaged, save the builder again") \
-                from None
-        return cls.from_config(config, folder)
+            return cls.from_config(config, folder)
+        except (ValueError, TypeError, LookupError, FileNotFoundError) as error:
+            raise CheckpointError(f"{path}: the builder could not be rebuilt: {error}") from None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

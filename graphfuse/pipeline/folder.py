@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from graphfuse.config import asset_path
+from graphfuse.checkpoint import CheckpointError, read_json
+from graphfuse.config import asset_path, short_repr
 from graphfuse.io import atomic_write_text
 
 FORMAT = "graphfuse-pipeline"
@@ -37,8 +38,8 @@ def digest(path: Path) -> dict[str, Any]:
 def is_pipeline_folder(folder: Path) -> bool:
     """Whether ``folder`` holds a ``pipeline.json`` of this format (of any version)."""
     try:
-        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        config = read_json(folder / CONFIG_FILE, "the pipeline")
+    except (OSError, CheckpointError):
         return False
     return isinstance(config, dict) and config.get("format") == FORMAT
 
@@ -98,7 +99,8 @@ def _move_into_place(temporary: Path, folder: Path) -> None:
 
 def read_config(folder: Path) -> dict[str, Any]:
     """The checked ``pipeline.json`` of ``folder``, after checking every file it lists is there, whole
-    and unchanged."""
+    and unchanged; a damaged, missing or changed file raises a :class:`~graphfuse.checkpoint.CheckpointError`
+    naming it."""
     if not folder.is_dir():
         problem = "is a file, not a folder" if folder.exists() else "does not exist"
         raise FileNotFoundError(f"No saved pipeline at {folder}: the path {problem}")
@@ -106,40 +108,40 @@ def read_config(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{folder} holds no {CONFIG_FILE}: it is not a saved pipeline (or its saving did not "
                                 f"finish); save it again with Pipeline.save_pretrained")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not valid JSON ({error}); the file is damaged, save the pipeline again") from None
+    config = read_json(path, "the pipeline")
     if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a graphfuse pipeline file (no \"format\": \"{FORMAT}\")")
+        raise CheckpointError(f"{path} is not a graphfuse pipeline file (no \"format\": \"{FORMAT}\")")
     version = config.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ValueError(f"{path} has no valid \"format_version\" (got {version!r}); the file is damaged, save the "
-                         f"pipeline again")
+        raise CheckpointError(f"{path} has no valid \"format_version\" (got {short_repr(version, 40)}); the file is "
+                              f"damaged, save the pipeline again")
     if version > FORMAT_VERSION:
-        raise ValueError(f"{path} was saved by a newer graphfuse ({config.get('graphfuse_version', 'unknown')}, "
-                         f"pipeline format version {version}); this graphfuse reads up to version {FORMAT_VERSION}: "
-                         f"upgrade graphfuse to load it")
+        saved_by = short_repr(config.get("graphfuse_version", "unknown"), 40).strip("'")
+        raise CheckpointError(f"{path} was saved by a newer graphfuse ({saved_by}, pipeline format version {version}); "
+                              f"this graphfuse reads up to version {FORMAT_VERSION}: upgrade graphfuse to load it")
     missing = sorted({"task", "model", "builder", "files"} - config.keys())
     if missing:
-        raise ValueError(f"{path} lacks the entries {missing}; the file is damaged, save the pipeline again")
+        raise CheckpointError(f"{path} lacks the entries {missing}; the file is damaged, save the pipeline again")
     _check_files(folder, config["files"], path)
     return config
 
 
 def _check_files(folder: Path, files: Any, config_path: Path) -> None:
     if not isinstance(files, Mapping) or WEIGHTS_FILE not in files:
-        raise ValueError(f"{config_path} has no valid list of files (with {WEIGHTS_FILE}); the file is damaged, save "
-                         f"the pipeline again")
+        raise CheckpointError(f"{config_path} has no valid list of files (with {WEIGHTS_FILE}); the file is damaged, "
+                              f"save the pipeline again")
     for name, expected in files.items():
         parts = name.split("/") if isinstance(name, str) else [name]
         path = folder
-        for part in parts:  # each part a plain name: nothing outside the folder is ever read
-            path = asset_path(path, part, f"{config_path} 'files'")
+        try:
+            for part in parts:  # each part a plain name: nothing outside the folder is ever read
+                path = asset_path(path, part, f"{config_path} 'files'")
+        except ValueError as error:
+            raise CheckpointError(str(error)) from None
         if not path.is_file():
-            raise FileNotFoundError(f"The pipeline file {path} is missing; copy the whole folder, or save the "
-                                    f"pipeline again")
+            raise CheckpointError(f"The pipeline file {path} (listed in {config_path}) is missing; copy the whole "
+                                  f"folder, or save the pipeline again")
         if not isinstance(expected, Mapping) or digest(path) != {key: expected.get(key) for key in ("bytes", "sha256")}:
-            raise ValueError(f"The pipeline file {path} is not the file that was saved (its size or SHA-256 digest "
-                             f"differs from {config_path}): it is truncated, damaged or replaced; save the pipeline "
-                             f"again")
+            raise CheckpointError(f"The pipeline file {path} is not the file that was saved (its size or SHA-256 "
+                                  f"digest differs from {config_path}): it is truncated, damaged or replaced; save "
+                                  f"the pipeline again")

@@ -10,6 +10,7 @@ import safetensors.torch
 import torch
 from torch import Tensor
 
+from graphfuse.checkpoint import CheckpointError, reading_safetensors
 from graphfuse.data import NodeSet
 from graphfuse.io import atomic_replace
 
@@ -55,18 +56,19 @@ class GalleryIndex:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"No gallery index at {path}: the file does not exist")
+        with reading_safetensors(path, "the index"), \
+                safetensors.safe_open(path, framework="pt", device=str(device)) as handle:
+            metadata = handle.metadata() or {}
+            if metadata.get("format") != INDEX_FORMAT or "embeddings" not in handle.keys():
+                raise CheckpointError(f"{path} is a safetensors file but not a graphfuse gallery index")
+            if not metadata.get("version", "").isdigit() or int(metadata["version"]) > INDEX_VERSION:
+                raise CheckpointError(f"{path} is a version {metadata.get('version')} gallery index; this graphfuse "
+                                      f"reads up to version {INDEX_VERSION}: upgrade graphfuse to load it")
+            embeddings = handle.get_tensor("embeddings")
         try:
-            with safetensors.safe_open(path, framework="pt", device=str(device)) as handle:
-                metadata = handle.metadata() or {}
-                if metadata.get("format") != INDEX_FORMAT or "embeddings" not in handle.keys():
-                    raise ValueError(f"{path} is a safetensors file but not a graphfuse gallery index")
-                if not metadata.get("version", "").isdigit() or int(metadata["version"]) > INDEX_VERSION:
-                    raise ValueError(f"{path} is a version {metadata.get('version')} gallery index; this graphfuse "
-                                     f"reads up to version {INDEX_VERSION}: upgrade graphfuse to load it")
-                return cls(handle.get_tensor("embeddings"))
-        except safetensors.SafetensorError as error:
-            raise ValueError(f"{path} is not a readable safetensors file ({error}); it may be truncated or corrupt, "
-                             f"save the index again") from None
+            return cls(embeddings)
+        except ValueError as error:
+            raise CheckpointError(f"{path} is a damaged gallery index: {error}; save the index again") from None
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(items={len(self)}, dim={self.embeddings.size(1)}, "

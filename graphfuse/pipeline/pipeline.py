@@ -10,9 +10,9 @@ import torch
 from torch import Tensor
 from torch.nn.parameter import UninitializedParameter
 
-from graphfuse.checkpoint import load_checkpoint, save_checkpoint
+from graphfuse.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from graphfuse.checks import check_int
-from graphfuse.config import as_json
+from graphfuse.config import as_json, short_repr
 from graphfuse.data import GraphBuilder, NodeSet, PairGraphs
 from graphfuse.models import create_model
 from graphfuse.pipeline.folder import FORMAT, FORMAT_VERSION, WEIGHTS_FILE, read_config, write_folder
@@ -73,8 +73,9 @@ class Pipeline:
             return None
         if self.task not in ("classification", "multilabel"):
             raise ValueError(f"Pipeline 'class_names' apply to classification tasks, not task={self.task!r}")
-        if isinstance(class_names, str) or not all(isinstance(name, str) for name in class_names):
-            raise TypeError(f"Pipeline 'class_names' must be a list of strings, got {class_names!r}")
+        if isinstance(class_names, str) or not isinstance(class_names, Sequence) \
+                or not all(isinstance(name, str) for name in class_names):
+            raise TypeError(f"Pipeline 'class_names' must be a list of strings, got {short_repr(class_names)}")
         classes = getattr(getattr(self.model, "head", None), "out_channels", None)
         if classes is not None and len(class_names) != classes:
             raise ValueError(f"Pipeline got {len(class_names)} class names for a model of {classes} classes")
@@ -152,27 +153,31 @@ class Pipeline:
 
         Only JSON and safetensors are read: modalities, strategies, functions and the model are found
         by name in graphfuse's registries (a user function must be registered, by importing its
-        module, before loading). A missing, damaged or replaced file, or a folder saved by a newer
-        graphfuse, raises an error naming the file."""
+        module, before loading). A missing, damaged or replaced file, settings that do not build a
+        builder and a model the weights fit, or a folder saved by a newer graphfuse, raise a
+        :class:`~graphfuse.checkpoint.CheckpointError` naming the file and what is wrong."""
         folder = Path(folder)
         config = read_config(folder)
         where = folder / "pipeline.json"
         try:
             builder = GraphBuilder.from_config(config["builder"], folder)
-        except (ValueError, TypeError, FileNotFoundError) as error:
-            raise type(error)(f"{where}: the graph builder could not be rebuilt: {error}") from None
+        except (ValueError, TypeError, LookupError, FileNotFoundError) as error:
+            raise CheckpointError(f"{where}: the graph builder could not be rebuilt: {error}") from None
         model_config, task = config["model"], config["task"]
         if not isinstance(model_config, Mapping) or not isinstance(model_config.get("kwargs"), Mapping) \
                 or not isinstance(task, Mapping):
-            raise ValueError(f"{where} has malformed 'model' or 'task' entries; the file is damaged, save the pipeline "
-                             f"again")
+            raise CheckpointError(f"{where} has malformed 'model' or 'task' entries; the file is damaged, save the "
+                                  f"pipeline again")
         try:
             model = create_model(model_config.get("name"), schema=builder.schema(), seed=0, **model_config["kwargs"])
         except (ValueError, TypeError) as error:
-            raise type(error)(f"{where}: the model could not be rebuilt: {error}") from None
+            raise CheckpointError(f"{where}: the model could not be rebuilt: {error}") from None
         _load_state(model, folder / WEIGHTS_FILE)
         model.to("cpu" if device is None else device).eval()
-        return cls(builder, model, task=task.get("name"), class_names=task.get("class_names"))
+        try:
+            return cls(builder, model, task=task.get("name"), class_names=task.get("class_names"))
+        except (ValueError, TypeError) as error:
+            raise CheckpointError(f"{where}: the 'task' entry does not fit the model: {error}") from None
 
     # Prediction ---------------------------------------------------------------------------------
     def featurize(self, samples: Sequence[Any]) -> list[NodeSets]:
@@ -296,8 +301,8 @@ def _load_state(model: torch.nn.Module, path: Path) -> None:
     unexpected and mis-shaped tensor."""
     try:
         state = load_checkpoint(path)["model"]
-    except ValueError as error:
-        raise ValueError(f"{error}; the pipeline folder is damaged") from None
+    except CheckpointError as error:
+        raise CheckpointError(f"{error}; the pipeline folder is damaged") from None
     expected = model.state_dict()
     missing = sorted(expected.keys() - state.keys())
     unexpected = sorted(state.keys() - expected.keys())
@@ -307,6 +312,6 @@ def _load_state(model: torch.nn.Module, path: Path) -> None:
         problems = [f"{label}: {items[:5]}{' ...' if len(items) > 5 else ''}"
                     for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes))
                     if items]
-        raise ValueError(f"{path} does not fit the model the pipeline's settings build ({'; '.join(problems)}); the "
-                         f"weights and pipeline.json come from different pipelines, save the pipeline again")
+        raise CheckpointError(f"{path} does not fit the model the pipeline's settings build ({'; '.join(problems)}); "
+                              f"the weights and pipeline.json come from different pipelines, save the pipeline again")
     model.load_state_dict(state)

@@ -1,6 +1,6 @@
 """Training: the engine (fit / evaluate with checkpoints, early stopping and DDP), tasks, metrics,
 checkpoints, optimisers, callbacks and loggers, and data batching."""
-from graphfuse.checkpoint import UnsafeCheckpointError, load_checkpoint, load_weights, save_checkpoint
+from graphfuse.checkpoint import CheckpointError, UnsafeCheckpointError, load_checkpoint, load_weights, save_checkpoint
 from graphfuse.train.balance import GradientModulation, modulation_coefficients
 from graphfuse.train.callbacks import Callback
 from graphfuse.train.data import GraphCollate, IndexedDataset, featurize_dataset
@@ -28,6 +28,7 @@ from graphfuse.train.tasks import (
 __all__ = [
     "TASKS",
     "CSVLogger",
+    "CheckpointError",
     "Callback",
     "ClassificationTask",
     "GradientModulation",

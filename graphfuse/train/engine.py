@@ -21,8 +21,9 @@ from torch.nn.parameter import UninitializedParameter
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from graphfuse.checkpoint import load_checkpoint, save_checkpoint
+from graphfuse.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from graphfuse.checks import check_choice, check_int, check_probability
+from graphfuse.config import short_repr
 from graphfuse.data import GraphBuilder, PairGraphs
 from graphfuse.io import ensure_writable_dir
 from graphfuse.nn.unimodal import MultimodalOutput
@@ -142,6 +143,22 @@ def _resolve_builder(model: torch.nn.Module, builder: GraphBuilder | None) -> Gr
     if not isinstance(builder, GraphBuilder):
         raise TypeError(f"Trainer 'builder' must be the GraphBuilder of the data, got {type(builder).__name__}")
     return builder
+
+
+def _training_state_problem(checkpoint: dict[str, Any]) -> str | None:
+    """What is wrong with the training state of a checkpoint ``fit`` resumes from, if anything: the
+    entries it reads and their types."""
+    trainer = checkpoint["trainer"]
+    if not isinstance(trainer, dict):
+        return f"'trainer' is a {type(trainer).__name__}, not a dict"
+    for key, types in (("epoch", int), ("step", int), ("bad_epochs", int), ("best", (int, float, type(None))),
+                       ("history", list)):
+        if not isinstance(trainer.get(key), types) or isinstance(trainer.get(key), bool):
+            return f"the trainer's {key!r} is {short_repr(trainer.get(key), 40)}"
+    if not all(isinstance(record, dict) for record in trainer["history"]):
+        return "the trainer's 'history' is not a list of dicts"
+    wrong = [key for key in ("optimizer", "scheduler", "rng") if not isinstance(checkpoint.get(key, {}), dict)]
+    return f"{wrong} are not dicts" if wrong else None
 
 
 class Trainer:
@@ -426,10 +443,23 @@ class Trainer:
         if missing:
             raise ValueError(f"'{path}' holds model weights but no training state ({missing}), so training cannot "
                              f"resume from it; load the weights with graphfuse.train.load_weights and start a new fit")
-        self.model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        _set_rng_state(checkpoint.get("rng", {}))
+        problem = _training_state_problem(checkpoint)
+        if problem:
+            raise CheckpointError(f"{path} holds damaged training state ({problem}), so training cannot resume from "
+                                  f"it; resume from another checkpoint or start a new fit")
+        try:
+            self.model.load_state_dict(checkpoint["model"])
+        except RuntimeError as error:
+            raise CheckpointError(f"{path} does not fit the model being trained; resume with the model that wrote "
+                                  f"it: {error}") from None
+        try:
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            scheduler.load_state_dict(checkpoint["scheduler"])
+            _set_rng_state(checkpoint.get("rng", {}))
+        except (ValueError, TypeError, LookupError, RuntimeError) as error:
+            raise CheckpointError(f"{path}: its optimiser, schedule or random state cannot be restored "
+                                  f"({type(error).__name__}: {error}); the file is damaged or comes from another "
+                                  f"setup (optimizer, param_groups), resume with the setup that wrote it") from None
         log.info("resumed from %s after epoch %d", path, checkpoint["trainer"]["epoch"])
         return checkpoint["trainer"]
 

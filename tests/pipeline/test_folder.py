@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from graphfuse import GraphBuilder, Pipeline
+from graphfuse.checkpoint import CheckpointError
 from graphfuse.data import FeatureModality
 from graphfuse.models import create_model
 from graphfuse.pipeline.folder import CONFIG_FILE, WEIGHTS_FILE, digest
@@ -58,8 +59,8 @@ def test_a_missing_or_foreign_folder(tmp_path, folder):
     (lambda f: edit_config(f, lambda c: c.update(format_version=2, graphfuse_version="9.0")), ValueError,
      r"saved by a newer graphfuse \(9.0, pipeline format version 2\).*upgrade graphfuse"),
     (lambda f: edit_config(f, lambda c: c.pop("builder")), ValueError, r"lacks the entries \['builder'\]"),
-    (lambda f: (f / WEIGHTS_FILE).unlink(), FileNotFoundError, r"model.safetensors is missing"),
-    (lambda f: (f / "text.tokenizer.json").unlink(), FileNotFoundError, r"text.tokenizer.json is missing"),
+    (lambda f: (f / WEIGHTS_FILE).unlink(), CheckpointError, r"model.safetensors \(listed in .*\) is missing"),
+    (lambda f: (f / "text.tokenizer.json").unlink(), CheckpointError, r"tokenizer.json \(listed in .*\) is missing"),
     (lambda f: (f / WEIGHTS_FILE).write_bytes((f / WEIGHTS_FILE).read_bytes()[:100]), ValueError,
      r"model.safetensors is not the file that was saved .*truncated"),
     (lambda f: ((f / WEIGHTS_FILE).write_bytes((f / WEIGHTS_FILE).read_bytes()[:100]), record_file(f, WEIGHTS_FILE)),

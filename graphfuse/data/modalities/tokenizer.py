@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor
 
+from graphfuse.checkpoint import CheckpointError, read_json
 from graphfuse.config import short_repr
 from graphfuse.io import atomic_write_text
 
@@ -119,28 +120,24 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Tokenizer:
-        try:
-            with open(path, encoding="utf-8") as handle:
-                payload = json.load(handle)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"'{path}' is not a graphfuse tokenizer file (invalid JSON: {error})") from None
+        payload = read_json(path, "the tokenizer")
         if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
-            raise ValueError(f"'{path}' is not a graphfuse tokenizer file (no \"format\": \"{_FORMAT}\")")
+            raise CheckpointError(f"'{path}' is not a graphfuse tokenizer file (no \"format\": \"{_FORMAT}\")")
         if payload.get("version") != _VERSION:
-            raise ValueError(
-                f"'{path}' is a version {payload.get('version')} tokenizer file; this graphfuse "
+            raise CheckpointError(
+                f"'{path}' is a version {short_repr(payload.get('version'), 40)} tokenizer file; this graphfuse "
                 f"reads version {_VERSION}")
         missing = {"tokens", "lowercase", "pattern"} - payload.keys()
         if missing:
-            raise ValueError(f"'{path}' is a damaged graphfuse tokenizer file: it lacks {sorted(missing)}")
+            raise CheckpointError(f"'{path}' is a damaged graphfuse tokenizer file: it lacks {sorted(missing)}")
         tokens, lowercase, pattern = payload["tokens"], payload["lowercase"], payload["pattern"]
         token_list = isinstance(tokens, list) and all(isinstance(token, str) for token in tokens)
         for name, value, expected, ok in (("tokens", tokens, "a list of strings", token_list),
                                           ("lowercase", lowercase, "true or false", isinstance(lowercase, bool)),
                                           ("pattern", pattern, "a string", isinstance(pattern, str))):
             if not ok:
-                raise ValueError(f"'{path}' is a damaged graphfuse tokenizer file: \"{name}\" must be {expected}, got "
-                                 f"{type(value).__name__} {short_repr(value, 40)}")
+                raise CheckpointError(f"'{path}' is a damaged graphfuse tokenizer file: \"{name}\" must be {expected}, "
+                                      f"got {type(value).__name__} {short_repr(value, 40)}")
         check_pattern(pattern, f"'{path}'")
         return cls(tokens, lowercase=lowercase, pattern=pattern)
 

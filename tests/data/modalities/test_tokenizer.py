@@ -146,7 +146,7 @@ def test_load_rejects_other_json(tmp_path, payload, match):
 def test_load_rejects_invalid_json(tmp_path):
     path = tmp_path / "broken.json"
     path.write_text('{"format": "graphfuse-tokenizer", ', encoding="utf-8")
-    with pytest.raises(ValueError, match="is not a graphfuse tokenizer file .invalid JSON"):
+    with pytest.raises(ValueError, match="broken.json is not valid JSON"):
         Tokenizer.load(path)
 
 
