@@ -3,7 +3,7 @@ words and an image beside it, joined by sparse cross-modal edges, is featurised,
 for one step and predicted, each model in a fresh process whose peak resident set size
 (``ru_maxrss``, imports included) is reported.
 
-    .venv/bin/python benchmarks/long_recording.py                        # graph-gat, graph-gcn, graph-hgt
+    .venv/bin/python benchmarks/long_recording.py                        # graph-gat, -gat-knn, -gcn, -hgt
     .venv/bin/python benchmarks/long_recording.py --models graph-gat --frames 120000 --json out.json
 
 The cross-modal edges: words <-> the frames they span (``TemporalAlignment``), words <-> patches
@@ -29,7 +29,7 @@ from graphfuse.io import atomic_write_text
 from graphfuse.models import create_model
 from graphfuse.train import Trainer
 
-MODELS = ("graph-gat", "graph-gcn", "graph-hgt")
+MODELS = ("graph-gat", "graph-gat-knn", "graph-gcn", "graph-hgt")
 WORDS = "the quick brown fox jumps over the lazy dog".split()
 SAMPLE_RATE, HOP, WINDOW = 16000, 0.010, 0.025
 
