@@ -1,7 +1,9 @@
 """Edge patterns that depend only on shapes: sequence chains, patch grids, complete bipartite.
 
-Each pattern is built once per shape (``functools.lru_cache``) and handed out as a fresh copy,
-so nobody can corrupt the cached template by writing into what they received.
+Each pattern of a small shape is built once (``functools.lru_cache``) and handed out as a fresh
+copy, so nobody can corrupt the cached template by writing into what they received. Patterns of
+more than :data:`CACHED_MAX_NODES` nodes are built anew each time (in linear time): recordings of
+many different lengths would otherwise keep hundreds of megabyte-sized chains alive.
 """
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ import torch
 from torch import Tensor
 
 from graphfuse.checks import check_choice, check_int
+
+#: The most nodes of a pattern that is cached (512 chains of it at window 1 hold 64 MiB at most).
+CACHED_MAX_NODES = 4096
 
 
 @lru_cache(maxsize=512)
@@ -43,6 +48,8 @@ def chain_edges(num_nodes: int, window: int = 1, self_loops: bool = False) -> Te
     """
     check_int(num_nodes, "chain_edges 'num_nodes'", 0)
     check_int(window, "chain_edges 'window'")
+    if num_nodes > CACHED_MAX_NODES:
+        return _chain.__wrapped__(num_nodes, window, bool(self_loops))
     return _chain(num_nodes, window, bool(self_loops)).clone()
 
 
@@ -84,6 +91,8 @@ def grid_edges(rows: int, cols: int, neighbourhood: int = 4, self_loops: bool = 
     check_int(rows, "grid_edges 'rows'", 0)
     check_int(cols, "grid_edges 'cols'", 0)
     check_choice(neighbourhood, tuple(_NEIGHBOUR_OFFSETS), "grid_edges 'neighbourhood'")
+    if rows * cols > CACHED_MAX_NODES:
+        return _grid.__wrapped__(rows, cols, neighbourhood, bool(self_loops))
     return _grid(rows, cols, neighbourhood, bool(self_loops)).clone()
 
 

@@ -117,7 +117,9 @@ class SparseEdges:
 
 @dataclass
 class DenseBlocks:
-    """Complete bipartite relations as padded per-sample blocks ``[R_d, B, L]``.
+    """Complete bipartite relations as padded per-sample blocks: ``[R_d, B, L_src]`` for sources,
+    ``[R_d, B, L_dst]`` for destinations, each ``L`` the most nodes one sample has of the node
+    types on that side of the relations.
 
     ``relations`` lists the relation indices (``relation`` as a tensor ``[R_d]``); ``src_row`` /
     ``dst_node`` / ``dst_group_row`` index source rows, flat destination nodes and group rows of
@@ -278,7 +280,9 @@ class FlatGraph:
         zeros = (0,) * B
         counts = [self.layout.counts.get(t, zeros) if n else zeros
                   for t, n in zip(self.schema.node_types, self.num_nodes_per_type, strict=True)]
-        self.block_size = max(1, *(max(c) for c in counts))
+        # The most nodes of each type in one sample: a padded block is as long as its node types need.
+        self.type_block_size = [max(c, default=0) for c in counts]
+        self.block_size = max(1, *self.type_block_size)
         # Which node types leave padding in their [B, block_size] slots.
         self.padded = [any(c != self.block_size for c in per_sample) for per_sample in counts]
         self.counts = torch.tensor(counts, **long).view(T, B)
@@ -426,7 +430,11 @@ class FlatGraph:
         rel = torch.tensor(relations, device=self.device)
         src_type = torch.tensor([schema.src_type[r] for r in relations], device=self.device)
         dst_type = torch.tensor([schema.dst_type[r] for r in relations], device=self.device)
-        src_node, dst_node = self.slot_table[src_type], self.slot_table[dst_type]
+        # Padded to the longest sample of the node types on each side, not of the whole batch: a short
+        # modality's blocks stay short beside a long one (a recording of 60,000 frames, say).
+        src_size = max(1, *(self.type_block_size[schema.src_type[r]] for r in relations))
+        dst_size = max(1, *(self.type_block_size[schema.dst_type[r]] for r in relations))
+        src_node, dst_node = self.slot_table[src_type, :, :src_size], self.slot_table[dst_type, :, :dst_size]
         src_valid, dst_valid = src_node >= 0, dst_node >= 0
         src_node, dst_node = src_node.clamp_min(0), dst_node.clamp_min(0)
         src_local = src_node - torch.tensor(self.offsets[:-1], device=self.device)[src_type].view(-1, 1, 1)

@@ -21,7 +21,8 @@ class DynamicKNNEdges(torch.nn.Module):
     than :math:`k`). Samples never exchange edges. The choice of neighbours is discrete and
     carries no gradient; the messages along the edges do.
 
-    Similarities are computed per sample on padded ``[B, L, L]`` blocks, all relations at once.
+    Similarities are computed per sample on padded ``[B, L_dst, L_src]`` blocks, one per relation and
+    its reverse, each as long as the most nodes a sample has of its two node types.
 
     Args:
         k (int): neighbours per destination node and relation.
@@ -69,39 +70,34 @@ class DynamicKNNEdges(torch.nn.Module):
     @torch.no_grad()
     def edges(self, x: Tensor, graph: FlatGraph) -> dict[EdgeType, Tensor]:
         """The new ``edge_index`` (local indices) of each replaced relation."""
-        schema = self.schema
-        device = x.device
-        src_type = torch.tensor([schema.src_type[r] for r in self.relation_index], device=device)
-        dst_type = torch.tensor([schema.dst_type[r] for r in self.relation_index], device=device)
-        table = graph.slot_table
-        src_node, dst_node = table[src_type], table[dst_type]
+        schema, table = self.schema, graph.slot_table
         unit = F.normalize(x.float(), dim=-1)
         # A relation and its reverse share one similarity block: rows are the first relation's
-        # destinations, so the reverse takes its top-k down the columns.
-        first = torch.tensor(self.pair_first, device=device)
-        pair_dst, pair_src = table[dst_type[first]], table[src_type[first]]
-        pairs = torch.einsum("pbic,pbjc->pbij", unit[pair_dst.clamp_min(0)], unit[pair_src.clamp_min(0)])
-        # Padding slots never become neighbours. One in-place fill serves both directions: a masked
-        # padding row or column only changes results for padding destinations, which are dropped.
-        # Whether there is any padding is known without reading the table (a host sync).
-        types = {schema.src_type[self.relation_index[i]] for i in self.pair_first} | {
-            schema.dst_type[self.relation_index[i]] for i in self.pair_first}
-        if any(graph.padded[t] for t in types):
-            pairs.masked_fill_((pair_dst < 0).unsqueeze(3) | (pair_src < 0).unsqueeze(2), float("-inf"))
-        k = min(self.k, pairs.size(-1))
-        forward, backward = pairs.topk(k, dim=-1), pairs.topk(k, dim=-2)
-        best = torch.stack([backward.values[p].transpose(-1, -2) if flipped else forward.values[p]
-                            for p, flipped in zip(self.pair_of, self.pair_transposed, strict=True)])
-        chosen = torch.stack([backward.indices[p].transpose(-1, -2) if flipped else forward.indices[p]
-                              for p, flipped in zip(self.pair_of, self.pair_transposed, strict=True)])
-        keep = torch.isfinite(best) & (dst_node >= 0).unsqueeze(-1)
-        src = torch.gather(src_node.unsqueeze(2).expand(-1, -1, dst_node.size(-1), -1), 3, chosen)
-        dst = dst_node.unsqueeze(-1).expand_as(src)
-        offsets = torch.tensor(graph.offsets[:-1], device=device)
+        # destinations, so the reverse takes its top-k down the columns. Each block is as long as
+        # its own two node types (a long recording beside a few words: [B, frames, words]).
+        blocks = []
+        for i in self.pair_first:
+            r = self.relation_index[i]
+            dst_node, src_node = (table[t, :, :max(1, graph.type_block_size[t])]
+                                  for t in (schema.dst_type[r], schema.src_type[r]))
+            similarity = torch.einsum("bic,bjc->bij", unit[dst_node.clamp_min(0)], unit[src_node.clamp_min(0)])
+            # Padding slots never become neighbours; whether there is any is known without reading
+            # the table (a host sync).
+            if graph.padded[schema.dst_type[r]] or graph.padded[schema.src_type[r]]:
+                similarity.masked_fill_((dst_node < 0).unsqueeze(2) | (src_node < 0).unsqueeze(1), float("-inf"))
+            blocks.append((similarity, dst_node, src_node))
         result = {}
         for i, edge_type in enumerate(self.relations):
-            mask = keep[i]
-            result[edge_type] = torch.stack([src[i][mask] - offsets[src_type[i]], dst[i][mask] - offsets[dst_type[i]]])
+            similarity, dst_node, src_node = blocks[self.pair_of[i]]
+            if self.pair_transposed[i]:
+                similarity, dst_node, src_node = similarity.transpose(1, 2), src_node, dst_node
+            best, chosen = similarity.topk(min(self.k, similarity.size(-1)), dim=-1)
+            keep = torch.isfinite(best) & (dst_node >= 0).unsqueeze(-1)
+            src = torch.gather(src_node.unsqueeze(1).expand(-1, dst_node.size(-1), -1), 2, chosen)
+            dst = dst_node.unsqueeze(-1).expand_as(src)
+            r = self.relation_index[i]
+            result[edge_type] = torch.stack([src[keep] - graph.offsets[schema.src_type[r]],
+                                             dst[keep] - graph.offsets[schema.dst_type[r]]])
         return result
 
     def forward(self, x: Tensor, graph: FlatGraph) -> FlatGraph:

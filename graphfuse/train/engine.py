@@ -357,9 +357,12 @@ class Trainer:
                                modality_dropout=self.modality_dropout if train else 0.0, seed=self.seed)
         if train:
             sampler = EpochSampler(sampler)
+        # The loader's own generator: every iterator draws its workers' base seed from it, and only
+        # non-persistent ones draw per epoch, so torch's global generator (the model's dropout) must
+        # not be it, or runs with and without workers would train apart.
         return DataLoader(dataset, batch_size=self.batch_size if train else self.eval_batch_size, sampler=sampler,
                           collate_fn=collate, drop_last=drop_last, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+                          persistent_workers=self.num_workers > 0, generator=torch.Generator().manual_seed(self.seed))
 
     def _on_device(self, batch):
         """``batch`` on the device; a batch that carries its featurised samples (for a re-ranker)
@@ -618,8 +621,8 @@ class Trainer:
         """The task's per-sample outputs (e.g. ``logits`` and ``target``) over ``data``, in its
         order, gathered from every process, plus the mean ``loss`` over batches."""
         self._setup()
-        # The loader draws its workers' base seed from torch's generator: fork it, so that
-        # evaluating leaves the caller's random state as it was.
+        # The loader draws from a generator of its own, but a model may draw in evaluation mode
+        # too (a custom one): fork, so that evaluating leaves the caller's random state as it was.
         devices = [self.info.device] if self.info.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             return self._predict(data)
@@ -669,7 +672,7 @@ class Trainer:
         """:meth:`evaluate` during :meth:`fit`, where the task may adjust the model to the held-out
         data (:meth:`Task.after_validation`; e.g. which unimodal heads vote) before it is scored."""
         with self.task.validation():
-            outputs = self._predict(data)  # within fit's random stream, as it always was
+            outputs = self._predict(data)  # within fit's random stream
         return self._score(self.task.after_validation(outputs))
 
     def _score(self, outputs: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -3,7 +3,15 @@ import pickle
 import pytest
 import torch
 
-from graphfuse import CrossEdges, FeatureModality, GraphBuilder, ImageModality, TextModality, VirtualNodes
+from graphfuse import (
+    AudioModality,
+    CrossEdges,
+    FeatureModality,
+    GraphBuilder,
+    ImageModality,
+    TextModality,
+    VirtualNodes,
+)
 from graphfuse.data import StridedBipartite, TemporalAlignment
 from graphfuse.testing import assert_same_graph
 
@@ -152,6 +160,36 @@ def test_edge_cap_names_the_relation_and_a_sparser_strategy(tokenizer):
     assert sparse.build(sample)["text", "to", "image"].edge_index.size(1) == 100
     uncapped = GraphBuilder(builder.modalities, cross="full", max_edges_per_sample=None)
     assert uncapped.build(sample)["image", "to", "text"].edge_index.size(1) == 700
+
+
+@pytest.fixture(scope="module")
+def ten_minutes():
+    """A 10-minute recording, 60,000 frames at the 10 ms hop, beside 9 words and a 7 x 7 patch grid."""
+    generator = torch.Generator().manual_seed(0)
+    spans = [[i * 66.0, i * 66.0 + 66.0] for i in range(9)]
+    return {"text": {"text": "a red square at the top left of it", "spans": spans},
+            "image": torch.rand(28, 28, generator=generator),
+            "audio": torch.randn(round(600.015 * 16000), generator=generator) * 0.1}
+
+
+def test_a_long_recording_with_full_cross_edges_is_refused_at_the_default_cap(tokenizer, ten_minutes):
+    modalities = {"text": TextModality(tokenizer, spans=True), "image": ImageModality(patch_size=4, channels=1),
+                  "audio": AudioModality()}
+    nodes = GraphBuilder(modalities).featurize(ten_minutes)
+    assert nodes["audio"].num_nodes == 60_000
+    # Every pair complete: the words <-> frames relations (9 x 60,000 each way) take the sample over the cap.
+    with pytest.raises(ValueError, match=r"would have 1\d{6} edges, over max_edges_per_sample=1000000: relation "
+                                         r"\('audio', 'to', 'text'\) has 540000 of them.*StridedBipartite\(budget=8\)"):
+        GraphBuilder(modalities, cross="full").build(nodes)
+    # Patches -> frames alone are over it (49 x 60,000), refused before they are made.
+    with pytest.raises(ValueError, match=r"would have 2940000 edges, over max_edges_per_sample=1000000: relation "
+                                         r"\('image', 'to', 'audio'\)"):
+        GraphBuilder(modalities, cross=[CrossEdges("image", "audio")]).collate([nodes])
+    sparse = GraphBuilder(modalities, cross=[CrossEdges("text", "audio", TemporalAlignment(window=0.05)),
+                                             CrossEdges("text", "image"), CrossEdges("image", "audio",
+                                                                                     StridedBipartite(budget=8))])
+    graph = sparse.collate([nodes])
+    assert graph.num_edges < 800_000 and graph["image", "to", "audio"].edge_index.size(1) == 8 * 60_000
 
 
 def test_edge_cap_counts_the_whole_sample(tokenizer):

@@ -69,3 +69,19 @@ def test_patterns_are_fresh_copies_of_the_cached_template():
 def test_bad_arguments_raise_clear_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_long_patterns_are_built_each_time_not_kept():
+    """Recordings of many lengths would fill the pattern caches with megabyte-sized chains."""
+    from graphfuse.data.edges import CACHED_MAX_NODES, _chain, _grid
+
+    _chain.cache_clear()
+    _grid.cache_clear()  # caches only: clearing them changes no result
+    chain_edges(CACHED_MAX_NODES)
+    grid_edges(64, 64)
+    for length in range(60_000, 60_003):
+        edges = chain_edges(length, 2)
+        assert edges.size(1) == 2 * (length - 1) + 2 * (length - 2)
+        assert torch.equal(edges, _chain.__wrapped__(length, 2, False))
+    assert grid_edges(100, 100).size(1) == 4 * 100 * 99
+    assert _chain.cache_info().currsize == _grid.cache_info().currsize == 1  # the small ones alone

@@ -78,3 +78,22 @@ def test_errors(metadata, flat_graph):
 def test_repr(metadata):
     knn = DynamicKNNEdges(3, metadata, relations=[("text", "to", "image")])
     assert repr(knn) == "DynamicKNNEdges(k=3, relations=[('text', 'to', 'image')])"
+
+
+def test_similarity_blocks_are_as_long_as_their_own_node_types(metadata, monkeypatch):
+    """Audio far longer than text and image: a block is [B, L_dst, L_src] of its own two node types, never
+    [B, frames, frames] (60,000 frames asked for 43 GB)."""
+    counts = {"text": (3, 2), "image": (4, 3), "audio": (2000, 1000)}
+    batches = {t: torch.repeat_interleave(torch.arange(2), torch.tensor(c)) for t, c in counts.items()}
+    graph = FlatGraph.from_dicts(metadata, {t: sum(c) for t, c in counts.items()}, {}, batches)
+    x = torch.randn(graph.num_nodes, 6, generator=torch.Generator().manual_seed(0))
+    blocks, einsum = [], torch.einsum
+    monkeypatch.setattr(torch, "einsum", lambda *args: blocks.append(einsum(*args)) or blocks[-1])
+    edges = DynamicKNNEdges(2, metadata).edges(x, graph)
+    assert sorted(tuple(block.shape) for block in blocks) == [(2, 4, 3), (2, 2000, 3), (2, 2000, 4)]
+    x_dict = graph.unflatten(x)
+    similarity = F.normalize(x_dict["audio"], dim=-1) @ F.normalize(x_dict["image"], dim=-1).T
+    ei = edges["image", "to", "audio"]
+    for frame in (0, 1999, 2000, 2999):
+        same = (batches["image"] == batches["audio"][frame]).nonzero().flatten()
+        assert set(ei[0, ei[1] == frame].tolist()) == set(same[similarity[frame, same].topk(2).indices].tolist())

@@ -15,6 +15,8 @@ from graphfuse.data.modalities.base import Modality, register_modality
 from graphfuse.data.nodes import NodeSet
 
 _MIN_SAMPLE_RATE = 1000
+#: Frames featurised at once (about 4 MB of spectra at the default settings).
+_FRAME_CHUNK = 2048
 
 
 def hz_to_mel(frequency: Tensor) -> Tensor:
@@ -137,9 +139,11 @@ class AudioModality(Modality):
         win, hop, n_fft, window, filters = self._analysis_for(sample_rate)
         if waveform.numel() < win:
             waveform = torch.nn.functional.pad(waveform, (0, win - waveform.numel()))
-        frames = waveform.unfold(0, win, hop) * window  # [F, win]
-        power = torch.fft.rfft(frames, n=n_fft).abs().pow(2)
-        features = torch.log(power @ filters + 1e-6)
+        frames = waveform.unfold(0, win, hop)  # [F, win], a view of the waveform
+        # A chunk of frames at a time: the windowed frames and their spectra, several times the size of
+        # the waveform, never exist whole (a 10-minute recording would need 400 MB of them).
+        features = torch.cat([torch.log(torch.fft.rfft(chunk * window, n=n_fft).abs().pow(2) @ filters + 1e-6)
+                              for chunk in frames.split(_FRAME_CHUNK)])
         num_frames = frames.size(0)
         start = torch.arange(num_frames, dtype=torch.float64) * hop / sample_rate
         time = torch.stack([start, start + win / sample_rate], dim=1).float()

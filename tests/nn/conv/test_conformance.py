@@ -8,6 +8,7 @@ import torch
 from graphfuse.nn import FlatGraph, RelationalConv
 from graphfuse.nn.conv import KernelRules
 from graphfuse.nn.fusion import create_conv, list_convs
+from graphfuse.testing import tri_modal_builder
 
 PATHS = ["fused", "reference"]
 # Options each conv is checked with (a conv registered later is checked with its defaults).
@@ -63,6 +64,33 @@ def test_dense_matches_sparse(name, options, path, metadata, flat_graph, sparse_
     conv = make(name, metadata, path=path, **options)
     x = features(flat_graph, 8)
     torch.testing.assert_close(conv(x, flat_graph), conv(x, sparse_graph))
+
+
+@pytest.fixture(scope="module")
+def long_sparse_batch():
+    """Text <-> image complete bipartite, beside audio far longer than both with strided cross edges."""
+    from graphfuse.data import CrossEdges, GraphBuilder, StridedBipartite
+    from graphfuse.datasets import synthetic_samples
+
+    builder = tri_modal_builder()
+    builder = GraphBuilder(builder.modalities, cross=[CrossEdges("text", "image", "full"),
+                                                      CrossEdges("text", "audio", StridedBipartite(2)),
+                                                      CrossEdges("image", "audio", StridedBipartite(2))])
+    samples = synthetic_samples(3, tokens=3, grid=2, frames=300)
+    samples[1]["audio"] = (samples[1]["audio"][0][:1600], samples[1]["audio"][1])  # a shorter recording
+    return builder.collate([builder.featurize(s) for s in samples]), builder.metadata()
+
+
+@pytest.mark.parametrize(("name", "options"), CASES, ids=ids)
+def test_dense_blocks_are_as_long_as_their_own_node_types(name, options, long_sparse_batch, features):
+    """Blocks pad to the longest text or image of a sample (4), not to the 300 audio frames beside them."""
+    batch, metadata = long_sparse_batch
+    graph, sparse = (FlatGraph.from_batch(batch, metadata, dense=dense) for dense in (True, False))
+    blocks = graph.dense_blocks()
+    assert blocks.src_node.shape[-1] == blocks.dst_node.shape[-1] == 4 < graph.block_size == 300
+    conv = make(name, metadata, **options)
+    x = features(graph, 8)
+    torch.testing.assert_close(conv(x, graph), conv(x, sparse))
 
 
 @pytest.mark.parametrize("dense", [True, False])
