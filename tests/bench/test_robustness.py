@@ -48,6 +48,8 @@ def test_each_fused_method_trains_with_and_without_dropout_and_is_scored_without
         assert row["without_pair"]["image+audio"]["seeds"] == [run["missing"]["only"]["text"] for run in row["runs"]]
     assert "without" not in rows["unimodal-image"] or not rows["unimodal-image"]["without"]
 
+    targets = [target for _, target in tiny_tasks["_tiny"]().test]
+    assert report["tasks"]["_tiny"]["chance"] == pytest.approx(100 * max(targets.count(0), targets.count(1)) / 32)
     claims = report["tasks"]["_tiny"]["claims"]
     assert claims == report["claims"] == task_claims("_tiny", report["tasks"]["_tiny"])
     kinds = {(claim["claim"], claim["removed"]) for claim in claims}
@@ -87,13 +89,18 @@ def test_claims_compare_the_best_graph_with_unimodal_models_of_what_remains_and_
         _row("unimodal-b", "unimodal", "unimodal", 65.0),
         _row("unimodal-c", "unimodal", "unimodal", 46.0, std=2.0),
     ]
-    claims = {(c["claim"], c["removed"], c["graph"]): c for c in task_claims("t", {"results": results})}
+    claims = {(c["claim"], c["removed"], c["graph"]): c for c in task_claims("t", {"results": results, "chance": 40})}
     above = claims["graph >= best unimodal of the rest", "a", "graph-gat+drop-out"]
-    assert above["unimodal"] == "unimodal-b" and above["holds"]  # 70 >= 65, b remains
+    assert above["unimodal"] == "unimodal-b" and above["holds"] and not above["at_chance"]  # 70 >= 65, b remains
     # hgt is best without b; a and c remain: 45 < 46, by less than c's std of 2
     below = claims["graph >= best unimodal of the rest", "b", "graph-hgt+drop-out"]
     assert below["unimodal"] == "unimodal-c" and not below["holds"] and below["within_spread"]
-    assert "within the seed spread" in format_claims([below])
+    assert "within the seed spread" in format_claims([below]) and not below["at_chance"]
+    # Without c, the best of the rest (b at 65) is above the chance of 40; with a chance of 70 it is not.
+    at_chance = {(c["claim"], c["removed"]): c for c in task_claims("t", {"results": results, "chance": 70})}
+    assert at_chance["graph >= best unimodal of the rest", "a"]["at_chance"]
+    assert at_chance["graph loses less than early-fusion", "a"]["at_chance"]
+    assert "predicts no better than chance" in format_claims([at_chance["graph above early-fusion", "a"]])
     loss = claims["graph loses less than early-fusion", "a", "graph-gat+drop-out"]
     assert loss["graph_loss"] == pytest.approx(22.0) and loss["reference_loss"] == pytest.approx(2.0)
     assert not loss["holds"]

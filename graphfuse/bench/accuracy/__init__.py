@@ -58,7 +58,7 @@ Writes ``accuracy.md``, ``accuracy.csv`` (one row per task and method) and ``acc
 panel per task) to ``--out`` after every task. The report (``--json``) is::
 
     {"tasks": {TASK: {"metric": "accuracy" | "R@1", "kind", "description", "metrics": [names],
-                      "sizes": {"train", "val", "test"},
+                      "sizes": {"train", "val", "test"}, "chance" (percent: the commonest test class),
                       "results": [{"method", "family", "model", "modality_dropout" (the Trainer's; null: the
                                    model's own), "mean", "std", "seeds": [per seed],
                                    "metrics": {NAME: {"mean", "std", "seeds"}},
@@ -129,6 +129,7 @@ from graphfuse.bench.accuracy.runner import (
     EVAL_BATCH_SIZE,
     Splits,
     aggregate,
+    chance_accuracy,
     featurize_task,
     machine,
     mean_std,
@@ -175,6 +176,7 @@ __all__ = [
     "TrainConfig",
     "add_arguments",
     "aggregate",
+    "chance_accuracy",
     "execute",
     "featurize_task",
     "format_report",

@@ -4,6 +4,7 @@ every task."""
 from __future__ import annotations
 
 import argparse
+import collections
 import itertools
 import logging
 import multiprocessing
@@ -153,6 +154,20 @@ def run_once(task: TaskData, method: Method, config: TrainConfig, splits: Splits
     seconds = time.perf_counter() - started
     return {**validation, "metrics": metrics, "missing": score_missing(method, trainer, task, splits.test),
             "samples_per_second": len(splits.test) / seconds}
+
+
+def chance_accuracy(task: TaskData) -> float | None:
+    """The test accuracy (percent) of always predicting the test split's commonest class: what a
+    model scores from inputs that say nothing of the label; ``None`` unless the task is
+    classification with one class per sample."""
+    if task.kind != "classification":
+        return None
+    targets = [split_item(item)[1] for item in task.test]
+    if not targets or not all(isinstance(target, int) or (torch.is_tensor(target) and target.dim() == 0)
+                              for target in targets):
+        return None
+    counts = collections.Counter(int(target) for target in targets)
+    return 100 * max(counts.values()) / len(targets)
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -342,6 +357,7 @@ def run_plans(args: argparse.Namespace, plans: dict[str, list[Method]], tasks: d
                 "metric": METRICS[task.kind][0], "kind": task.kind, "description": task.description,
                 "metrics": list(METRICS[task.kind]),
                 "sizes": {"train": len(task.train), "val": len(task.val), "test": len(task.test)},
+                "chance": chance_accuracy(task),
                 "results": sort_results(results) if ranked else results}
             tqdm.write(reports.format_table(name, report["tasks"][name]) + "\n", file=sys.stdout)
             reports.write_outputs(out, report, getattr(args, "stem", "accuracy"))

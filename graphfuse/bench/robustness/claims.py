@@ -4,7 +4,10 @@ remains, loses less than early fusion and stays above it; drop-out costs graph f
 nothing removed.
 
 A claim "holds" on the means over seeds; one that does not, but by less than the larger of the two
-standard deviations compared, is said to be within the seed spread."""
+standard deviations compared, is said to be within the seed spread. A claim about a modality whose
+removal leaves only modalities that predict the label no better than chance alone (the best
+unimodal model of the rest within its std of the task's ``chance``, its commonest test class) is
+marked ``at_chance``: there every method can only guess."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -38,18 +41,23 @@ def task_claims(task: str, task_report: Mapping[str, Any]) -> list[dict[str, Any
                 if row["family"] == "unimodal" and row["mean"] is not None}
     reference = next((row for row in _trained(rows, "baseline", dropout=True)
                       if row["model"] == REFERENCE_FUSION), None)
+    chance = task_report.get("chance")
     for modality in modalities:
         best = max(graphs, key=lambda row: _without(row, modality))
         rest = [row for name, row in unimodal.items() if name != modality]
         if rest:
             alone = max(rest, key=lambda row: row["mean"])
+            # What remains says nothing of the label: every model is at chance, and the claims compare noise.
+            at_chance = chance is not None and alone["mean"] - alone["std"] <= chance
             claims.append({"task": task, "claim": "graph >= best unimodal of the rest", "removed": modality,
                            "graph": best["method"], "graph_accuracy": _without(best, modality),
                            "graph_std": best["without"][modality]["std"],
                            "unimodal": alone["method"], "unimodal_accuracy": alone["mean"],
                            "unimodal_std": alone["std"], "holds": _without(best, modality) >= alone["mean"],
                            "within_spread": alone["mean"] - _without(best, modality) <= max(
-                               best["without"][modality]["std"], alone["std"])})
+                               best["without"][modality]["std"], alone["std"]), "at_chance": at_chance})
+        else:
+            at_chance = False
         if reference is not None:
             graph_loss = best["mean"] - _without(best, modality)
             reference_loss = reference["mean"] - _without(reference, modality)
@@ -57,11 +65,12 @@ def task_claims(task: str, task_report: Mapping[str, Any]) -> list[dict[str, Any
                            "graph": best["method"], "graph_loss": graph_loss,
                            "graph_accuracy": _without(best, modality), "reference": reference["method"],
                            "reference_loss": reference_loss, "reference_accuracy": _without(reference, modality),
-                           "holds": graph_loss < reference_loss})
+                           "holds": graph_loss < reference_loss, "at_chance": at_chance})
             claims.append({"task": task, "claim": f"graph above {REFERENCE_FUSION}", "removed": modality,
                            "graph": best["method"], "graph_accuracy": _without(best, modality),
                            "reference": reference["method"], "reference_accuracy": _without(reference, modality),
-                           "holds": _without(best, modality) > _without(reference, modality)})
+                           "holds": _without(best, modality) > _without(reference, modality),
+                           "at_chance": at_chance})
     without_dropout = {row["model"]: row for row in _trained(rows, "graph", dropout=False)}
     for row in graphs:
         plain = without_dropout.get(row["model"])
@@ -79,6 +88,8 @@ def format_claims(claims: list[Mapping[str, Any]]) -> str:
     for claim in claims:
         verdict = "holds" if claim["holds"] else "within the seed spread, not on the means" if claim.get(
             "within_spread") else "**does not hold**"
+        if claim.get("at_chance"):
+            verdict += " (what remains predicts no better than chance alone)"
         if "unimodal" in claim:
             detail = (f"without {claim['removed']}: {claim['graph']} {claim['graph_accuracy']:.1f} ± "
                       f"{claim['graph_std']:.1f} against {claim['unimodal']} {claim['unimodal_accuracy']:.1f} ± "
