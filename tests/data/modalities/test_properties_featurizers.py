@@ -13,6 +13,7 @@ from properties import assert_finite, lengths, outcome, rarely, raw_tensors
 from graphfuse.data import AudioModality, FeatureModality, ImageModality, TextModality, Tokenizer
 from graphfuse.data.nodes import NODE_ATTRIBUTES
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 TOKENIZER = Tokenizer.from_corpus(["the cat sat on the mat", "a red square, a blue circle!", "ünïcödé wörds"])
 
 
