@@ -10,7 +10,15 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from properties import assert_finite, lengths, outcome, rarely, raw_tensors
 
-from graphfuse.data import AudioModality, FeatureModality, ImageModality, TextModality, Tokenizer
+from graphfuse.data import (
+    AudioModality,
+    FeatureModality,
+    GraphBuilder,
+    ImageEncoderModality,
+    ImageModality,
+    TextModality,
+    Tokenizer,
+)
 from graphfuse.data.nodes import NODE_ATTRIBUTES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -61,6 +69,21 @@ def test_image_patches(patch, channels, neighbourhood, size_policy, channels_las
         rows, cols = math.ceil(height / patch), math.ceil(width / patch)
         assert nodes.x.shape == (rows * cols, channels * patch * patch)
         assert nodes.structure == ("grid", rows, cols, neighbourhood, False)
+
+
+@given(trainable=st.booleans(), channels=st.sampled_from([1, 3]), raw=images())
+def test_image_encoder_nodes_through_the_builder(trainable, channels, raw):
+    """A frozen encoder's hidden states are checked where node sets are (the builder), so a pixel value
+    the network turns into inf is refused there by name."""
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(torch.nn.Conv2d(channels, 4, 4, stride=4), torch.nn.ReLU())
+    modality = ImageEncoderModality(network, trainable, image_size=8, mean=(0.5,) * channels, std=(0.25,) * channels,
+                                    channels=channels, cache_size=0)
+    builder = GraphBuilder({"image": modality})
+    nodes, _ = outcome(builder.featurize, {"image": raw}, names=("'image'",))
+    if nodes is not None:
+        assert nodes["image"].num_nodes == 4
+        assert_finite(nodes["image"].x, "x")
 
 
 # --- audio ----------------------------------------------------------------------------------------
