@@ -44,6 +44,18 @@ def check_finite(value: Tensor, modality: str, what: str) -> None:
             f"impute them before building the graph")
 
 
+def to_float32(value: Tensor, modality: str, what: str) -> Tensor:
+    """Floating ``value`` as ``float32``: NaN/Inf, and finite values beyond float32's range (which the
+    cast would turn into inf), raise an error naming ``modality``."""
+    check_finite(value, modality, what)
+    converted = value.float()
+    if converted is not value and not bool(torch.isfinite(converted).all()):
+        raise ValueError(
+            f"Modality '{modality}' received {what} as large as {float(value.abs().max()):.3g}, beyond float32's "
+            f"range (+-{torch.finfo(torch.float32).max:.3g}); rescale them before building the graph")
+    return converted
+
+
 def check_edge_index(edge_index: Any, num_src: int, num_dst: int, what: str) -> None:
     if (not isinstance(edge_index, Tensor) or edge_index.dtype != torch.long
             or edge_index.dim() != 2 or edge_index.size(0) != 2):

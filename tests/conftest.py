@@ -1,11 +1,23 @@
-"""Tiny shared fixtures: a tokenizer, raw tri-modal samples and a builder over them."""
+"""Tiny shared fixtures: a tokenizer, raw tri-modal samples and a builder over them; the hypothesis profiles."""
+import os
+
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 from graphfuse import AudioModality, GraphBuilder, ImageModality, TextModality, Tokenizer
 
 CORPUS = ["a red square at the top left", "a blue circle at the bottom right", "the cat sat on the mat"]
 SAMPLE_RATE = 16000
+
+# The property tests (tests/**/test_properties_*.py): "ci", the default, replays the same few examples on
+# every run (derandomized, so a failure is reproducible and the suite's time stays flat); "thorough"
+# searches at random and at length: HYPOTHESIS_PROFILE=thorough pytest -k properties.
+_SLOW_DATA = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile("ci", max_examples=20, deadline=None, derandomize=True, database=None,
+                          suppress_health_check=_SLOW_DATA)
+settings.register_profile("thorough", max_examples=1000, deadline=None, suppress_health_check=_SLOW_DATA)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def waveform(seconds: float, seed: int = 0) -> torch.Tensor:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from graphfuse.checks import as_tensor, check_finite, check_int
+from graphfuse.checks import as_tensor, check_finite, check_int, to_float32
 from graphfuse.data.edges import chain_edges
 from graphfuse.data.modalities.base import Modality, register_modality
 from graphfuse.data.nodes import NodeSet
@@ -144,6 +144,10 @@ class AudioModality(Modality):
         # the waveform, never exist whole (a 10-minute recording would need 400 MB of them).
         features = torch.cat([torch.log(torch.fft.rfft(chunk * window, n=n_fft).abs().pow(2) @ filters + 1e-6)
                               for chunk in frames.split(_FRAME_CHUNK)])
+        if not bool(torch.isfinite(features).all()):  # the power of samples beyond ~1e15 overflows float32
+            raise ValueError(
+                f"Modality '{self.name}' received samples as loud as {float(waveform.abs().max()):.3g}, whose power "
+                f"overflows float32; scale the waveform to [-1, 1] (or pass int16 PCM)")
         num_frames = frames.size(0)
         start = torch.arange(num_frames, dtype=torch.float64) * hop / sample_rate
         time = torch.stack([start, start + win / sample_rate], dim=1).float()
@@ -187,7 +191,7 @@ def to_mono(waveform: Any, name: str) -> Tensor:
     if waveform.dtype == torch.int16:
         waveform = waveform.float() / 32768.0
     elif waveform.is_floating_point():
-        waveform = waveform.float()
+        waveform = to_float32(waveform, name, "samples")
     else:
         raise TypeError(
             f"Modality '{name}' received samples of dtype {waveform.dtype}; expected a floating "

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from graphfuse.checks import as_tensor, check_edge_index, check_finite, check_int
+from graphfuse.checks import as_tensor, check_edge_index, check_int, to_float32
 from graphfuse.data.edges import chain_edges
 from graphfuse.data.functions import FUNCTIONS, function_name
 from graphfuse.data.modalities.base import Modality, register_modality
@@ -81,8 +81,7 @@ class FeatureModality(Modality):
                 f"[num_nodes >= 1, {self.dim}] as set by FeatureModality(dim={self.dim})")
         if not x.is_floating_point():
             raise TypeError(f"Modality '{self.name}' received features of dtype {x.dtype}; expected a floating dtype")
-        x = x.float()
-        check_finite(x, self.name, "features")
+        x = to_float32(x, self.name, "features")
         if pos is not None:
             pos = as_tensor(pos, f"Modality '{self.name}' 'pos'", "a tensor or array").to(self.pos_dtype)
             if tuple(pos.shape) != (x.size(0), *self.pos_shape):

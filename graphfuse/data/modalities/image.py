@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from graphfuse.checks import as_tensor, check_choice, check_finite, check_int
+from graphfuse.checks import as_tensor, check_choice, check_int, to_float32
 from graphfuse.data.edges import grid_edges
 from graphfuse.data.modalities.base import Modality, register_modality
 from graphfuse.data.nodes import NodeSet
@@ -114,8 +114,7 @@ def read_image(raw: Any, channels: int, name: str, channels_last: bool = False) 
     if raw.dtype == torch.uint8:
         image = raw.float().div_(255.0)
     elif raw.is_floating_point():
-        check_finite(raw, name, "pixels")
-        image = raw.float()
+        image = to_float32(raw, name, "pixels")
     else:
         raise TypeError(
             f"Modality '{name}' received pixels of dtype {raw.dtype}; expected uint8 (0-255) or a floating dtype")

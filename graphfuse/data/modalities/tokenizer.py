@@ -152,7 +152,8 @@ def check_pattern(pattern: str, source: str) -> None:
     patterns are safe (``(?:\\d+,)*``), and are refused all the same, since a file is not trusted."""
     try:
         parsed = _regex_parser.parse(pattern)
-    except re.error as error:
+        re.compile(pattern)  # what parsing leaves to compilation: look-behind width, ...
+    except (re.error, OverflowError, RecursionError) as error:  # a{99999999999}; groups nested ~500 deep
         raise ValueError(f"{source} holds the tokenizer pattern {pattern!r}, which is not a valid regular expression "
                          f"({error})") from None
     if _nested_repetition(parsed, inside_repeat=False):

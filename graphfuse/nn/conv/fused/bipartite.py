@@ -50,12 +50,15 @@ class BlockAttention(torch.autograd.Function):
         flat_a, flat_b, rows = a.reshape(-1, a.size(-1)), b.reshape(-1, b.size(-1)), rows.reshape(-1, b.size(-1))
         flat_table = table.reshape(-1, channels)
         with torch.autocast(device_type=a.device.type, enabled=False):
-            top = flat_b.amax(-1, keepdim=True)
-            top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-            shift = F.leaky_relu(flat_a + top, negative_slope)  # the largest score of each destination
             # In base-2 units (LeakyReLU commutes with a positive scale): exp2 is several times
             # cheaper than exp on CPU.
-            flat_a, flat_b, shift_base2 = flat_a * LOG2_E, flat_b * LOG2_E, shift * LOG2_E
+            flat_a, flat_b = flat_a * LOG2_E, flat_b * LOG2_E
+            top = flat_b.amax(-1, keepdim=True)
+            top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+            # The largest score of each destination, rounded as the scores are (so the largest weight
+            # is exactly 1, whatever the logits' magnitude).
+            shift_base2 = F.leaky_relu(flat_a + top, negative_slope)
+            shift = shift_base2 / LOG2_E
             total = flat_a.new_empty(flat_a.shape)
             out = flat_a.new_empty(*flat_a.shape, channels)
             for chunk in _chunks(flat_a.size(0), flat_a.size(-1) * flat_b.size(-1) * flat_a.element_size(),
