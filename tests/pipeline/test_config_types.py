@@ -3,14 +3,15 @@ the file is read as data with its types checked, so each swap raises a Checkpoin
 value is a valid setting (an int where a float is meant, None where a setting is optional) that loads as written.
 Before these checks, 180 of the 972 swaps below loaded silently and one raised a raw RuntimeError: e.g.
 ``self_loops: "false"`` turned the option on, ``neighbourhood: 4.0``, ``template_cache_bytes: "x"`` and
-``relation: null`` loaded, ``pos_shape: [-1]`` failed in torch."""
+``relation: null`` loaded, ``pos_shape: [-1]`` failed in torch (and 62 swaps of a pretrained builder's settings,
+e.g. ``trainable: "false"`` or ``image_size: [32.0, 32]``, loaded silently)."""
 import copy
 import json
 import shutil
 
 import pytest
 
-from graphfuse import GraphBuilder, Pipeline
+from graphfuse import GraphBuilder, ImageEncoderModality, Pipeline, SpeechEncoderModality
 from graphfuse.checkpoint import CheckpointError
 from graphfuse.data import (
     AudioModality,
@@ -30,7 +31,8 @@ from graphfuse.pipeline.folder import CONFIG_FILE
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 # Settings that None leaves to a default or turns off.
-OPTIONAL = {"max_length", "f_max", "edges", "modalities", "max_edges_per_sample", "class_names"}
+OPTIONAL = {"max_length", "f_max", "edges", "modalities", "max_edges_per_sample", "class_names", "device",
+            "image_size"}
 
 
 def swapped_values(value):
@@ -57,19 +59,22 @@ def valid(at, original, value) -> bool:
         return True
     if key == "sample_rate" and isinstance(value, float) and value.is_integer():
         return True  # a rate in Hz may be given as a whole float, as audio files give it
-    if key == "max_length" and type(value) is int and value >= 1:
+    if key in ("max_length", "cache_size") and type(value) is int and value >= 1:
         return True
+    if key == "weights" and isinstance(original, str) and value is None:
+        return True  # a fine-tuned backbone's weights are the model's
     if key == "extra_keys" and value == []:
         return True
     return parent in ("class_names", "extra_keys") and isinstance(value, str)
 
 
 def entries(config):
-    """The path of every entry of ``config`` (but the list of files and their digests)."""
+    """The path of every entry of ``config`` but the list of files and their digests, and a backbone's settings
+    (the transformers config, checked by transformers)."""
     found = []
 
     def walk(value, at):
-        if at and at[0] == "files":
+        if at[:1] == ("files",) or at[-1:] == ("backbone",):
             return
         if at:
             found.append(at)
@@ -115,7 +120,8 @@ def sweep(folder, name, load, saved_config):
 
 def test_every_swapped_entry_of_pipeline_json_is_reported_or_valid(saved_classifier, tmp_path):
     folder = shutil.copytree(saved_classifier, tmp_path / "copy")
-    assert sweep(folder, CONFIG_FILE, Pipeline.from_pretrained, Pipeline.get_config) == []
+    wrong = sweep(folder, CONFIG_FILE, Pipeline.from_pretrained, Pipeline.get_config)
+    assert not wrong, "\n".join(map(str, wrong))
 
 
 def test_every_swapped_entry_of_builder_json_is_reported_or_valid(tmp_path):
@@ -132,4 +138,14 @@ def test_every_swapped_entry_of_builder_json_is_reported_or_valid(tmp_path):
                                               VirtualNodes(2, "hub", "joins", ("text", "image"))],
                            max_edges_per_sample=5000, template_cache_bytes=1 << 20, extra_keys=["id"])
     folder = builder.save(tmp_path / "builder")
-    assert sweep(folder, "builder.json", GraphBuilder.load, GraphBuilder.get_config) == []
+    wrong = sweep(folder, "builder.json", GraphBuilder.load, GraphBuilder.get_config)
+    assert not wrong, "\n".join(map(str, wrong))
+
+
+def test_every_swapped_entry_of_a_pretrained_builder_json_is_reported_or_valid(vit, wav2vec2, tmp_path):
+    pytest.importorskip("transformers")
+    builder = GraphBuilder({"image": ImageEncoderModality(vit, device="cpu", self_loops=True, cache_size=8),
+                            "audio": SpeechEncoderModality(wav2vec2, trainable=True, normalize=False)}, cross="full")
+    folder = builder.save(tmp_path / "builder")
+    wrong = sweep(folder, "builder.json", GraphBuilder.load, GraphBuilder.get_config)
+    assert not wrong, "\n".join(map(str, wrong))
