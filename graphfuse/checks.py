@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from graphfuse.config import short_repr
+
 
 def check_int(value: Any, what: str, minimum: int = 1) -> None:
     """``what`` names the argument, e.g. ``"ImageModality 'patch_size'"``."""
@@ -22,8 +24,46 @@ def check_probability(value: Any, what: str) -> float:
 
 
 def check_choice(value: Any, choices: Sequence[Any], what: str) -> None:
-    if value not in choices:
-        raise ValueError(f"{what} must be one of {tuple(choices)}, got {value!r}")
+    """``value`` must be one of ``choices`` and of its type: ``4.0`` or ``True`` is not the choice ``4`` or ``1``."""
+    if not any(_same_kind(value, choice) and value == choice for choice in choices):
+        raise ValueError(f"{what} must be one of {tuple(choices)}, got {short_repr(value)}")
+
+
+def _same_kind(value: Any, choice: Any) -> bool:
+    return (isinstance(value, bool) == isinstance(choice, bool)
+            and (isinstance(value, type(choice)) or isinstance(choice, type(value))))
+
+
+def check_bool(value: Any, what: str) -> bool:
+    """``value`` as a switch: only ``True`` or ``False`` (not ``0``, ``1`` or ``"false"``)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{what} must be True or False, got {short_repr(value)}")
+    return value
+
+
+def check_str(value: Any, what: str) -> str:
+    """``value`` as a name: a non-empty string."""
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"{what} must be a non-empty string, got {short_repr(value)}")
+    return value
+
+
+def check_names(value: Any, what: str) -> tuple[str, ...]:
+    """``value`` as a non-empty list or tuple of names (non-empty strings), returned as a tuple."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise TypeError(f"{what} must be a non-empty list of names (strings), got {short_repr(value)}")
+    for i, name in enumerate(value):
+        check_str(name, f"{what}[{i}]")
+    return tuple(value)
+
+
+def check_shape(value: Any, what: str) -> tuple[int, ...]:
+    """``value`` as a trailing tensor shape: a list or tuple of integers >= 1 (possibly empty), as a tuple."""
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"{what} must be a list or tuple of sizes, got {short_repr(value)}")
+    for i, size in enumerate(value):
+        check_int(size, f"{what}[{i}]")
+    return tuple(value)
 
 
 def as_tensor(value: Any, owner: str, expected: str) -> Tensor:

@@ -5,11 +5,12 @@ import os
 from abc import ABC, abstractmethod
 from typing import Any
 
+import safetensors
 import safetensors.torch
 import torch
 from torch import Tensor
 
-from graphfuse.checkpoint import reading_safetensors
+from graphfuse.checkpoint import CheckpointError, reading_safetensors
 
 
 class Backbone(torch.nn.Module, ABC):
@@ -47,13 +48,22 @@ class Backbone(torch.nn.Module, ABC):
         safetensors.torch.save_model(self, os.fspath(path))
 
     def load_weights(self, path: str | os.PathLike) -> None:
-        """Reads weights written by :meth:`save_weights`; every tensor must match. A damaged file raises a
-        :class:`~graphfuse.checkpoint.CheckpointError` naming it."""
+        """Reads weights written by :meth:`save_weights`; every tensor must match. A damaged file, or one
+        whose tensors do not fit this backbone (missing, unexpected or of another shape), raises a
+        :class:`~graphfuse.checkpoint.CheckpointError` naming it and what does not fit."""
+        path = os.fspath(path)
         with reading_safetensors(path, "the weights"):
-            missing, unexpected = safetensors.torch.load_model(self, os.fspath(path), strict=False)
-        if missing or unexpected:
-            raise ValueError(f"'{type(self).__name__}' cannot load {os.fspath(path)}: missing {sorted(missing)[:5]}, "
-                             f"unexpected {sorted(unexpected)[:5]}; the file was saved from a different backbone")
+            with safetensors.safe_open(path, "pt") as weights:
+                shapes = {key: tuple(weights.get_slice(key).get_shape()) for key in weights.keys()}
+            own = self.state_dict()
+            wrong = [f"{key} {shape} (backbone: {tuple(own[key].shape)})" for key, shape in shapes.items()
+                     if key in own and shape != tuple(own[key].shape)]
+            missing, unexpected = ([], []) if wrong else safetensors.torch.load_model(self, path, strict=False)
+        if wrong or missing or unexpected:
+            problems = [f"{label}: {items[:5]}{' ...' if len(items) > 5 else ''}" for label, items in (
+                ("missing", sorted(missing)), ("unexpected", sorted(unexpected)), ("wrong shape", wrong)) if items]
+            raise CheckpointError(f"{path} does not fit the '{type(self).__name__}' it is loaded into "
+                                  f"({'; '.join(problems)}): the file was saved from a different backbone")
 
 
 def check_hidden_states(hidden: Any, owner: str, batch_size: int | None = None) -> Tensor:

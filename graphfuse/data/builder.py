@@ -14,7 +14,8 @@ from torch import Tensor
 from torch_geometric.data import Batch, HeteroData
 
 from graphfuse.checkpoint import CheckpointError, read_json
-from graphfuse.config import check_json
+from graphfuse.checks import check_int, check_str
+from graphfuse.config import check_json, short_repr
 from graphfuse.data.cache import TemplateCache
 from graphfuse.data.collate import Collater
 from graphfuse.data.cross import CrossEdges, VirtualNodes, cross_from_config
@@ -75,8 +76,9 @@ class GraphBuilder:
         if not isinstance(modalities, Mapping) or not modalities:
             raise ValueError("GraphBuilder needs at least one modality, e.g. {'text': TextModality(tokenizer)}")
         self.extra_keys = _extra_keys(extra_keys, modalities)
-        if max_edges_per_sample is not None and max_edges_per_sample < 1:
-            raise ValueError(f"'max_edges_per_sample' must be positive or None, got {max_edges_per_sample!r}")
+        if max_edges_per_sample is not None:
+            check_int(max_edges_per_sample, "GraphBuilder 'max_edges_per_sample' (or None, no cap)")
+        check_int(template_cache_bytes, "GraphBuilder 'template_cache_bytes'", 0)
         self.modalities: dict[str, Modality] = {key: self._named(key, modality) for key, modality in modalities.items()}
         self.max_edges_per_sample = max_edges_per_sample
         self.virtual_nodes: dict[str, int] = {}
@@ -100,6 +102,7 @@ class GraphBuilder:
 
     @staticmethod
     def _named(key: str, modality: Modality | str) -> Modality:
+        check_str(key, "GraphBuilder modality name (a key of 'modalities')")
         if isinstance(modality, str):
             modality = create_modality(modality)
         if not isinstance(modality, Modality):
@@ -317,7 +320,10 @@ class GraphBuilder:
         if not isinstance(config, Mapping) or config.get("format") != BUILDER_FORMAT:
             raise ValueError(f"Not a graphfuse builder config (no \"format\": \"{BUILDER_FORMAT}\")")
         version = config.get("version")
-        if not isinstance(version, int) or version > BUILDER_VERSION:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ValueError(f"The builder config has no valid 'version' (got {version!r}, expected a whole number "
+                             f"from 1); it is damaged")
+        if version > BUILDER_VERSION:
             raise ValueError(f"This is a version {version!r} builder config; this graphfuse reads up to version "
                              f"{BUILDER_VERSION}: upgrade graphfuse to load it")
         missing = sorted({"modalities", "cross"} - config.keys())
@@ -372,8 +378,10 @@ def _extra_keys(extra_keys: str | Collection[str], modalities: Mapping[str, Any]
             raise ValueError(f"GraphBuilder 'extra_keys' must be 'error', 'ignore' or a collection of key names to "
                              f"ignore, e.g. ('id', 'meta'); got {extra_keys!r}")
         return extra_keys
-    if not isinstance(extra_keys, Collection) or not all(isinstance(key, str) for key in extra_keys):
-        raise TypeError(f"GraphBuilder 'extra_keys' as a collection must hold key names (str), got {extra_keys!r}")
+    if isinstance(extra_keys, Mapping) or not isinstance(extra_keys, Collection) \
+            or not all(isinstance(key, str) for key in extra_keys):
+        raise TypeError(f"GraphBuilder 'extra_keys' as a collection must be a list, tuple or set of key names (str), "
+                        f"got {short_repr(extra_keys)}")
     clashing = sorted(set(extra_keys) & set(modalities))
     if clashing:
         raise ValueError(f"GraphBuilder 'extra_keys' names {clashing}, which are modalities of this builder; a "

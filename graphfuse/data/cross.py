@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from graphfuse.checks import check_edge_index, check_int
+from graphfuse.checks import check_bool, check_edge_index, check_int, check_names, check_number, check_str
 from graphfuse.config import as_json, constructor_config
 from graphfuse.data.edges import full_bipartite_edges
 from graphfuse.data.functions import function_name, get_function
@@ -77,9 +77,7 @@ class TemporalAlignment(CrossModalStrategy):
     requires = ("time",)
 
     def __init__(self, window: float = 0.0) -> None:
-        if not window >= 0.0:
-            raise ValueError(f"TemporalAlignment 'window' must be >= 0 seconds, got {window!r}")
-        self.window = float(window)
+        self.window = check_number(window, "TemporalAlignment 'window' (seconds)")
 
     def edges(self, src: NodeSet, dst: NodeSet) -> Tensor:
         start, end = src.time[:, 0, None] - self.window, src.time[:, 1, None] + self.window
@@ -149,7 +147,8 @@ class RandomBipartite(_BudgetStrategy):
 
     def __init__(self, budget: int = 8, seed: int = 0) -> None:
         super().__init__(budget)
-        self.seed = int(seed)
+        check_int(seed, "RandomBipartite 'seed'", 0)
+        self.seed = seed
 
     def _pick(self, num_src: int, num_dst: int, per_node: int) -> Tensor:
         generator = torch.Generator().manual_seed((self.seed * 0x9E3779B1 + num_src * 0x85EBCA77 + num_dst) % (1 << 63))
@@ -182,7 +181,7 @@ class CallableStrategy(CrossModalStrategy):
         if not callable(fn):
             raise TypeError(f"CallableStrategy expects a callable fn(src, dst) -> edge_index, got {fn!r}")
         self.fn = fn
-        self.shape_only = shape_only
+        self.shape_only = check_bool(shape_only, "CallableStrategy 'shape_only'")
 
     def get_config(self) -> dict[str, Any]:
         return {"fn": function_name(self.fn, "CallableStrategy"), "shape_only": self.shape_only}
@@ -276,6 +275,8 @@ class CrossEdges:
     relation: str = "to"
 
     def __post_init__(self) -> None:
+        for field in ("src", "dst", "relation"):
+            check_str(getattr(self, field), f"CrossEdges '{field}'")
         if self.src == self.dst:
             raise ValueError(f"CrossEdges joins two different node types, got '{self.src}' twice; "
                              f"intra-modal edges come from the modality's own edge rule")
@@ -304,6 +305,10 @@ class VirtualNodes:
 
     def __post_init__(self) -> None:
         check_int(self.count, "VirtualNodes 'count'")
+        check_str(self.node_type, "VirtualNodes 'node_type'")
+        check_str(self.relation, "VirtualNodes 'relation'")
+        if self.modalities is not None:
+            self.modalities = check_names(self.modalities, "VirtualNodes 'modalities'")
 
     def get_config(self) -> dict[str, Any]:
         return {"kind": "virtual", "count": self.count, "node_type": self.node_type, "relation": self.relation,
@@ -316,6 +321,5 @@ def cross_from_config(config: Mapping[str, Any]) -> CrossEdges | VirtualNodes:
         raise ValueError(f"A cross-modal entry's config has 'kind' 'edges' or 'virtual', got {config!r}")
     fields = {key: value for key, value in config.items() if key != "kind"}
     if config["kind"] == "virtual":
-        modalities = fields.get("modalities")
-        return VirtualNodes(**{**fields, "modalities": None if modalities is None else tuple(modalities)})
+        return VirtualNodes(**fields)
     return CrossEdges(**{**fields, "strategy": strategy_from_config(fields.get("strategy"))})

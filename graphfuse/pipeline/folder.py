@@ -119,9 +119,13 @@ def read_config(folder: Path) -> dict[str, Any]:
         saved_by = short_repr(config.get("graphfuse_version", "unknown"), 40).strip("'")
         raise CheckpointError(f"{path} was saved by a newer graphfuse ({saved_by}, pipeline format version {version}); "
                               f"this graphfuse reads up to version {FORMAT_VERSION}: upgrade graphfuse to load it")
-    missing = sorted({"task", "model", "builder", "files"} - config.keys())
+    missing = sorted({"task", "model", "builder", "files", "graphfuse_version"} - config.keys())
     if missing:
         raise CheckpointError(f"{path} lacks the entries {missing}; the file is damaged, save the pipeline again")
+    if not isinstance(config["graphfuse_version"], str) or not config["graphfuse_version"]:
+        raise CheckpointError(f"{path} has no valid \"graphfuse_version\" (got "
+                              f"{short_repr(config['graphfuse_version'], 40)}, expected the version string of the "
+                              f"graphfuse that saved it); the file is damaged, save the pipeline again")
     _check_files(folder, config["files"], path)
     return config
 

@@ -3,6 +3,7 @@ import torch
 
 from graphfuse.backbones import BACKBONES, FeatureMapEncoder, backbone_from_config, backbone_to_config
 from graphfuse.backbones.base import image_to_patches
+from graphfuse.checkpoint import CheckpointError
 
 
 def test_feature_map_positions_become_nodes(tiny_cnn):
@@ -52,3 +53,15 @@ def test_only_a_registered_module_saves(tiny_cnn):
         assert isinstance(rebuilt, FeatureMapEncoder) and rebuilt.out_channels == 6
     finally:
         BACKBONES.unregister("tiny-test-cnn")
+
+
+@pytest.mark.parametrize("other, match", [
+    (torch.nn.Conv2d(3, 5, 4, stride=4), r"wrong shape: .*'module.weight \(16, 3, 8, 8\) \(backbone: \(5, 3, 4, 4\)\)"),
+    (torch.nn.Conv2d(3, 16, 8, stride=8, bias=False), r"unexpected: \['module.bias'\]"),
+], ids=["another shape", "a tensor the backbone lacks"])
+def test_weights_of_another_backbone_are_refused_naming_the_file_and_tensor(other, match, tmp_path):
+    path = tmp_path / "w.safetensors"
+    FeatureMapEncoder(torch.nn.Conv2d(3, 16, 8, stride=8)).save_weights(path)
+    with pytest.raises(CheckpointError, match=match) as raised:  # a shape was a raw RuntimeError of torch
+        FeatureMapEncoder(other).load_weights(path)
+    assert str(path) in str(raised.value) and "saved from a different backbone" in str(raised.value)

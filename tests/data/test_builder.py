@@ -140,7 +140,7 @@ def test_named_extra_keys_refuse_any_other_key(modalities):
 
 @pytest.mark.parametrize("extra_keys, error, match", [
     ("drop", ValueError, r"'extra_keys' must be 'error', 'ignore' or a collection of key names"),
-    (("id", 3), TypeError, r"'extra_keys' as a collection must hold key names \(str\)"),
+    (("id", 3), TypeError, r"'extra_keys' as a collection must be a list, tuple or set of key names \(str\)"),
     (("id", "text"), ValueError, r"'extra_keys' names \['text'\], which are modalities of this builder"),
 ])
 def test_bad_extra_keys_are_refused(modalities, extra_keys, error, match):
@@ -207,7 +207,7 @@ def test_edge_cap_counts_the_whole_sample(tokenizer):
     (dict(cross=[("text", "image"), ("image", "text")]), ValueError, r"\('image', 'to', 'text'\) is defined twice"),
     (dict(cross=[3]), TypeError, "'cross' entries must be CrossEdges"),
     (dict(cross=[VirtualNodes(node_type="text")]), ValueError, "node_type 'text' is already a node type"),
-    (dict(max_edges_per_sample=0), ValueError, "'max_edges_per_sample' must be positive or None"),
+    (dict(max_edges_per_sample=0), ValueError, r"'max_edges_per_sample' \(or None, no cap\) must be an integer >= 1"),
 ])
 def test_bad_configurations_raise_clear_errors(modalities, kwargs, error, match):
     kwargs = {"modalities": modalities, **kwargs}

@@ -54,7 +54,7 @@ def test_temporal_alignment_skips_unknown_spans():
 
 
 def test_temporal_alignment_rejects_negative_window():
-    with pytest.raises(ValueError, match="TemporalAlignment 'window' must be >= 0 seconds"):
+    with pytest.raises(ValueError, match=r"TemporalAlignment 'window' \(seconds\) must be a number >= 0"):
         TemporalAlignment(window=-0.1)
 
 

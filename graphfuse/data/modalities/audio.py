@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from graphfuse.checks import as_tensor, check_finite, check_int, to_float32
+from graphfuse.checks import as_tensor, check_bool, check_finite, check_int, check_number, to_float32
 from graphfuse.data.edges import chain_edges
 from graphfuse.data.modalities.base import Modality, register_modality
 from graphfuse.data.nodes import NodeSet
@@ -88,18 +88,24 @@ class AudioModality(Modality):
         self.f_max: float | None = None  # set once the rate is checked; _check_rate reads it
         self.sample_rate = self._check_rate(sample_rate)
         check_int(n_mels, "AudioModality 'n_mels'")
+        win_length = check_number(win_length, "AudioModality 'win_length'")
+        hop_length = check_number(hop_length, "AudioModality 'hop_length'")
+        f_min = check_number(f_min, "AudioModality 'f_min'")
+        if f_max is not None:
+            f_max = check_number(f_max, "AudioModality 'f_max'")
         if not 0 < hop_length <= win_length:
             raise ValueError(
                 f"AudioModality needs 0 < hop_length <= win_length (seconds), got hop_length={hop_length}, "
                 f"win_length={win_length}")
-        f_max = self.sample_rate / 2.0 if f_max is None else float(f_max)
+        f_max = self.sample_rate / 2.0 if f_max is None else f_max
         if not 0.0 <= f_min < f_max:
             raise ValueError(f"AudioModality needs 0 <= f_min < f_max, got f_min={f_min}, f_max={f_max}")
         check_int(window, "AudioModality 'window'")
+        check_bool(self_loops, "AudioModality 'self_loops'")
         self.n_mels = n_mels
-        self.win_length = float(win_length)
-        self.hop_length = float(hop_length)
-        self.f_min = float(f_min)
+        self.win_length = win_length
+        self.hop_length = hop_length
+        self.f_min = f_min
         self.f_max = f_max
         self.window = window
         self.self_loops = self_loops

@@ -8,7 +8,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from graphfuse.checks import as_tensor, check_edge_index, check_int, to_float32
+from graphfuse.checks import (
+    as_tensor,
+    check_bool,
+    check_edge_index,
+    check_int,
+    check_shape,
+    check_str,
+    to_float32,
+)
 from graphfuse.data.edges import chain_edges
 from graphfuse.data.functions import FUNCTIONS, function_name
 from graphfuse.data.modalities.base import Modality, register_modality
@@ -45,6 +53,11 @@ class FeatureModality(Modality):
                  relation: str = "intra") -> None:
         check_int(dim, "FeatureModality 'dim'")
         check_int(window, "FeatureModality 'window'")
+        check_bool(positions, "FeatureModality 'positions'")
+        check_bool(timed, "FeatureModality 'timed'")
+        check_str(relation, "FeatureModality 'relation'")
+        if not isinstance(pos_dtype, torch.dtype):
+            raise TypeError(f"FeatureModality 'pos_dtype' must be a torch.dtype, got {pos_dtype!r}")
         if isinstance(edges, str) and edges != "chain" and edges in FUNCTIONS:
             edges = FUNCTIONS.get(edges)
         if not (edges is None or edges == "chain" or callable(edges)):
@@ -54,7 +67,7 @@ class FeatureModality(Modality):
         self.dim = dim
         self.positions = positions
         self.timed = timed
-        self.pos_shape = tuple(pos_shape)
+        self.pos_shape = check_shape(pos_shape, "FeatureModality 'pos_shape'")
         self.pos_dtype = pos_dtype
         self.edges = edges
         self.window = window

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from graphfuse.checks import as_tensor, check_choice, check_int, to_float32
+from graphfuse.checks import as_tensor, check_bool, check_choice, check_int, to_float32
 from graphfuse.data.edges import grid_edges
 from graphfuse.data.modalities.base import Modality, register_modality
 from graphfuse.data.nodes import NodeSet
@@ -50,12 +50,14 @@ class ImageModality(Modality):
         check_int(channels, "ImageModality 'channels'")
         check_choice(neighbourhood, (4, 8), "ImageModality 'neighbourhood'")
         check_choice(size_policy, _SIZE_POLICIES, "ImageModality 'size_policy'")
+        check_bool(self_loops, "ImageModality 'self_loops'")
+        check_bool(channels_last, "ImageModality 'channels_last'")
         self.patch_size = patch_size
         self.channels = channels
         self.neighbourhood = neighbourhood
         self.self_loops = self_loops
         self.size_policy = size_policy
-        self.channels_last = bool(channels_last)
+        self.channels_last = channels_last
 
     @property
     def feature_dim(self) -> int:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from graphfuse.backbones import Backbone, FeatureMapEncoder, HFVisionEncoder
 from graphfuse.backbones.base import image_to_patches
-from graphfuse.checks import check_choice, check_int
+from graphfuse.checks import check_bool, check_choice, check_int, check_number, check_shape
 from graphfuse.data.edges import grid_edges
 from graphfuse.data.modalities.base import register_modality
 from graphfuse.data.modalities.image import read_image
@@ -76,18 +76,28 @@ class ImageEncoderModality(PretrainedModality):
                  batch_size: int = 32, cache_size: int = 4096) -> None:
         check_int(channels, "ImageEncoderModality 'channels'")
         check_choice(neighbourhood, (4, 8), "ImageEncoderModality 'neighbourhood'")
+        check_bool(self_loops, "ImageEncoderModality 'self_loops'")
         super().__init__(_as_backbone(encoder, channels, layer), trainable, device, batch_size, cache_size)
         if image_size is None:
             image_size = getattr(self.backbone, "image_size", None)
             if image_size is None:
                 raise ValueError(f"ImageEncoderModality needs image_size for a {type(self.backbone).__name__} (e.g. "
                                  f"image_size=224): every image is resized to it, so the node grid is fixed")
-        self.image_size = (int(image_size), int(image_size)) if isinstance(image_size, int) else tuple(
-            int(side) for side in image_size)
-        if len(self.image_size) != 2 or min(self.image_size) < 1:
-            raise ValueError(f"ImageEncoderModality 'image_size' must be a positive int or (H, W), got {image_size!r}")
+        what = "ImageEncoderModality 'image_size' (an int or (H, W))"
+        if isinstance(image_size, int) and not isinstance(image_size, bool):
+            check_int(image_size, what)
+            image_size = (image_size, image_size)
+        self.image_size = check_shape(image_size, what)
+        if len(self.image_size) != 2:
+            raise ValueError(f"{what} must give two sides, got {image_size!r}")
         self.stride = self._stride()
         self.rows, self.cols = self.image_size[0] // self.stride, self.image_size[1] // self.stride
+        for name, values in (("mean", mean), ("std", std)):
+            if not isinstance(values, (list, tuple)):
+                raise TypeError(f"ImageEncoderModality '{name}' must be a list of numbers, one per channel, got "
+                                f"{values!r}")
+            for value in values:
+                check_number(value, f"ImageEncoderModality '{name}' entry")
         if len(mean) != channels or len(std) != channels or min(std) <= 0:
             raise ValueError(f"ImageEncoderModality needs one mean and one positive std per channel ({channels}), got "
                              f"mean={tuple(mean)}, std={tuple(std)}")

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from graphfuse.backbones import Backbone, backbone_from_config, backbone_to_config, check_hidden_states
-from graphfuse.checks import check_int
+from graphfuse.checks import check_bool, check_int
 from graphfuse.config import asset_path, file_stem
 from graphfuse.data.modalities.base import Modality
 from graphfuse.data.modalities.feature_cache import FeatureCache
@@ -56,8 +56,15 @@ class PretrainedModality(Modality):
         if not isinstance(backbone, Backbone):
             raise TypeError(f"{type(self).__name__} expects a graphfuse Backbone, got {type(backbone).__name__}")
         check_int(batch_size, f"{type(self).__name__} 'batch_size'")
+        check_bool(trainable, f"{type(self).__name__} 'trainable'")
+        if device is not None:
+            try:
+                torch.device(device)
+            except (RuntimeError, TypeError):
+                raise ValueError(f"{type(self).__name__} 'device' must be None, a torch.device or a device name such "
+                                 f"as 'cpu' or 'cuda:0', got {device!r}") from None
         self.backbone = backbone
-        self.trainable = bool(trainable)
+        self.trainable = trainable
         self.device = device
         self.batch_size = batch_size
         self.cache = FeatureCache(cache_size)
@@ -162,6 +169,9 @@ class PretrainedModality(Modality):
         frozen one's weights from ``folder`` (without a folder, the backbone keeps random weights)."""
         backbone = backbone_from_config(config.pop("backbone"))
         weights = config.pop("weights", None)
+        if config.get("trainable", False) is True and weights is not None:
+            raise ValueError(f"The pretrained modality's config names the weights file {weights!r} for a fine-tuned "
+                             f"backbone, whose weights are the model's (expected null)")
         if not config.get("trainable", False) and folder is not None:
             path = asset_path(folder, weights, "The pretrained modality's config 'weights'")
             if not path.is_file():

@@ -6,7 +6,7 @@ from typing import Any
 import torch
 
 from graphfuse.backbones import Backbone, HFSpeechEncoder
-from graphfuse.checks import check_int
+from graphfuse.checks import check_bool, check_int
 from graphfuse.data.edges import chain_edges
 from graphfuse.data.modalities.audio import to_mono, unpack_audio
 from graphfuse.data.modalities.base import register_modality
@@ -63,6 +63,8 @@ class SpeechEncoderModality(PretrainedModality):
                 raise TypeError(f"SpeechEncoderModality needs a speech backbone with '{attribute}' (an "
                                 f"HFSpeechEncoder), got {type(backbone).__name__}")
         check_int(window, "SpeechEncoderModality 'window'")
+        check_bool(normalize, "SpeechEncoderModality 'normalize'")
+        check_bool(self_loops, "SpeechEncoderModality 'self_loops'")
         self.normalize, self.window, self.self_loops = normalize, window, self_loops
 
     @property

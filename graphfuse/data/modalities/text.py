@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from graphfuse.checks import check_choice, check_int
+from graphfuse.checks import check_bool, check_choice, check_int
 from graphfuse.config import asset_path, file_stem
 from graphfuse.data.edges import chain_edges
 from graphfuse.data.modalities.base import Modality, register_modality
@@ -67,6 +67,8 @@ class TextModality(Modality):
             check_int(max_length, "TextModality 'max_length'")
         check_choice(overflow, _OVERFLOW_POLICIES, "TextModality 'overflow'")
         check_int(window, "TextModality 'window'")
+        check_bool(self_loops, "TextModality 'self_loops'")
+        check_bool(spans, "TextModality 'spans'")
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.overflow = overflow
