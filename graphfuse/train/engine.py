@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from graphfuse.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from graphfuse.checks import check_choice, check_int, check_probability
+from graphfuse.checks import check_choice, check_int, check_number, check_probability
 from graphfuse.config import short_repr
 from graphfuse.data import GraphBuilder, PairGraphs
 from graphfuse.io import ensure_writable_dir
@@ -288,9 +288,12 @@ class Trainer:
         check_choice(precision, PRECISIONS, "Trainer 'precision'")
         if patience is not None:
             check_int(patience, "Trainer 'patience'")
-        if not 0 <= warmup < 1:
+        check_number(lr, "Trainer 'lr'")  # 0 freezes the weights, as torch's optimisers allow
+        check_number(weight_decay, "Trainer 'weight_decay'")
+        check_int(seed, "Trainer 'seed'", minimum=0)
+        if not check_number(warmup, "Trainer 'warmup' (a fraction of all steps)") < 1:
             raise ValueError(f"Trainer 'warmup' is a fraction of all steps in [0, 1), got {warmup!r}")
-        if clip_grad_norm is not None and not clip_grad_norm > 0:
+        if clip_grad_norm is not None and check_number(clip_grad_norm, "Trainer 'clip_grad_norm' (or None)") == 0:
             raise ValueError(f"Trainer 'clip_grad_norm' must be positive or None, got {clip_grad_norm!r}")
         task = _resolve_task(model, task)
         builder = _resolve_builder(model, builder)

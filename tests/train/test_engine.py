@@ -602,7 +602,8 @@ def test_eval_batch_size_batches_evaluation_only(make_model, small, monkeypatch)
 
 @pytest.mark.parametrize("option, value", [
     ("optimizer", "lamb"), ("schedule", "step"), ("precision", "fp16"), ("warmup", 1.0), ("clip_grad_norm", 0.0),
-    ("eval_batch_size", 0),
+    ("eval_batch_size", 0), ("lr", "x"), ("lr", -1e-3), ("lr", float("nan")), ("weight_decay", -0.1),
+    ("weight_decay", None), ("warmup", "0.1"), ("warmup", -0.1), ("clip_grad_norm", "1"), ("seed", -1), ("seed", 1.5),
 ])
 def test_bad_options_are_refused(make_model, option, value):
     with pytest.raises(ValueError, match=option):
