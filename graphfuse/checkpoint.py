@@ -53,6 +53,12 @@ class CheckpointError(ValueError):
     truncated, of another kind or of a newer format. The message names the file and what is wrong."""
 
 
+#: What rebuilding an object from a saved configuration may raise when the configuration is wrong: bad
+#: arguments, missing entries or files, and sizes too large to allocate (a hostile file may ask for any
+#: size); loading turns each into a :class:`CheckpointError` naming the file.
+REBUILD_ERRORS = (ValueError, TypeError, LookupError, FileNotFoundError, OverflowError, MemoryError, RuntimeError)
+
+
 class UnsafeCheckpointError(CheckpointError, pickle.UnpicklingError):
     """A checkpoint holds objects other than tensors and plain containers, which unpickling could turn into
     code execution; graphfuse refuses to load it."""

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, HeteroData
 
-from graphfuse.checkpoint import CheckpointError, read_json
+from graphfuse.checkpoint import REBUILD_ERRORS, CheckpointError, read_json
 from graphfuse.checks import check_int, check_str
 from graphfuse.config import check_json, short_repr
 from graphfuse.data.cache import TemplateCache
@@ -356,7 +356,7 @@ class GraphBuilder:
         config = read_json(path, "the builder")
         try:
             return cls.from_config(config, folder)
-        except (ValueError, TypeError, LookupError, FileNotFoundError) as error:
+        except REBUILD_ERRORS as error:
             raise CheckpointError(f"{path}: the builder could not be rebuilt: {error}") from None
 
     def __getstate__(self) -> dict[str, Any]:

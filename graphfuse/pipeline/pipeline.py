@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch.nn.parameter import UninitializedParameter
 
-from graphfuse.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from graphfuse.checkpoint import REBUILD_ERRORS, CheckpointError, load_checkpoint, save_checkpoint
 from graphfuse.checks import check_int
 from graphfuse.config import as_json, short_repr
 from graphfuse.data import GraphBuilder, NodeSet, PairGraphs
@@ -161,7 +161,7 @@ class Pipeline:
         where = folder / "pipeline.json"
         try:
             builder = GraphBuilder.from_config(config["builder"], folder)
-        except (ValueError, TypeError, LookupError, FileNotFoundError) as error:
+        except REBUILD_ERRORS as error:
             raise CheckpointError(f"{where}: the graph builder could not be rebuilt: {error}") from None
         model_config, task = config["model"], config["task"]
         if not isinstance(model_config, Mapping) or not isinstance(model_config.get("kwargs"), Mapping) \
@@ -170,7 +170,7 @@ class Pipeline:
                                   f"pipeline again")
         try:
             model = create_model(model_config.get("name"), schema=builder.schema(), seed=0, **model_config["kwargs"])
-        except (ValueError, TypeError) as error:
+        except REBUILD_ERRORS as error:
             raise CheckpointError(f"{where}: the model could not be rebuilt: {error}") from None
         _load_state(model, folder / WEIGHTS_FILE)
         model.to("cpu" if device is None else device).eval()

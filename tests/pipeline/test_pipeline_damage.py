@@ -176,3 +176,14 @@ def test_a_damaged_gallery_index(tmp_path, content):
     path = tmp_path / "gallery.safetensors"
     path.write_bytes(content)
     assert_damage_reported(lambda: GalleryIndex.load(path), path, "is not a readable safetensors file")
+
+
+@pytest.mark.parametrize("edit", [
+    lambda config: config["model"]["kwargs"].__setitem__("hidden_channels", 2 ** 40),
+    lambda config: config["model"]["kwargs"].__setitem__("num_classes", 2 ** 40),
+    lambda config: config["builder"]["modalities"]["image"]["config"].__setitem__("patch_size", 10 ** 8),
+], ids=["hidden_channels 2^40", "num_classes 2^40", "patch_size 1e8"])
+def test_sizes_too_large_to_allocate(folder, edit):
+    """A hostile file may ask for any size: the allocator's refusal is the file's error, not torch's raw one."""
+    edited(folder, edit)
+    assert_damage_reported(lambda: Pipeline.from_pretrained(folder), folder / CONFIG_FILE, "could not be rebuilt")
