@@ -4,5 +4,6 @@ them for a model trained on an embedded task or a saved pipeline."""
 from graphfuse.explain.attention import AttentionRecorder, LayerAttention
 from graphfuse.explain.explainer import explain
 from graphfuse.explain.explanation import Explanation
+from graphfuse.explain.measures import SpanAttention, span_attention
 
-__all__ = ["AttentionRecorder", "Explanation", "LayerAttention", "explain"]
+__all__ = ["AttentionRecorder", "Explanation", "LayerAttention", "SpanAttention", "explain", "span_attention"]

@@ -57,7 +57,9 @@ class Explanation:
     def node_types(self) -> list[str]:
         return [t for t in self.graph.node_types if t in self.node_attributions]
 
-    def _check_sample(self, sample: int) -> int:
+    def check_sample(self, sample: int) -> int:
+        """``sample`` as an index in ``[0, num_samples)`` (negative ones count from the end), or an
+        ``IndexError`` saying how many samples there are."""
         count = self.num_samples
         if isinstance(sample, bool) or not isinstance(sample, int) or not -count <= sample < count:
             raise IndexError(f"Explanation holds {self.num_samples} samples; sample must be an int in "
@@ -66,7 +68,7 @@ class Explanation:
 
     def node_range(self, sample: int, node_type: str) -> tuple[int, int]:
         """``(start, end)``: the batch indices of ``sample``'s nodes of ``node_type``."""
-        sample = self._check_sample(sample)
+        sample = self.check_sample(sample)
         if node_type not in self.graph.node_types:
             raise KeyError(f"node type {node_type!r} is not in the batch; it has {self.graph.node_types}")
         ptr = self.graph[node_type].ptr
@@ -168,7 +170,7 @@ class Explanation:
         an ``edge_mask`` ``[E]`` per edge type (attention averaged over heads and over the layers
         that read the relation), so PyG's explanation tools (``get_explanation_subgraph``,
         thresholds, ``visualize_feature_importance``) apply."""
-        sample = self._check_sample(sample)
+        sample = self.check_sample(sample)
         explanation = HeteroExplanation()
         for node_type in self.node_types:
             start, end = self.node_range(sample, node_type)

@@ -136,7 +136,7 @@ def draw_sample_graph(explanation: Explanation, sample: int, layer: int = -1, fi
                                edge_color=[w / top for _, w in ordered], edge_cmap=_colormap("Reds"),
                                edge_vmin=-0.15, edge_vmax=1.0, alpha=0.8)
     has_attention = bool(explanation.layers)
-    ax.set_title(f"sample {sample}: each cross-modal edge by the attention the upper node gives the lower one "
+    ax.set_title(f"sample {sample}: cross-modal edges by the attention the upper node gives the lower one\n"
                  f"(layer {layer}, heads averaged); node size: |gradient x input|" if has_attention
                  else f"sample {sample}: the model has no attention; cross-modal edges drawn alike")
     ax.legend(loc="upper right", fontsize=8, markerscale=0.5)
@@ -242,7 +242,7 @@ def plot_attention_over_time(explanation: Explanation, sample: int, query: str =
 def plot_modality_contributions(explanation: Explanation, sample: int):
     """Bars per modality: the change in the explained score when the modality is left out, and
     gradient x input summed over its nodes."""
-    sample = explanation._check_sample(sample)
+    sample = explanation.check_sample(sample)
     types = [t for t in explanation.node_types if explanation.num_nodes(sample, t)]
     left_out = [float(explanation.contributions.get(t, torch.tensor([math.nan] * explanation.num_samples))[sample])
                 for t in types]

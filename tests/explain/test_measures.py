@@ -2,8 +2,7 @@ import pytest
 import torch
 from torch_geometric.data import Batch, HeteroData
 
-from graphfuse.explain import Explanation, LayerAttention
-from graphfuse.explain.measures import span_attention
+from graphfuse.explain import Explanation, LayerAttention, span_attention
 
 TEXT_AUDIO = ("audio", "to", "text")
 
