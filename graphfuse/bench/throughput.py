@@ -17,6 +17,20 @@ With ``--sizes``, every modality has n = 16, 64, 256 nodes, with full cross edge
 cross edges (k = 8; graphfuse methods recompute them from the embeddings before every block; the
 PyG / DGL layers take fixed edges, so they run only with full edges).
 
+``--preset real`` measures inputs of a realistic size instead (batch 8 unless ``--batch-size``
+says otherwise): a 64-word caption with each word's time span, a 224-pixel image in 16-pixel
+patches (196 patches) and 10 s of audio at the 10 ms hop (1,000 frames), with three kinds of
+cross-modal edges: ``sparse`` (each word joined to the frames it spans, ``TemporalAlignment``;
+patches <-> frames and words <-> patches ``StridedBipartite(8)``), ``knn`` and ``full``. A method
+that cannot run a kind of edges, or whose batch would not fit in memory, is listed with the
+reason.
+
+``--modes fp32,bf16,compile`` measures each method in each mode side by side: ``bf16`` runs the
+step under ``torch.autocast`` with bfloat16, ``compile`` runs the model through ``torch.compile``
+(graphfuse's convs take their reference path there, which the compiler fuses), ``bf16+compile``
+both; each row's ``vs_fp32`` is its speed over the same method in fp32, and ``vs_dense_transformer``
+compares with the transformer in the same mode.
+
 Peak step memory is the peak growth of the resident set during one training step (after a warm-up
 step) in a fresh process per method whose allocator returns freed memory at once, so the resident
 set follows live tensors (CPU, Linux/glibc), or ``torch.cuda.max_memory_allocated`` (CUDA).
@@ -32,6 +46,7 @@ import platform
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -47,6 +62,8 @@ from graphfuse.data import (
     FullBipartite,
     GraphBuilder,
     ImageModality,
+    StridedBipartite,
+    TemporalAlignment,
     TextModality,
     Tokenizer,
 )
@@ -61,6 +78,15 @@ METHODS = (*(f"graphfuse-{conv}" for conv in GRAPHFUSE_CONVS), "pyg-heteroconv-g
            "dgl-graphconv", "dgl-gat", "dense-transformer", "early-fusion-mlp")
 SIZES = (16, 64, 256)
 CROSS = ("full", "knn")
+PRESETS = ("default", "real")
+#: The realistic inputs of ``--preset real``: a 64-word caption, a 224-pixel image in 16-pixel
+#: patches and 10 s of audio at the 10 ms hop; batch 8.
+REAL = {"tokens": 64, "grid": 14, "patch_size": 16, "frames": 1000, "batch_size": 8}
+REAL_CROSS = ("sparse", "knn", "full")
+MODES = ("fp32", "bf16", "compile", "bf16+compile")
+#: Cross-modal edges each node receives from another modality with ``sparse`` edges (where no timing
+#: pairs them).
+SPARSE_BUDGET = 8
 NUM_CLASSES = 10
 KNN = 8
 # PyG / DGL layers materialise [E, hidden] messages: beyond this many edges a batch does not fit.
@@ -78,6 +104,8 @@ class Config:
     heads: int = 4
     batch_size: int = 64
     cross: str = "full"
+    timed_text: bool = False
+    mode: str = "fp32"
     threads: int = 1
     device: str = "cpu"
 
@@ -86,13 +114,39 @@ class Config:
         """Nodes per modality when all modalities have the same count (the ``--sizes`` runs)."""
         return self.tokens if self.tokens == self.grid ** 2 == self.frames else None
 
+    @property
+    def size(self) -> str:
+        """The size in the tables: ``n``, ``"real"`` (timed captions) or ``"default"``."""
+        return str(self.n) if self.n else "real" if self.timed_text else "default"
+
 
 def make_builder(config: Config) -> GraphBuilder:
-    modalities = {"text": TextModality(Tokenizer.from_corpus([WORDS]), max_length=max(512, config.tokens)),
+    modalities = {"text": TextModality(Tokenizer.from_corpus([WORDS]), max_length=max(512, config.tokens),
+                                       spans=config.timed_text),
                   "image": ImageModality(patch_size=config.patch_size, channels=3), "audio": AudioModality()}
-    cross = [] if config.cross == "knn" else [CrossEdges(a, b, FullBipartite())
-                                               for a, b in itertools.combinations(modalities, 2)]
+    if config.cross == "knn":
+        cross = []
+    elif config.cross == "sparse":
+        cross = [CrossEdges("text", "audio", TemporalAlignment()),
+                 CrossEdges("text", "image", StridedBipartite(SPARSE_BUDGET)),
+                 CrossEdges("image", "audio", StridedBipartite(SPARSE_BUDGET))]
+    else:
+        cross = [CrossEdges(a, b, FullBipartite()) for a, b in itertools.combinations(modalities, 2)]
     return GraphBuilder(modalities, cross=cross, max_edges_per_sample=None)
+
+
+def make_samples(config: Config, seed: int) -> list[dict]:
+    """Synthetic samples of the config's sizes; with ``timed_text`` each word spans an equal share
+    of the clip, in order."""
+    samples = synthetic_samples(config.batch_size, tokens=config.tokens, grid=config.grid,
+                                patch_size=config.patch_size, frames=config.frames, seed=seed)
+    if config.timed_text:
+        for sample in samples:
+            waveform, rate = sample["audio"]
+            share = waveform.numel() / rate / config.tokens
+            sample["text"] = {"tokens": sample["text"].split(),
+                              "spans": [[i * share, (i + 1) * share] for i in range(config.tokens)]}
+    return samples
 
 
 def metadata(builder: GraphBuilder) -> tuple[list, list]:
@@ -139,7 +193,7 @@ def available(method: str, config: Config) -> str | None:
         if config.cross == "knn":
             return "fixed edges only"
         cross_edges = 6 * config.batch_size * max(config.tokens, config.grid ** 2, config.frames) ** 2
-        if cross_edges > MAX_BASELINE_EDGES:
+        if config.cross == "full" and cross_edges > MAX_BASELINE_EDGES:
             gigabytes = cross_edges * config.hidden * 4 / 1e9
             return f"{cross_edges / 1e6:.0f}M cross edges: per-edge messages alone need {gigabytes:.0f} GB"
     return None
@@ -149,8 +203,7 @@ def setup(method: str, config: Config, seed: int = 0):
     """The model, the batch and a function running one training step."""
     torch.manual_seed(seed)
     builder = make_builder(config)
-    samples = synthetic_samples(config.batch_size, tokens=config.tokens, grid=config.grid,
-                                patch_size=config.patch_size, frames=config.frames, seed=seed)
+    samples = make_samples(config, seed)
     batch = builder.collate([builder.featurize(s) for s in samples])
     meta = metadata(builder)
     device = torch.device(config.device)
@@ -164,10 +217,12 @@ def setup(method: str, config: Config, seed: int = 0):
     target = torch.randint(0, NUM_CLASSES, (config.batch_size,), device=device)
     model(batch, graph)  # materialise lazy sizes before the optimiser sees the parameters
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    forward = torch.compile(model) if "compile" in config.mode else model
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(model(batch, graph), target)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled="bf16" in config.mode):
+            loss = torch.nn.functional.cross_entropy(forward(batch, graph).float(), target)
         loss.backward()
         optimizer.step()
         if device.type == "cuda":
@@ -212,30 +267,40 @@ def _probe_in_subprocess(method: str, config: Config) -> float | None:
     return float(result.stdout.strip().splitlines()[-1])
 
 
-def measure(config: Config, methods: list[str], rounds: int) -> list[dict[str, Any]]:
-    """One configuration: every available method timed side by side, then its peak memory."""
+def measure(config: Config, methods: list[str], rounds: int, modes: Sequence[str] = ("fp32",)
+            ) -> list[dict[str, Any]]:
+    """One configuration: every available method in every mode timed side by side, then its peak memory."""
     runnable, rows = {}, []
     for method in methods:
         reason = available(method, config)
-        if reason is None:
-            runnable[method] = setup(method, config)
-        else:
-            logger.info("skipping %s (n=%s, cross=%s): %s", method, config.n, config.cross, reason)
+        if reason is not None:
+            logger.info("skipping %s (size=%s, cross=%s): %s", method, config.size, config.cross, reason)
+            rows.append({"method": method, "n": config.n, "size": config.size, "cross": config.cross,
+                         "skipped": reason})
+            continue
+        for mode in modes:
+            runnable[method, mode] = setup(method, replace(config, mode=mode))
     seconds = interleaved_seconds(runnable, rounds, min_seconds=0.2)
-    for method, value in seconds.items():
-        peak = (peak_step_mb(method, config) if config.device.startswith("cuda")
-                else _probe_in_subprocess(method, config))
-        rows.append({"method": method, "n": config.n, "cross": config.cross,
+    for (method, mode), value in seconds.items():
+        moded = replace(config, mode=mode)
+        peak = peak_step_mb(method, moded) if config.device.startswith("cuda") else _probe_in_subprocess(method, moded)
+        rows.append({"method": method, "n": config.n, "size": config.size, "cross": config.cross, "mode": mode,
                      "samples_per_s": config.batch_size / value, "peak_mb": peak})
-    for row in rows:
+    timed = [row for row in rows if not row.get("skipped")]
+    for row in timed:
+        same_mode = [r for r in timed if r["mode"] == row["mode"]]
         for key, reference in (("vs_dense_transformer", "dense-transformer"),
                                ("vs_pyg_heteroconv", "pyg-heteroconv-gcn")):
-            base = next((r["samples_per_s"] for r in rows if r["method"] == reference), None)
+            base = next((r["samples_per_s"] for r in same_mode if r["method"] == reference), None)
             row[key] = row["samples_per_s"] / base if base else None
+        fp32 = next((r["samples_per_s"] for r in timed if r["method"] == row["method"] and r["mode"] == "fp32"), None)
+        row["vs_fp32"] = row["samples_per_s"] / fp32 if fp32 else None
     return rows
 
 
-def configs(base: Config, sizes: bool) -> list[Config]:
+def configs(base: Config, sizes: bool, preset: str = "default") -> list[Config]:
+    if preset == "real":
+        return [replace(base, cross=cross, timed_text=True) for cross in REAL_CROSS]
     if not sizes:
         return [base]
     return [base] + [replace(base, tokens=n, grid=int(math.isqrt(n)), frames=n, cross=cross)
@@ -243,48 +308,64 @@ def configs(base: Config, sizes: bool) -> list[Config]:
 
 
 def format_table(results: list[dict[str, Any]]) -> str:
-    lines = ["| method | n | cross | samples/s | peak MB | vs dense-transformer | vs pyg-heteroconv |",
-             "|---|---:|---|---:|---:|---:|---:|"]
+    lines = ["| method | size | cross | mode | samples/s | peak MB | vs dense-transformer | vs pyg-heteroconv | "
+             "vs fp32 |", "|---|---:|---|---|---:|---:|---:|---:|---:|"]
+    for row in results:
+        if row.get("skipped"):
+            lines.append(f"| {row['method']} | {row['size']} | {row['cross']} | | not run: {row['skipped']} | | | | |")
+    results = [row for row in results if not row.get("skipped")]
 
     def fmt(value, spec, unit=""):
         return "n/a" if value is None else format(value, spec) + unit
 
     for row in results:
-        lines.append(f"| {row['method']} | {row['n'] or 'default'} | {row['cross']} | {row['samples_per_s']:.1f} | "
-                     f"{fmt(row['peak_mb'], '.0f')} | {fmt(row['vs_dense_transformer'], '.2f', 'x')} | "
-                     f"{fmt(row['vs_pyg_heteroconv'], '.2f', 'x')} |")
+        lines.append(f"| {row['method']} | {row['size']} | {row['cross']} | {row['mode']} | "
+                     f"{row['samples_per_s']:.1f} | {fmt(row['peak_mb'], '.0f')} | "
+                     f"{fmt(row['vs_dense_transformer'], '.2f', 'x')} | {fmt(row['vs_pyg_heteroconv'], '.2f', 'x')} | "
+                     f"{fmt(row['vs_fp32'], '.2f', 'x')} |")
     return "\n".join(lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", action="store_true", help=f"also n = {SIZES} nodes per modality, full and k-NN")
+    parser.add_argument("--preset", choices=PRESETS, default="default",
+                        help="real: a 64-word timed caption, 196 patches of a 224-pixel image and 1,000 audio frames, "
+                             "batch 8, with sparse, k-NN and full cross-modal edges")
     parser.add_argument("--quick", action="store_true", help="the default config only, few rounds (< 5 minutes)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, help="samples per step (default: 64; 8 with --preset real)")
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=7, help="interleaved measurement rounds (median reported)")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
+    parser.add_argument("--modes", default="fp32", help="comma-separated subset of " + ",".join(MODES) +
+                        " measured side by side (default: fp32)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--allocator", choices=ALLOCATORS, default="tuned")
 
 
 def main(args: argparse.Namespace) -> dict:
     methods = names_of("--methods", args.methods, METHODS)
+    modes = names_of("--modes", args.modes, MODES)
     if not re.fullmatch(r"cpu|cuda(:\d+)?", args.device):
         raise UsageError(f"error: --device must be cpu, cuda or cuda:N, got {args.device!r}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("error: --device cuda but torch sees no CUDA device")
     torch.set_num_threads(args.threads)
     allocator = configure_allocator(args.allocator)
-    base = Config(hidden=args.hidden, layers=args.layers, heads=args.heads, batch_size=args.batch_size,
-                  threads=args.threads, device=args.device)
+    if args.preset == "real" and args.sizes:
+        raise UsageError("error: --sizes and --preset real are two different sweeps; pick one")
+    base = Config(hidden=args.hidden, layers=args.layers, heads=args.heads, threads=args.threads, device=args.device,
+                  **(REAL if args.preset == "real" else {}))
+    if args.batch_size is not None:
+        base = replace(base, batch_size=args.batch_size)
     results = []
-    for config in configs(base, args.sizes and not args.quick):
-        logger.info("measuring n=%s cross=%s", config.n or "default", config.cross)
-        results.extend(measure(config, methods, 3 if args.quick else args.rounds))
+    for config in configs(base, args.sizes and not args.quick, args.preset):
+        logger.info("measuring size=%s cross=%s", config.size, config.cross)
+        results.extend(measure(config, methods, 3 if args.quick else args.rounds, modes))
     report = {"config": {**asdict(base), "knn": KNN, "sizes": list(SIZES) if args.sizes else [],
+                         "preset": args.preset, "sparse_budget": SPARSE_BUDGET, "modes": modes,
                          "allocator": allocator, "torch": torch.__version__,
                          "torch_geometric": torch_geometric.__version__,
                          "machine": platform.processor() or platform.machine(),

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from graphfuse.bench import throughput
 from graphfuse.bench.__main__ import main
@@ -33,8 +34,8 @@ def test_measure_reports_schema_and_ratios():
     rows = throughput.measure(TINY, ["graphfuse-gcn", "dense-transformer", "pyg-heteroconv-gcn"], rounds=1)
     assert [r["method"] for r in rows] == ["graphfuse-gcn", "dense-transformer", "pyg-heteroconv-gcn"]
     for row in rows:
-        assert set(row) == {"method", "n", "cross", "samples_per_s", "peak_mb", "vs_dense_transformer",
-                            "vs_pyg_heteroconv"}
+        assert set(row) == {"method", "n", "size", "cross", "mode", "samples_per_s", "peak_mb",
+                            "vs_dense_transformer", "vs_pyg_heteroconv", "vs_fp32"}
         assert row["samples_per_s"] > 0 and row["peak_mb"] is not None
     transformer = rows[1]["samples_per_s"]
     assert rows[0]["vs_dense_transformer"] == pytest.approx(rows[0]["samples_per_s"] / transformer)
@@ -56,3 +57,82 @@ def test_cli_writes_json(tmp_path, monkeypatch):
     report = json.loads(path.read_text())
     assert report["config"]["hidden"] == 16
     assert {r["method"] for r in report["results"]} == {"graphfuse-gcn", "dense-transformer"}
+
+
+def test_the_real_preset_is_the_issues_size_with_three_kinds_of_edges():
+    base = throughput.Config(**throughput.REAL)
+    configs = throughput.configs(base, sizes=False, preset="real")
+    assert [c.cross for c in configs] == ["sparse", "knn", "full"]
+    for config in configs:
+        assert (config.tokens, config.grid ** 2, config.frames, config.batch_size) == (64, 196, 1000, 8)
+        assert config.grid * config.patch_size == 224 and config.timed_text and config.size == "real"
+
+
+def test_sparse_edges_join_each_word_to_the_frames_it_spans():
+    config = throughput.Config(tokens=4, grid=2, frames=20, batch_size=1, cross="sparse", timed_text=True)
+    builder = throughput.make_builder(config)
+    graph = builder.build(throughput.make_samples(config, seed=0)[0])
+    spans, times = graph["text"].time, graph["audio"].time
+    expected = {(f, w) for w in range(4) for f in range(times.size(0))
+                if times[f, 0] < spans[w, 1] and spans[w, 0] < times[f, 1]}
+    assert set(map(tuple, graph["audio", "to", "text"].edge_index.t().tolist())) == expected
+    assert all(len({w for f, w in expected if f == frame}) >= 1 for frame in range(times.size(0)))
+    budget = throughput.SPARSE_BUDGET
+    assert graph["audio", "to", "image"].edge_index.size(1) == 4 * min(budget, times.size(0))
+
+
+def test_methods_that_cannot_run_are_listed_with_the_reason(monkeypatch):
+    monkeypatch.setattr(throughput, "_probe_in_subprocess", lambda method, config: 1.0)  # measured above
+    config = throughput.Config(tokens=4, grid=2, frames=4, hidden=16, batch_size=2, cross="knn")
+    rows = throughput.measure(config, ["graphfuse-gcn", "pyg-heteroconv-gcn"], rounds=1)
+    skipped = [r for r in rows if r.get("skipped")]
+    assert [(r["method"], r["skipped"]) for r in skipped] == [("pyg-heteroconv-gcn", "fixed edges only")]
+    assert "| pyg-heteroconv-gcn | 4 | knn | | not run: fixed edges only |" in throughput.format_table(rows)
+
+
+def test_cli_real_preset_runs_every_kind_of_edges(tmp_path, monkeypatch):
+    monkeypatch.setattr(throughput, "REAL", {"tokens": 4, "grid": 2, "patch_size": 4, "frames": 12, "batch_size": 2})
+    monkeypatch.setattr(throughput, "_probe_in_subprocess", lambda method, config: 1.0)
+    path = tmp_path / "real.json"
+    assert main(["throughput", "--preset", "real", "--rounds", "1", "--hidden", "16",
+                 "--methods", "graphfuse-gat,dense-transformer", "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    assert report["config"]["preset"] == "real" and report["config"]["batch_size"] == 2
+    assert sorted((r["cross"], r["method"]) for r in report["results"]) == sorted(
+        (cross, method) for cross in ("sparse", "knn", "full") for method in ("graphfuse-gat", "dense-transformer"))
+    assert {r["size"] for r in report["results"]} == {"real"}
+
+
+def test_cli_refuses_two_sweeps_at_once():
+    with pytest.raises(SystemExit, match="pick one"):
+        main(["throughput", "--preset", "real", "--sizes"])
+
+
+def test_modes_are_measured_side_by_side_against_fp32(monkeypatch):
+    monkeypatch.setattr(throughput, "_probe_in_subprocess", lambda method, config: 1.0)
+    rows = throughput.measure(TINY, ["graphfuse-gat", "dense-transformer"], rounds=1, modes=("fp32", "bf16"))
+    assert sorted((r["method"], r["mode"]) for r in rows) == sorted(
+        (m, mode) for m in ("graphfuse-gat", "dense-transformer") for mode in ("fp32", "bf16"))
+    by = {(r["method"], r["mode"]): r for r in rows}
+    assert by["graphfuse-gat", "fp32"]["vs_fp32"] == 1.0
+    gat, transformer = by["graphfuse-gat", "bf16"], by["dense-transformer", "bf16"]
+    assert gat["vs_fp32"] == pytest.approx(gat["samples_per_s"] / by["graphfuse-gat", "fp32"]["samples_per_s"])
+    assert gat["vs_dense_transformer"] == pytest.approx(gat["samples_per_s"] / transformer["samples_per_s"])
+    assert "| bf16 |" in throughput.format_table(rows)
+
+
+def test_a_bf16_step_runs_the_model_in_bfloat16():
+    step = throughput.setup("graphfuse-gat", throughput.Config(**{**TINY.__dict__, "mode": "bf16"}))
+    seen = []
+    handle = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, args, out: seen.append(out.dtype) if isinstance(module, torch.nn.Linear) else None)
+    try:
+        step()
+    finally:
+        handle.remove()
+    assert seen and set(seen) == {torch.bfloat16}
+
+
+def test_cli_rejects_unknown_modes():
+    with pytest.raises(SystemExit, match="unknown modes"):
+        main(["throughput", "--modes", "fp8"])

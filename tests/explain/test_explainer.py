@@ -5,6 +5,7 @@ import torch
 
 from graphfuse import Pipeline
 from graphfuse.explain import Explanation, explain
+from graphfuse.testing import requires_cuda
 
 
 def _probabilities(model, builder, samples):
@@ -132,3 +133,16 @@ def test_baselines_are_explained_without_attention(make_model, builder, samples)
 def test_bad_calls_are_refused_with_the_fix(make_model, builder, samples, call, message):
     with pytest.raises((TypeError, ValueError), match=message):
         call(make_model("graph-gat", heads=2), builder, samples)
+
+
+@requires_cuda
+def test_a_model_on_the_gpu_is_explained_as_on_the_cpu(make_model, builder, samples):
+    model = make_model("graph-hgt", heads=2)
+    on_cpu = explain(model, samples, builder=builder)
+    on_gpu = explain(model.to("cuda"), samples, builder=builder)
+    assert on_gpu.graph["text"].x.device.type == "cpu"
+    torch.testing.assert_close(on_gpu.score, on_cpu.score, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(on_gpu.attention(0, "text", "audio"), on_cpu.attention(0, "text", "audio"),
+                               atol=1e-5, rtol=1e-4)
+    for node_type, values in on_cpu.node_attributions.items():
+        torch.testing.assert_close(on_gpu.node_attributions[node_type], values, atol=1e-4, rtol=1e-3)
