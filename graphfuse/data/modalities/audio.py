@@ -277,6 +277,7 @@ def to_mono(waveform: Any, name: str) -> Tensor:
                 f"Modality '{name}' received a waveform of shape {tuple(waveform.shape)} with more "
                 f"channels than samples (channels last? transpose it to [C, T])")
         waveform = waveform.mean(dim=0)
+        check_finite(waveform, name, "samples")  # the mean of finite channels may overflow float32
     elif waveform.dim() != 1:
         raise ValueError(
             f"Modality '{name}' received a {waveform.dim()}-D waveform of shape {tuple(waveform.shape)}; "
@@ -284,5 +285,4 @@ def to_mono(waveform: Any, name: str) -> Tensor:
     if waveform.numel() == 0:
         raise ValueError(f"Modality '{name}' received an empty waveform; leave the '{name}' key out of a "
                          "sample that has no audio")
-    check_finite(waveform, name, "samples")
     return waveform
