@@ -51,9 +51,10 @@ def requires_cuda(test: Callable) -> Callable:
 
 
 def assert_same_graph(actual: HeteroData, expected: HeteroData, ordered: bool = True,
-                      exclude: Collection[str] = ()) -> None:
+                      exclude: Collection[str] = (), rtol: float = 0.0, atol: float = 0.0) -> None:
     """Raises an ``AssertionError`` naming the first difference unless both graphs have the same node
-    counts and tensors (see :func:`graphfuse.data.compare.graph_difference`)."""
-    difference = graph_difference(actual, expected, ordered, exclude)
+    counts and tensors, floating ones within ``rtol`` and ``atol`` (see
+    :func:`graphfuse.data.compare.graph_difference`)."""
+    difference = graph_difference(actual, expected, ordered, exclude, rtol, atol)
     if difference is not None:
         raise AssertionError(difference)

@@ -84,9 +84,17 @@ def check_hidden_states(hidden: Any, owner: str, batch_size: int | None = None) 
 def image_to_patches(image: Tensor, stride: int) -> Tensor:
     """An image :math:`[C, H, W]` (sides multiples of ``stride``) -> row-major patches
     :math:`[(H/s)(W/s), C s^2]`, channel-major within a patch (as :class:`~graphfuse.ImageModality`)."""
-    channels, height, width = image.shape
-    patches = image.unfold(1, stride, stride).unfold(2, stride, stride)  # [C, rows, cols, s, s]
-    return patches.permute(1, 2, 0, 3, 4).reshape((height // stride) * (width // stride), -1).contiguous()
+    return images_to_patches(image.unsqueeze(0), stride)[0]
+
+
+def images_to_patches(images: Tensor, stride: int, dtype: torch.dtype | None = None) -> Tensor:
+    """:func:`image_to_patches` of a batch :math:`[B, C, H, W]` -> :math:`[B, (H/s)(W/s), C s^2]`, in one
+    copy that also converts to ``dtype`` (default: the images' own)."""
+    batch, channels, height, width = images.shape
+    rows, cols = height // stride, width // stride
+    patches = torch.empty(batch, rows, cols, channels, stride, stride, dtype=dtype or images.dtype)
+    patches.copy_(images.unfold(2, stride, stride).unfold(3, stride, stride).permute(0, 2, 3, 1, 4, 5))
+    return patches.view(batch, rows * cols, channels * stride * stride)
 
 
 def patches_to_images(patches: Tensor, rows: int, cols: int, stride: int) -> Tensor:

@@ -177,8 +177,10 @@ class GraphBuilder:
 
     def featurize_many(self, samples: Sequence[Mapping[str, Any]]) -> list[dict[str, NodeSet]]:
         """:meth:`featurize` of many samples, each modality featurising its inputs together
-        (:meth:`Modality.featurize_many <graphfuse.data.modalities.Modality.featurize_many>`), so
-        that a pretrained encoder runs once per batch rather than once per sample."""
+        (:meth:`Modality.featurize_many <graphfuse.data.modalities.Modality.featurize_many>`): one
+        short-time Fourier transform for the clips, one patch cut per image size, one vocabulary
+        look-up for the texts, one pretrained encoder call per batch, rather than one of each per
+        sample. :meth:`collate` and the Trainer's ``DataLoader`` workers featurise this way."""
         pending: dict[str, list[tuple[int, Any]]] = {}
         nodes: list[dict[str, NodeSet]] = [{} for _ in samples]
         for index, sample in enumerate(samples):
@@ -195,8 +197,8 @@ class GraphBuilder:
                     pending.setdefault(key, []).append((index, raw))
         for key, items in pending.items():
             featurized = self.modalities[key].featurize_many([raw for _, raw in items])
-            for (index, _), node_set in zip(items, featurized, strict=True):
-                nodes[index][key] = self._conforming(key, node_set.validate(key))
+            for (index, _), node_set in zip(items, featurized, strict=True):  # (built-in modalities validate their own)
+                nodes[index][key] = self._conforming(key, node_set if node_set.validated else node_set.validate(key))
         for sample_nodes in nodes:
             if not sample_nodes:
                 raise ValueError(f"Sample has none of the modalities {list(self.modalities)}; every sample needs at "
@@ -236,8 +238,9 @@ class GraphBuilder:
         node_sets: list[Mapping[str, NodeSet] | None] = [sample if self._featurized(sample) else None
                                                          for sample in samples]
         todo = [index for index, nodes in enumerate(node_sets) if nodes is None]
-        for index, nodes in zip(todo, self.featurize_many([samples[index] for index in todo]), strict=True):
-            node_sets[index] = nodes
+        if todo:
+            for index, nodes in zip(todo, self.featurize_many([samples[index] for index in todo]), strict=True):
+                node_sets[index] = nodes
         return node_sets
 
     def _featurized(self, sample: Any) -> bool:

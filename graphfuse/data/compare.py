@@ -15,7 +15,7 @@ def graph_tensors(data: HeteroData, exclude: Collection[str] = ()) -> dict[tuple
 
 
 def graph_difference(actual: HeteroData, expected: HeteroData, ordered: bool = True,
-                     exclude: Collection[str] = ()) -> str | None:
+                     exclude: Collection[str] = (), rtol: float = 0.0, atol: float = 0.0) -> str | None:
     """The first difference between two graphs, or ``None`` when they have the same node counts and
     the same tensors (values, dtypes and shapes; NaN equals NaN) under the same node and edge types.
 
@@ -23,6 +23,9 @@ def graph_difference(actual: HeteroData, expected: HeteroData, ordered: bool = T
         ordered (bool, optional): types and attributes must also come in the same order.
             (default: :obj:`True`)
         exclude (Collection[str], optional): attribute names left out of the comparison.
+        rtol (float, optional): relative tolerance for floating tensors (others: exact).
+            (default: :obj:`0.0`)
+        atol (float, optional): absolute tolerance for floating tensors. (default: :obj:`0.0`)
     """
     actual_tensors, expected_tensors = graph_tensors(actual, exclude), graph_tensors(expected, exclude)
     if ordered:
@@ -34,7 +37,9 @@ def graph_difference(actual: HeteroData, expected: HeteroData, ordered: bool = T
         return f"{sorted(map(str, actual_tensors))} != {sorted(map(str, expected_tensors))}"
     for key, value in expected_tensors.items():
         try:
-            torch.testing.assert_close(actual_tensors[key], value, rtol=0, atol=0, equal_nan=True)
+            floating = value.is_floating_point()
+            torch.testing.assert_close(actual_tensors[key], value, rtol=rtol if floating else 0,
+                                       atol=atol if floating else 0, equal_nan=True)
         except AssertionError as error:
             return f"{key} differs: {error}"
     actual_counts = {node_type: actual[node_type].num_nodes for node_type in actual.node_types}

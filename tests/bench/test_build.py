@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import torch
@@ -83,3 +84,68 @@ def test_dgl_batch_holds_the_same_graph():
         assert torch.equal(torch.stack([src, dst]), ours[edge_type].edge_index)
     report = build.run(methods=("graphfuse", "pyg", "dgl"), **SMALL)
     assert [r["method"] for r in report["results"]] == ["graphfuse", "pyg", "dgl"]
+
+
+# --from-raw ---------------------------------------------------------------------------------------
+
+def test_from_raw_reports_batched_per_sample_and_pyg_at_each_size(monkeypatch):
+    monkeypatch.setattr(build, "REAL_SIZE", {"tokens": 6, "grid": 2, "patch_size": 8, "frames": 7})
+    report = build.run_from_raw(batch_size=3, tokens=5, grid=2, frames=4, rounds=1, allocator="default")
+    assert list(report["sizes"]) == ["default", "real"]
+    default, real = report["sizes"]["default"], report["sizes"]["real"]
+    assert default["config"]["cross"] == "full" and real["config"]["cross"] == build.REAL_CROSS
+    assert real["config"]["nodes_per_sample"] == 6 + 4 + 7 and real["config"]["patch_size"] == 8
+    for measured in (default, real):
+        assert [r["method"] for r in measured["results"]] == ["batched", "per-sample", "pyg"]
+        by_method = {r["method"]: r["samples_per_s"] for r in measured["results"]}
+        assert measured["speedup_vs_pyg"] == pytest.approx(by_method["batched"] / by_method["pyg"])
+        assert measured["speedup_vs_per_sample"] == pytest.approx(by_method["batched"] / by_method["per-sample"])
+        featurization = measured["featurization"]
+        assert featurization["speedup"] == pytest.approx(
+            featurization["per_sample_us_per_sample"] / featurization["batched_us_per_sample"])
+    assert report["featurization_speedup"] == {size: report["sizes"][size]["featurization"]["speedup"]
+                                               for size in ("default", "real")}
+    table = build.format_raw_tables(report)
+    assert "raw samples -> batch (real size)" in table and "speedup_vs_pyg (raw samples -> batch)" in table
+
+
+def test_from_raw_one_size_some_methods_and_a_given_cross():
+    report = build.run_from_raw(batch_size=2, sizes=("default",), tokens=4, grid=2, frames=3, cross="random",
+                                rounds=1, methods=("batched", "per-sample"), allocator="default")
+    measured = report["sizes"]["default"]
+    assert list(report["sizes"]) == ["default"] and measured["config"]["cross"] == "random"
+    assert measured["speedup_vs_pyg"] is None and measured["speedup_vs_per_sample"] > 0
+    assert "speedup_vs_pyg" not in build.format_raw_tables(report)
+
+
+def test_cli_from_raw_writes_the_json_document(tmp_path, capsys):
+    path = tmp_path / "raw.json"
+    assert main(["build", "--from-raw", "--sizes", "default", "--quick", "--batch-size", "2", "--tokens", "4",
+                 "--grid", "2", "--frames", "3", "--allocator", "default", "--json", str(path)]) == 0
+    document = json.loads(path.read_text())
+    assert set(document) >= {"config", "sizes", "featurization_speedup", "speedup_vs_pyg"}
+    assert document["config"]["rounds"] == 5 and list(document["sizes"]) == ["default"]
+    assert "featurization_speedup: default" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--from-raw", "--methods", "graphfuse"], r"unknown methods \['graphfuse'\] in --methods; choose from "
+                                                r"batched, per-sample, pyg"),
+    (["--from-raw", "--sizes", "default,huge"], r"unknown sizes \['huge'\] in --sizes; choose from default, real"),
+    (["--from-raw", "--sizes", ""], "--sizes is empty"),
+    (["--methods", ""], "--methods is empty"),
+    (["--sizes", "real"], "--sizes applies to --from-raw only"),
+    (["--methods", "batched"], r"unknown methods \['batched'\] in --methods; choose from graphfuse, pyg, dgl"),
+    (["--from-raw", "--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--from-raw", "--cross", "dense"], "invalid choice: 'dense'"),
+])
+def test_cli_refuses_bad_options_before_any_work(argv, match, monkeypatch, capsys):
+    def no_work(*args, **kwargs):
+        raise AssertionError("the benchmark ran")
+
+    monkeypatch.setattr(build, "run_from_raw", no_work)
+    monkeypatch.setattr(build, "run", no_work)
+    with pytest.raises(SystemExit) as raised:
+        main(["build", *argv])
+    assert raised.value.code == 2
+    assert re.search(match, f"{raised.value}{capsys.readouterr().err}")

@@ -2,6 +2,7 @@ import pickle
 
 import pytest
 import torch
+from torch_geometric.data import Batch
 
 from graphfuse import (
     AudioModality,
@@ -9,6 +10,7 @@ from graphfuse import (
     FeatureModality,
     GraphBuilder,
     ImageModality,
+    NodeSet,
     TextModality,
     VirtualNodes,
 )
@@ -240,3 +242,46 @@ def test_featurize_many_equals_featurize_and_groups_by_modality(builder, samples
         assert all(torch.equal(nodes[key].x, alone[key].x) for key in nodes)
     with pytest.raises(ValueError, match="Sample has unknown modality 'video'"):
         builder.featurize_many([samples[0], {"video": 1}])
+
+
+def counting_batches(builder):
+    """{modality: number of raw inputs of each featurize_many call} of ``builder``, counted from now on."""
+    calls = {}
+    for key, modality in builder.modalities.items():
+        calls[key] = []
+        featurize_many = modality.featurize_many
+        modality.featurize_many = lambda raws, key=key, featurize_many=featurize_many: (
+            calls[key].append(len(raws)) or featurize_many(raws))
+    return calls
+
+
+def test_collate_of_raw_samples_featurises_each_modality_once_and_equals_pyg(builder, samples):
+    """Raw, given and missing modalities mixed: one featurize_many call per modality, and the batch of
+    Batch.from_data_list over samples featurised one at a time, within float32 rounding."""
+    given = builder.featurize(samples[2])  # validated node sets pass through
+    unvalidated = {"text": TextModality(builder.modalities["text"].tokenizer, spans=True)("a red square")}
+    mixed = [samples[0], given, {**samples[3], **unvalidated}, samples[1], {"image": samples[4]["image"]}]
+    expected = Batch.from_data_list([builder.build(sample) for sample in mixed])
+    calls = counting_batches(builder)
+    batch = builder.collate(mixed)
+    assert calls == {"text": [2], "image": [3], "audio": [2]}
+    assert_same_graph(batch, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_builder_validates_what_a_modality_has_not(builder, samples, monkeypatch):
+    validated = []
+    validate = NodeSet.validate
+    monkeypatch.setattr(NodeSet, "validate", lambda nodes, key: validated.append(key) or validate(nodes, key))
+    builder.featurize_many(samples)
+    assert validated == []  # the built-in modalities check what they make
+    features = GraphBuilder({"features": FeatureModality(dim=2), "image": ImageModality()})
+    features.featurize_many([{"features": torch.ones(3, 2)}, {"image": torch.rand(3, 8, 8)}])
+    assert validated == ["features"]  # FeatureModality validates its own node set; the builder does not again
+
+    class Unchecked(FeatureModality):
+        def featurize(self, raw):
+            return NodeSet(x=raw, edge_index=torch.empty(2, 0, dtype=torch.long))
+
+    with pytest.raises(ValueError, match=r"Modality 'mine' received node features with 1 NaN/Inf value\(s\)"):
+        GraphBuilder({"mine": Unchecked(dim=2)}).featurize_many([{"mine": torch.ones(2, 2)},
+                                                                 {"mine": torch.tensor([[0.0, float("nan")]])}])

@@ -52,3 +52,20 @@ def test_raw_files_featurise_in_the_trainers_workers_and_train_as_featurised_dat
     expected = Trainer(make_model(seed=0, dropout=0.0), colour_builder, **options).fit(in_memory, in_memory)
     assert history[0]["train_loss"] == pytest.approx(expected[0]["train_loss"], rel=1e-6)
     assert history[0]["val_accuracy"] == expected[0]["val_accuracy"]
+
+
+def test_the_trainers_collate_featurises_a_batch_of_raw_samples_together():
+    """GraphCollate, the collate_fn of the Trainer's DataLoader (run in its workers), featurises a batch's
+    raw samples in one GraphBuilder.featurize_many call (each modality's inputs together)."""
+    modalities = {"text": TextModality(Tokenizer(["a", "cat"])), "image": ImageModality(patch_size=4, channels=1)}
+    builder = GraphBuilder(modalities)
+    calls = []
+    featurize_many = builder.featurize_many
+    builder.featurize_many = lambda samples: calls.append(len(samples)) or featurize_many(samples)
+    samples = [{"text": " ".join(["a cat"] * (i + 1)), "image": torch.rand(8, 4 * (i + 1))} for i in range(4)]
+    samples[2].pop("image")
+    batch = GraphCollate(builder)([(i, (sample, 0)) for i, sample in enumerate(samples)])
+    assert calls == [4]
+    expected = GraphBuilder(modalities).collate([builder.featurize(sample) for sample in samples])
+    for node_type in ("text", "image"):
+        assert torch.equal(batch[node_type].x, expected[node_type].x)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -12,11 +12,14 @@ from torch import Tensor
 from graphfuse.checks import as_tensor, check_bool, check_finite, check_int, check_number, to_float32
 from graphfuse.data.edges import chain_edges
 from graphfuse.data.modalities.base import Modality, register_modality
+from graphfuse.data.modalities.batching import featurizes_as, in_groups, sequence_positions
 from graphfuse.data.nodes import NodeSet
 
 _MIN_SAMPLE_RATE = 1000
-#: Frames featurised at once (about 4 MB of spectra at the default settings).
+#: Frames featurised at once, of one clip or several (about 4 MB of spectra at the default settings).
 _FRAME_CHUNK = 2048
+#: Mel filters projected together (see :func:`filter_bands`).
+_BAND_WIDTH = 16
 
 
 def hz_to_mel(frequency: Tensor) -> Tensor:
@@ -44,6 +47,22 @@ def mel_filter_bank(n_freqs: int, n_mels: int, sample_rate: int, f_min: float, f
     rising = (bin_hz[:, None] - lower) / (centre - lower)
     falling = (upper - bin_hz[:, None]) / (upper - centre)
     return torch.clamp(torch.minimum(rising, falling), min=0.0).float()
+
+
+def filter_bands(filters: Tensor, width: int = _BAND_WIDTH) -> list[tuple[slice, slice, Tensor]]:
+    """A filter bank ``[n_freqs, n_mels]`` cut into blocks of ``width`` adjacent filters, each with the
+    frequency bins where any of its filters is non-zero: ``(bins, mels, filters[bins, mels])``. Triangular
+    mel filters overlap only their neighbours, so the blocks hold a fraction of the bank, and
+    ``power[:, bins] @ block`` for each block is the projection ``power @ filters`` at a fraction of its
+    cost (at 64 mels, four blocks of about a quarter of the bins each), with matrices still large
+    enough for a fast matmul."""
+    bands = []
+    for start in range(0, filters.size(1), width):
+        mels = slice(start, min(start + width, filters.size(1)))
+        used = filters[:, mels].ne(0).any(dim=1).nonzero().flatten().tolist()
+        bins = slice(used[0], used[-1] + 1) if used else slice(0, 0)  # no bin at all: those mels are 0
+        bands.append((bins, mels, filters[bins, mels].contiguous()))
+    return bands
 
 
 @register_modality("audio")
@@ -110,7 +129,7 @@ class AudioModality(Modality):
         self.window = window
         self.self_loops = self_loops
         self._check_rate(self.sample_rate)  # again, now that f_max is known
-        self._analysis: dict[int, tuple[int, int, int, Tensor, Tensor]] = {}
+        self._analysis: dict[int, tuple[int, int, int, Tensor, list[tuple[slice, slice, Tensor]]]] = {}
 
     def _check_rate(self, sample_rate: Any) -> int:
         if isinstance(sample_rate, float) and sample_rate.is_integer():
@@ -129,41 +148,64 @@ class AudioModality(Modality):
                 f"{needed} Hz (1 kHz, and twice f_max={f_max} Hz); resample the waveform or lower f_max")
         return sample_rate
 
-    def _analysis_for(self, sample_rate: int) -> tuple[int, int, int, Tensor, Tensor]:
+    def _analysis_for(self, sample_rate: int) -> tuple[int, int, int, Tensor, list[tuple[slice, slice, Tensor]]]:
+        """``(win, hop, n_fft, window, filter bands)`` at ``sample_rate``, made once per rate."""
         if sample_rate not in self._analysis:
             win = max(2, round(self.win_length * sample_rate))
             hop = max(1, round(self.hop_length * sample_rate))
             n_fft = 1 << (win - 1).bit_length()
             filters = mel_filter_bank(n_fft // 2 + 1, self.n_mels, sample_rate, self.f_min, self.f_max)
-            self._analysis[sample_rate] = (win, hop, n_fft, torch.hann_window(win, periodic=True), filters)
+            self._analysis[sample_rate] = (win, hop, n_fft, torch.hann_window(win, periodic=True),
+                                           filter_bands(filters))
         return self._analysis[sample_rate]
 
     def featurize(self, raw: Any) -> NodeSet:
+        return self._frame_nodes([raw])[0]
+
+    def featurize_many(self, raws: Sequence[Any]) -> list[NodeSet]:
+        """Clips -> their frame nodes, equal to :meth:`featurize` of each, with the frames of all clips
+        at one sample rate in one short-time Fourier transform and mel projection (a chunk of
+        frames at a time). Each clip keeps its own frame count: its frames are cut from it alone,
+        never from padding shared with a longer clip."""
+        if not featurizes_as(self, AudioModality):
+            return super().featurize_many(raws)
+        return self._frame_nodes(raws)
+
+    def _frame_nodes(self, raws: Sequence[Any]) -> list[NodeSet]:
+        return in_groups([self._clip(raw) for raw in raws], key=lambda clip: clip[1], featurize=self._same_rate_nodes)
+
+    def _clip(self, raw: Any) -> tuple[Tensor, int]:
+        """A raw input as a checked mono waveform of at least one window, and its rate."""
         waveform, sample_rate = unpack_audio(raw, self.sample_rate, self.name)
         sample_rate = self._check_rate(sample_rate)
         waveform = to_mono(waveform, self.name)
-        win, hop, n_fft, window, filters = self._analysis_for(sample_rate)
+        win = self._analysis_for(sample_rate)[0]
         if waveform.numel() < win:
             waveform = torch.nn.functional.pad(waveform, (0, win - waveform.numel()))
-        frames = waveform.unfold(0, win, hop)  # [F, win], a view of the waveform
-        # A chunk of frames at a time: the windowed frames and their spectra, several times the size of
-        # the waveform, never exist whole (a 10-minute recording would need 400 MB of them).
-        features = torch.cat([torch.log(torch.fft.rfft(chunk * window, n=n_fft).abs().pow(2) @ filters + 1e-6)
-                              for chunk in frames.split(_FRAME_CHUNK)])
-        if not bool(torch.isfinite(features).all()):  # the power of samples beyond ~1e15 overflows float32
-            raise ValueError(
-                f"Modality '{self.name}' received samples as loud as {float(waveform.abs().max()):.3g}, whose power "
-                f"overflows float32; scale the waveform to [-1, 1] (or pass int16 PCM)")
-        num_frames = frames.size(0)
-        start = torch.arange(num_frames, dtype=torch.float64) * hop / sample_rate
+        return waveform, sample_rate
+
+    def _same_rate_nodes(self, clips: list[tuple[Tensor, int]]) -> list[NodeSet]:
+        waveforms, sample_rate = [waveform for waveform, _ in clips], clips[0][1]
+        win, hop, n_fft, window, bands = self._analysis_for(sample_rate)
+        frames = [waveform.unfold(0, win, hop) for waveform in waveforms]  # [F_i, win], views of the waveforms
+        counts = [clip_frames.size(0) for clip_frames in frames]
+        features = log_mel(frames, window, n_fft, bands, self.n_mels)
+        # Finite log-mel features lie within [log 1e-6, log of float32's max], so their sum overflows only
+        # through an inf or NaN: one reduction checks the whole batch.
+        if not math.isfinite(float(features.sum())):  # the power of samples beyond ~1e15 overflows float32
+            for waveform, x in zip(waveforms, features.split(counts), strict=True):
+                if not bool(torch.isfinite(x).all()):
+                    raise ValueError(
+                        f"Modality '{self.name}' received samples as loud as {float(waveform.abs().max()):.3g}, "
+                        f"whose power overflows float32; scale the waveform to [-1, 1] (or pass int16 PCM)")
+        pos = sequence_positions(counts)
+        start = pos.double() * hop / sample_rate
         time = torch.stack([start, start + win / sample_rate], dim=1).float()
-        return NodeSet(
-            x=features,
-            edge_index=chain_edges(num_frames, self.window, self.self_loops),
-            pos=torch.arange(num_frames),
-            time=time,
-            structure=("chain", num_frames, self.window, self.self_loops),
-        )
+        return [NodeSet(x=x, edge_index=chain_edges(num_frames, self.window, self.self_loops), pos=frame_pos,
+                        time=frame_time, structure=("chain", num_frames, self.window, self.self_loops),
+                        validated=True)  # finite features and times, edges of the chain
+                for x, frame_pos, frame_time, num_frames in zip(features.split(counts), pos.split(counts),
+                                                                 time.split(counts), counts, strict=True)]
 
     def empty(self) -> NodeSet:
         return NodeSet.empty(feature_shape=(self.n_mels,), pos_shape=(), timed=True)
@@ -171,6 +213,33 @@ class AudioModality(Modality):
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(sample_rate={self.sample_rate}, n_mels={self.n_mels}, "
                 f"win_length={self.win_length}, hop_length={self.hop_length}, window={self.window})")
+
+
+def log_mel(frames: Sequence[Tensor], window: Tensor, n_fft: int, bands: Sequence[tuple[slice, slice, Tensor]],
+            n_mels: int) -> Tensor:
+    r""":math:`\log(|\mathrm{FFT}_{n_{fft}}(\text{window} \cdot \text{frame})|^2 M + 10^{-6})` of every
+    frame of ``frames`` (one ``[F_i, win]`` tensor per clip), back to back: :math:`[\sum_i F_i, n_{mels}]`
+    for the filter bank :math:`M` in ``bands`` (:func:`filter_bands`).
+
+    The frames of all clips go through the transform together, :data:`_FRAME_CHUNK` at a time, so the
+    windowed frames and spectra (several times the size of the waveforms) never exist whole.
+    """
+    total, win = sum(clip_frames.size(0) for clip_frames in frames), window.numel()
+    features = torch.empty(total, n_mels)
+    chunk = torch.zeros(min(total, _FRAME_CHUNK), n_fft)  # windowed frames, zero-padded to n_fft once
+    done = filled = 0
+    for clip_frames in frames:
+        while clip_frames.size(0) > 0:
+            take = min(chunk.size(0) - filled, clip_frames.size(0))
+            torch.mul(clip_frames[:take], window, out=chunk[filled:filled + take, :win])
+            clip_frames, filled = clip_frames[take:], filled + take
+            if filled == chunk.size(0) or done + filled == total:
+                spectrum = torch.fft.rfft(chunk[:filled])
+                power = spectrum.real.square() + spectrum.imag.square()  # |X|^2, without abs()'s square root
+                for bins, mels, block in bands:
+                    torch.mm(power[:, bins], block, out=features[done:done + filled, mels])
+                done, filled = done + filled, 0
+    return features.add_(1e-6).log_()
 
 
 def unpack_audio(raw: Any, sample_rate: int, name: str) -> tuple[Any, Any]:
@@ -208,6 +277,7 @@ def to_mono(waveform: Any, name: str) -> Tensor:
                 f"Modality '{name}' received a waveform of shape {tuple(waveform.shape)} with more "
                 f"channels than samples (channels last? transpose it to [C, T])")
         waveform = waveform.mean(dim=0)
+        check_finite(waveform, name, "samples")  # the mean of finite channels may overflow float32
     elif waveform.dim() != 1:
         raise ValueError(
             f"Modality '{name}' received a {waveform.dim()}-D waveform of shape {tuple(waveform.shape)}; "
@@ -215,5 +285,4 @@ def to_mono(waveform: Any, name: str) -> Tensor:
     if waveform.numel() == 0:
         raise ValueError(f"Modality '{name}' received an empty waveform; leave the '{name}' key out of a "
                          "sample that has no audio")
-    check_finite(waveform, name, "samples")
     return waveform

@@ -19,6 +19,13 @@ class Modality(ABC):
     intra-modal relation in :attr:`relation` (``None`` when they add no intra-modal edges).
     Register a subclass under a name with :func:`register_modality` to create it by name.
 
+    A graph builder hands a modality all its raw inputs of a batch at once
+    (:meth:`featurize_many`); the default featurises them one by one, and a modality with a
+    batched path overrides it (the built-in text, image and audio modalities do). The builder
+    validates every node set it receives (:meth:`NodeSet.validate`) unless the modality
+    returns it already validated, as the built-in modalities do for nodes they check while
+    making them.
+
     :attr:`name` is the node type in error messages; a graph builder sets it to the key the
     modality is listed under.
 
@@ -40,8 +47,12 @@ class Modality(ABC):
         """The node set of a sample that lacks this modality."""
 
     def featurize_many(self, raws: Sequence[Any]) -> list[NodeSet]:
-        """Many raw inputs -> their node sets, as :meth:`featurize` of each; modalities that run an
-        encoder override it to run it once per batch."""
+        """Many raw inputs -> their node sets, equal to :meth:`featurize` of each.
+
+        The default calls :meth:`featurize` on each input, so a modality that only implements
+        :meth:`featurize` works unchanged. A modality overrides it to featurise inputs together
+        (one FFT for many clips, one encoder call per batch); the node sets it returns may then
+        share storage (each ``x`` a view of one batch tensor)."""
         return [self.featurize(raw) for raw in raws]
 
     def node_spec(self) -> NodeSpec:

@@ -1,6 +1,7 @@
 """Images -> patch nodes on a grid."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy
@@ -8,12 +9,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from graphfuse.backbones.base import images_to_patches
 from graphfuse.checks import as_tensor, check_bool, check_choice, check_int, to_float32
 from graphfuse.data.edges import grid_edges
 from graphfuse.data.modalities.base import Modality, register_modality
+from graphfuse.data.modalities.batching import featurizes_as, in_groups
 from graphfuse.data.nodes import NodeSet
 
 _SIZE_POLICIES = ("pad", "error")
+#: Patch features of one size cut at once, at most (one image at least).
+_CHUNK_BYTES = 8 << 20
 
 
 @register_modality("image")
@@ -64,26 +69,48 @@ class ImageModality(Modality):
         return self.channels * self.patch_size ** 2
 
     def featurize(self, raw: Any) -> NodeSet:
-        image = read_image(raw, self.channels, self.name, self.channels_last)
+        return self._patch_nodes([raw])[0]
+
+    def featurize_many(self, raws: Sequence[Any]) -> list[NodeSet]:
+        """Images -> their patch nodes, equal to :meth:`featurize` of each, with the images of one size
+        (and pixel dtype) cut into patches together: stacked, padded and unfolded once, their
+        ``uint8`` pixels scaled in the same pass."""
+        if not featurizes_as(self, ImageModality):
+            return super().featurize_many(raws)
+        return self._patch_nodes(raws)
+
+    def _patch_nodes(self, raws: Sequence[Any]) -> list[NodeSet]:
+        images = [image_pixels(raw, self.channels, self.name, self.channels_last) for raw in raws]
+        return in_groups(images, key=lambda image: (image.shape, image.dtype), featurize=self._same_size_nodes)
+
+    def _same_size_nodes(self, images: list[Tensor]) -> list[NodeSet]:
+        # A few MiB of patches at a time: one buffer for a whole batch of large images (38 MB for 64 at 224
+        # pixels) would be above glibc's mmap threshold, fresh pages from the kernel on every batch.
+        per_chunk = max(1, _CHUNK_BYTES // (4 * images[0].numel()))
+        return [nodes for start in range(0, len(images), per_chunk)
+                for nodes in self._chunk_nodes(images[start:start + per_chunk])]
+
+    def _chunk_nodes(self, images: list[Tensor]) -> list[NodeSet]:
         p = self.patch_size
-        height, width = image.shape[-2:]
+        height, width = images[0].shape[-2:]
         pad_bottom, pad_right = -height % p, -width % p
+        batch = torch.stack(images)  # [B, C, H, W], uint8 or float32
         if pad_bottom or pad_right:
             if self.size_policy == "error":
                 raise ValueError(
                     f"Modality '{self.name}' received a {height}x{width} image, not divisible into "
                     f"{p}x{p} patches; resize or crop it, or use size_policy='pad'")
-            image = F.pad(image, (0, pad_right, 0, pad_bottom))
-        rows, cols = image.size(1) // p, image.size(2) // p
-        patches = image.unfold(1, p, p).unfold(2, p, p)  # [C, rows, cols, p, p]
-        x = patches.permute(1, 2, 0, 3, 4).reshape(rows * cols, self.feature_dim)
+            batch = F.pad(batch, (0, pad_right, 0, pad_bottom))
+        rows, cols = batch.size(2) // p, batch.size(3) // p
+        x = images_to_patches(batch, p, torch.float32)  # [B, rows * cols, C p^2]
+        if batch.dtype == torch.uint8:
+            x.div_(255.0)
         pos = torch.stack(torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij"), dim=-1)
-        return NodeSet(
-            x=x.contiguous(),
-            edge_index=grid_edges(rows, cols, self.neighbourhood, self.self_loops),
-            pos=pos.reshape(-1, 2),
-            structure=("grid", rows, cols, self.neighbourhood, self.self_loops),
-        )
+        pos = pos.reshape(1, rows * cols, 2).repeat(len(images), 1, 1)
+        structure = ("grid", rows, cols, self.neighbourhood, self.self_loops)
+        return [NodeSet(x=image_x, edge_index=grid_edges(rows, cols, self.neighbourhood, self.self_loops),
+                        pos=image_pos, structure=structure, validated=True)  # finite pixels, edges of the grid
+                for image_x, image_pos in zip(x.unbind(), pos.unbind(), strict=True)]
 
     def empty(self) -> NodeSet:
         return NodeSet.empty(feature_shape=(self.feature_dim,), pos_shape=(2,))
@@ -98,6 +125,13 @@ def read_image(raw: Any, channels: int, name: str, channels_last: bool = False) 
     """A raw image (tensor or array ``[C, H, W]``, or ``[H, W, C]`` with ``channels_last``, or ``[H, W]``,
     ``uint8`` or floating, or a PIL image) as a float tensor ``[channels, H, W]`` (``uint8`` scaled to
     [0, 1], one channel repeated); errors name the modality ``name``."""
+    image = image_pixels(raw, channels, name, channels_last)
+    return image.float().div_(255.0) if image.dtype == torch.uint8 else image
+
+
+def image_pixels(raw: Any, channels: int, name: str, channels_last: bool = False) -> Tensor:
+    """:func:`read_image` before ``uint8`` pixels are scaled: ``[channels, H, W]``, ``uint8`` or ``float32``
+    (so that many images are scaled together, once stacked)."""
     layout = "[H, W, C]" if channels_last else "[C, H, W]"
     pil = _is_pil_image(raw)
     if pil:
@@ -114,7 +148,7 @@ def read_image(raw: Any, channels: int, name: str, channels_last: bool = False) 
     if raw.numel() == 0:
         raise ValueError(f"Modality '{name}' received an empty image of shape {shape}")
     if raw.dtype == torch.uint8:
-        image = raw.float().div_(255.0)
+        image = raw
     elif raw.is_floating_point():
         image = to_float32(raw, name, "pixels")
     else:

@@ -80,8 +80,12 @@ class PretrainedModality(Modality):
     def featurize(self, raw: Any) -> NodeSet:
         return self.featurize_many([raw])[0]
 
+    def node_inputs_many(self, raws: Sequence[Any]) -> list[NodeSet]:
+        """:meth:`node_inputs` of each raw input; a subclass that cuts many inputs together overrides it."""
+        return [self.node_inputs(raw) for raw in raws]
+
     def featurize_many(self, raws: Sequence[Any]) -> list[NodeSet]:
-        inputs = [self.node_inputs(raw) for raw in raws]
+        inputs = self.node_inputs_many(raws)
         if self.trainable:
             return inputs
         keys = [FeatureCache.key(nodes.x) for nodes in inputs]
@@ -91,7 +95,9 @@ class PretrainedModality(Modality):
             for (key, _), hidden in zip(group, self.encode([nodes for _, nodes in group]), strict=True):
                 features[key] = hidden
                 self.cache.put(key, hidden)
-        return [dataclasses.replace(nodes, x=features[key]) for key, nodes in zip(keys, inputs, strict=True)]
+        # New features: the builder validates them (validated=False), whatever was checked of the inputs.
+        return [dataclasses.replace(nodes, x=features[key], validated=False)
+                for key, nodes in zip(keys, inputs, strict=True)]
 
     def _groups(self, items: list[tuple[str, NodeSet]]) -> list[list[tuple[str, NodeSet]]]:
         items = sorted(items, key=lambda item: item[1].num_nodes)

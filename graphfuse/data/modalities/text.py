@@ -13,6 +13,7 @@ from graphfuse.checks import check_bool, check_choice, check_int
 from graphfuse.config import asset_path, file_stem
 from graphfuse.data.edges import chain_edges
 from graphfuse.data.modalities.base import Modality, register_modality
+from graphfuse.data.modalities.batching import featurizes_as, sequence_positions
 from graphfuse.data.modalities.hf_tokenizer import check_word_ids_support, hf_encode, is_hf_tokenizer, load_tokenizer
 from graphfuse.data.modalities.tokenizer import Tokenizer
 from graphfuse.data.nodes import NodeSet, NodeSpec
@@ -77,8 +78,39 @@ class TextModality(Modality):
         self.spans = spans
 
     def featurize(self, raw: Any) -> NodeSet:
-        if not isinstance(self.tokenizer, Tokenizer):
-            return self._nodes(*self._hf_ids_and_spans(raw))
+        return self.token_nodes([raw])[0]
+
+    def featurize_many(self, raws: Sequence[Any]) -> list[NodeSet]:
+        """Texts -> their token nodes, equal to :meth:`featurize` of each, with the tokens of all texts
+        looked up in one pass (:meth:`Tokenizer.ids_many`), or a Hugging Face tokenizer called
+        once on all the strings (and once on all the word lists)."""
+        if not featurizes_as(self, TextModality):
+            return super().featurize_many(raws)
+        return self.token_nodes(raws)
+
+    def token_nodes(self, raws: Sequence[Any]) -> list[NodeSet]:
+        """The token nodes of raw texts, made together: :meth:`featurize_many` of this class, which a
+        subclass featurising otherwise (a text encoder) reaches here."""
+        if isinstance(self.tokenizer, Tokenizer):
+            kept = [self._kept_tokens(raw) for raw in raws]
+            ids = self.tokenizer.ids_many([tokens for tokens, _ in kept])  # (normalised by _tokens_and_spans)
+            spans = [text_spans for _, text_spans in kept]
+        else:
+            ids, spans = self._hf_ids_and_spans(raws)
+        lengths = [text_ids.numel() for text_ids in ids]
+        positions = sequence_positions(lengths).split(lengths)
+        nodes = []
+        for text_ids, text_pos, text_spans, num_tokens in zip(ids, positions, spans, lengths, strict=True):
+            time = None
+            if self.spans:
+                time = text_spans if text_spans is not None else torch.full((num_tokens, 2), float("nan"))
+            nodes.append(NodeSet(x=text_ids, edge_index=chain_edges(num_tokens, self.window, self.self_loops),
+                                 pos=text_pos, time=time, structure=("chain", num_tokens, self.window, self.self_loops),
+                                 validated=True))  # ids, checked spans, edges of the chain
+        return nodes
+
+    def _kept_tokens(self, raw: Any) -> tuple[list[str], Tensor | None]:
+        """The tokens (and spans) of a raw input that ``max_length`` keeps, for graphfuse's tokenizer."""
         tokens, spans = self._tokens_and_spans(raw)
         if self.max_length is not None and len(tokens) > self.max_length:
             if self.overflow == "error":
@@ -87,22 +119,16 @@ class TextModality(Modality):
                     f"{self.max_length}; shorten the text, raise max_length, or use overflow='truncate'")
             tokens = tokens[:self.max_length]
             spans = None if spans is None else spans[:self.max_length]
-        return self._nodes(self.tokenizer.encode(tokens), spans)
+        return tokens, spans
 
-    def _nodes(self, ids: Tensor, spans: Tensor | None) -> NodeSet:
-        num_tokens = ids.numel()
-        time = None
-        if self.spans:
-            time = spans if spans is not None else torch.full((num_tokens, 2), float("nan"))
-        return NodeSet(
-            x=ids,
-            edge_index=chain_edges(num_tokens, self.window, self.self_loops),
-            pos=torch.arange(num_tokens),
-            time=time,
-            structure=("chain", num_tokens, self.window, self.self_loops),
-        )
+    def _hf_ids_and_spans(self, raws: Sequence[Any]) -> tuple[list[Tensor], list[Tensor | None]]:
+        contents, spans = zip(*(self._hf_content(raw) for raw in raws), strict=True)
+        encoded = hf_encode(self.tokenizer, contents, spans, self.max_length, self.overflow, f"Modality '{self.name}'",
+                            lambda word_spans, num_words: self._check_spans(word_spans, num_words, "word"))
+        return [ids for ids, _ in encoded], [time for _, time in encoded]
 
-    def _hf_ids_and_spans(self, raw: Any) -> tuple[Tensor, Tensor | None]:
+    def _hf_content(self, raw: Any) -> tuple[str | list[str], Any]:
+        """``(a string or a list of words, word spans or None)`` of a raw input, for a Hugging Face tokenizer."""
         content, spans = self._split(raw)
         if isinstance(content, str) or (isinstance(content, Sequence) and all(isinstance(w, str) for w in content)):
             content = content if isinstance(content, str) else list(content)
@@ -114,8 +140,7 @@ class TextModality(Modality):
             raise ValueError(
                 f"Modality '{self.name}' received empty text ({content!r} has no tokens); leave the '{self.name}' "
                 f"key out of a sample that has no text")
-        return hf_encode(self.tokenizer, content, spans, self.max_length, self.overflow, f"Modality '{self.name}'",
-                         lambda word_spans, num_words: self._check_spans(word_spans, num_words, "word"))
+        return content, spans
 
     def _split(self, raw: Any) -> tuple[Any, Any]:
         """``(text or tokens, spans or None)`` of a raw input."""

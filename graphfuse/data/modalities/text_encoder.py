@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -58,6 +59,9 @@ class TextEncoderModality(PretrainedModality, TextModality):
 
     def node_inputs(self, raw: Any) -> NodeSet:
         return TextModality.featurize(self, raw)
+
+    def node_inputs_many(self, raws: Sequence[Any]) -> list[NodeSet]:
+        return self.token_nodes(raws)  # TextModality's, with one tokenizer call for the batch
 
     def empty_inputs(self) -> NodeSet:
         return TextModality.empty(self)

@@ -82,8 +82,19 @@ class Tokenizer:
 
     def encode(self, text: str | Sequence[str]) -> Tensor:
         """A string (tokenised first) or a list of tokens -> ``torch.long`` ids."""
-        tokens = self.tokenize(text) if isinstance(text, str) else [self.normalize(t) for t in text]
-        return torch.tensor([self.stoi.get(token, 1) for token in tokens], dtype=torch.long)
+        return self.encode_many([text])[0]
+
+    def encode_many(self, texts: Sequence[str | Sequence[str]]) -> list[Tensor]:
+        """:meth:`encode` of each text, looked up together (:meth:`ids_many`)."""
+        return self.ids_many([self.tokenize(text) if isinstance(text, str) else [self.normalize(t) for t in text]
+                              for text in texts])
+
+    def ids_many(self, token_lists: Sequence[Sequence[str]]) -> list[Tensor]:
+        """The ids of lists of normalised tokens (:meth:`tokenize`'s output), looked up in one pass into
+        one ``torch.long`` tensor; each list's ids are a view of it."""
+        stoi = self.stoi
+        ids = torch.tensor([stoi.get(token, 1) for tokens in token_lists for token in tokens], dtype=torch.long)
+        return list(ids.split([len(tokens) for tokens in token_lists]))
 
     def decode(self, ids: Tensor | Iterable[int]) -> list[str]:
         ids = ids.tolist() if isinstance(ids, Tensor) else list(ids)
