@@ -5,6 +5,7 @@ generated from the docstrings (autodoc + autosummary, Google-style ``Args:`` rea
 is in the reference and runs every Python block of the guides."""
 from __future__ import annotations
 
+import importlib
 import re
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import graphfuse  # noqa: E402
 
 project = "graphfuse"
 author = "the graphfuse authors"
-copyright = "the graphfuse authors"  # noqa: A001  (Sphinx's name for it)
+copyright = "the graphfuse authors"
 release = version = graphfuse.__version__
 
 extensions = [
@@ -94,6 +95,63 @@ def skip_namedtuple_fields(app, what, name, obj, skip, options):
     return None
 
 
+# Cross-references to re-exported names ------------------------------------------------------------
+def import_object(dotted: str):
+    """The object a dotted name stands for, or None (the longest importable prefix, then attributes)."""
+    parts = dotted.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        try:
+            for attribute in parts[split:]:
+                obj = getattr(obj, attribute)
+        except AttributeError:
+            return None
+        return obj
+    return None
+
+
+DOCUMENTED: dict[int, str] = {}
+
+
+def documented_names(env) -> dict[int, str]:
+    """id(object) -> the name it is described under, for every class, function and method the site
+    describes; computed at the first reference left unresolved, when every page has been read (and
+    kept in this process only, since ids mean nothing in another)."""
+    if not DOCUMENTED:
+        for name, entry in env.get_domain("py").objects.items():
+            obj = import_object(name) if entry.objtype in ("class", "exception", "function", "method") else None
+            if obj is not None:
+                DOCUMENTED.setdefault(id(getattr(obj, "__func__", obj)), name)
+    return DOCUMENTED
+
+
+def resolve_reexports(app, env, node, contnode):
+    """Links a docstring's reference to a name where it is not described: ``graphfuse.Pipeline`` (a
+    re-export of ``graphfuse.pipeline.Pipeline``), ``graphfuse.data.schema.NodeSpec`` (its defining
+    module), a short name relative to the module of the docstring, or the one class the site
+    describes under that short name (``PretrainedModality``)."""
+    if node.get("refdomain") != "py":
+        return None
+    target, module = node["reftarget"].lstrip("~."), node.get("py:module") or ""
+    candidates = [target] if target.startswith("graphfuse.") else []
+    if module.startswith("graphfuse"):
+        candidates += [f"{module}.{target}", f"{module.rpartition('.')[0]}.{target}"]
+    for candidate in candidates:
+        obj = import_object(candidate)
+        name = documented_names(env).get(id(getattr(obj, "__func__", obj))) if obj is not None else None
+        if name is not None:
+            return env.get_domain("py").resolve_xref(env, node["refdoc"], app.builder, "obj", name, node, contnode)
+    if module.startswith("graphfuse") and "." not in target:  # a class of another module, by its name alone
+        named = {name for name in documented_names(env).values() if name.rpartition(".")[2] == target}
+        if len(named) == 1:
+            return env.get_domain("py").resolve_xref(env, node["refdoc"], app.builder, "obj", named.pop(), node,
+                                                     contnode)
+    return None
+
+
 # The README, included as a page ------------------------------------------------------------------
 LINK = re.compile(r"\[([^\]]*)\]\((?!https?:|#|mailto:)([^)#\s]+)(#[^)\s]*)?\)")
 
@@ -114,6 +172,7 @@ def readme_links(app, relative_path, parent_docname, content):
 
 
 def setup(app):
+    app.connect("missing-reference", resolve_reexports)
     app.connect("include-read", readme_links)
     app.connect("autodoc-process-docstring", drop_foreign_docstrings)
     app.connect("autodoc-skip-member", skip_namedtuple_fields)
