@@ -1,4 +1,5 @@
-# The README's two set-up commands: `make bench` runs the main job, `make test` the tests.
+# The README's two set-up commands: `make bench` runs the main job, `make test` the tests; and
+# `make docs` builds the documentation site (docs/_build/html) with warnings as errors.
 # Each creates the virtual environment it needs when missing, installing torch explicitly first
 # (an open torch requirement on a machine without torch can pull a multi-GB CUDA build).
 
@@ -9,12 +10,12 @@ DGL_VENV := .venv-dgl
 # Debian's dataset-fashion-mnist installs the real photographs of the benchmark's `fashion` task here.
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: bench test fashion-mnist
+.PHONY: bench test docs fashion-mnist
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install $(TORCH)
-	$(VENV)/bin/python -m pip install -e '.[dev,bench,hf]'
+	$(VENV)/bin/python -m pip install -e '.[dev,bench,hf,docs]'
 	touch $@
 
 # DGL is an optional extra: dgl 1.1.3 is the only release that imports beside this torch, and it
@@ -48,3 +49,8 @@ bench: $(VENV)/.installed fashion-mnist
 test: $(VENV)/.installed $(DGL_VENV)/.installed
 	$(VENV)/bin/python -m pytest
 	$(DGL_VENV)/bin/python -m pytest -m dgl
+
+# -E reads every page again, so that a warning of an unchanged page is not hidden by the last build.
+docs: $(VENV)/.installed
+	$(VENV)/bin/python -m sphinx -E -W --keep-going -q -b html docs docs/_build/html
+	@echo "the site: docs/_build/html/index.html"

@@ -116,19 +116,19 @@ class EfficientNetLite0(torch.nn.Module):
 
     :meth:`forward_features` stops after a ``stage``:
 
-    ======  =====  ========  ======  =======================================
-    stage   blocks channels  stride  what
-    ======  =====  ========  ======  =======================================
-    0       --     32        2       stem (3x3 convolution, stride 2)
-    1       0      16        2       expand 1, kernel 3
-    2       1-2    24        4       expand 6, kernel 3
-    3       3-4    40        8       expand 6, kernel 5
-    4       5-7    80        16      expand 6, kernel 3
-    5       8-10   112       16      expand 6, kernel 5
-    6       11-14  192       32      expand 6, kernel 5
-    7       15     320       32      expand 6, kernel 3
-    8       --     1280      32      head (1x1 convolution; the default)
-    ======  =====  ========  ======  =======================================
+    =====  ======  ========  ======  ===================================
+    stage  blocks  channels  stride  what
+    =====  ======  ========  ======  ===================================
+    0      --      32        2       stem (3x3 convolution, stride 2)
+    1      0       16        2       expand 1, kernel 3
+    2      1-2     24        4       expand 6, kernel 3
+    3      3-4     40        8       expand 6, kernel 5
+    4      5-7     80        16      expand 6, kernel 3
+    5      8-10    112       16      expand 6, kernel 5
+    6      11-14   192       32      expand 6, kernel 5
+    7      15      320       32      expand 6, kernel 3
+    8      --      1280      32      head (1x1 convolution; the default)
+    =====  ======  ========  ======  ===================================
 
     Args:
         num_classes (int, optional): classifier outputs; ``0`` leaves out the classifier, so that

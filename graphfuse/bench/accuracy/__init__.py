@@ -1,5 +1,7 @@
 """Accuracy benchmark: every method trained on every task with several seeds, mean ± std.
 
+Examples::
+
     python -m graphfuse.bench accuracy                       # DEFAULT_TASKS; every method, 3 seeds
     python -m graphfuse.bench accuracy --tasks all           # also retrieval, redundancy and uniqueness
     python -m graphfuse.bench accuracy --quick --seeds 1 --tasks digits --methods 'graph-*'

@@ -1,6 +1,8 @@
 """Robustness benchmark: every method trained with and without modality drop-out, and scored with
 each modality, and each pair of modalities, removed from the test samples.
 
+Examples::
+
     python -m graphfuse.bench robustness                     # the classification tasks, 3 seeds
     python -m graphfuse.bench robustness --quick             # QUICK_TASKS, small splits, 2 seeds
     python -m graphfuse.bench robustness --tasks digits --methods 'graph-*' 'early-fusion*' 'unimodal-*'

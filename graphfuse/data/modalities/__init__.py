@@ -9,6 +9,7 @@ from graphfuse.data.modalities.speech_encoder import SpeechEncoderModality
 from graphfuse.data.modalities.text import TextModality
 from graphfuse.data.modalities.text_encoder import TextEncoderModality
 from graphfuse.data.modalities.tokenizer import Tokenizer
+from graphfuse.data.nodes import NodeSet
 
 __all__ = [
     "AudioModality",
