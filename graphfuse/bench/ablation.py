@@ -53,8 +53,7 @@ def ablation_methods(model: str):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    accuracy.add_arguments(parser)
-    parser.set_defaults(out=DEFAULT_OUT)
+    accuracy.add_arguments(parser, DEFAULT_OUT, "folder for ablation.md, ablation.csv and ablation.png")
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"the graph model to ablate (default: {DEFAULT_MODEL}; one of {list_models('graph-*')})")
 

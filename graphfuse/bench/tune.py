@@ -81,8 +81,8 @@ def choose(trials: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    accuracy.add_arguments(parser)
-    parser.set_defaults(out=DEFAULT_OUT, seeds=SEEDS)
+    accuracy.add_arguments(parser, DEFAULT_OUT, "the report's JSON file")
+    parser.set_defaults(seeds=SEEDS)
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:

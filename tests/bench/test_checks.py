@@ -3,11 +3,12 @@ output paths, whole numbers and lists of names."""
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from graphfuse.bench import build, throughput, tune
-from graphfuse.bench.__main__ import main
+from graphfuse.bench.__main__ import main, parse_args
 from graphfuse.bench.accuracy import cli as accuracy_cli
 from graphfuse.bench.checks import check_writable_folder, names_of
 
@@ -164,3 +165,13 @@ def test_a_folder_refusing_the_probe_file_is_refused_even_as_root(tmp_path, tiny
     refused(out_argv("accuracy", tmp_path / "out"),
             "--out folder .* is not a folder this process can write in \\(Permission denied\\)")
     refused(["build", "--json", str(tmp_path / "b.json")], "--json folder .* is not a folder this process can write in")
+
+
+@pytest.mark.parametrize("command, default", [("accuracy", "results/accuracy"), ("ablation", "results/ablation"),
+                                              ("robustness", "results/robustness"), ("tune", "results/tuned.json")])
+def test_each_commands_help_names_its_own_out_default(command, default, capsys):
+    with pytest.raises(SystemExit):
+        parse_args([command, "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"(default: {default})" in help_text
+    assert parse_args([command]).out == Path(default)

@@ -57,7 +57,10 @@ def task_names(values: Sequence[str] | None) -> list[str]:
     return registered if "all" in names else names
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, out: Path = DEFAULT_OUT,
+                  out_help: str = "folder for accuracy.md, accuracy.csv and accuracy.png") -> None:
+    """The options of ``accuracy`` and of the commands built on it, whose ``--out`` (``out``) holds
+    what ``out_help`` says."""
     parser.add_argument("--tasks", nargs="+", metavar="TASK",
                         help=f"tasks to run, space- or comma-separated, or 'all' for every registered task "
                              f"(default: {' '.join(DEFAULT_TASKS)})")
@@ -71,8 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int,
                         help="train every method this many epochs instead of its task's configured number (e.g. "
                              "to check that a ranking holds with longer training)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help=f"folder for accuracy.md, accuracy.csv and accuracy.png (default: {DEFAULT_OUT})")
+    parser.add_argument("--out", type=Path, default=out, help=f"{out_help} (default: {out})")
     parser.add_argument("--settings", type=_settings_path, default=TUNED_SETTINGS if TUNED_SETTINGS.is_file() else None,
                         help="a report of 'python -m graphfuse.bench tune' whose chosen learning rate, width and "
                              "epochs each method trains with, or 'none' for the tasks' shared settings (default: "

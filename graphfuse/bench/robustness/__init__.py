@@ -82,8 +82,8 @@ def robustness_methods(probability: float):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    accuracy.add_arguments(parser)
-    parser.set_defaults(out=DEFAULT_OUT, seeds=None)
+    accuracy.add_arguments(parser, DEFAULT_OUT, "folder for robustness.md, robustness.csv and robustness.png")
+    parser.set_defaults(seeds=None)
     parser._option_string_actions["--seeds"].help = (
         f"seeds 0..N-1 per method: each changes initialisation and data order, not the data (default: {SEEDS}, "
         f"{QUICK_SEEDS} with --quick)")
