@@ -18,8 +18,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from graphfuse.bench.checks import UsageError, check_positive, check_writable_folder
 from graphfuse.explain.explainer import explain
 from graphfuse.explain.explanation import Explanation
@@ -200,7 +198,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(error, file=sys.stderr)
         return error.code
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
     result = run(args, task, pipeline)
     report = _report(args, result)
     path = args.out / "explain.json"
