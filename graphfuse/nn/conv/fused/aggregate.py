@@ -11,11 +11,13 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from graphfuse.nn.conv.fused.bipartite import BlockSums
 from graphfuse.nn.flat import FlatGraph
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -225,9 +227,49 @@ class EdgeAttention(torch.autograd.Function):
         return grad_weight.to(ctx.dtype), torch.stack(grad_values).to(ctx.dtype), None
 
 
+class EdgeScores(torch.autograd.Function):
+    """``scores[h, e] = queries[h, destination(e)] . keys[h, source(e)]`` for every edge of a
+    ``layout`` by destination node, as one sampled dense-dense product per head: no per-edge
+    ``[E, H, D]`` gathers in forward or backward (the gradients are sparse-dense products, the
+    transpose of :class:`EdgeAttention`'s)."""
+
+    @staticmethod
+    def forward(ctx, queries: Tensor, keys: Tensor, layout: EdgeLayout):
+        dtypes = (queries.dtype, keys.dtype)
+        compute = torch.promote_types(*dtypes)
+        compute = torch.float32 if compute in _LOW_PRECISION else compute  # CPU sparse kernels lack bfloat16
+        queries, keys = queries.to(compute).contiguous(), keys.to(compute).contiguous()
+        scores = queries.new_empty(queries.size(0), layout.col.numel())
+        with torch.autocast(device_type=queries.device.type, enabled=False):
+            pattern = _csr(layout.crow, layout.col, torch.ones_like(layout.col, dtype=compute),
+                           (layout.num_groups, layout.num_sources))
+            for h in range(queries.size(0)):
+                sampled = torch.sparse.sampled_addmm(pattern, queries[h], keys[h].t(), beta=0.0)
+                scores[h, layout.order] = sampled.values()
+        ctx.layout, ctx.dtypes = layout, dtypes
+        ctx.save_for_backward(queries, keys)
+        return scores
+
+    @staticmethod
+    def backward(ctx, grad_scores: Tensor):
+        queries, keys = ctx.saved_tensors
+        layout = ctx.layout
+        grad_scores = grad_scores.to(queries.dtype)
+        grad_queries, grad_keys = [], []
+        with torch.autocast(device_type=queries.device.type, enabled=False):
+            for h in range(queries.size(0)):
+                by_destination = _csr(layout.crow, layout.col, grad_scores[h, layout.order],
+                                      (layout.num_groups, layout.num_sources))
+                by_source = _csr(layout.transposed_crow, layout.transposed_col, grad_scores[h, layout.transposed_order],
+                                 (layout.num_sources, layout.num_groups))
+                grad_queries.append(torch.sparse.mm(by_destination, keys[h]))
+                grad_keys.append(torch.sparse.mm(by_source, queries[h]))
+        return (torch.stack(grad_queries).to(ctx.dtypes[0]), torch.stack(grad_keys).to(ctx.dtypes[1]), None)
+
+
 def relational_attention(graph: FlatGraph, values: Tensor, sparse_scores: Tensor, dense_scores: Tensor | None,
                          self_loops: bool, per_relation: bool, dropout: float = 0.0, training: bool = False,
-                         return_weights: bool = False, dense_parts: tuple[Tensor, Tensor, Tensor] | None = None
+                         return_weights: bool = False, block_sums: Sequence[BlockSums] | None = None
                          ) -> tuple[Tensor, dict | None]:
     r"""Softmax attention over all edges of the batch: ``[G, H, C]`` with ``G`` the flat nodes
     (softmax across all incoming relations) or the group rows (``per_relation``).
@@ -238,10 +280,9 @@ def relational_attention(graph: FlatGraph, values: Tensor, sparse_scores: Tensor
         values: ``[H, num_source_rows, C]`` per (source node, relation) values.
         sparse_scores: ``[E, H]`` scores of ``graph.sparse_edges(self_loops)``.
         dense_scores: ``[R_d, B, H, L_dst, L_src]`` scores of ``graph.dense_blocks(self_loops)``.
-        dense_parts: instead of ``dense_scores``, the dense blocks already reduced per destination:
-            ``(shift [H, R_d, B, L], total [H, R_d, B, L], out [H, R_d, B, L, C])``, the sums of
-            ``exp(score - shift)`` and of ``exp(score - shift) * value`` (``shift`` is ``-inf`` for
-            padding and for destinations without sources, where the sums are ignored).
+        block_sums: instead of ``dense_scores``, the dense blocks already reduced per destination
+            by a block kernel (:class:`~graphfuse.nn.conv.fused.bipartite.BlockSums`, one per group
+            of :func:`~graphfuse.nn.conv.fused.bipartite.block_groups`).
         return_weights: also return ``{edge_type: (edge_index, alpha [E_r, H])}`` in each
             relation's input edge order (added self loops last).
     """
@@ -253,17 +294,17 @@ def relational_attention(graph: FlatGraph, values: Tensor, sparse_scores: Tensor
     scores = sparse_scores.t()
     maximum = scores.new_full((heads, num_groups), float("-inf"))
     maximum = maximum.scatter_reduce(1, sparse_group.expand(heads, -1), scores.detach(), "amax")
-    dense_group = None
-    if blocks is not None:
-        dense_group = (blocks.dst_group_row if per_relation else blocks.dst_node).flatten()
-        if dense_parts is None:
-            mask = (blocks.dst_valid.unsqueeze(-1) & blocks.src_valid.unsqueeze(-2)).unsqueeze(2)
-            dense_scores = dense_scores.masked_fill(~mask, float("-inf")).permute(2, 0, 1, 3, 4)
-            block_max = dense_scores.detach().amax(-1)
-        else:
-            block_max = dense_parts[0]
-        maximum = maximum.scatter_reduce(1, dense_group.expand(heads, -1), block_max.flatten(1).to(maximum.dtype),
-                                         "amax")
+    parts = []  # (destination of each block slot, the slots' maximum score)
+    if block_sums is not None:
+        parts = [((part.blocks.dst_group_row if per_relation else part.blocks.dst_node).flatten(),
+                  part.shift.flatten(1)) for part in block_sums]
+    elif blocks is not None:
+        mask = (blocks.dst_valid.unsqueeze(-1) & blocks.src_valid.unsqueeze(-2)).unsqueeze(2)
+        dense_scores = dense_scores.masked_fill(~mask, float("-inf")).permute(2, 0, 1, 3, 4)
+        parts = [((blocks.dst_group_row if per_relation else blocks.dst_node).flatten(),
+                  dense_scores.detach().amax(-1).flatten(1))]
+    for dense_group, block_max in parts:
+        maximum = maximum.scatter_reduce(1, dense_group.expand(heads, -1), block_max.to(maximum.dtype), "amax")
     maximum = torch.where(torch.isfinite(maximum), maximum, torch.zeros_like(maximum))
 
     weights = torch.exp(scores - maximum[:, sparse_group])
@@ -275,27 +316,27 @@ def relational_attention(graph: FlatGraph, values: Tensor, sparse_scores: Tensor
     else:
         out = values.new_zeros(heads, num_groups, channels)
     dense_weights = None
-    if blocks is not None:
-        shift = maximum[:, dense_group].view_as(block_max)
-        if dense_parts is not None:
-            _, block_total, block_out = dense_parts
+    for i, (dense_group, block_max) in enumerate(parts):
+        shift = maximum[:, dense_group]
+        if block_sums is not None:
             factor = torch.exp(block_max - shift)  # 0 where block_max is -inf (padding, no sources)
-            block_total = block_total * factor
-            block_out = block_out * factor.unsqueeze(-1).to(block_out.dtype)
+            block_total = block_sums[i].total.flatten(1) * factor
+            block_out = block_sums[i].out.flatten(1, 3) * factor.unsqueeze(-1).to(block_sums[i].out.dtype)
         else:
-            dense_weights = torch.exp(dense_scores - shift.unsqueeze(-1))
-            block_total = dense_weights.sum(-1)
+            dense_weights = torch.exp(dense_scores - shift.view_as(dense_scores[..., 0]).unsqueeze(-1))
+            block_total = dense_weights.sum(-1).flatten(1)
             block_values = values[:, blocks.src_row]
-            block_out = torch.matmul(_dropout(dense_weights, dropout, training).to(block_values.dtype), block_values)
-        total = total.index_add(1, dense_group, block_total.flatten(1).to(total.dtype))
-        out = out.index_add(1, dense_group, block_out.flatten(1, 3).to(out.dtype))
+            block_out = torch.matmul(_dropout(dense_weights, dropout, training).to(block_values.dtype),
+                                     block_values).flatten(1, 3)
+        total = total.index_add(1, dense_group, block_total.to(total.dtype))
+        out = out.index_add(1, dense_group, block_out.to(out.dtype))
     safe_total = torch.where(total > 0, total, torch.ones_like(total))
     # A product with the reciprocal: its backward is two passes over `out` where a quotient's is four.
     out = (out * safe_total.reciprocal().unsqueeze(-1).to(out.dtype)).permute(1, 0, 2)
     if not return_weights:
         return out, None
-    dense_alpha = None if dense_weights is None else dense_weights / safe_total[:, dense_group].view_as(
-        block_max).unsqueeze(-1)
+    dense_alpha = None if dense_weights is None else dense_weights / safe_total[:, parts[0][0]].view_as(
+        dense_weights[..., 0]).unsqueeze(-1)
     return out, _attention_weights(graph, edges, blocks, (weights / safe_total[:, sparse_group]).t(), dense_alpha)
 
 
