@@ -162,11 +162,18 @@ def _compressed(rows: Tensor, num_rows: int) -> tuple[Tensor, Tensor]:
 
 @dataclass
 class EdgeLayout:
-    """The sparse edges as CSR by destination group and by source row, for :class:`EdgeAttention`."""
+    """The sparse edges sorted by destination group, stably (``order[i]`` is the edge at sorted
+    position ``i``): the CSR ``crow`` / ``col`` (source rows) of the ``[num_groups, num_sources]``
+    pattern, each sorted edge's ``group`` and ``group_row``, and the transposed CSR by source row
+    (``transposed_order[i]`` is the sorted position of its ``i``-th entry). :class:`EdgeAttention`
+    and :class:`EdgeScores` take and give per-edge tensors in the sorted order, so that a CSR
+    matrix's values are a plain row of them."""
 
     order: Tensor
     crow: Tensor
     col: Tensor
+    group: Tensor
+    group_row: Tensor
     transposed_order: Tensor
     transposed_crow: Tensor
     transposed_col: Tensor
@@ -174,35 +181,48 @@ class EdgeLayout:
     num_sources: int
 
 
-def edge_layout(graph: FlatGraph, group: Tensor, num_groups: int, key: tuple) -> EdgeLayout:
-    def make() -> EdgeLayout:
-        source = graph.sparse_edges(key[1]).source_row
-        order, crow = _compressed(group, num_groups)
-        transposed_order, transposed_crow = _compressed(source, graph.num_source_rows)
-        return EdgeLayout(order, crow, source[order], transposed_order, transposed_crow, group[transposed_order],
-                          num_groups, graph.num_source_rows)
+GROUPINGS = ("node", "group")
 
-    return graph.cached(("edge_layout", *key), make)
+
+def edge_layout(graph: FlatGraph, self_loops: bool, by: str) -> EdgeLayout:
+    """The :class:`EdgeLayout` of ``graph.sparse_edges(self_loops)`` grouped ``by`` destination
+    node or by group row (cached on the graph)."""
+    def make() -> EdgeLayout:
+        edges = graph.sparse_edges(self_loops)
+        group, num_groups = (edges.dst, graph.num_nodes) if by == "node" else (edges.group_row, graph.num_group_rows)
+        order, crow = _compressed(group, num_groups)
+        col, group = edges.source_row[order], group[order]
+        transposed_order, transposed_crow = _compressed(col, graph.num_source_rows)
+        return EdgeLayout(order, crow, col, group, edges.group_row[order], transposed_order, transposed_crow,
+                          group[transposed_order], num_groups, graph.num_source_rows)
+
+    return graph.cached(("edge_layout", by, self_loops), make)
+
+
+def _head_first(tensor: Tensor, dtype: torch.dtype) -> Tensor:
+    return tensor.to(dtype).contiguous()
 
 
 class EdgeAttention(torch.autograd.Function):
     """``out[h, g] = sum over edges e into g of weight[h, e] * values[h, source(e)]`` as one sparse
     matrix product per head, without per-edge ``[E, H, C]`` tensors in forward or backward (the
-    weights' gradient is a sampled dense-dense product)."""
+    weights' gradient is a sampled dense-dense product). ``weight`` is ``[H, E]`` in the sorted
+    order of ``layout``."""
 
     @staticmethod
     def forward(ctx, weight: Tensor, values: Tensor, layout: EdgeLayout):
         dtype = values.dtype
         compute = torch.float32 if dtype in _LOW_PRECISION else dtype  # CPU sparse kernels lack bfloat16
-        weight, by_head = weight.to(compute), values.to(compute).contiguous()
+        weight, by_head = _head_first(weight, compute), _head_first(values, compute)
+        out = by_head.new_empty(weight.size(0), layout.num_groups, by_head.size(-1))
         with torch.autocast(device_type=values.device.type, enabled=False):
-            heads = [torch.sparse.mm(_csr(layout.crow, layout.col, weight[h, layout.order],
-                                          (layout.num_groups, layout.num_sources)), by_head[h])
-                     for h in range(weight.size(0))]
+            for h in range(weight.size(0)):
+                torch.mm(_csr(layout.crow, layout.col, weight[h], (layout.num_groups, layout.num_sources)),
+                         by_head[h], out=out[h])
         ctx.layout = layout
         ctx.save_for_backward(weight, by_head)
         ctx.dtype = dtype
-        return torch.stack(heads).to(dtype)
+        return out.to(dtype)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
@@ -213,23 +233,22 @@ class EdgeAttention(torch.autograd.Function):
     def _backward(ctx, grad_out: Tensor):
         weight, by_head = ctx.saved_tensors
         layout = ctx.layout
-        grad_by_head = grad_out.to(weight.dtype).contiguous()
-        grad_weight = torch.empty_like(weight)
-        grad_values = []
+        grad_by_head = _head_first(grad_out, weight.dtype)
+        grad_weight, grad_values = torch.empty_like(weight), torch.empty_like(by_head)
         pattern = _csr(layout.crow, layout.col, torch.ones_like(layout.col, dtype=weight.dtype),
                        (layout.num_groups, layout.num_sources))
+        transposed_weight = weight.index_select(1, layout.transposed_order)
         for h in range(weight.size(0)):
-            transposed = _csr(layout.transposed_crow, layout.transposed_col, weight[h, layout.transposed_order],
+            transposed = _csr(layout.transposed_crow, layout.transposed_col, transposed_weight[h],
                               (layout.num_sources, layout.num_groups))
-            grad_values.append(torch.sparse.mm(transposed, grad_by_head[h]))
-            sampled = torch.sparse.sampled_addmm(pattern, grad_by_head[h], by_head[h].t(), beta=0.0)
-            grad_weight[h, layout.order] = sampled.values()
-        return grad_weight.to(ctx.dtype), torch.stack(grad_values).to(ctx.dtype), None
+            torch.mm(transposed, grad_by_head[h], out=grad_values[h])
+            grad_weight[h] = torch.sparse.sampled_addmm(pattern, grad_by_head[h], by_head[h].t(), beta=0.0).values()
+        return grad_weight.to(ctx.dtype), grad_values.to(ctx.dtype), None
 
 
 class EdgeScores(torch.autograd.Function):
-    """``scores[h, e] = queries[h, destination(e)] . keys[h, source(e)]`` for every edge of a
-    ``layout`` by destination node, as one sampled dense-dense product per head: no per-edge
+    """``scores[h, e] = queries[h, group(e)] . keys[h, source(e)]`` for every edge of ``layout``
+    (``[H, E]``, in its sorted order), as one sampled dense-dense product per head: no per-edge
     ``[E, H, D]`` gathers in forward or backward (the gradients are sparse-dense products, the
     transpose of :class:`EdgeAttention`'s)."""
 
@@ -238,14 +257,13 @@ class EdgeScores(torch.autograd.Function):
         dtypes = (queries.dtype, keys.dtype)
         compute = torch.promote_types(*dtypes)
         compute = torch.float32 if compute in _LOW_PRECISION else compute  # CPU sparse kernels lack bfloat16
-        queries, keys = queries.to(compute).contiguous(), keys.to(compute).contiguous()
+        queries, keys = _head_first(queries, compute), _head_first(keys, compute)
         scores = queries.new_empty(queries.size(0), layout.col.numel())
         with torch.autocast(device_type=queries.device.type, enabled=False):
             pattern = _csr(layout.crow, layout.col, torch.ones_like(layout.col, dtype=compute),
                            (layout.num_groups, layout.num_sources))
             for h in range(queries.size(0)):
-                sampled = torch.sparse.sampled_addmm(pattern, queries[h], keys[h].t(), beta=0.0)
-                scores[h, layout.order] = sampled.values()
+                scores[h] = torch.sparse.sampled_addmm(pattern, queries[h], keys[h].t(), beta=0.0).values()
         ctx.layout, ctx.dtypes = layout, dtypes
         ctx.save_for_backward(queries, keys)
         return scores
@@ -254,17 +272,16 @@ class EdgeScores(torch.autograd.Function):
     def backward(ctx, grad_scores: Tensor):
         queries, keys = ctx.saved_tensors
         layout = ctx.layout
-        grad_scores = grad_scores.to(queries.dtype)
-        grad_queries, grad_keys = [], []
+        grad_scores = _head_first(grad_scores, queries.dtype)
+        grad_queries, grad_keys = torch.empty_like(queries), torch.empty_like(keys)
         with torch.autocast(device_type=queries.device.type, enabled=False):
+            transposed_scores = grad_scores.index_select(1, layout.transposed_order)
             for h in range(queries.size(0)):
-                by_destination = _csr(layout.crow, layout.col, grad_scores[h, layout.order],
-                                      (layout.num_groups, layout.num_sources))
-                by_source = _csr(layout.transposed_crow, layout.transposed_col, grad_scores[h, layout.transposed_order],
-                                 (layout.num_sources, layout.num_groups))
-                grad_queries.append(torch.sparse.mm(by_destination, keys[h]))
-                grad_keys.append(torch.sparse.mm(by_source, queries[h]))
-        return (torch.stack(grad_queries).to(ctx.dtypes[0]), torch.stack(grad_keys).to(ctx.dtypes[1]), None)
+                torch.mm(_csr(layout.crow, layout.col, grad_scores[h], (layout.num_groups, layout.num_sources)),
+                         keys[h], out=grad_queries[h])
+                torch.mm(_csr(layout.transposed_crow, layout.transposed_col, transposed_scores[h],
+                              (layout.num_sources, layout.num_groups)), queries[h], out=grad_keys[h])
+        return grad_queries.to(ctx.dtypes[0]), grad_keys.to(ctx.dtypes[1]), None
 
 
 def relational_attention(graph: FlatGraph, values: Tensor, sparse_scores: Tensor, dense_scores: Tensor | None,
@@ -278,7 +295,8 @@ def relational_attention(graph: FlatGraph, values: Tensor, sparse_scores: Tensor
 
     Args:
         values: ``[H, num_source_rows, C]`` per (source node, relation) values.
-        sparse_scores: ``[E, H]`` scores of ``graph.sparse_edges(self_loops)``.
+        sparse_scores: ``[H, E]`` scores of ``graph.sparse_edges(self_loops)``, in the sorted
+            order of their :func:`edge_layout` (by group row with ``per_relation``, else by node).
         dense_scores: ``[R_d, B, H, L_dst, L_src]`` scores of ``graph.dense_blocks(self_loops)``.
         block_sums: instead of ``dense_scores``, the dense blocks already reduced per destination
             by a block kernel (:class:`~graphfuse.nn.conv.fused.bipartite.BlockSums`, one per group
@@ -288,10 +306,10 @@ def relational_attention(graph: FlatGraph, values: Tensor, sparse_scores: Tensor
     """
     edges = graph.sparse_edges(self_loops)
     blocks = graph.dense_blocks(self_loops)
+    layout = edge_layout(graph, self_loops, "group" if per_relation else "node")
     heads, channels = values.size(0), values.size(-1)
     num_groups = graph.num_group_rows if per_relation else graph.num_nodes
-    sparse_group = edges.group_row if per_relation else edges.dst
-    scores = sparse_scores.t()
+    sparse_group, scores = layout.group, sparse_scores
     maximum = scores.new_full((heads, num_groups), float("-inf"))
     maximum = maximum.scatter_reduce(1, sparse_group.expand(heads, -1), scores.detach(), "amax")
     parts = []  # (destination of each block slot, the slots' maximum score)
@@ -311,7 +329,6 @@ def relational_attention(graph: FlatGraph, values: Tensor, sparse_scores: Tensor
     total = weights.new_zeros(heads, num_groups).index_add(1, sparse_group, weights)
     kept = _dropout(weights, dropout, training)
     if edges.num_edges:
-        layout = edge_layout(graph, sparse_group, num_groups, ("group" if per_relation else "node", self_loops))
         out = EdgeAttention.apply(kept, values, layout)
     else:
         out = values.new_zeros(heads, num_groups, channels)
@@ -337,7 +354,9 @@ def relational_attention(graph: FlatGraph, values: Tensor, sparse_scores: Tensor
         return out, None
     dense_alpha = None if dense_weights is None else dense_weights / safe_total[:, parts[0][0]].view_as(
         dense_weights[..., 0]).unsqueeze(-1)
-    return out, _attention_weights(graph, edges, blocks, (weights / safe_total[:, sparse_group]).t(), dense_alpha)
+    alpha = weights / safe_total[:, sparse_group]
+    alpha = torch.empty_like(alpha).index_copy_(1, layout.order, alpha)  # back in edge order
+    return out, _attention_weights(graph, edges, blocks, alpha.t(), dense_alpha)
 
 
 def _dropout(weights: Tensor, p: float, training: bool) -> Tensor:

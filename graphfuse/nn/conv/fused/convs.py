@@ -128,11 +128,12 @@ def gat_conv(conv, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[T
     values = torch.cat(values, 1)  # head-first [H, num_source_rows, C]
     src_logits, dst_logits = torch.cat(src_logits), torch.cat(dst_logits)
 
-    edges = graph.sparse_edges(conv.add_self_loops)
-    sparse_scores = F.leaky_relu(src_logits[edges.source_row] + dst_logits[edges.group_row], conv.negative_slope)
+    per_relation = conv.softmax == "relation"
+    layout = edge_layout(graph, conv.add_self_loops, "group" if per_relation else "node")
+    sparse_scores = F.leaky_relu(src_logits.t().index_select(1, layout.col)
+                                 + dst_logits.t().index_select(1, layout.group_row), conv.negative_slope)
     blocks = graph.dense_blocks(conv.add_self_loops)
     dense_scores = block_sums = None
-    per_relation = conv.softmax == "relation"
     if blocks is not None:
         if return_weights or (conv.training and conv.dropout > 0):  # per-edge weights are needed
             src_part, dst_part = src_logits[blocks.src_row], dst_logits[blocks.dst_group_row]
@@ -178,12 +179,10 @@ def hgt_conv(conv, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[T
     # Head-first, so that each head's part is contiguous for the matrix products.
     queries = (torch.cat(queries) * scale).permute(1, 0, 2).contiguous()
     keys, values = (torch.cat(parts).permute(1, 0, 2).contiguous() for parts in (keys, values))
-    edges = graph.sparse_edges()
-    if edges.num_edges:
-        layout = edge_layout(graph, edges.dst, graph.num_nodes, ("node", False))
-        sparse_scores = EdgeScores.apply(queries, keys, layout).t()
-    else:
-        sparse_scores = queries.new_zeros(0, H)
+    per_relation = conv.softmax == "relation"
+    layout = edge_layout(graph, False, "group" if per_relation else "node")
+    # Each edge's score is its destination's query (per group row with per-relation softmax) against its key.
+    sparse_scores = EdgeScores.apply(queries[:, graph.group_node] if per_relation else queries, keys, layout)
     blocks = graph.dense_blocks()
     dense_scores = block_sums = None
     if blocks is not None:
@@ -191,7 +190,6 @@ def hgt_conv(conv, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[T
             dense_scores = torch.einsum("hrbid,hrbjd->rbhij", queries[:, blocks.dst_node], keys[:, blocks.src_row])
         else:
             block_sums = hgt_block_sums(graph, queries, keys, values, conv.rules)
-    per_relation = conv.softmax == "relation"
     out, weights = relational_attention(graph, values, sparse_scores, dense_scores, False, per_relation,
                                         conv.dropout, conv.training, return_weights, block_sums)
     if per_relation:
