@@ -14,6 +14,7 @@ from graphfuse.nn.conv.fused.bipartite import (
     BlockAttention,
     BlockSums,
     DotBlockAttention,
+    GATBlocks,
     SortedBlockAttention,
     bipartite_gat,
     block_groups,
@@ -23,5 +24,5 @@ from graphfuse.nn.conv.fused.convs import gat_conv, gated_conv, gcn_conv, hgt_co
 from graphfuse.nn.conv.fused.rules import DEFAULT_RULES, KernelRules
 
 __all__ = ["DEFAULT_RULES", "BlockAttention", "BlockSums", "DotBlockAttention", "EdgeAttention", "EdgeScores",
-           "KernelRules", "SortedBlockAttention", "bipartite_gat", "block_groups", "gat_conv", "gated_conv", "gcn_conv",
-           "hgt_conv", "relation_aggregate", "relational_attention", "sorted_bipartite_gat"]
+           "GATBlocks", "KernelRules", "SortedBlockAttention", "bipartite_gat", "block_groups", "gat_conv",
+           "gated_conv", "gcn_conv", "hgt_conv", "relation_aggregate", "relational_attention", "sorted_bipartite_gat"]

@@ -8,6 +8,7 @@ from graphfuse.nn import FlatGraph
 from graphfuse.nn.conv.fused.bipartite import (
     BlockAttention,
     DotBlockAttention,
+    GATBlocks,
     SortedBlockAttention,
     block_groups,
 )
@@ -81,7 +82,7 @@ def test_gat_block_kernels_gradcheck(kernel):
 def test_dot_block_kernel_equals_a_dense_softmax(chunk_bytes):
     randn, src_index, dst_index, src_valid, _ = inputs()
     queries, keys, values = randn(H, N, C), randn(H, S, C), randn(H, S, C)
-    result = DotBlockAttention.apply(queries, keys, values, dst_index, src_index, src_valid, chunk_bytes)
+    result = DotBlockAttention.apply(queries, keys, values, chunk_bytes, dst_index, src_index, src_valid)
     scores = queries[:, dst_index] @ keys[:, src_index].transpose(-1, -2)
     present = src_valid.any(-1, keepdim=True).expand_as(dst_index).unsqueeze(0).expand(H, -1, -1, -1)
     assert_sums_close(result, reference_sums(scores, values[:, src_index], src_valid), present)
@@ -94,19 +95,46 @@ def test_dot_block_kernel_gradcheck():
     present = src_valid.any(-1, keepdim=True).expand_as(dst_index).unsqueeze(0).expand(H, -1, -1, -1)
 
     def sums(*tables):
-        return softmax_of(DotBlockAttention.apply(*tables, dst_index, src_index, src_valid, 64), present)
+        return softmax_of(DotBlockAttention.apply(*tables, 64, dst_index, src_index, src_valid), present)
 
     assert torch.autograd.gradcheck(sums, tables)
+
+
+def test_groups_of_blocks_share_their_tables():
+    """Several groups of blocks of different shapes in one call (each GAT group by its own kernel):
+    the shared tables' gradients add up over the groups."""
+    randn, src_index, dst_index, src_valid, _ = inputs()
+    _, src_other, dst_other, valid_other, _ = inputs(seed=1, num_src=7, num_dst=3)
+    present = [valid.any(-1, keepdim=True).expand(*valid.shape[:2], size).unsqueeze(0).expand(H, -1, -1, -1)
+               for valid, size in ((src_valid, 4), (valid_other, 3))]
+    logits = [randn(H, R, B, 4), randn(H, R, B, 5), randn(H, R, B, 3), randn(H, R, B, 7)]
+    table = randn(H, S, C)
+
+    def gat(table, a, b, a_other, b_other):
+        outputs = GATBlocks.apply(table, 0.2, 64, (BlockAttention, SortedBlockAttention),
+                                  a, b.masked_fill(~src_valid, float("-inf")), src_index,
+                                  a_other, b_other.masked_fill(~valid_other, float("-inf")), src_other)
+        return (*softmax_of(outputs[:3], present[0]), *softmax_of(outputs[3:], present[1]))
+
+    assert torch.autograd.gradcheck(gat, (table.requires_grad_(), *(x.requires_grad_() for x in logits)))
+    tables = (randn(H, N, C).requires_grad_(), randn(H, S, C).requires_grad_(), randn(H, S, C).requires_grad_())
+
+    def dot(*tables):
+        outputs = DotBlockAttention.apply(*tables, 64, dst_index, src_index, src_valid, dst_other, src_other,
+                                          valid_other)
+        return (*softmax_of(outputs[:3], present[0]), *softmax_of(outputs[3:], present[1]))
+
+    assert torch.autograd.gradcheck(dot, tables)
 
 
 def test_dot_block_kernel_under_bf16_autocast():
     """Low-precision tables are computed in their widest dtype and the gradients come back in theirs."""
     randn, src_index, dst_index, src_valid, _ = inputs(torch.float32, num_src=40, num_dst=30)
     tables = [randn(H, N, C), randn(H, S, C), randn(H, S, C)]
-    reference = DotBlockAttention.apply(*tables, dst_index, src_index, src_valid, 1 << 20)
+    reference = DotBlockAttention.apply(*tables, 1 << 20, dst_index, src_index, src_valid)
     low = [t.bfloat16().requires_grad_() for t in tables]
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        shift, total, out = DotBlockAttention.apply(*low, dst_index, src_index, src_valid, 1 << 20)
+        shift, total, out = DotBlockAttention.apply(*low, 1 << 20, dst_index, src_index, src_valid)
     assert out.dtype == torch.bfloat16
     present = src_valid.any(-1, keepdim=True).expand_as(dst_index).unsqueeze(0).expand(H, -1, -1, -1)
     normalised = (out.float() / total.float().unsqueeze(-1))[present]
