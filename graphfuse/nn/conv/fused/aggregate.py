@@ -326,7 +326,7 @@ def relational_attention(graph: FlatGraph, values: Tensor, sparse_scores: Tensor
     maximum = torch.where(torch.isfinite(maximum), maximum, torch.zeros_like(maximum))
 
     weights = torch.exp(scores - maximum[:, sparse_group])
-    total = weights.new_zeros(heads, num_groups).index_add(1, sparse_group, weights)
+    total = weights.new_zeros(heads, num_groups).index_add_(1, sparse_group, weights)
     kept = _dropout(weights, dropout, training)
     if edges.num_edges:
         out = EdgeAttention.apply(kept, values, layout)
@@ -345,8 +345,9 @@ def relational_attention(graph: FlatGraph, values: Tensor, sparse_scores: Tensor
             block_values = values[:, blocks.src_row]
             block_out = torch.matmul(_dropout(dense_weights, dropout, training).to(block_values.dtype),
                                      block_values).flatten(1, 3)
-        total = total.index_add(1, dense_group, block_total.to(total.dtype))
-        out = out.index_add(1, dense_group, block_out.to(out.dtype))
+        # In place: neither sum is saved for a backward, and an out-of-place add copies them per group.
+        total.index_add_(1, dense_group, block_total.to(total.dtype))
+        out.index_add_(1, dense_group, block_out.to(out.dtype))
     safe_total = torch.where(total > 0, total, torch.ones_like(total))
     # A product with the reciprocal: its backward is two passes over `out` where a quotient's is four.
     out = (out * safe_total.reciprocal().unsqueeze(-1).to(out.dtype)).permute(1, 0, 2)
