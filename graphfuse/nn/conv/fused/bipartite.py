@@ -149,7 +149,16 @@ class GATBlocks(torch.autograd.Function):
         return (grad_table.view(shape).to(table_dtype), None, None, None, *result)
 
 
-class BlockAttention:
+class _GATKernel:
+    """A GAT block kernel: ``sums`` and ``gradients`` of one group for :class:`GATBlocks`, and
+    ``apply`` for one group alone."""
+
+    @classmethod
+    def apply(cls, a: Tensor, b: Tensor, table: Tensor, index: Tensor, negative_slope: float, chunk_bytes: int):
+        return GATBlocks.apply(table, negative_slope, chunk_bytes, (cls,), a, b, index)
+
+
+class BlockAttention(_GATKernel):
     """Softmax sums of GAT score blocks: ``[H, R, B, L_d]`` logits ``a``, ``[H, R, B, L_s]`` logits
     ``b`` (``-inf`` for padding) and values ``table[h, index[r, b]]`` (``table`` ``[H, S, C]``,
     ``index`` ``[R, B, L_s]``) give the shift ``m``, ``total = sum_j exp(s_ij - m_i)`` and
@@ -161,10 +170,6 @@ class BlockAttention:
     block-sized tensor of the whole batch is ever held, and the backward recomputes each chunk's
     scores (autograd would keep five block-sized tensors and make twice the passes).
     """
-
-    @staticmethod
-    def apply(a: Tensor, b: Tensor, table: Tensor, index: Tensor, negative_slope: float, chunk_bytes: int):
-        return GATBlocks.apply(table, negative_slope, chunk_bytes, (BlockAttention,), a, b, index)
 
     @staticmethod
     def sums(a: Tensor, b: Tensor, table: Tensor, rows: Tensor, negative_slope: float, chunk_bytes: int):
@@ -217,7 +222,7 @@ class BlockAttention:
         return grad_a, grad_b
 
 
-class SortedBlockAttention:
+class SortedBlockAttention(_GATKernel):
     r""":class:`BlockAttention`'s sums in :math:`O((n_s + n_d) \log n_s)` per block instead of
     :math:`O(n_s n_d)`, with the same arguments and results.
 
@@ -230,10 +235,6 @@ class SortedBlockAttention:
     destinations whose threshold it passes, as prefix sums over the destinations' split points)
     and keeps only the inputs, the sort order and the split points.
     """
-
-    @staticmethod
-    def apply(a: Tensor, b: Tensor, table: Tensor, index: Tensor, negative_slope: float, chunk_bytes: int):
-        return GATBlocks.apply(table, negative_slope, chunk_bytes, (SortedBlockAttention,), a, b, index)
 
     @staticmethod
     def sums(a: Tensor, b: Tensor, table: Tensor, rows: Tensor, negative_slope: float, chunk_bytes: int):
