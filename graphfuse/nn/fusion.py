@@ -19,6 +19,7 @@ ConvFactory = Callable[..., RelationalConv]
 CONVS: Registry[ConvFactory] = Registry("fusion conv", hint="Register one with register_conv('{name}', factory)")
 ACTIVATIONS = {"gelu": torch.nn.GELU, "relu": torch.nn.ReLU, "silu": torch.nn.SiLU}
 NORMS = ("layer", "none")
+KNN_UPDATES = ("block", "forward")
 
 
 def register_conv(name: str, factory: ConvFactory) -> ConvFactory:
@@ -141,10 +142,14 @@ class FusionEncoder(torch.nn.Module):
         conv (str, optional): a registered conv, ``"gcn"``, ``"gat"``, ``"hgt"`` or ``"gated"``.
             (default: :obj:`"gat"`)
         knn (int, optional): replace cross-modal relations by each node's ``knn`` most similar
-            nodes of the other type in the same sample, recomputed before every block.
-            (default: :obj:`None`)
+            nodes of the other type in the same sample. (default: :obj:`None`)
         knn_relations (Sequence, optional): the relations k-NN replaces (default: every relation
             between two different node types).
+        knn_update (str, optional): when the k-NN edges are chosen: ``"block"``, from each
+            block's input (the neighbours follow the features as the blocks refine them), or
+            ``"forward"``, once from the encoder's input, the edges and their structure (softmax
+            groups, sparse layouts) then shared by every block, which saves the top-k and the
+            structure of all but one block. (default: :obj:`"block"`)
         **block_kwargs: :class:`FusionBlock` arguments (``heads``, ``ffn_ratio``, ``dropout``,
             ``norm``, ``activation``, ``norm_first``, ``conv_kwargs``).
 
@@ -154,9 +159,11 @@ class FusionEncoder(torch.nn.Module):
     """
 
     def __init__(self, channels: int, metadata: Metadata | Schema, num_layers: int = 2, conv: str = "gat",
-                 knn: int | None = None, knn_relations=None, **block_kwargs: Any) -> None:
+                 knn: int | None = None, knn_relations=None, knn_update: str = "block", **block_kwargs: Any) -> None:
         super().__init__()
         check_int(num_layers, "FusionEncoder 'num_layers'")
+        check_choice(knn_update, KNN_UPDATES, "FusionEncoder 'knn_update'")
+        self.knn_update = knn_update
         self.schema = Schema.from_metadata(metadata)
         self.channels = channels
         self.blocks = torch.nn.ModuleList([FusionBlock(channels, self.schema, conv, **block_kwargs)
@@ -189,12 +196,15 @@ class FusionEncoder(torch.nn.Module):
             x = graph.flatten(x, self.__class__.__name__)
         elif not isinstance(graph, FlatGraph):
             graph = self.graph(graph)
+        shared = self.knn(x, graph) if self.knn is not None and self.knn_update == "forward" else graph
         for block in self.blocks:
-            block_graph = graph if self.knn is None else self.knn(x, graph)
+            block_graph = self.knn(x, graph) if self.knn is not None and self.knn_update == "block" else shared
             x = block(x, block_graph)
         return graph.unflatten(x) if as_dict else x
 
     def __repr__(self) -> str:
         conv = self.blocks[0].conv_name
         knn = "" if self.knn is None else f", knn={self.knn.k}"
+        if self.knn is not None and self.knn_update != "block":
+            knn += f", knn_update={self.knn_update!r}"
         return f"{self.__class__.__name__}({self.channels}, num_layers={len(self.blocks)}, conv={conv!r}{knn})"

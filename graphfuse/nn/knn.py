@@ -91,13 +91,17 @@ class DynamicKNNEdges(torch.nn.Module):
             similarity, dst_node, src_node = blocks[self.pair_of[i]]
             if self.pair_transposed[i]:
                 similarity, dst_node, src_node = similarity.transpose(1, 2), src_node, dst_node
-            best, chosen = similarity.topk(min(self.k, similarity.size(-1)), dim=-1)
-            keep = torch.isfinite(best) & (dst_node >= 0).unsqueeze(-1)
-            src = torch.gather(src_node.unsqueeze(1).expand(-1, dst_node.size(-1), -1), 2, chosen)
+            best, chosen = top_k(similarity, min(self.k, similarity.size(-1)))
+            src = torch.gather(src_node, 1, chosen.flatten(1)).view_as(chosen)
             dst = dst_node.unsqueeze(-1).expand_as(src)
             r = self.relation_index[i]
-            result[edge_type] = torch.stack([src[keep] - graph.offsets[schema.src_type[r]],
-                                             dst[keep] - graph.offsets[schema.dst_type[r]]])
+            if _without_padding(graph, schema.src_type[r]) and _without_padding(graph, schema.dst_type[r]):
+                src, dst = src.flatten(), dst.flatten()  # every slot is a node, every choice a neighbour
+            else:
+                keep = torch.isfinite(best) & (dst_node >= 0).unsqueeze(-1)
+                src, dst = src[keep], dst[keep]
+            result[edge_type] = torch.stack([src - graph.offsets[schema.src_type[r]],
+                                             dst - graph.offsets[schema.dst_type[r]]])
         return result
 
     def forward(self, x: Tensor, graph: FlatGraph) -> FlatGraph:
@@ -108,3 +112,27 @@ class DynamicKNNEdges(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"k={self.k}, relations={self.relations}"
+
+
+def _without_padding(graph: FlatGraph, node_type: int) -> bool:
+    """Whether every sample has as many nodes of ``node_type`` as the longest (from the layout: no
+    host sync)."""
+    size = graph.type_block_size[node_type]
+    counts = graph.layout.counts.get(graph.schema.node_types[node_type], ())
+    return size > 0 and len(counts) == graph.num_samples and all(c == size for c in counts)
+
+
+def top_k(scores: Tensor, k: int, chunk: int = 4) -> tuple[Tensor, Tensor]:
+    """``scores.topk(k)`` along the last dimension as a set (in no particular order), exactly, in
+    two narrower passes where the rows are long: the ``k`` largest entries of a row lie in the
+    ``k`` chunks (of ``chunk`` entries) with the largest maxima, so the chunks' maxima pick ``k``
+    chunks and those ``k * chunk`` candidates the entries. CPU's top-k costs about its input's
+    width per row; here that is ``n / chunk + k * chunk`` instead of ``n``."""
+    n = scores.size(-1)
+    if n % chunk or n < 4 * k * chunk:
+        return scores.topk(k, dim=-1, sorted=False)
+    chunks = scores.reshape(*scores.shape[:-1], n // chunk, chunk)
+    best_chunk = chunks.amax(-1).topk(k, dim=-1, sorted=False).indices
+    candidates = torch.gather(chunks, -2, best_chunk.unsqueeze(-1).expand(*best_chunk.shape, chunk))
+    values, index = candidates.flatten(-2).topk(k, dim=-1, sorted=False)
+    return values, torch.gather(best_chunk, -1, index // chunk) * chunk + index % chunk

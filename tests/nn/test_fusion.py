@@ -67,6 +67,30 @@ def test_no_cross_sample_leakage(conv, knn, metadata, flat_graph, sparse_graph, 
         assert_no_leakage(encoder, graph, 16)
 
 
+@pytest.mark.parametrize("conv", ["gat", "hgt"])
+def test_knn_update_forward_shares_the_first_blocks_edges(conv, metadata, flat_graph, features, monkeypatch):
+    """``knn_update="forward"`` chooses the k-NN edges once, from the encoder's input, and every block
+    runs on that one graph; ``"block"`` chooses them again from each block's input."""
+    x = features(flat_graph, 16, torch.float32)
+    once, each = make(metadata, conv, knn=2, knn_update="forward"), make(metadata, conv, knn=2)
+    shared = once.knn(x, flat_graph)
+    expected = x
+    with torch.no_grad():
+        for block in once.blocks:
+            expected = block(expected, shared)
+        calls = []
+        original = type(once.knn).forward
+        monkeypatch.setattr(type(once.knn), "forward", lambda self, *args: calls.append(1) or original(self, *args))
+        torch.testing.assert_close(once(x, flat_graph), expected)
+        assert len(calls) == 1
+        each(x, flat_graph)
+        assert len(calls) == 1 + len(each.blocks)
+        assert not torch.allclose(each(x, flat_graph), expected)
+    assert repr(once) == f"FusionEncoder(16, num_layers=2, conv='{conv}', knn=2, knn_update='forward')"
+    with pytest.raises(ValueError, match="knn_update"):
+        make(metadata, conv, knn=2, knn_update="layer")
+
+
 def test_ffn_ratio_zero(metadata, flat_graph, features):
     encoder = make(metadata, "gcn", ffn_ratio=0)
     assert all(block.ffn is None for block in encoder.blocks)

@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from graphfuse.nn import DynamicKNNEdges, FlatGraph, RelationalGCNConv
+from graphfuse.nn.knn import top_k
 
 CROSS = [("text", "to", "image"), ("image", "to", "text"), ("text", "to", "audio"), ("audio", "to", "text"),
          ("image", "to", "audio"), ("audio", "to", "image")]
@@ -97,3 +98,43 @@ def test_similarity_blocks_are_as_long_as_their_own_node_types(metadata, monkeyp
     for frame in (0, 1999, 2000, 2999):
         same = (batches["image"] == batches["audio"][frame]).nonzero().flatten()
         assert set(ei[0, ei[1] == frame].tolist()) == set(same[similarity[frame, same].topk(2).indices].tolist())
+
+
+@pytest.mark.parametrize("width", [7, 64, 256, 1000])
+@pytest.mark.parametrize("k", [1, 8])
+def test_top_k_is_torch_topk_as_a_set(width, k):
+    """The two-pass top-k (taken for long rows) picks what torch.topk picks, -inf entries included."""
+    generator = torch.Generator().manual_seed(width)
+    scores = torch.randn(3, 5, width, generator=generator)
+    scores[0, 1] = float("-inf")  # a row of padding only
+    scores[1, :, width // 2:] = float("-inf")  # padding beyond half the row
+    k = min(k, width)
+    values, index = top_k(scores, k)
+    expected_values, expected_index = scores.topk(k)
+    assert torch.equal(values.sort(-1).values, expected_values.sort(-1).values)
+    finite = torch.isfinite(expected_values).all(-1)
+    assert torch.equal(index.sort(-1).values[finite], expected_index.sort(-1).values[finite])
+    assert torch.equal(torch.gather(scores, -1, index), values)
+    # The reverse relation reads a similarity block down its columns.
+    transposed = torch.randn(3, width, 5, generator=generator).transpose(1, 2)
+    assert torch.equal(top_k(transposed, k)[0].sort(-1).values, transposed.topk(k)[0].sort(-1).values)
+
+
+@pytest.mark.parametrize("uniform", [True, False])
+def test_neighbours_of_long_modalities(uniform, metadata):
+    """Sources past the two-pass top-k's threshold (140 frames), with every sample of equal size (the
+    edges need no mask) or not: each destination's neighbours are its most similar sources."""
+    counts = {"text": (3, 3), "audio": (140, 140 if uniform else 129)}
+    batches = {t: torch.repeat_interleave(torch.arange(2), torch.tensor(c)) for t, c in counts.items()}
+    graph = FlatGraph.from_dicts(metadata, {t: sum(c) for t, c in counts.items()}, {}, batches)
+    x = torch.randn(graph.num_nodes, 6, generator=torch.Generator().manual_seed(0))
+    x_dict = graph.unflatten(x)
+    relations = [("audio", "to", "text"), ("text", "to", "audio")]
+    edges = DynamicKNNEdges(8, metadata, relations=relations).edges(x, graph)
+    similarity = F.normalize(x_dict["text"], dim=-1) @ F.normalize(x_dict["audio"], dim=-1).T
+    for (src, _, dst), ei in edges.items():
+        scores = similarity.T if dst == "audio" else similarity
+        for i in range(scores.size(0)):
+            same = (batches[src] == batches[dst][i]).nonzero().flatten()
+            best = same[scores[i, same].topk(min(8, same.numel())).indices]
+            assert set(ei[0, ei[1] == i].tolist()) == set(best.tolist())

@@ -11,11 +11,13 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from graphfuse.nn.conv.fused.bipartite import BlockSums
 from graphfuse.nn.flat import FlatGraph
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -160,11 +162,18 @@ def _compressed(rows: Tensor, num_rows: int) -> tuple[Tensor, Tensor]:
 
 @dataclass
 class EdgeLayout:
-    """The sparse edges as CSR by destination group and by source row, for :class:`EdgeAttention`."""
+    """The sparse edges sorted by destination group, stably (``order[i]`` is the edge at sorted
+    position ``i``): the CSR ``crow`` / ``col`` (source rows) of the ``[num_groups, num_sources]``
+    pattern, each sorted edge's ``group`` and ``group_row``, and the transposed CSR by source row
+    (``transposed_order[i]`` is the sorted position of its ``i``-th entry). :class:`EdgeAttention`
+    and :class:`EdgeScores` take and give per-edge tensors in the sorted order, so that a CSR
+    matrix's values are a plain row of them."""
 
     order: Tensor
     crow: Tensor
     col: Tensor
+    group: Tensor
+    group_row: Tensor
     transposed_order: Tensor
     transposed_crow: Tensor
     transposed_col: Tensor
@@ -172,35 +181,48 @@ class EdgeLayout:
     num_sources: int
 
 
-def edge_layout(graph: FlatGraph, group: Tensor, num_groups: int, key: tuple) -> EdgeLayout:
-    def make() -> EdgeLayout:
-        source = graph.sparse_edges(key[1]).source_row
-        order, crow = _compressed(group, num_groups)
-        transposed_order, transposed_crow = _compressed(source, graph.num_source_rows)
-        return EdgeLayout(order, crow, source[order], transposed_order, transposed_crow, group[transposed_order],
-                          num_groups, graph.num_source_rows)
+GROUPINGS = ("node", "group")
 
-    return graph.cached(("edge_layout", *key), make)
+
+def edge_layout(graph: FlatGraph, self_loops: bool, by: str) -> EdgeLayout:
+    """The :class:`EdgeLayout` of ``graph.sparse_edges(self_loops)`` grouped ``by`` destination
+    node or by group row (cached on the graph)."""
+    def make() -> EdgeLayout:
+        edges = graph.sparse_edges(self_loops)
+        group, num_groups = (edges.dst, graph.num_nodes) if by == "node" else (edges.group_row, graph.num_group_rows)
+        order, crow = _compressed(group, num_groups)
+        col, group = edges.source_row[order], group[order]
+        transposed_order, transposed_crow = _compressed(col, graph.num_source_rows)
+        return EdgeLayout(order, crow, col, group, edges.group_row[order], transposed_order, transposed_crow,
+                          group[transposed_order], num_groups, graph.num_source_rows)
+
+    return graph.cached(("edge_layout", by, self_loops), make)
+
+
+def _head_first(tensor: Tensor, dtype: torch.dtype) -> Tensor:
+    return tensor.to(dtype).contiguous()
 
 
 class EdgeAttention(torch.autograd.Function):
     """``out[h, g] = sum over edges e into g of weight[h, e] * values[h, source(e)]`` as one sparse
     matrix product per head, without per-edge ``[E, H, C]`` tensors in forward or backward (the
-    weights' gradient is a sampled dense-dense product)."""
+    weights' gradient is a sampled dense-dense product). ``weight`` is ``[H, E]`` in the sorted
+    order of ``layout``."""
 
     @staticmethod
     def forward(ctx, weight: Tensor, values: Tensor, layout: EdgeLayout):
         dtype = values.dtype
         compute = torch.float32 if dtype in _LOW_PRECISION else dtype  # CPU sparse kernels lack bfloat16
-        weight, by_head = weight.to(compute), values.to(compute).contiguous()
+        weight, by_head = _head_first(weight, compute), _head_first(values, compute)
+        out = by_head.new_empty(weight.size(0), layout.num_groups, by_head.size(-1))
         with torch.autocast(device_type=values.device.type, enabled=False):
-            heads = [torch.sparse.mm(_csr(layout.crow, layout.col, weight[h, layout.order],
-                                          (layout.num_groups, layout.num_sources)), by_head[h])
-                     for h in range(weight.size(0))]
+            for h in range(weight.size(0)):
+                torch.mm(_csr(layout.crow, layout.col, weight[h], (layout.num_groups, layout.num_sources)),
+                         by_head[h], out=out[h])
         ctx.layout = layout
         ctx.save_for_backward(weight, by_head)
         ctx.dtype = dtype
-        return torch.stack(heads).to(dtype)
+        return out.to(dtype)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
@@ -211,23 +233,60 @@ class EdgeAttention(torch.autograd.Function):
     def _backward(ctx, grad_out: Tensor):
         weight, by_head = ctx.saved_tensors
         layout = ctx.layout
-        grad_by_head = grad_out.to(weight.dtype).contiguous()
-        grad_weight = torch.empty_like(weight)
-        grad_values = []
+        grad_by_head = _head_first(grad_out, weight.dtype)
+        grad_weight, grad_values = torch.empty_like(weight), torch.empty_like(by_head)
         pattern = _csr(layout.crow, layout.col, torch.ones_like(layout.col, dtype=weight.dtype),
                        (layout.num_groups, layout.num_sources))
+        transposed_weight = weight.index_select(1, layout.transposed_order)
         for h in range(weight.size(0)):
-            transposed = _csr(layout.transposed_crow, layout.transposed_col, weight[h, layout.transposed_order],
+            transposed = _csr(layout.transposed_crow, layout.transposed_col, transposed_weight[h],
                               (layout.num_sources, layout.num_groups))
-            grad_values.append(torch.sparse.mm(transposed, grad_by_head[h]))
-            sampled = torch.sparse.sampled_addmm(pattern, grad_by_head[h], by_head[h].t(), beta=0.0)
-            grad_weight[h, layout.order] = sampled.values()
-        return grad_weight.to(ctx.dtype), torch.stack(grad_values).to(ctx.dtype), None
+            torch.mm(transposed, grad_by_head[h], out=grad_values[h])
+            grad_weight[h] = torch.sparse.sampled_addmm(pattern, grad_by_head[h], by_head[h].t(), beta=0.0).values()
+        return grad_weight.to(ctx.dtype), grad_values.to(ctx.dtype), None
+
+
+class EdgeScores(torch.autograd.Function):
+    """``scores[h, e] = queries[h, group(e)] . keys[h, source(e)]`` for every edge of ``layout``
+    (``[H, E]``, in its sorted order), as one sampled dense-dense product per head: no per-edge
+    ``[E, H, D]`` gathers in forward or backward (the gradients are sparse-dense products, the
+    transpose of :class:`EdgeAttention`'s)."""
+
+    @staticmethod
+    def forward(ctx, queries: Tensor, keys: Tensor, layout: EdgeLayout):
+        dtypes = (queries.dtype, keys.dtype)
+        compute = torch.promote_types(*dtypes)
+        compute = torch.float32 if compute in _LOW_PRECISION else compute  # CPU sparse kernels lack bfloat16
+        queries, keys = _head_first(queries, compute), _head_first(keys, compute)
+        scores = queries.new_empty(queries.size(0), layout.col.numel())
+        with torch.autocast(device_type=queries.device.type, enabled=False):
+            pattern = _csr(layout.crow, layout.col, torch.ones_like(layout.col, dtype=compute),
+                           (layout.num_groups, layout.num_sources))
+            for h in range(queries.size(0)):
+                scores[h] = torch.sparse.sampled_addmm(pattern, queries[h], keys[h].t(), beta=0.0).values()
+        ctx.layout, ctx.dtypes = layout, dtypes
+        ctx.save_for_backward(queries, keys)
+        return scores
+
+    @staticmethod
+    def backward(ctx, grad_scores: Tensor):
+        queries, keys = ctx.saved_tensors
+        layout = ctx.layout
+        grad_scores = _head_first(grad_scores, queries.dtype)
+        grad_queries, grad_keys = torch.empty_like(queries), torch.empty_like(keys)
+        with torch.autocast(device_type=queries.device.type, enabled=False):
+            transposed_scores = grad_scores.index_select(1, layout.transposed_order)
+            for h in range(queries.size(0)):
+                torch.mm(_csr(layout.crow, layout.col, grad_scores[h], (layout.num_groups, layout.num_sources)),
+                         keys[h], out=grad_queries[h])
+                torch.mm(_csr(layout.transposed_crow, layout.transposed_col, transposed_scores[h],
+                              (layout.num_sources, layout.num_groups)), queries[h], out=grad_keys[h])
+        return grad_queries.to(ctx.dtypes[0]), grad_keys.to(ctx.dtypes[1]), None
 
 
 def relational_attention(graph: FlatGraph, values: Tensor, sparse_scores: Tensor, dense_scores: Tensor | None,
                          self_loops: bool, per_relation: bool, dropout: float = 0.0, training: bool = False,
-                         return_weights: bool = False, dense_parts: tuple[Tensor, Tensor, Tensor] | None = None
+                         return_weights: bool = False, block_sums: Sequence[BlockSums] | None = None
                          ) -> tuple[Tensor, dict | None]:
     r"""Softmax attention over all edges of the batch: ``[G, H, C]`` with ``G`` the flat nodes
     (softmax across all incoming relations) or the group rows (``per_relation``).
@@ -236,67 +295,69 @@ def relational_attention(graph: FlatGraph, values: Tensor, sparse_scores: Tensor
 
     Args:
         values: ``[H, num_source_rows, C]`` per (source node, relation) values.
-        sparse_scores: ``[E, H]`` scores of ``graph.sparse_edges(self_loops)``.
+        sparse_scores: ``[H, E]`` scores of ``graph.sparse_edges(self_loops)``, in the sorted
+            order of their :func:`edge_layout` (by group row with ``per_relation``, else by node).
         dense_scores: ``[R_d, B, H, L_dst, L_src]`` scores of ``graph.dense_blocks(self_loops)``.
-        dense_parts: instead of ``dense_scores``, the dense blocks already reduced per destination:
-            ``(shift [H, R_d, B, L], total [H, R_d, B, L], out [H, R_d, B, L, C])``, the sums of
-            ``exp(score - shift)`` and of ``exp(score - shift) * value`` (``shift`` is ``-inf`` for
-            padding and for destinations without sources, where the sums are ignored).
+        block_sums: instead of ``dense_scores``, the dense blocks already reduced per destination
+            by a block kernel (:class:`~graphfuse.nn.conv.fused.bipartite.BlockSums`, one per group
+            of :func:`~graphfuse.nn.conv.fused.bipartite.block_groups`).
         return_weights: also return ``{edge_type: (edge_index, alpha [E_r, H])}`` in each
             relation's input edge order (added self loops last).
     """
     edges = graph.sparse_edges(self_loops)
     blocks = graph.dense_blocks(self_loops)
+    layout = edge_layout(graph, self_loops, "group" if per_relation else "node")
     heads, channels = values.size(0), values.size(-1)
     num_groups = graph.num_group_rows if per_relation else graph.num_nodes
-    sparse_group = edges.group_row if per_relation else edges.dst
-    scores = sparse_scores.t()
+    sparse_group, scores = layout.group, sparse_scores
     maximum = scores.new_full((heads, num_groups), float("-inf"))
     maximum = maximum.scatter_reduce(1, sparse_group.expand(heads, -1), scores.detach(), "amax")
-    dense_group = None
-    if blocks is not None:
-        dense_group = (blocks.dst_group_row if per_relation else blocks.dst_node).flatten()
-        if dense_parts is None:
-            mask = (blocks.dst_valid.unsqueeze(-1) & blocks.src_valid.unsqueeze(-2)).unsqueeze(2)
-            dense_scores = dense_scores.masked_fill(~mask, float("-inf")).permute(2, 0, 1, 3, 4)
-            block_max = dense_scores.detach().amax(-1)
-        else:
-            block_max = dense_parts[0]
-        maximum = maximum.scatter_reduce(1, dense_group.expand(heads, -1), block_max.flatten(1).to(maximum.dtype),
-                                         "amax")
+    parts = []  # (destination of each block slot, the slots' maximum score)
+    if block_sums is not None:
+        parts = [((part.blocks.dst_group_row if per_relation else part.blocks.dst_node).flatten(),
+                  part.shift.flatten(1)) for part in block_sums]
+    elif blocks is not None:
+        mask = (blocks.dst_valid.unsqueeze(-1) & blocks.src_valid.unsqueeze(-2)).unsqueeze(2)
+        dense_scores = dense_scores.masked_fill(~mask, float("-inf")).permute(2, 0, 1, 3, 4)
+        parts = [((blocks.dst_group_row if per_relation else blocks.dst_node).flatten(),
+                  dense_scores.detach().amax(-1).flatten(1))]
+    for dense_group, block_max in parts:
+        maximum = maximum.scatter_reduce(1, dense_group.expand(heads, -1), block_max.to(maximum.dtype), "amax")
     maximum = torch.where(torch.isfinite(maximum), maximum, torch.zeros_like(maximum))
 
     weights = torch.exp(scores - maximum[:, sparse_group])
-    total = weights.new_zeros(heads, num_groups).index_add(1, sparse_group, weights)
+    total = weights.new_zeros(heads, num_groups).index_add_(1, sparse_group, weights)
     kept = _dropout(weights, dropout, training)
     if edges.num_edges:
-        layout = edge_layout(graph, sparse_group, num_groups, ("group" if per_relation else "node", self_loops))
         out = EdgeAttention.apply(kept, values, layout)
     else:
         out = values.new_zeros(heads, num_groups, channels)
     dense_weights = None
-    if blocks is not None:
-        shift = maximum[:, dense_group].view_as(block_max)
-        if dense_parts is not None:
-            _, block_total, block_out = dense_parts
+    for i, (dense_group, block_max) in enumerate(parts):
+        shift = maximum[:, dense_group]
+        if block_sums is not None:
             factor = torch.exp(block_max - shift)  # 0 where block_max is -inf (padding, no sources)
-            block_total = block_total * factor
-            block_out = block_out * factor.unsqueeze(-1).to(block_out.dtype)
+            block_total = block_sums[i].total.flatten(1) * factor
+            block_out = block_sums[i].out.flatten(1, 3) * factor.unsqueeze(-1).to(block_sums[i].out.dtype)
         else:
-            dense_weights = torch.exp(dense_scores - shift.unsqueeze(-1))
-            block_total = dense_weights.sum(-1)
+            dense_weights = torch.exp(dense_scores - shift.view_as(dense_scores[..., 0]).unsqueeze(-1))
+            block_total = dense_weights.sum(-1).flatten(1)
             block_values = values[:, blocks.src_row]
-            block_out = torch.matmul(_dropout(dense_weights, dropout, training).to(block_values.dtype), block_values)
-        total = total.index_add(1, dense_group, block_total.flatten(1).to(total.dtype))
-        out = out.index_add(1, dense_group, block_out.flatten(1, 3).to(out.dtype))
+            block_out = torch.matmul(_dropout(dense_weights, dropout, training).to(block_values.dtype),
+                                     block_values).flatten(1, 3)
+        # In place: neither sum is saved for a backward, and an out-of-place add copies them per group.
+        total.index_add_(1, dense_group, block_total.to(total.dtype))
+        out.index_add_(1, dense_group, block_out.to(out.dtype))
     safe_total = torch.where(total > 0, total, torch.ones_like(total))
     # A product with the reciprocal: its backward is two passes over `out` where a quotient's is four.
     out = (out * safe_total.reciprocal().unsqueeze(-1).to(out.dtype)).permute(1, 0, 2)
     if not return_weights:
         return out, None
-    dense_alpha = None if dense_weights is None else dense_weights / safe_total[:, dense_group].view_as(
-        block_max).unsqueeze(-1)
-    return out, _attention_weights(graph, edges, blocks, (weights / safe_total[:, sparse_group]).t(), dense_alpha)
+    dense_alpha = None if dense_weights is None else dense_weights / safe_total[:, parts[0][0]].view_as(
+        dense_weights[..., 0]).unsqueeze(-1)
+    alpha = weights / safe_total[:, sparse_group]
+    alpha = torch.empty_like(alpha).index_copy_(1, layout.order, alpha)  # back in edge order
+    return out, _attention_weights(graph, edges, blocks, alpha.t(), dense_alpha)
 
 
 def _dropout(weights: Tensor, p: float, training: bool) -> Tensor:

@@ -20,7 +20,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from graphfuse.nn.conv.fused.aggregate import (
+    EdgeScores,
     dense_scale,
+    edge_layout,
     pooled_by_sample,
     received_rows,
     relation_aggregate,
@@ -28,7 +30,7 @@ from graphfuse.nn.conv.fused.aggregate import (
     sparse_adjacency,
     spmm,
 )
-from graphfuse.nn.conv.fused.bipartite import bipartite_gat
+from graphfuse.nn.conv.fused.bipartite import gat_block_sums, hgt_block_sums
 from graphfuse.nn.conv.fused.rules import KernelRules
 from graphfuse.nn.flat import FlatGraph
 
@@ -101,7 +103,8 @@ def _gcn_dense_messages(conv, x: Tensor, graph: FlatGraph) -> Tensor | None:
 def gat_conv(conv, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[Tensor, dict | None]:
     """:class:`~graphfuse.nn.RelationalGATConv`: each node type projected into all its outgoing
     relations by one matmul that also gives the attention logits; sparse relations gather per
-    edge, complete bipartite ones run as per-sample blocks (:func:`bipartite_gat`)."""
+    edge, complete bipartite ones run as per-sample blocks
+    (:func:`~graphfuse.nn.conv.fused.bipartite.gat_block_sums`)."""
     graph = kernel_graph(graph, conv.rules)
     schema, H, C = graph.schema, conv.heads, conv.out_channels
     # Logits a^T W_r x are x @ (W_r a): folded into each type's one matmul as extra columns.
@@ -125,22 +128,22 @@ def gat_conv(conv, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[T
     values = torch.cat(values, 1)  # head-first [H, num_source_rows, C]
     src_logits, dst_logits = torch.cat(src_logits), torch.cat(dst_logits)
 
-    edges = graph.sparse_edges(conv.add_self_loops)
-    sparse_scores = F.leaky_relu(src_logits[edges.source_row] + dst_logits[edges.group_row], conv.negative_slope)
-    blocks = graph.dense_blocks(conv.add_self_loops)
-    dense_scores = dense_parts = None
     per_relation = conv.softmax == "relation"
+    layout = edge_layout(graph, conv.add_self_loops, "group" if per_relation else "node")
+    sparse_scores = F.leaky_relu(src_logits.t().index_select(1, layout.col)
+                                 + dst_logits.t().index_select(1, layout.group_row), conv.negative_slope)
+    blocks = graph.dense_blocks(conv.add_self_loops)
+    dense_scores = block_sums = None
     if blocks is not None:
-        src_part, dst_part = src_logits[blocks.src_row], dst_logits[blocks.dst_group_row]
         if return_weights or (conv.training and conv.dropout > 0):  # per-edge weights are needed
+            src_part, dst_part = src_logits[blocks.src_row], dst_logits[blocks.dst_group_row]
             dense_scores = F.leaky_relu(dst_part.permute(0, 1, 3, 2).unsqueeze(-1)
                                         + src_part.permute(0, 1, 3, 2).unsqueeze(-2), conv.negative_slope)
         else:
-            dense_parts = bipartite_gat(src_part.permute(3, 0, 1, 2), dst_part.permute(3, 0, 1, 2),
-                                        values, blocks.src_row, blocks.src_valid, blocks.dst_valid,
+            block_sums = gat_block_sums(graph, src_logits, dst_logits, values, conv.add_self_loops,
                                         conv.negative_slope, conv.rules)
     out, weights = relational_attention(graph, values, sparse_scores, dense_scores, conv.add_self_loops,
-                                        per_relation, conv.dropout, conv.training, return_weights, dense_parts)
+                                        per_relation, conv.dropout, conv.training, return_weights, block_sums)
     if per_relation:
         out = out.new_zeros(graph.num_nodes, *out.shape[1:]).index_add(0, graph.group_node, out)
         if conv.aggr == "mean":
@@ -156,7 +159,10 @@ def gat_conv(conv, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[T
 
 def hgt_conv(conv, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[Tensor, dict | None]:
     """:class:`~graphfuse.nn.RelationalHGTConv`: keys and values per (node, outgoing relation) with
-    the priors folded into the keys; attention by :func:`relational_attention`."""
+    the priors folded into the keys; sparse relations' scores as sampled products
+    (:class:`EdgeScores`), complete bipartite relations as per-sample blocks
+    (:func:`~graphfuse.nn.conv.fused.bipartite.hgt_block_sums`), both softmaxed together by
+    :func:`relational_attention`."""
     graph = kernel_graph(graph, conv.rules)
     schema, H = graph.schema, conv.heads
     D = conv.out_channels // H
@@ -169,17 +175,23 @@ def hgt_conv(conv, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[T
         key_rel = conv.k_rel[out_rel] * conv.p_rel[out_rel].view(len(out_rel), H, 1, 1)
         keys.append(torch.einsum("nhd,rhde->nrhe", k, key_rel.to(k.dtype)).reshape(-1, H, D))
         values.append(torch.einsum("nhd,rhde->nrhe", v, conv.v_rel[out_rel].to(v.dtype)).reshape(-1, H, D))
-    queries, keys, values = (torch.cat(parts) for parts in (queries, keys, values))
     scale = 1.0 / math.sqrt(D)
-    edges = graph.sparse_edges()
-    sparse_scores = (queries[edges.dst] * keys[edges.source_row]).sum(-1) * scale
-    blocks = graph.dense_blocks()
-    dense_scores = None
-    if blocks is not None:
-        dense_scores = torch.einsum("rbihd,rbjhd->rbhij", queries[blocks.dst_node], keys[blocks.src_row]) * scale
+    # Head-first, so that each head's part is contiguous for the matrix products.
+    queries = (torch.cat(queries) * scale).permute(1, 0, 2).contiguous()
+    keys, values = (torch.cat(parts).permute(1, 0, 2).contiguous() for parts in (keys, values))
     per_relation = conv.softmax == "relation"
-    out, weights = relational_attention(graph, values.permute(1, 0, 2), sparse_scores, dense_scores, False,
-                                        per_relation, conv.dropout, conv.training, return_weights)
+    layout = edge_layout(graph, False, "group" if per_relation else "node")
+    # Each edge's score is its destination's query (per group row with per-relation softmax) against its key.
+    sparse_scores = EdgeScores.apply(queries[:, graph.group_node] if per_relation else queries, keys, layout)
+    blocks = graph.dense_blocks()
+    dense_scores = block_sums = None
+    if blocks is not None:
+        if return_weights or (conv.training and conv.dropout > 0):  # per-edge weights are needed
+            dense_scores = torch.einsum("hrbid,hrbjd->rbhij", queries[:, blocks.dst_node], keys[:, blocks.src_row])
+        else:
+            block_sums = hgt_block_sums(graph, queries, keys, values, conv.rules)
+    out, weights = relational_attention(graph, values, sparse_scores, dense_scores, False, per_relation,
+                                        conv.dropout, conv.training, return_weights, block_sums)
     if per_relation:
         out = out.new_zeros(graph.num_nodes, H, D).index_add(0, graph.group_node, out)
     out = F.gelu(out.reshape(-1, conv.out_channels))

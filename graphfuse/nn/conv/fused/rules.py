@@ -10,7 +10,8 @@ class KernelRules:
 
     A sparse relation always runs as edge gathers and CSR products. A complete bipartite
     relation (see :class:`~graphfuse.nn.FlatGraph`) runs as padded per-sample blocks when
-    ``dense_blocks``; GAT blocks then pick between a dense block kernel and a sorted one by size.
+    ``dense_blocks``, each as long as the longest sample of its own two node types; GAT blocks
+    then pick between a dense block kernel and a sorted one by their source side's length.
 
     Args:
         dense_blocks (bool, optional): run complete bipartite relations as per-sample blocks
@@ -20,9 +21,9 @@ class KernelRules:
             :math:`O((n_s + n_d) \\log n_s)` sorted kernel instead of the :math:`O(n_s n_d)` dense
             one. The default is where the two crossed on a 2-core CPU (throughput benchmark, hidden
             64, 4 heads); on another machine, time both and set it. (default: :obj:`400`)
-        chunk_bytes (int, optional): the dense GAT kernel processes score blocks this many bytes
-            at a time, so that its chain of elementwise passes runs in cache; about a core's
-            share of last-level cache. (default: :obj:`4 MiB`)
+        chunk_bytes (int, optional): the block kernels process blocks this many bytes (of scores,
+            or of the sorted kernel's running sums) at a time, so that their chains of elementwise
+            passes run in cache; about a core's share of last-level cache. (default: :obj:`4 MiB`)
     """
 
     dense_blocks: bool = True
