@@ -247,7 +247,7 @@ class EdgeAttention(torch.autograd.Function):
 
 
 class EdgeScores(torch.autograd.Function):
-    """``scores[h, e] = queries[h, group(e)] . keys[h, source(e)]`` for every edge of ``layout``
+    """``scores[h, e] = dot(queries[h, group(e)], keys[h, source(e)])`` for every edge of ``layout``
     (``[H, E]``, in its sorted order), as one sampled dense-dense product per head: no per-edge
     ``[E, H, D]`` gathers in forward or backward (the gradients are sparse-dense products, the
     transpose of :class:`EdgeAttention`'s)."""

@@ -46,9 +46,9 @@ class BlockSums:
 
 
 def block_groups(graph: FlatGraph, self_loops: bool = False) -> list[DenseBlocks]:
-    """``graph.dense_blocks(self_loops)`` split into groups of relations whose blocks have one
-    shape, each cut to the longest sample of its own source and destination node types (cached
-    on the graph)."""
+    """The graph's dense blocks split into groups of relations whose blocks have one shape, each
+    cut to the longest sample of its own source and destination node types; what
+    ``graph.dense_blocks(self_loops)`` gives, regrouped, and cached on the graph."""
     def make() -> list[DenseBlocks]:
         blocks = graph.dense_blocks(self_loops)
         if blocks is None:
@@ -333,8 +333,8 @@ class DotBlockAttention(torch.autograd.Function):
     of blocks over shared tables: ``DotBlockAttention.apply(q_table, k_table, v_table,
     chunk_bytes, q_index_0, kv_index_0, src_valid_0, q_index_1, ...)`` with ``[H, N, D]`` queries,
     ``[H, S, D]`` keys and values and per group ``[R, B, L]`` indices and source mask gives, per
-    group, ``shift = max_j q_i . k_j``, ``total = sum_j exp(q_i . k_j - shift_i)`` and
-    ``out = sum_j exp(q_i . k_j - shift_i) v_j`` (``[H, R, B, L_dst(, D)]``; ``shift`` is 0 where a
+    group, ``shift = max_j dot(q_i, k_j)``, ``total = sum_j exp(dot(q_i, k_j) - shift_i)`` and
+    ``out = sum_j exp(dot(q_i, k_j) - shift_i) v_j`` (``[H, R, B, L_dst(, D)]``; ``shift`` is 0 where a
     block has no sources).
 
     Blocks are processed a chunk at a time, about ``chunk_bytes`` of scores each; the backward
