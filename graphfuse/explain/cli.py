@@ -149,7 +149,7 @@ def run(args: argparse.Namespace, task, pipeline) -> dict[str, Any]:
 
     for sample in range(shown.num_samples):
         written += save_pictures(shown, sample, args.out)
-    return {"runs": runs, "written": written, "shown": shown}
+    return {"runs": runs, "written": written}
 
 
 def _report(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
