@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from graphfuse.checks import as_tensor, check_bool, check_finite, check_int, check_number, to_float32
-from graphfuse.data.edges import chain_edges
+from graphfuse.data.edges import chain_edges_many
 from graphfuse.data.modalities.base import Modality, register_modality
 from graphfuse.data.modalities.batching import featurizes_as, in_groups, sequence_positions
 from graphfuse.data.nodes import NodeSet
@@ -201,11 +201,12 @@ class AudioModality(Modality):
         pos = sequence_positions(counts)
         start = pos.double() * hop / sample_rate
         time = torch.stack([start, start + win / sample_rate], dim=1).float()
-        return [NodeSet(x=x, edge_index=chain_edges(num_frames, self.window, self.self_loops), pos=frame_pos,
-                        time=frame_time, structure=("chain", num_frames, self.window, self.self_loops),
+        edges = chain_edges_many(counts, self.window, self.self_loops)
+        return [NodeSet(x=x, edge_index=edge_index, pos=frame_pos, time=frame_time,
+                        structure=("chain", num_frames, self.window, self.self_loops),
                         validated=True)  # finite features and times, edges of the chain
-                for x, frame_pos, frame_time, num_frames in zip(features.split(counts), pos.split(counts),
-                                                                 time.split(counts), counts, strict=True)]
+                for x, edge_index, frame_pos, frame_time, num_frames in zip(
+                    features.split(counts), edges, pos.split(counts), time.split(counts), counts, strict=True)]
 
     def empty(self) -> NodeSet:
         return NodeSet.empty(feature_shape=(self.n_mels,), pos_shape=(), timed=True)
@@ -227,6 +228,7 @@ def log_mel(frames: Sequence[Tensor], window: Tensor, n_fft: int, bands: Sequenc
     total, win = sum(clip_frames.size(0) for clip_frames in frames), window.numel()
     features = torch.empty(total, n_mels)
     chunk = torch.zeros(min(total, _FRAME_CHUNK), n_fft)  # windowed frames, zero-padded to n_fft once
+    power = torch.empty(chunk.size(0), n_fft // 2 + 1)
     done = filled = 0
     for clip_frames in frames:
         while clip_frames.size(0) > 0:
@@ -234,10 +236,11 @@ def log_mel(frames: Sequence[Tensor], window: Tensor, n_fft: int, bands: Sequenc
             torch.mul(clip_frames[:take], window, out=chunk[filled:filled + take, :win])
             clip_frames, filled = clip_frames[take:], filled + take
             if filled == chunk.size(0) or done + filled == total:
-                spectrum = torch.fft.rfft(chunk[:filled])
-                power = spectrum.real.square() + spectrum.imag.square()  # |X|^2, without abs()'s square root
+                # |X|^2 = re^2 + im^2 (abs() would take a square root), squared in place as contiguous pairs
+                parts = torch.view_as_real(torch.fft.rfft(chunk[:filled])).square_()
+                chunk_power = torch.add(parts[..., 0], parts[..., 1], out=power[:filled])
                 for bins, mels, block in bands:
-                    torch.mm(power[:, bins], block, out=features[done:done + filled, mels])
+                    torch.mm(chunk_power[:, bins], block, out=features[done:done + filled, mels])
                 done, filled = done + filled, 0
     return features.add_(1e-6).log_()
 

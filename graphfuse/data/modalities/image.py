@@ -11,7 +11,7 @@ from torch import Tensor
 
 from graphfuse.backbones.base import images_to_patches
 from graphfuse.checks import as_tensor, check_bool, check_choice, check_int, to_float32
-from graphfuse.data.edges import grid_edges
+from graphfuse.data.edges import copies, grid_edges
 from graphfuse.data.modalities.base import Modality, register_modality
 from graphfuse.data.modalities.batching import featurizes_as, in_groups
 from graphfuse.data.nodes import NodeSet
@@ -108,9 +108,10 @@ class ImageModality(Modality):
         pos = torch.stack(torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij"), dim=-1)
         pos = pos.reshape(1, rows * cols, 2).repeat(len(images), 1, 1)
         structure = ("grid", rows, cols, self.neighbourhood, self.self_loops)
-        return [NodeSet(x=image_x, edge_index=grid_edges(rows, cols, self.neighbourhood, self.self_loops),
-                        pos=image_pos, structure=structure, validated=True)  # finite pixels, edges of the grid
-                for image_x, image_pos in zip(x.unbind(), pos.unbind(), strict=True)]
+        edges = copies(grid_edges(rows, cols, self.neighbourhood, self.self_loops), len(images))
+        return [NodeSet(x=image_x, edge_index=edge_index, pos=image_pos, structure=structure,
+                        validated=True)  # finite pixels, edges of the grid
+                for image_x, edge_index, image_pos in zip(x.unbind(), edges, pos.unbind(), strict=True)]
 
     def empty(self) -> NodeSet:
         return NodeSet.empty(feature_shape=(self.feature_dim,), pos_shape=(2,))

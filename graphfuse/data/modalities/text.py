@@ -11,7 +11,7 @@ from torch import Tensor
 
 from graphfuse.checks import check_bool, check_choice, check_int
 from graphfuse.config import asset_path, file_stem
-from graphfuse.data.edges import chain_edges
+from graphfuse.data.edges import chain_edges_many
 from graphfuse.data.modalities.base import Modality, register_modality
 from graphfuse.data.modalities.batching import featurizes_as, sequence_positions
 from graphfuse.data.modalities.hf_tokenizer import check_word_ids_support, hf_encode, is_hf_tokenizer, load_tokenizer
@@ -99,12 +99,14 @@ class TextModality(Modality):
             ids, spans = self._hf_ids_and_spans(raws)
         lengths = [text_ids.numel() for text_ids in ids]
         positions = sequence_positions(lengths).split(lengths)
+        edges = chain_edges_many(lengths, self.window, self.self_loops)
         nodes = []
-        for text_ids, text_pos, text_spans, num_tokens in zip(ids, positions, spans, lengths, strict=True):
+        for text_ids, edge_index, text_pos, text_spans, num_tokens in zip(ids, edges, positions, spans, lengths,
+                                                                          strict=True):
             time = None
             if self.spans:
                 time = text_spans if text_spans is not None else torch.full((num_tokens, 2), float("nan"))
-            nodes.append(NodeSet(x=text_ids, edge_index=chain_edges(num_tokens, self.window, self.self_loops),
+            nodes.append(NodeSet(x=text_ids, edge_index=edge_index,
                                  pos=text_pos, time=time, structure=("chain", num_tokens, self.window, self.self_loops),
                                  validated=True))  # ids, checked spans, edges of the chain
         return nodes
