@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import operator
 import os
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
@@ -93,6 +94,7 @@ class GraphBuilder:
             **{node_type: modality.empty() for node_type, modality in self.modalities.items()},
             **{node_type: NodeSet.empty(dtype=torch.long) for node_type in self.virtual_nodes},
         }
+        self._layouts = {node_type: _layout(nodes) for node_type, nodes in self.empty_node_sets.items()}
         # Virtual nodes are the same in every sample; these serve the edge strategies, read-only.
         self._virtual_node_sets = {node_type: NodeSet(x=torch.arange(count), edge_index=_NO_EDGES)
                                    for node_type, count in self.virtual_nodes.items()}
@@ -218,6 +220,8 @@ class GraphBuilder:
 
     def _conforming(self, node_type: str, nodes: NodeSet) -> NodeSet:
         reference = self.empty_node_sets[node_type]
+        if _layout(nodes) == self._layouts[node_type]:  # the common case, in one comparison
+            return nodes
         for attribute in NODE_ATTRIBUTES:
             value, expected = getattr(nodes, attribute), getattr(reference, attribute)
             if (value is None) != (expected is None) or (value is not None and (
@@ -390,6 +394,18 @@ def _extra_keys(extra_keys: str | Collection[str], modalities: Mapping[str, Any]
         raise ValueError(f"GraphBuilder 'extra_keys' names {clashing}, which are modalities of this builder; a "
                          f"modality's key is never ignored (leave it out of the sample, or set it to None)")
     return tuple(sorted(set(extra_keys)))
+
+
+_node_attributes = operator.attrgetter(*NODE_ATTRIBUTES)
+
+
+def _layout(nodes: NodeSet) -> tuple:
+    """What a modality's node sets share: each node attribute's dtype and shape past the node count."""
+    return tuple(map(_attribute_layout, _node_attributes(nodes)))
+
+
+def _attribute_layout(value: Tensor | None) -> tuple | None:
+    return None if value is None else (value.dtype, value.shape[1:])
 
 
 def _describe(value: Tensor | None) -> str:

@@ -285,3 +285,20 @@ def test_the_builder_validates_what_a_modality_has_not(builder, samples, monkeyp
     with pytest.raises(ValueError, match=r"Modality 'mine' received node features with 1 NaN/Inf value\(s\)"):
         GraphBuilder({"mine": Unchecked(dim=2)}).featurize_many([{"mine": torch.ones(2, 2)},
                                                                  {"mine": torch.tensor([[0.0, float("nan")]])}])
+
+
+@pytest.mark.parametrize("made,match", [
+    (dict(x=torch.ones(2, 3)), r"'x' as dtype torch.float32, shape \[N, 3\], unlike its empty\(\) node set "
+                               r"\(dtype torch.float32, shape \[N, 2\]\)"),
+    (dict(x=torch.ones(2, 2, dtype=torch.float64)), r"'x' as dtype torch.float64"),
+    (dict(x=torch.ones(2, 2), pos=torch.arange(2)), r"'pos' as dtype torch.int64, shape \[N, \], unlike its "
+                                                    r"empty\(\) node set \(absent\)"),
+])
+def test_a_node_set_unlike_the_modalitys_empty_one_is_refused(made, match):
+    class Inconsistent(FeatureModality):
+        def featurize(self, raw):
+            return NodeSet(edge_index=torch.empty(2, 0, dtype=torch.long), **made)
+
+    builder = GraphBuilder({"mine": Inconsistent(dim=2)})
+    with pytest.raises(ValueError, match=rf"Modality 'mine' produced {match}.*featurize\(\) and empty\(\) must agree"):
+        builder.featurize_many([{"mine": torch.ones(2, 2)}])

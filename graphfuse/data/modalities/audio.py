@@ -230,18 +230,21 @@ def log_mel(frames: Sequence[Tensor], window: Tensor, n_fft: int, bands: Sequenc
     chunk = torch.zeros(min(total, _FRAME_CHUNK), n_fft)  # windowed frames, zero-padded to n_fft once
     power = torch.empty(chunk.size(0), n_fft // 2 + 1)
     done = filled = 0
+    pieces: list[Tensor] = []
     for clip_frames in frames:
         while clip_frames.size(0) > 0:
             take = min(chunk.size(0) - filled, clip_frames.size(0))
-            torch.mul(clip_frames[:take], window, out=chunk[filled:filled + take, :win])
+            pieces.append(clip_frames[:take])
             clip_frames, filled = clip_frames[take:], filled + take
             if filled == chunk.size(0) or done + filled == total:
+                # The chunk's frames of all clips windowed in one pass (a pass per clip costs more than the copy)
+                torch.mul(torch.cat(pieces), window, out=chunk[:filled, :win])
                 # |X|^2 = re^2 + im^2 (abs() would take a square root), squared in place as contiguous pairs
                 parts = torch.view_as_real(torch.fft.rfft(chunk[:filled])).square_()
                 chunk_power = torch.add(parts[..., 0], parts[..., 1], out=power[:filled])
                 for bins, mels, block in bands:
                     torch.mm(chunk_power[:, bins], block, out=features[done:done + filled, mels])
-                done, filled = done + filled, 0
+                done, filled, pieces = done + filled, 0, []
     return features.add_(1e-6).log_()
 
 
