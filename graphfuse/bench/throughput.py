@@ -14,8 +14,10 @@ cross-entropy. Methods are timed in interleaved rounds in one process (medians r
   ``early-fusion-mlp``: per-modality means through :class:`graphfuse.baselines.EarlyFusion`.
 
 With ``--sizes``, every modality has n = 16, 64, 256 nodes, with full cross edges and with k-NN
-cross edges (k = 8; graphfuse methods recompute them from the embeddings before every block; the
-PyG / DGL layers take fixed edges, so they run only with full edges).
+cross edges (k = 8; graphfuse methods recompute them from the embeddings before every block, or
+with ``--knn-update forward`` choose them once per step from the fusion's input and share them
+across blocks, ``FusionEncoder(knn_update="forward")``, a different model; the PyG / DGL layers
+take fixed edges, so they run only with full edges).
 
 ``--preset real`` measures inputs of a realistic size instead (batch 8 unless ``--batch-size``
 says otherwise): a 64-word caption with each word's time span, a 224-pixel image in 16-pixel
@@ -69,6 +71,7 @@ from graphfuse.data import (
 )
 from graphfuse.datasets import WORDS, synthetic_samples
 from graphfuse.nn import FlatGraph, FusionEncoder, NodeEncoders
+from graphfuse.nn.fusion import KNN_UPDATES
 from graphfuse.typing import dgl_importable
 
 logger = logging.getLogger(__name__)
@@ -105,6 +108,7 @@ class Config:
     batch_size: int = 64
     cross: str = "full"
     timed_text: bool = False
+    knn_update: str = "block"
     mode: str = "fp32"
     threads: int = 1
     device: str = "cpu"
@@ -161,7 +165,7 @@ class GraphfuseFusion(torch.nn.Module):
         super().__init__()
         knn = KNN if config.cross == "knn" else None
         self.encoder = FusionEncoder(config.hidden, meta, config.layers, conv, knn=knn, heads=config.heads,
-                                     ffn_ratio=0, dropout=0.0)
+                                     knn_update=config.knn_update, ffn_ratio=0, dropout=0.0)
 
     def forward(self, h_dict, batch):
         graph = FlatGraph.from_batch(batch, self.encoder.schema)
@@ -341,6 +345,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
     parser.add_argument("--modes", default="fp32", help="comma-separated subset of " + ",".join(MODES) +
                         " measured side by side (default: fp32)")
+    parser.add_argument("--knn-update", choices=KNN_UPDATES, default="block",
+                        help="when graphfuse methods choose k-NN edges: before every block (block) or once per step "
+                             "from the fusion's input, shared by the blocks (forward: FusionEncoder(knn_update=...), "
+                             "a different model); the results' config records it")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--allocator", choices=ALLOCATORS, default="tuned")
 
@@ -357,7 +365,7 @@ def main(args: argparse.Namespace) -> dict:
     if args.preset == "real" and args.sizes:
         raise UsageError("error: --sizes and --preset real are two different sweeps; pick one")
     base = Config(hidden=args.hidden, layers=args.layers, heads=args.heads, threads=args.threads, device=args.device,
-                  **(REAL if args.preset == "real" else {}))
+                  knn_update=args.knn_update, **(REAL if args.preset == "real" else {}))
     if args.batch_size is not None:
         base = replace(base, batch_size=args.batch_size)
     results = []
@@ -372,4 +380,7 @@ def main(args: argparse.Namespace) -> dict:
                          "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"},
               "results": results}
     print(format_table(results))
+    if any(row["cross"] == "knn" for row in results):
+        when = "before every block" if args.knn_update == "block" else "once per step, shared by the blocks"
+        print(f"k-NN rows: k = {KNN}, graphfuse methods choose the edges {when} (--knn-update {args.knn_update})")
     return report

@@ -2,8 +2,10 @@
 
 Graph fusion variants: ``graph-gcn``, ``graph-gat``, ``graph-hgt``, ``graph-gated`` (relational
 message passing over the builder's graph) and ``graph-gat-knn`` (attention over dynamic k-NN
-cross-modal edges). ``task="retrieval"`` gives a :class:`GraphRetrievalModel` (dual encoder +
-re-ranker); the other tasks a :class:`GraphFusionModel`.
+cross-modal edges, chosen before every block; ``knn_update="forward"`` chooses them once per forward
+from the fusion's input, which saves the top-k and the sparse structure of all but one block).
+``task="retrieval"`` gives a :class:`GraphRetrievalModel` (dual encoder + re-ranker); the other tasks
+a :class:`GraphFusionModel`.
 
 Classic fusion without a graph (family ``"baseline"``, registered by :mod:`graphfuse.baselines`,
 which ``import graphfuse`` imports): ``early-fusion``, ``late-fusion``, ``tensor-fusion``,

@@ -54,13 +54,17 @@ class GraphBackbone(torch.nn.Module):
         unimodal_layers (int, optional): how many of the ``num_layers`` blocks, the first ones,
             pass messages over the intra-modal relations alone: each modality builds its own view
             before it meets the others (late-then-joint message passing). (default: :obj:`0`)
+        knn_update (str, optional): with ``knn``, when the k-NN edges are chosen: ``"block"``,
+            before every fusion block, or ``"forward"``, once from the fusion's input and shared by
+            its blocks (cheaper; a different model, see :class:`~graphfuse.nn.FusionEncoder`).
+            (default: :obj:`"block"`)
     """
 
     @renamed(hidden="hidden_channels")
     def __init__(self, schema: GraphSchema | GraphBuilder, hidden_channels: int = 64, num_layers: int = 2,
                  conv: str = "gat", knn: int | None = None, heads: int = 4, ffn_ratio: float = 2.0,
                  dropout: float = 0.1, node_types: Sequence[str] | None = None, encoders: NodeEncoders | None = None,
-                 unimodal_layers: int = 0, **block_kwargs: Any) -> None:
+                 unimodal_layers: int = 0, knn_update: str = "block", **block_kwargs: Any) -> None:
         super().__init__()
         check_layers("GraphBackbone", hidden_channels, num_layers, heads, dropout, ffn_ratio,
                      split_heads=conv in ATTENTION_CONVS)
@@ -82,7 +86,7 @@ class GraphBackbone(torch.nn.Module):
             raise ValueError(f"GraphBackbone 'unimodal_layers' ({unimodal_layers}) must leave at least one of the "
                              f"num_layers={num_layers} blocks to fuse the modalities; lower it or raise num_layers")
         self.fusion = FusionEncoder(hidden_channels, metadata, num_layers - unimodal_layers, conv, knn=knn, heads=heads,
-                                    ffn_ratio=ffn_ratio, dropout=dropout, **block_kwargs)
+                                    knn_update=knn_update, ffn_ratio=ffn_ratio, dropout=dropout, **block_kwargs)
         intra = (self.node_types, [e for e in metadata[1] if e[0] == e[2]])
         self.unimodal = FusionEncoder(hidden_channels, intra, unimodal_layers, conv, heads=heads, ffn_ratio=ffn_ratio,
                                       dropout=dropout, **block_kwargs) if unimodal_layers else None

@@ -70,7 +70,10 @@ class GraphFusionModel(torch.nn.Module):
             (default: :obj:`2`)
         conv (str, optional): ``"gcn"``, ``"gat"``, ``"hgt"``, ``"gated"`` or a registered conv.
             (default: :obj:`"gat"`)
-        knn (int, optional): dynamic k-NN cross-modal edges (see :class:`~graphfuse.nn.FusionEncoder`).
+        knn (int, optional): dynamic k-NN cross-modal edges (see :class:`~graphfuse.nn.FusionEncoder`),
+            chosen before every fusion block; ``knn_update="forward"`` (a
+            :class:`~graphfuse.models.GraphBackbone` argument) chooses them once from the fusion's
+            input instead.
         heads (int, optional): attention heads. (default: :obj:`4`)
         pool (str, optional): per-node-type pooling of the readout and of the unimodal heads,
             ``"mean"``, ``"max"``, ``"sum"`` or ``"attention"``. (default: :obj:`"attention"`)

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -101,6 +102,24 @@ def test_cli_real_preset_runs_every_kind_of_edges(tmp_path, monkeypatch):
     assert sorted((r["cross"], r["method"]) for r in report["results"]) == sorted(
         (cross, method) for cross in ("sparse", "knn", "full") for method in ("graphfuse-gat", "dense-transformer"))
     assert {r["size"] for r in report["results"]} == {"real"}
+
+
+def test_knn_update_is_the_callers_choice_and_recorded(tmp_path, monkeypatch, capsys):
+    """k-NN edges before every block unless ``--knn-update forward`` asks for them once per step; the
+    results say which."""
+    knn = throughput.Config(tokens=4, grid=2, frames=4, hidden=16, batch_size=2, cross="knn")
+    meta = throughput.metadata(throughput.make_builder(knn))
+    assert throughput.GraphfuseFusion(knn, meta, "gat").encoder.knn_update == "block"
+    forward = replace(knn, knn_update="forward")
+    assert throughput.GraphfuseFusion(forward, meta, "gat").encoder.knn_update == "forward"
+    throughput.setup("graphfuse-gat", forward)()
+    monkeypatch.setattr(throughput, "_probe_in_subprocess", lambda method, config: 1.0)
+    monkeypatch.setattr(throughput, "SIZES", (4,))
+    path = tmp_path / "knn.json"
+    assert main(["throughput", "--sizes", "--rounds", "1", "--hidden", "16", "--batch-size", "2", "--knn-update",
+                 "forward", "--methods", "graphfuse-gat", "--json", str(path)]) == 0
+    assert json.loads(path.read_text())["config"]["knn_update"] == "forward"
+    assert "once per step, shared by the blocks (--knn-update forward)" in capsys.readouterr().out
 
 
 def test_cli_refuses_two_sweeps_at_once():

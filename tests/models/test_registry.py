@@ -109,6 +109,13 @@ def test_knn_variant(builder):
     # the caller's arguments win over the variant's defaults
     own = create_model("graph-gat-knn", builder=builder, num_classes=3, knn=3, **SMALL)
     assert repr(own.backbone.fusion) == "FusionEncoder(8, num_layers=1, conv='gat', knn=3)"
+    assert knn.backbone.fusion.knn_update == "block"
+    # edges chosen once per forward: the caller's choice, recorded with the model
+    once = create_model("graph-gat-knn", builder=builder, num_classes=3, knn_update="forward", **SMALL)
+    assert repr(once.backbone.fusion) == "FusionEncoder(8, num_layers=1, conv='gat', knn=8, knn_update='forward')"
+    assert once.creation_config["kwargs"]["knn_update"] == "forward"
+    with pytest.raises(ValueError, match="knn_update"):
+        create_model("graph-gat-knn", builder=builder, num_classes=3, knn_update="layer", **SMALL)
 
 
 @pytest.mark.parametrize("name, task", [(name, "classification") for name in VARIANTS] + [("graph-gat", "retrieval"),
