@@ -290,6 +290,31 @@ class EdgeScores(torch.autograd.Function):
         return grad_queries.to(ctx.dtypes[0]), grad_keys.to(ctx.dtypes[1]), None
 
 
+class NodeFirst(torch.autograd.Function):
+    """``out[g, h] = sums[h, g] * scale[h, g]``: head-first ``[H, G, C]`` sums scaled into a
+    contiguous node-first ``[G, H, C]`` in one pass, their gradient back head-first and contiguous
+    (a permuted view's would reach every consumer of the sums strided, and each index_add_'s
+    backward and sparse product would copy it whole)."""
+
+    @staticmethod
+    def forward(ctx, sums: Tensor, scale: Tensor) -> Tensor:
+        out = sums.new_empty(sums.size(1), sums.size(0), sums.size(2))
+        torch.mul(sums.permute(1, 0, 2), scale.t().unsqueeze(-1), out=out)
+        ctx.save_for_backward(sums, scale)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        sums, scale = ctx.saved_tensors
+        by_head = grad_out.permute(1, 0, 2)
+        grad_sums = grad_scale = None
+        if ctx.needs_input_grad[0]:
+            grad_sums = torch.mul(by_head, scale.unsqueeze(-1), out=sums.new_empty(sums.shape))
+        if ctx.needs_input_grad[1]:
+            grad_scale = (by_head * sums).sum(-1)
+        return grad_sums, grad_scale
+
+
 def relational_attention(graph: FlatGraph, values: Tensor, sparse_scores: Tensor, dense_scores: Tensor | None,
                          self_loops: bool, per_relation: bool, dropout: float = 0.0, training: bool = False,
                          return_weights: bool = False, block_sums: Sequence[BlockSums] | None = None
@@ -356,7 +381,7 @@ def relational_attention(graph: FlatGraph, values: Tensor, sparse_scores: Tensor
         out.index_add_(1, dense_group, block_out.to(out.dtype))
     safe_total = torch.where(total > 0, total, torch.ones_like(total))
     # A product with the reciprocal: its backward is two passes over `out` where a quotient's is four.
-    out = (out * safe_total.reciprocal().unsqueeze(-1).to(out.dtype)).permute(1, 0, 2)
+    out = NodeFirst.apply(out, safe_total.reciprocal().to(out.dtype))
     if not return_weights:
         return out, None
     dense_alpha = None if dense_weights is None else dense_weights / safe_total[:, parts[0][0]].view_as(

@@ -1,5 +1,5 @@
 """The CSR structure the fused kernels share (sorting edges by their rows), the sparse products
-written into place, and the per-edge attention kernels (float64 gradcheck)."""
+written into place, the per-edge attention kernels (float64 gradcheck) and the node-first output."""
 import pytest
 import torch
 
@@ -7,6 +7,7 @@ from graphfuse.nn.conv.fused.aggregate import (
     EdgeAttention,
     EdgeLayout,
     EdgeScores,
+    NodeFirst,
     _compressed,
     _csr,
     _spmm_into,
@@ -63,3 +64,13 @@ def test_edge_attention_and_scores_gradcheck():
     scores = EdgeScores.apply(queries, values, edges)
     torch.testing.assert_close(scores, (queries @ values.transpose(1, 2))[:, edges.group, edges.col])
 
+
+def test_node_first_equals_a_scaled_permutation():
+    sums = torch.randn(3, 5, 4, dtype=torch.float64, requires_grad=True)
+    scale = torch.rand(3, 5, dtype=torch.float64, requires_grad=True)
+    out = NodeFirst.apply(sums, scale)
+    assert out.is_contiguous()
+    torch.testing.assert_close(out, (sums * scale.unsqueeze(-1)).permute(1, 0, 2))
+    grad_sums = torch.autograd.grad(out.square().sum(), sums)[0]
+    assert grad_sums.is_contiguous()  # what each index_add_ backward and sparse product reads whole
+    assert torch.autograd.gradcheck(NodeFirst.apply, (sums, scale))
