@@ -100,6 +100,60 @@ def _gcn_dense_messages(conv, x: Tensor, graph: FlatGraph) -> Tensor | None:
                                                                                       messages.flatten(0, 1))
 
 
+class HeadFirstProjection(torch.autograd.Function):
+    """Every node type's projection into its outgoing relations, written straight into the
+    head-first values ``[H, num_source_rows, C]``: ``HeadFirstProjection.apply(x, sizes, w_0,
+    w_1, ...)`` with the flat features ``x`` ``[num_nodes, F]`` (node types in order, ``sizes[t]``
+    nodes each) and ``w_t`` ``[H, F, R_t, C]`` gives, for node ``i`` of type ``t`` and its ``r``-th
+    outgoing relation, ``out[h, source_row_offsets[t] + i * R_t + r] = x_t[i] @ w_t[h, :, r]``.
+
+    One matmul per (type, head) into its slice of the output: projecting all heads at once needs
+    a copy into head-first order and the types a concatenation, and their backwards copy back.
+    Under autocast the products run in its dtype, as a plain matmul's would.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, sizes: list[int], *weights: Tensor) -> Tensor:
+        dtype = torch.promote_types(x.dtype, weights[0].dtype)
+        if dtype == torch.float32 and torch.is_autocast_enabled(x.device.type):
+            dtype = torch.get_autocast_dtype(x.device.type)
+        heads, channels = weights[0].size(0), weights[0].size(-1)
+        flat = [w.to(dtype).reshape(heads, w.size(1), -1) for w in weights]  # [H, F, R_t * C]
+        rows = [n * w.size(-1) // channels for n, w in zip(sizes, flat, strict=True)]
+        out = x.new_empty(heads, sum(rows), channels, dtype=dtype)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            for node, w, part in zip(torch.split(x.to(dtype), sizes), flat, torch.split(out, rows, 1), strict=True):
+                for h in range(heads):
+                    torch.mm(node, w[h], out=part[h].view(node.size(0), w.size(-1)))
+        ctx.sizes, ctx.rows, ctx.dtypes = sizes, rows, (x.dtype, [w.dtype for w in weights])
+        ctx.shapes = [w.shape for w in weights]
+        ctx.save_for_backward(x, *flat)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        x, *flat = ctx.saved_tensors
+        dtype = flat[0].dtype
+        grad_out = grad_out.to(dtype).contiguous()
+        heads = grad_out.size(0)
+        nodes = torch.split(x.to(dtype), ctx.sizes)
+        grad_x = x.new_empty(x.shape, dtype=dtype)
+        grad_weights = []
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            for node, w, part, grad_node in zip(nodes, flat, torch.split(grad_out, ctx.rows, 1),
+                                                torch.split(grad_x, ctx.sizes), strict=True):
+                part = part.view(heads, node.size(0), w.size(-1))  # [H, n_t, R_t * C], each head contiguous
+                grad_w = torch.empty_like(w)
+                for h in range(heads):
+                    # Into the rows directly, the heads summed by the matmuls themselves.
+                    torch.addmm(grad_node, part[h], w[h].t(), beta=1 if h else 0, out=grad_node)
+                    torch.mm(node.t(), part[h], out=grad_w[h])
+                grad_weights.append(grad_w)
+        x_dtype, w_dtypes = ctx.dtypes
+        return (grad_x.to(x_dtype), None,
+                *(g.view(shape).to(d) for g, shape, d in zip(grad_weights, ctx.shapes, w_dtypes, strict=True)))
+
+
 def gat_conv(conv, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[Tensor, dict | None]:
     """:class:`~graphfuse.nn.RelationalGATConv`: each node type projected into all its outgoing
     relations by one matmul that also gives the attention logits; sparse relations gather per
@@ -111,21 +165,20 @@ def gat_conv(conv, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[T
     weight = conv.weight.view(-1, conv.in_channels, H, C)
     src_logit = (weight * conv.att_src.unsqueeze(1)).sum(-1)
     dst_logit = (weight * conv.att_dst.unsqueeze(1)).sum(-1)
-    values, src_logits, dst_logits, roots = [], [], [], []
+    value_weights, src_logits, dst_logits, roots = [], [], [], []
     for t, node in enumerate(graph.split(x)):
         out_rel, in_rel = list(schema.out_relations[t]), list(schema.in_relations[t])
-        weights = [conv.weight[out_rel].permute(1, 0, 2).reshape(conv.in_channels, -1),
-                   src_logit[out_rel].permute(1, 0, 2).reshape(conv.in_channels, -1),
+        value_weights.append(weight[out_rel].permute(2, 1, 0, 3))  # [H, in, R_t, C]
+        weights = [src_logit[out_rel].permute(1, 0, 2).reshape(conv.in_channels, -1),
                    dst_logit[in_rel].permute(1, 0, 2).reshape(conv.in_channels, -1)]
         if conv.root is not None:
             weights.append(conv.root[t])
         parts = torch.split(node @ torch.cat(weights, 1), [w.size(1) for w in weights], dim=1)
-        values.append(parts[0].reshape(node.size(0), len(out_rel), H, C).permute(2, 0, 1, 3).reshape(H, -1, C))
-        src_logits.append(parts[1].reshape(-1, H))
-        dst_logits.append(parts[2].reshape(-1, H))
+        src_logits.append(parts[0].reshape(-1, H))
+        dst_logits.append(parts[1].reshape(-1, H))
         if conv.root is not None:
-            roots.append(parts[3])
-    values = torch.cat(values, 1)  # head-first [H, num_source_rows, C]
+            roots.append(parts[2])
+    values = HeadFirstProjection.apply(x, graph.num_nodes_per_type, *value_weights)
     src_logits, dst_logits = torch.cat(src_logits), torch.cat(dst_logits)
 
     per_relation = conv.softmax == "relation"

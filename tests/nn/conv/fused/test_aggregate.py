@@ -1,8 +1,17 @@
-"""The CSR structure the fused kernels share: sorting edges by their rows."""
+"""The CSR structure the fused kernels share (sorting edges by their rows), the sparse products
+written into place, the per-edge attention kernels (float64 gradcheck) and the node-first output."""
 import pytest
 import torch
 
-from graphfuse.nn.conv.fused.aggregate import _compressed
+from graphfuse.nn.conv.fused.aggregate import (
+    EdgeAttention,
+    EdgeLayout,
+    EdgeScores,
+    NodeFirst,
+    _compressed,
+    _csr,
+    _spmm_into,
+)
 
 
 @pytest.mark.parametrize("num_rows", [1, 7, 1000])
@@ -19,3 +28,49 @@ def test_compressed_is_the_stable_sort_of_the_rows(num_rows):
 def test_compressed_of_no_rows():
     order, crow = _compressed(torch.zeros(0, dtype=torch.long), 3)
     assert order.numel() == 0 and torch.equal(crow, torch.zeros(4, dtype=torch.long))
+
+
+def layout(num_groups=6, num_sources=8, num_edges=20, seed=0) -> EdgeLayout:
+    """Random edges (duplicates, groups and sources without edges) laid out as ``edge_layout`` does."""
+    generator = torch.Generator().manual_seed(seed)
+    group = torch.randint(0, num_groups - 1, (num_edges,), generator=generator)
+    source = torch.randint(0, num_sources - 1, (num_edges,), generator=generator)
+    order, crow = _compressed(group, num_groups)
+    col, group = source[order], group[order]
+    transposed_order, transposed_crow = _compressed(col, num_sources)
+    return EdgeLayout(order, crow, col, group, group, transposed_order, transposed_crow, group[transposed_order],
+                      num_groups, num_sources)
+
+
+@pytest.mark.parametrize("num_edges", [0, 20])
+def test_spmm_into_overwrites_what_the_output_held(num_edges):
+    """The product replaces the output's contents, NaN included, also in rows without entries."""
+    edges = layout(num_edges=num_edges)
+    values = torch.randn(num_edges, dtype=torch.float64)
+    dense = torch.randn(edges.num_sources, 3, dtype=torch.float64)
+    matrix = _csr(edges.crow, edges.col, values, (edges.num_groups, edges.num_sources))
+    out = torch.full((edges.num_groups, 3), float("nan"), dtype=torch.float64)
+    _spmm_into(out, matrix, dense)
+    torch.testing.assert_close(out, matrix.to_dense() @ dense)
+
+
+def test_edge_attention_and_scores_gradcheck():
+    edges = layout()
+    weight = torch.randn(2, edges.col.numel(), dtype=torch.float64, requires_grad=True)
+    values = torch.randn(2, edges.num_sources, 3, dtype=torch.float64, requires_grad=True)
+    queries = torch.randn(2, edges.num_groups, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda w, v: EdgeAttention.apply(w, v, edges), (weight, values))
+    assert torch.autograd.gradcheck(lambda q, k: EdgeScores.apply(q, k, edges), (queries, values))
+    scores = EdgeScores.apply(queries, values, edges)
+    torch.testing.assert_close(scores, (queries @ values.transpose(1, 2))[:, edges.group, edges.col])
+
+
+def test_node_first_equals_a_scaled_permutation():
+    sums = torch.randn(3, 5, 4, dtype=torch.float64, requires_grad=True)
+    scale = torch.rand(3, 5, dtype=torch.float64, requires_grad=True)
+    out = NodeFirst.apply(sums, scale)
+    assert out.is_contiguous()
+    torch.testing.assert_close(out, (sums * scale.unsqueeze(-1)).permute(1, 0, 2))
+    grad_sums = torch.autograd.grad(out.square().sum(), sums)[0]
+    assert grad_sums.is_contiguous()  # what each index_add_ backward and sparse product reads whole
+    assert torch.autograd.gradcheck(NodeFirst.apply, (sums, scale))
