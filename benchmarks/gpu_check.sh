@@ -7,8 +7,8 @@
 #
 #   benchmarks/gpu_check.sh OUT_DIR          (PYTHON=... to pick the interpreter; default python3)
 #
-# Each stage has its own time limit and the script goes on after a failed stage; its exit status is
-# the number of stages that failed.
+# Each stage has its own time limit (350 s in all, so the run ends within 6 minutes) and the script
+# goes on after a failed stage; its exit status is the number of stages that failed.
 set -uo pipefail
 out=${1:?usage: benchmarks/gpu_check.sh OUT_DIR}
 mkdir -p "$out" || exit 1
@@ -31,7 +31,7 @@ stage() {  # stage NAME SECONDS COMMAND...: runs one stage under its time limit,
     [ "$status" -eq 0 ] || failed=$((failed + 1))
 }
 
-stage environment 30 "$python" -c "
+stage environment 20 "$python" -c "
 import torch, torch_geometric, graphfuse
 assert torch.cuda.is_available(), 'torch sees no CUDA device'
 print('graphfuse', graphfuse.__version__, 'from', graphfuse.__file__)
@@ -40,15 +40,15 @@ print('device', torch.cuda.get_device_name(), torch.cuda.get_device_capability()
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm --format=csv >>"$log" 2>&1
 
 # Every test marked gpu (tests that need a CUDA device; skipped on CPU-only machines).
-stage gpu-tests 120 "$python" -m pytest -q -p no:cacheprovider -m gpu tests/nn/test_cuda.py \
+stage gpu-tests 100 "$python" -m pytest -q -p no:cacheprovider -m gpu tests/nn/test_cuda.py \
     tests/nn/test_backbone_encoder.py tests/pipeline/test_pipeline.py tests/models/test_retrieval.py tests/explain
 
 methods=graphfuse-gcn,graphfuse-gat,graphfuse-hgt,dense-transformer,pyg-heteroconv-gat
-stage throughput-default 75 "$python" -m graphfuse.bench throughput --device cuda --rounds 5 \
+stage throughput-default 70 "$python" -m graphfuse.bench throughput --device cuda --rounds 5 \
     --methods "$methods" --modes fp32,bf16 --json "$out/throughput-default.json"
-stage throughput-compile 100 "$python" -m graphfuse.bench throughput --device cuda --rounds 5 \
+stage throughput-compile 90 "$python" -m graphfuse.bench throughput --device cuda --rounds 5 \
     --methods graphfuse-gat,dense-transformer --modes fp32,compile --json "$out/throughput-compile.json"
-stage throughput-real 90 "$python" -m graphfuse.bench throughput --device cuda --preset real --rounds 5 \
+stage throughput-real 70 "$python" -m graphfuse.bench throughput --device cuda --preset real --rounds 5 \
     --methods "$methods" --modes fp32,bf16 --json "$out/throughput-real.json"
 
 "$python" - "$out" <<'PY' | tee "$out/summary.txt" | tee -a "$log"

@@ -29,9 +29,10 @@ reason.
 
 ``--modes fp32,bf16,compile`` measures each method in each mode side by side: ``bf16`` runs the
 step under ``torch.autocast`` with bfloat16, ``compile`` runs the model through ``torch.compile``
-(graphfuse's convs take their reference path there, which the compiler fuses), ``bf16+compile``
-both; each row's ``vs_fp32`` is its speed over the same method in fp32, and ``vs_dense_transformer``
-compares with the transformer in the same mode.
+(graphfuse's convs take their reference path there, which the compiler fuses, unless
+``--conv-path fused`` keeps their kernels, with a graph break at each), ``bf16+compile`` both; each
+row's ``vs_fp32`` is its speed over the same method in fp32, and ``vs_dense_transformer`` compares
+with the transformer in the same mode.
 
 Peak step memory is the peak growth of the resident set during one training step (after a warm-up
 step) in a fresh process per method whose allocator returns freed memory at once, so the resident
@@ -71,6 +72,7 @@ from graphfuse.data import (
 )
 from graphfuse.datasets import WORDS, synthetic_samples
 from graphfuse.nn import FlatGraph, FusionEncoder, NodeEncoders
+from graphfuse.nn.conv.base import PATHS
 from graphfuse.nn.fusion import KNN_UPDATES
 from graphfuse.typing import dgl_importable
 
@@ -109,6 +111,7 @@ class Config:
     cross: str = "full"
     timed_text: bool = False
     knn_update: str = "block"
+    conv_path: str = "auto"
     mode: str = "fp32"
     threads: int = 1
     device: str = "cpu"
@@ -165,7 +168,8 @@ class GraphfuseFusion(torch.nn.Module):
         super().__init__()
         knn = KNN if config.cross == "knn" else None
         self.encoder = FusionEncoder(config.hidden, meta, config.layers, conv, knn=knn, heads=config.heads,
-                                     knn_update=config.knn_update, ffn_ratio=0, dropout=0.0)
+                                     knn_update=config.knn_update, ffn_ratio=0, dropout=0.0,
+                                     conv_kwargs={"path": config.conv_path})
 
     def forward(self, h_dict, batch):
         graph = FlatGraph.from_batch(batch, self.encoder.schema)
@@ -349,6 +353,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="when graphfuse methods choose k-NN edges: before every block (block) or once per step "
                              "from the fusion's input, shared by the blocks (forward: FusionEncoder(knn_update=...), "
                              "a different model); the results' config records it")
+    parser.add_argument("--conv-path", choices=PATHS, default="auto",
+                        help="the graphfuse convs' path: auto (fused kernels, the reference path under "
+                             "torch.compile), fused (the kernels in every mode) or reference; the results' "
+                             "config records it")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--allocator", choices=ALLOCATORS, default="tuned")
 
@@ -365,7 +373,7 @@ def main(args: argparse.Namespace) -> dict:
     if args.preset == "real" and args.sizes:
         raise UsageError("error: --sizes and --preset real are two different sweeps; pick one")
     base = Config(hidden=args.hidden, layers=args.layers, heads=args.heads, threads=args.threads, device=args.device,
-                  knn_update=args.knn_update, **(REAL if args.preset == "real" else {}))
+                  knn_update=args.knn_update, conv_path=args.conv_path, **(REAL if args.preset == "real" else {}))
     if args.batch_size is not None:
         base = replace(base, batch_size=args.batch_size)
     results = []

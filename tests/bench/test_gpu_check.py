@@ -52,3 +52,9 @@ def test_every_stage_runs_and_the_summary_reads_the_results(tmp_path):
     assert "not run: dgl 1.1.3 is CPU-only here" in summary
     log = (out / "gpu_check.log").read_text()
     assert "== gpu-tests: exit 3" in log and "stages failed: 1" in log
+
+
+def test_the_stages_time_limits_fit_in_six_minutes():
+    """The issue gives the GPU checks 6 minutes: the stages' limits must add up to less."""
+    limits = [int(line.split()[2]) for line in SCRIPT.read_text().splitlines() if line.startswith("stage ")]
+    assert len(limits) == 5 and sum(limits) <= 350

@@ -155,3 +155,19 @@ def test_a_bf16_step_runs_the_model_in_bfloat16():
 def test_cli_rejects_unknown_modes():
     with pytest.raises(SystemExit, match="unknown modes"):
         main(["throughput", "--modes", "fp8"])
+
+
+def test_conv_path_reaches_every_conv_and_is_recorded(tmp_path, monkeypatch):
+    """``--conv-path fused`` keeps the fused kernels under torch.compile too; the results say which."""
+    meta = throughput.metadata(throughput.make_builder(TINY))
+    for path in ("auto", "fused", "reference"):
+        fusion = throughput.GraphfuseFusion(replace(TINY, conv_path=path), meta, "gat")
+        convs = [m for m in fusion.modules() if hasattr(m, "runs_fused")]
+        assert convs and {conv.path for conv in convs} == {path}
+    monkeypatch.setattr(throughput, "_probe_in_subprocess", lambda method, config: 1.0)
+    out = tmp_path / "paths.json"
+    assert main(["throughput", "--quick", "--rounds", "1", "--hidden", "16", "--batch-size", "2", "--conv-path",
+                 "fused", "--methods", "graphfuse-gcn", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["config"]["conv_path"] == "fused"
+    with pytest.raises(SystemExit):
+        main(["throughput", "--conv-path", "sparse"])
