@@ -7,7 +7,6 @@ many different lengths would otherwise keep hundreds of megabyte-sized chains al
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import lru_cache
 
 import torch
@@ -52,20 +51,6 @@ def chain_edges(num_nodes: int, window: int = 1, self_loops: bool = False) -> Te
     if num_nodes > CACHED_MAX_NODES:
         return _chain.__wrapped__(num_nodes, window, bool(self_loops))
     return _chain(num_nodes, window, bool(self_loops)).clone()
-
-
-def chain_edges_many(lengths: Sequence[int], window: int = 1, self_loops: bool = False) -> list[Tensor]:
-    """:func:`chain_edges` of each of ``lengths``, the copies for one length made in one operation (each
-    a view of its own part of one tensor: writing into one leaves the others as they were)."""
-    groups: dict[int, list[int]] = {}
-    for index, num_nodes in enumerate(lengths):
-        groups.setdefault(num_nodes, []).append(index)
-    edges: list[Tensor] = [torch.empty(0)] * len(lengths)
-    for num_nodes, indices in groups.items():
-        for index, edge_index in zip(indices, copies(chain_edges(num_nodes, window, self_loops), len(indices)),
-                                     strict=True):
-            edges[index] = edge_index
-    return edges
 
 
 def copies(edge_index: Tensor, count: int) -> tuple[Tensor, ...]:

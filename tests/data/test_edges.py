@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from graphfuse.data import chain_edges, full_bipartite_edges, grid_edges
-from graphfuse.data.edges import chain_edges_many, copies
+from graphfuse.data.edges import copies
 
 
 def edge_set(edge_index):
@@ -60,31 +60,16 @@ def test_patterns_are_fresh_copies_of_the_cached_template():
     assert grid_edges(4, 4).size(1) == 48 and int(grid_edges(4, 4).max()) == 15
 
 
-@pytest.mark.parametrize("window,self_loops", [(1, False), (2, True)])
-def test_chain_edges_many_equals_chain_edges_of_each_length(window, self_loops):
-    lengths = [3, 1, 3, 5, 3, 5]
-    many = chain_edges_many(lengths, window, self_loops)
-    assert len(many) == len(lengths)
-    for edges, length in zip(many, lengths, strict=True):
-        assert edges.is_contiguous() and torch.equal(edges, chain_edges(length, window, self_loops))
-    assert chain_edges_many([]) == []
-
-
 def test_copies_are_independent_of_each_other_and_of_the_cache():
     """Batched featurisation hands these to different samples: one sample's edges written into must not
     change another's, nor the cached pattern."""
-    first, second, third = chain_edges_many([4, 4, 4])
+    first, second, third = copies(chain_edges(4), 3)
     first.add_(100)
     assert torch.equal(second, chain_edges(4)) and torch.equal(third, chain_edges(4))
     grids = copies(grid_edges(3, 3), 3)
     grids[1].zero_()
     assert torch.equal(grids[0], grid_edges(3, 3)) and torch.equal(grids[2], grid_edges(3, 3))
     assert int(grid_edges(3, 3).max()) == 8 and all(grid.is_contiguous() for grid in grids)
-
-
-def test_chain_edges_many_checks_its_lengths():
-    with pytest.raises(ValueError, match="chain_edges 'num_nodes' must be an integer >= 0"):
-        chain_edges_many([3, -1])
 
 
 @pytest.mark.parametrize("call,match", [

@@ -10,9 +10,8 @@ import torch
 from torch import Tensor
 
 from graphfuse.checks import as_tensor, check_bool, check_finite, check_int, check_number, to_float32
-from graphfuse.data.edges import chain_edges_many
 from graphfuse.data.modalities.base import Modality, register_modality
-from graphfuse.data.modalities.batching import featurizes_as, in_groups, sequence_positions
+from graphfuse.data.modalities.batching import chain_edges_many, featurizes_as, in_groups, sequence_positions
 from graphfuse.data.nodes import NodeSet
 
 _MIN_SAMPLE_RATE = 1000

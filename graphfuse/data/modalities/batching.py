@@ -1,5 +1,5 @@
 """What the batched featurisation of the built-in modalities shares: grouping inputs that can be
-featurised together, and the positions of many sequences at once."""
+featurised together, and the positions and chain edges of many sequences at once."""
 from __future__ import annotations
 
 import itertools
@@ -9,6 +9,7 @@ from typing import TypeVar
 import torch
 from torch import Tensor
 
+from graphfuse.data.edges import chain_edges, copies
 from graphfuse.data.modalities.base import Modality
 
 Item = TypeVar("Item")
@@ -46,3 +47,10 @@ def sequence_positions(lengths: Sequence[int]) -> Tensor:
         positions -= starts.repeat_interleave(torch.tensor(lengths))
     return positions
 
+
+
+def chain_edges_many(lengths: Sequence[int], window: int = 1, self_loops: bool = False) -> list[Tensor]:
+    """:func:`~graphfuse.data.chain_edges` of each of ``lengths``, the copies for one length made in one
+    operation (:func:`~graphfuse.data.edges.copies`: writing into one leaves the others as they were)."""
+    return in_groups(list(lengths), key=int, featurize=lambda group: copies(chain_edges(group[0], window, self_loops),
+                                                                          len(group)))

@@ -11,9 +11,8 @@ from torch import Tensor
 
 from graphfuse.checks import check_bool, check_choice, check_int
 from graphfuse.config import asset_path, file_stem
-from graphfuse.data.edges import chain_edges_many
 from graphfuse.data.modalities.base import Modality, register_modality
-from graphfuse.data.modalities.batching import featurizes_as, sequence_positions
+from graphfuse.data.modalities.batching import chain_edges_many, featurizes_as, sequence_positions
 from graphfuse.data.modalities.hf_tokenizer import check_word_ids_support, hf_encode, is_hf_tokenizer, load_tokenizer
 from graphfuse.data.modalities.tokenizer import Tokenizer
 from graphfuse.data.nodes import NodeSet, NodeSpec

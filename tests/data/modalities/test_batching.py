@@ -14,8 +14,9 @@ from graphfuse import (
     TextModality,
     Tokenizer,
 )
+from graphfuse.data import chain_edges
 from graphfuse.data.modalities import Modality, audio, image
-from graphfuse.data.modalities.batching import featurizes_as, in_groups, sequence_positions
+from graphfuse.data.modalities.batching import chain_edges_many, featurizes_as, in_groups, sequence_positions
 from graphfuse.data.nodes import NODE_ATTRIBUTES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -239,3 +240,24 @@ def test_in_groups_calls_once_per_key_and_keeps_the_order():
 @pytest.mark.parametrize("lengths", [[3], [2, 1, 4], [1, 1], [5, 2]])
 def test_sequence_positions(lengths):
     assert sequence_positions(lengths).tolist() == [i for length in lengths for i in range(length)]
+
+
+@pytest.mark.parametrize("window,self_loops", [(1, False), (2, True)])
+def test_chain_edges_many_equals_chain_edges_of_each_length(window, self_loops):
+    lengths = [3, 1, 3, 5, 3, 5]
+    many = chain_edges_many(lengths, window, self_loops)
+    assert len(many) == len(lengths)
+    for edges, length in zip(many, lengths, strict=True):
+        assert edges.is_contiguous() and torch.equal(edges, chain_edges(length, window, self_loops))
+    assert chain_edges_many([]) == []
+
+
+def test_chain_edges_many_copies_are_independent():
+    first, second = chain_edges_many([4, 4])
+    first.add_(100)
+    assert torch.equal(second, chain_edges(4))
+
+
+def test_chain_edges_many_checks_its_lengths():
+    with pytest.raises(ValueError, match="chain_edges 'num_nodes' must be an integer >= 0"):
+        chain_edges_many([3, -1])
