@@ -219,9 +219,9 @@ class GraphBuilder:
                          f"GraphBuilder(..., extra_keys='ignore') or extra_keys=({key!r}, ...)")
 
     def _conforming(self, node_type: str, nodes: NodeSet) -> NodeSet:
-        reference = self.empty_node_sets[node_type]
         if _layout(nodes) == self._layouts[node_type]:  # the common case, in one comparison
             return nodes
+        reference = self.empty_node_sets[node_type]
         for attribute in NODE_ATTRIBUTES:
             value, expected = getattr(nodes, attribute), getattr(reference, attribute)
             if (value is None) != (expected is None) or (value is not None and (
