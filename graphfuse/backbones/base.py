@@ -87,12 +87,11 @@ def image_to_patches(image: Tensor, stride: int) -> Tensor:
     return images_to_patches(image.unsqueeze(0), stride)[0]
 
 
-def images_to_patches(images: Tensor, stride: int, dtype: torch.dtype | None = None) -> Tensor:
-    """:func:`image_to_patches` of a batch :math:`[B, C, H, W]` -> :math:`[B, (H/s)(W/s), C s^2]`, in one
-    copy that also converts to ``dtype`` (default: the images' own)."""
+def images_to_patches(images: Tensor, stride: int) -> Tensor:
+    """:func:`image_to_patches` of a batch :math:`[B, C, H, W]` -> :math:`[B, (H/s)(W/s), C s^2]`, in one copy."""
     batch, channels, height, width = images.shape
     rows, cols = height // stride, width // stride
-    patches = torch.empty(batch, rows, cols, channels, stride, stride, dtype=dtype or images.dtype)
+    patches = torch.empty(batch, rows, cols, channels, stride, stride, dtype=images.dtype)
     patches.copy_(images.unfold(2, stride, stride).unfold(3, stride, stride).permute(0, 2, 3, 1, 4, 5))
     return patches.view(batch, rows * cols, channels * stride * stride)
 

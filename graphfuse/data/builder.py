@@ -95,6 +95,8 @@ class GraphBuilder:
             **{node_type: NodeSet.empty(dtype=torch.long) for node_type in self.virtual_nodes},
         }
         self._layouts = {node_type: _layout(nodes) for node_type, nodes in self.empty_node_sets.items()}
+        self._conforming_modalities = {key for key, modality in self.modalities.items()
+                                       if modality._conforms_to_empty()}
         # Virtual nodes are the same in every sample; these serve the edge strategies, read-only.
         self._virtual_node_sets = {node_type: NodeSet(x=torch.arange(count), edge_index=_NO_EDGES)
                                    for node_type, count in self.virtual_nodes.items()}
@@ -199,8 +201,10 @@ class GraphBuilder:
                     pending.setdefault(key, []).append((index, raw))
         for key, items in pending.items():
             featurized = self.modalities[key].featurize_many([raw for _, raw in items])
-            for (index, _), node_set in zip(items, featurized, strict=True):  # (built-in modalities validate their own)
-                nodes[index][key] = self._conforming(key, node_set if node_set.validated else node_set.validate(key))
+            checked = key not in self._conforming_modalities  # the built-in modalities: validated, conforming as made
+            for (index, _), node_set in zip(items, featurized, strict=True):
+                nodes[index][key] = (self._conforming(key, node_set if node_set.validated else node_set.validate(key))
+                                     if checked else node_set)
         for sample_nodes in nodes:
             if not sample_nodes:
                 raise ValueError(f"Sample has none of the modalities {list(self.modalities)}; every sample needs at "

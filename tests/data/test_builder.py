@@ -12,6 +12,7 @@ from graphfuse import (
     ImageModality,
     NodeSet,
     TextModality,
+    Tokenizer,
     VirtualNodes,
 )
 from graphfuse.data import StridedBipartite, TemporalAlignment
@@ -302,3 +303,35 @@ def test_a_node_set_unlike_the_modalitys_empty_one_is_refused(made, match):
     builder = GraphBuilder({"mine": Inconsistent(dim=2)})
     with pytest.raises(ValueError, match=rf"Modality 'mine' produced {match}.*featurize\(\) and empty\(\) must agree"):
         builder.featurize_many([{"mine": torch.ones(2, 2)}])
+
+
+@pytest.mark.parametrize("modality,raws", [
+    (TextModality(Tokenizer(["a", "cat"]), spans=True),
+     ["a cat", {"text": "a dog", "spans": [[0.0, 0.5], [0.5, 1.0]]}, ["cat"]]),
+    (TextModality(Tokenizer(["a", "cat"]), max_length=1, window=2, self_loops=True), ["a cat", "cat"]),
+    (ImageModality(patch_size=4, channels=1, neighbourhood=8),
+     [torch.rand(8, 8), torch.randint(0, 256, (1, 6, 10), dtype=torch.uint8)]),
+    (AudioModality(n_mels=8, f_max=4000.0), [torch.rand(100), (torch.rand(2, 3000), 8000), torch.rand(5000).double()]),
+])
+def test_the_built_in_modalities_make_node_sets_like_their_empty_ones(modality, raws):
+    """What lets the builder leave their node sets uncompared (Modality._conforms_to_empty)."""
+    assert modality._conforms_to_empty()
+    empty = modality.empty()
+    for nodes in modality.featurize_many(raws):
+        assert nodes.validated
+        for attribute in ("x", "pos", "time"):
+            value, expected = getattr(nodes, attribute), getattr(empty, attribute)
+            assert (value is None) == (expected is None), attribute
+            if value is not None:
+                assert (value.dtype, value.shape[1:]) == (expected.dtype, expected.shape[1:]), attribute
+
+
+def test_a_subclass_of_a_built_in_modality_is_compared_with_its_empty_node_set():
+    class FewerBands(AudioModality):
+        def empty(self):
+            return NodeSet.empty(feature_shape=(self.n_mels - 1,), pos_shape=(), timed=True)
+
+    assert not FewerBands()._conforms_to_empty()
+    with pytest.raises(ValueError, match=r"Modality 'audio' produced 'x' as dtype torch.float32, shape \[N, 8\], "
+                                         r"unlike its empty\(\) node set \(dtype torch.float32, shape \[N, 7\]\)"):
+        GraphBuilder({"audio": FewerBands(n_mels=8)}).featurize_many([{"audio": torch.rand(800)}])

@@ -46,6 +46,13 @@ class Modality(ABC):
     def empty(self) -> NodeSet:
         """The node set of a sample that lacks this modality."""
 
+    def _conforms_to_empty(self) -> bool:
+        """Whether every node set this modality makes has :meth:`empty`'s layout (each attribute's
+        presence, dtype and trailing shape) by construction, as tested, so that a graph builder need
+        not compare each one: the built-in modalities themselves, not subclasses (which may change
+        either side)."""
+        return False
+
     def featurize_many(self, raws: Sequence[Any]) -> list[NodeSet]:
         """Many raw inputs -> their node sets, equal to :meth:`featurize` of each.
 

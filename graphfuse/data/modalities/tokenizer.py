@@ -1,6 +1,8 @@
 """A word-level tokenizer whose vocabulary is built from a corpus, saved and loaded as JSON."""
 from __future__ import annotations
 
+import array
+import itertools
 import json
 import os
 import re
@@ -92,9 +94,11 @@ class Tokenizer:
     def ids_many(self, token_lists: Sequence[Sequence[str]]) -> list[Tensor]:
         """The ids of lists of normalised tokens (:meth:`tokenize`'s output), looked up in one pass into
         one ``torch.long`` tensor; each list's ids are a view of it."""
-        stoi = self.stoi
-        ids = torch.tensor([stoi.get(token, 1) for tokens in token_lists for token in tokens], dtype=torch.long)
-        return list(ids.split([len(tokens) for tokens in token_lists]))
+        # map() over the flat tokens into an int64 array, which torch takes as a buffer: a third of the
+        # time of a list comprehension into torch.tensor
+        ids = array.array("q", map(self.stoi.get, itertools.chain.from_iterable(token_lists), itertools.repeat(1)))
+        flat = torch.frombuffer(ids, dtype=torch.long) if ids else torch.empty(0, dtype=torch.long)
+        return list(flat.split([len(tokens) for tokens in token_lists]))
 
     def decode(self, ids: Tensor | Iterable[int]) -> list[str]:
         ids = ids.tolist() if isinstance(ids, Tensor) else list(ids)

@@ -261,3 +261,19 @@ def test_chain_edges_many_copies_are_independent():
 def test_chain_edges_many_checks_its_lengths():
     with pytest.raises(ValueError, match="chain_edges 'num_nodes' must be an integer >= 0"):
         chain_edges_many([3, -1])
+
+
+@pytest.mark.parametrize("bad", [
+    torch.cat([noise(4_000), torch.tensor([float("nan")])]),  # past its last whole frame: dropped, still refused
+    torch.full((2, 900), 3e38),  # finite channels whose mean overflows float32
+])
+def test_a_clip_with_nan_or_inf_samples_among_clean_ones_is_refused(bad):
+    with pytest.raises(ValueError, match=r"Modality 'audio' received samples with \d+ NaN/Inf value\(s\)"):
+        AudioModality().featurize_many([noise(800), bad, noise(900, 1)])
+
+
+def test_loud_but_finite_clips_whose_sum_overflows_are_not_refused_as_nan():
+    """The batch's one-sum check falls back to each clip when the sum overflows: each alone is finite."""
+    loud = torch.full((800,), 3e38) * torch.tensor([1.0, -1.0]).repeat(400)
+    with pytest.raises(ValueError, match=r"received samples as loud as 3e\+38, whose power overflows"):
+        AudioModality().featurize_many([loud, loud.flip(0).abs()])
