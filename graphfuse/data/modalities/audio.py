@@ -189,28 +189,12 @@ class AudioModality(Modality):
 
     def _same_rate_nodes(self, clips: list[tuple[Tensor, int]]) -> list[NodeSet]:
         waveforms, sample_rate = [waveform for waveform, _ in clips], clips[0][1]
-        win, hop, n_fft, window, bands = self._analysis_for(sample_rate)
-        signal, spans = end_to_end(waveforms, hop)
-        # One reduction checks every clip's samples (a finite sum has no NaN or inf); only a NaN, an inf or a
-        # sum beyond float32's range looks at each clip.
-        if not math.isfinite(float(signal.sum())):
-            for waveform in waveforms:
-                check_finite(waveform, self.name, "samples")
-        features = log_mel(signal, hop, window, n_fft, bands, self.n_mels)
-        # The frames of clip i are rows [sum(spans[:i]), ... + F_i) of the signal's; the rows between two
-        # clips straddle them and are left out.
+        win, hop, _, _, _ = analysis = self._analysis_for(sample_rate)
         counts = [(waveform.numel() - win) // hop + 1 for waveform in waveforms]
-        sizes = [size for count, span in zip(counts, spans, strict=False) for size in (count, span - count)]
-        clip_features = features.split([*sizes, counts[-1]])[::2]
-        # Finite log-mel features lie within [log 1e-6, log of float32's max], so their sum overflows only
-        # through an inf or NaN: one reduction checks the whole batch (and the rows between clips, which
-        # hold samples past a clip's last whole frame: only the clips' own frames decide).
-        if not math.isfinite(float(features.sum())):  # the power of samples beyond ~1e15 overflows float32
-            for waveform, x in zip(waveforms, clip_features, strict=True):
-                if not bool(torch.isfinite(x).all()):
-                    raise ValueError(
-                        f"Modality '{self.name}' received samples as loud as {float(waveform.abs().max()):.3g}, "
-                        f"whose power overflows float32; scale the waveform to [-1, 1] (or pass int16 PCM)")
+        # About a chunk's frames of clips at a time: their signal and spectra stay small (a batch of ten-second
+        # clips laid end to end would be tens of MB, fresh pages from the kernel on every batch)
+        clip_features = [x for group in frame_groups(counts, _FRAME_CHUNK)
+                         for x in self._log_mel_of(waveforms[group], counts[group], analysis)]
         pos = sequence_positions(counts)
         start = pos.double() * hop / sample_rate
         time = torch.stack([start, start + win / sample_rate], dim=1).float()
@@ -221,6 +205,32 @@ class AudioModality(Modality):
                 for x, edge_index, frame_pos, frame_time, num_frames in zip(
                     clip_features, edges, pos.split(counts), time.split(counts), counts, strict=True)]
 
+    def _log_mel_of(self, waveforms: list[Tensor], counts: list[int],
+                    analysis: tuple[int, int, int, Tensor, list[tuple[slice, slice, Tensor]]]) -> list[Tensor]:
+        """The log-mel frames of each clip (``counts`` of them), transformed together: views of one tensor."""
+        _, hop, n_fft, window, bands = analysis
+        signal, spans = end_to_end(waveforms, hop)
+        # One reduction checks every clip's samples (a finite sum has no NaN or inf); only a NaN, an inf or a
+        # sum beyond float32's range looks at each clip.
+        if not math.isfinite(float(signal.sum())):
+            for waveform in waveforms:
+                check_finite(waveform, self.name, "samples")
+        features = log_mel(signal, hop, window, n_fft, bands, self.n_mels)
+        # The frames of clip i are rows [sum(spans[:i]), ... + counts[i]) of the signal's; the rows between
+        # two clips straddle them and are left out.
+        sizes = [size for count, span in zip(counts, spans, strict=False) for size in (count, span - count)]
+        clip_features = features.split([*sizes, counts[-1]])[::2]
+        # Finite log-mel features lie within [log 1e-6, log of float32's max], so their sum overflows only
+        # through an inf or NaN: one reduction checks them all (and the rows between clips, which hold
+        # samples past a clip's last whole frame: only the clips' own frames decide).
+        if not math.isfinite(float(features.sum())):  # the power of samples beyond ~1e15 overflows float32
+            for waveform, x in zip(waveforms, clip_features, strict=True):
+                if not bool(torch.isfinite(x).all()):
+                    raise ValueError(
+                        f"Modality '{self.name}' received samples as loud as {float(waveform.abs().max()):.3g}, "
+                        f"whose power overflows float32; scale the waveform to [-1, 1] (or pass int16 PCM)")
+        return clip_features
+
     def _conforms_to_empty(self) -> bool:
         return type(self) is AudioModality
 
@@ -230,6 +240,18 @@ class AudioModality(Modality):
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(sample_rate={self.sample_rate}, n_mels={self.n_mels}, "
                 f"win_length={self.win_length}, hop_length={self.hop_length}, window={self.window})")
+
+
+def frame_groups(counts: Sequence[int], frames: int) -> list[slice]:
+    """Consecutive clips of ``counts`` frames, as slices, of at most ``frames`` frames together (or one
+    longer clip alone)."""
+    groups, start, total = [], 0, 0
+    for index, count in enumerate(counts):
+        if total and total + count > frames:
+            groups.append(slice(start, index))
+            start, total = index, 0
+        total += count
+    return [*groups, slice(start, len(counts))] if counts else groups
 
 
 def end_to_end(waveforms: Sequence[Tensor], hop: int) -> tuple[Tensor, list[int]]:

@@ -277,3 +277,13 @@ def test_loud_but_finite_clips_whose_sum_overflows_are_not_refused_as_nan():
     loud = torch.full((800,), 3e38) * torch.tensor([1.0, -1.0]).repeat(400)
     with pytest.raises(ValueError, match=r"received samples as loud as 3e\+38, whose power overflows"):
         AudioModality().featurize_many([loud, loud.flip(0).abs()])
+
+
+@pytest.mark.parametrize("counts,groups", [
+    ([3, 3, 3], [(0, 2), (2, 3)]),
+    ([10, 1, 2, 9], [(0, 1), (1, 3), (3, 4)]),  # a clip longer than a group is alone
+    ([7], [(0, 1)]),
+    ([], []),
+])
+def test_clips_are_transformed_a_few_frames_at_a_time(counts, groups):
+    assert [(group.start, group.stop) for group in audio.frame_groups(counts, 7)] == groups
