@@ -96,7 +96,7 @@ class GraphBuilder:
         }
         self._layouts = {node_type: _layout(nodes) for node_type, nodes in self.empty_node_sets.items()}
         self._conforming_modalities = {key for key, modality in self.modalities.items()
-                                       if modality._conforms_to_empty()}
+                                       if modality.conforms_to_empty()}
         # Virtual nodes are the same in every sample; these serve the edge strategies, read-only.
         self._virtual_node_sets = {node_type: NodeSet(x=torch.arange(count), edge_index=_NO_EDGES)
                                    for node_type, count in self.virtual_nodes.items()}

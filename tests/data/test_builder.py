@@ -314,8 +314,8 @@ def test_a_node_set_unlike_the_modalitys_empty_one_is_refused(made, match):
     (AudioModality(n_mels=8, f_max=4000.0), [torch.rand(100), (torch.rand(2, 3000), 8000), torch.rand(5000).double()]),
 ])
 def test_the_built_in_modalities_make_node_sets_like_their_empty_ones(modality, raws):
-    """What lets the builder leave their node sets uncompared (Modality._conforms_to_empty)."""
-    assert modality._conforms_to_empty()
+    """What lets the builder leave their node sets uncompared (Modality.conforms_to_empty)."""
+    assert modality.conforms_to_empty()
     empty = modality.empty()
     for nodes in modality.featurize_many(raws):
         assert nodes.validated
@@ -331,7 +331,7 @@ def test_a_subclass_of_a_built_in_modality_is_compared_with_its_empty_node_set()
         def empty(self):
             return NodeSet.empty(feature_shape=(self.n_mels - 1,), pos_shape=(), timed=True)
 
-    assert not FewerBands()._conforms_to_empty()
+    assert not FewerBands().conforms_to_empty()
     with pytest.raises(ValueError, match=r"Modality 'audio' produced 'x' as dtype torch.float32, shape \[N, 8\], "
                                          r"unlike its empty\(\) node set \(dtype torch.float32, shape \[N, 7\]\)"):
         GraphBuilder({"audio": FewerBands(n_mels=8)}).featurize_many([{"audio": torch.rand(800)}])

@@ -231,7 +231,7 @@ class AudioModality(Modality):
                         f"whose power overflows float32; scale the waveform to [-1, 1] (or pass int16 PCM)")
         return clip_features
 
-    def _conforms_to_empty(self) -> bool:
+    def conforms_to_empty(self) -> bool:
         return type(self) is AudioModality
 
     def empty(self) -> NodeSet:

@@ -46,11 +46,12 @@ class Modality(ABC):
     def empty(self) -> NodeSet:
         """The node set of a sample that lacks this modality."""
 
-    def _conforms_to_empty(self) -> bool:
-        """Whether every node set this modality makes has :meth:`empty`'s layout (each attribute's
-        presence, dtype and trailing shape) by construction, as tested, so that a graph builder need
-        not compare each one: the built-in modalities themselves, not subclasses (which may change
-        either side)."""
+    def conforms_to_empty(self) -> bool:
+        """Whether every node set this modality makes is validated and has :meth:`empty`'s layout (each
+        attribute's presence, dtype and trailing shape) by construction, as its tests hold, so that a graph
+        builder need not compare each one with :meth:`empty`'s. ``False`` here: the builder compares.
+        The built-in text, image and audio modalities say ``True`` for themselves, not for subclasses
+        (which may change either side)."""
         return False
 
     def featurize_many(self, raws: Sequence[Any]) -> list[NodeSet]:

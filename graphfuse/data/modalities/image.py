@@ -115,7 +115,7 @@ class ImageModality(Modality):
                         validated=True)  # finite pixels, edges of the grid
                 for image_x, edge_index, image_pos in zip(x.unbind(), edges, pos.unbind(), strict=True)]
 
-    def _conforms_to_empty(self) -> bool:
+    def conforms_to_empty(self) -> bool:
         return type(self) is ImageModality
 
     def empty(self) -> NodeSet:
