@@ -123,16 +123,53 @@ def _without_padding(graph: FlatGraph, node_type: int) -> bool:
 
 
 def top_k(scores: Tensor, k: int, chunk: int = 4) -> tuple[Tensor, Tensor]:
-    """``scores.topk(k)`` along the last dimension as a set (in no particular order), exactly, in
-    two narrower passes where the rows are long: the ``k`` largest entries of a row lie in the
-    ``k`` chunks (of ``chunk`` entries) with the largest maxima, so the chunks' maxima pick ``k``
-    chunks and those ``k * chunk`` candidates the entries. CPU's top-k costs about its input's
-    width per row; here that is ``n / chunk + k * chunk`` instead of ``n``."""
+    """``scores.topk(k)`` along the last dimension as a set (in no particular order; which of
+    equal entries, as with torch.topk, is not specified), exactly, in two narrower passes where the
+    rows are long: the ``k`` largest entries of a row lie in the ``k`` chunks (of ``chunk``
+    entries) with the largest maxima, so the chunks' maxima pick ``k`` chunks and those
+    ``k * chunk`` candidates the entries. Each pass works on ``n / chunk`` or ``k * chunk``
+    entries per row instead of ``n``.
+
+    ``scores`` may be a transposed block (as the reverse relation reads a similarity block down
+    its columns): it is read in place."""
     n = scores.size(-1)
     if n % chunk or n < 4 * k * chunk:
         return scores.topk(k, dim=-1, sorted=False)
-    chunks = scores.reshape(*scores.shape[:-1], n // chunk, chunk)
-    best_chunk = chunks.amax(-1).topk(k, dim=-1, sorted=False).indices
-    candidates = torch.gather(chunks, -2, best_chunk.unsqueeze(-1).expand(*best_chunk.shape, chunk))
-    values, index = candidates.flatten(-2).topk(k, dim=-1, sorted=False)
-    return values, torch.gather(best_chunk, -1, index // chunk) * chunk + index % chunk
+    width = n // chunk
+    # Chunk c holds entries c, c + width, c + 2 width, ...: its maximum is an elementwise maximum
+    # of `chunk` slices, contiguous in either layout.
+    if scores.stride(-2) == 1 and scores.stride(-1) != 1:  # transposed: the rows are contiguous
+        maxima = scores.transpose(-1, -2).unflatten(-2, (chunk, width)).amax(-3).transpose(-1, -2)
+    else:
+        maxima = scores.unflatten(-1, (chunk, width)).amax(-2)
+    offsets = width * torch.arange(chunk, device=scores.device).view(chunk, 1, 1)
+    candidates = (_largest(maxima, k).unsqueeze(-3) + offsets).flatten(-3, -2).transpose(-1, -2)
+    values = torch.gather(scores, -1, candidates)
+    chosen = _largest(values, k).transpose(-1, -2)
+    return torch.gather(values, -1, chosen), torch.gather(candidates, -1, chosen)
+
+
+_KEYED = (torch.float32, torch.float16, torch.bfloat16)  # exactly representable as float32
+_LOW_BITS = (1 << 32) - 1
+
+
+def _largest(x: Tensor, k: int) -> Tensor:
+    """``[..., k, R]``: the indices of the ``k`` largest entries of each row of ``x`` ``[..., R, n]``
+    (of any strides), the rows last.
+
+    On CPU, as ``k`` passes of a maximum over the entries laid out before the rows, so that each
+    pass runs across rows in vector lanes: torch.topk sorts row by row, several times slower at
+    these widths. Each entry's key is its float's bits as an order-preserving integer with its
+    index below them: keys are distinct, so a pass takes out exactly one entry."""
+    if x.device.type != "cpu" or x.dtype not in _KEYED:
+        return x.topk(k, -1, sorted=False).indices.transpose(-1, -2)
+    n = x.size(-1)
+    bits = x.float().view(torch.int32)
+    ordered = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # negative floats' magnitude bits flipped
+    keys = ordered.transpose(-1, -2).to(torch.long, memory_format=torch.contiguous_format)
+    keys.bitwise_left_shift_(32).bitwise_or_(torch.arange(n, device=x.device).view(n, 1))
+    chosen = keys.new_empty(*keys.shape[:-2], k, keys.size(-1))
+    for i in range(k):
+        index = torch.bitwise_and(keys.amax(-2, keepdim=True), _LOW_BITS, out=chosen[..., i:i + 1, :])
+        keys.scatter_(-2, index, torch.iinfo(torch.long).min)
+    return chosen
