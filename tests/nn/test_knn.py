@@ -25,6 +25,7 @@ def test_edges_stay_within_samples_and_count(k, metadata, flat_graph, features):
         received = torch.bincount(ei[1], minlength=flat_graph.num_nodes_per_type[node_types.index(dst)])
         assert torch.equal(received, expected)
         assert torch.unique(ei, dim=1).size(1) == ei.size(1)  # no repeated edge
+        assert bool((ei[1, 1:] >= ei[1, :-1]).all())  # each destination's neighbours together, in order
 
 
 def test_neighbours_are_top_cosine(metadata):
@@ -151,6 +152,7 @@ def test_neighbours_of_long_modalities(uniform, metadata):
     edges = DynamicKNNEdges(8, metadata, relations=relations).edges(x, graph)
     similarity = F.normalize(x_dict["text"], dim=-1) @ F.normalize(x_dict["audio"], dim=-1).T
     for (src, _, dst), ei in edges.items():
+        assert bool((ei[1, 1:] >= ei[1, :-1]).all())
         scores = similarity.T if dst == "audio" else similarity
         for i in range(scores.size(0)):
             same = (batches[src] == batches[dst][i]).nonzero().flatten()
