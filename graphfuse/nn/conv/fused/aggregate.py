@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -164,6 +164,15 @@ def _narrow(indices: Tensor, bound: int) -> Tensor:
     return indices.int() if bound <= torch.iinfo(torch.int32).max else indices
 
 
+def _sampled_into(out: Tensor, layout: EdgeLayout, groups: Tensor, sources: Tensor) -> None:
+    """Adds ``dot(groups[group(e)], sources[source(e)])`` to ``out[e]`` for every (sorted) edge of
+    ``layout``: a sampled product into a CSR over ``out`` itself, where one into a pattern clones
+    the pattern's indices and values in every call. ``out`` holds zeros (or what to add to): with
+    ``beta=0`` the kernel still multiplies it (``0 * nan`` is ``nan``)."""
+    matrix = _csr(*layout.csr, out, (layout.num_groups, layout.num_sources))
+    torch.sparse.sampled_addmm(matrix, groups, sources.t(), out=matrix)
+
+
 def _compressed(rows: Tensor, num_rows: int) -> tuple[Tensor, Tensor]:
     """``(order, crow)``: a stable sort of ``rows`` and the CSR row pointer."""
     # 32-bit keys sort about twice as fast as 64-bit ones (a million edges: 10 ms against 17 on CPU).
@@ -192,6 +201,15 @@ class EdgeLayout:
     transposed_col: Tensor
     num_groups: int
     num_sources: int
+    # (crow, col) of both CSRs as the sparse kernels take them (:func:`_narrow`); the 64-bit ones
+    # stay for gathers, whose backward (index_add_) is many times slower with 32-bit indices.
+    csr: tuple[Tensor, Tensor] = field(init=False)
+    transposed_csr: tuple[Tensor, Tensor] = field(init=False)
+
+    def __post_init__(self) -> None:
+        bound = max(self.col.numel(), self.num_groups, self.num_sources)
+        self.csr = (_narrow(self.crow, bound), _narrow(self.col, bound))
+        self.transposed_csr = (_narrow(self.transposed_crow, bound), _narrow(self.transposed_col, bound))
 
 
 GROUPINGS = ("node", "group")
@@ -206,10 +224,8 @@ def edge_layout(graph: FlatGraph, self_loops: bool, by: str) -> EdgeLayout:
         order, crow = _compressed(group, num_groups)
         col, group = edges.source_row[order], group[order]
         transposed_order, transposed_crow = _compressed(col, graph.num_source_rows)
-        bound = max(edges.num_edges, num_groups, graph.num_source_rows)
-        return EdgeLayout(order, _narrow(crow, bound), _narrow(col, bound), group, edges.group_row[order],
-                          transposed_order, _narrow(transposed_crow, bound), _narrow(group[transposed_order], bound),
-                          num_groups, graph.num_source_rows)
+        return EdgeLayout(order, crow, col, group, edges.group_row[order], transposed_order, transposed_crow,
+                          group[transposed_order], num_groups, graph.num_source_rows)
 
     return graph.cached(("edge_layout", by, self_loops), make)
 
@@ -232,7 +248,7 @@ class EdgeAttention(torch.autograd.Function):
         out = by_head.new_empty(weight.size(0), layout.num_groups, by_head.size(-1))
         with torch.autocast(device_type=values.device.type, enabled=False):
             for h in range(weight.size(0)):
-                _spmm_into(out[h], _csr(layout.crow, layout.col, weight[h], (layout.num_groups, layout.num_sources)),
+                _spmm_into(out[h], _csr(*layout.csr, weight[h], (layout.num_groups, layout.num_sources)),
                            by_head[h])
         ctx.layout = layout
         ctx.save_for_backward(weight, by_head)
@@ -249,15 +265,13 @@ class EdgeAttention(torch.autograd.Function):
         weight, by_head = ctx.saved_tensors
         layout = ctx.layout
         grad_by_head = _head_first(grad_out, weight.dtype)
-        grad_weight, grad_values = torch.empty_like(weight), torch.empty_like(by_head)
-        pattern = _csr(layout.crow, layout.col, torch.ones_like(layout.col, dtype=weight.dtype),
-                       (layout.num_groups, layout.num_sources))
+        grad_weight, grad_values = torch.zeros_like(weight), torch.empty_like(by_head)
         transposed_weight = weight.index_select(1, layout.transposed_order)
         for h in range(weight.size(0)):
-            transposed = _csr(layout.transposed_crow, layout.transposed_col, transposed_weight[h],
+            transposed = _csr(*layout.transposed_csr, transposed_weight[h],
                               (layout.num_sources, layout.num_groups))
             _spmm_into(grad_values[h], transposed, grad_by_head[h])
-            grad_weight[h] = torch.sparse.sampled_addmm(pattern, grad_by_head[h], by_head[h].t(), beta=0.0).values()
+            _sampled_into(grad_weight[h], layout, grad_by_head[h], by_head[h])
         return grad_weight.to(ctx.dtype), grad_values.to(ctx.dtype), None
 
 
@@ -273,12 +287,10 @@ class EdgeScores(torch.autograd.Function):
         compute = torch.promote_types(*dtypes)
         compute = torch.float32 if compute in _LOW_PRECISION else compute  # CPU sparse kernels lack bfloat16
         queries, keys = _head_first(queries, compute), _head_first(keys, compute)
-        scores = queries.new_empty(queries.size(0), layout.col.numel())
+        scores = queries.new_zeros(queries.size(0), layout.col.numel())
         with torch.autocast(device_type=queries.device.type, enabled=False):
-            pattern = _csr(layout.crow, layout.col, torch.ones_like(layout.col, dtype=compute),
-                           (layout.num_groups, layout.num_sources))
             for h in range(queries.size(0)):
-                scores[h] = torch.sparse.sampled_addmm(pattern, queries[h], keys[h].t(), beta=0.0).values()
+                _sampled_into(scores[h], layout, queries[h], keys[h])
         ctx.layout, ctx.dtypes = layout, dtypes
         ctx.save_for_backward(queries, keys)
         return scores
@@ -292,9 +304,9 @@ class EdgeScores(torch.autograd.Function):
         with torch.autocast(device_type=queries.device.type, enabled=False):
             transposed_scores = grad_scores.index_select(1, layout.transposed_order)
             for h in range(queries.size(0)):
-                _spmm_into(grad_queries[h], _csr(layout.crow, layout.col, grad_scores[h],
+                _spmm_into(grad_queries[h], _csr(*layout.csr, grad_scores[h],
                                                  (layout.num_groups, layout.num_sources)), keys[h])
-                _spmm_into(grad_keys[h], _csr(layout.transposed_crow, layout.transposed_col, transposed_scores[h],
+                _spmm_into(grad_keys[h], _csr(*layout.transposed_csr, transposed_scores[h],
                                               (layout.num_sources, layout.num_groups)), queries[h])
         return grad_queries.to(ctx.dtypes[0]), grad_keys.to(ctx.dtypes[1]), None
 
