@@ -48,23 +48,24 @@ def _adjacency(graph: FlatGraph, normalize: str, self_loops: bool) -> SparseAdja
         for t, n in enumerate(graph.num_nodes_per_type)])
     group_rows = torch.nonzero(sparse_slot).flatten()
     compact = torch.cumsum(sparse_slot.long(), 0) - 1
-    row = compact[edges.group_row]
+    row = compact.index_select(0, edges.group_row)
     num_rows = group_rows.numel()
     if normalize == "sum":
         weight = torch.ones(edges.num_edges, device=device)
     else:
         in_degree = torch.bincount(row, minlength=num_rows).float()
         if normalize == "mean":
-            weight = in_degree[row].reciprocal()
+            weight = in_degree.index_select(0, row).reciprocal()
         else:
             out_degree = torch.bincount(edges.source_row, minlength=graph.num_source_rows).float()
-            weight = (in_degree[row] * out_degree[edges.source_row]).rsqrt()
+            weight = (in_degree.index_select(0, row) * out_degree.index_select(0, edges.source_row)).rsqrt()
     order, crow = _compressed(row, num_rows)
     with warnings.catch_warnings():  # torch flags every CSR tensor as beta; the product here is exact
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         bound = max(edges.num_edges, num_rows, graph.num_nodes)
-        matrix = torch.sparse_csr_tensor(_narrow(crow, bound), _narrow(edges.src[order], bound), weight[order],
-                                         check_invariants=False, size=(num_rows, graph.num_nodes))
+        matrix = torch.sparse_csr_tensor(_narrow(crow, bound), _narrow(edges.src.index_select(0, order), bound),
+                                         weight.index_select(0, order), check_invariants=False,
+                                         size=(num_rows, graph.num_nodes))
     offsets = [0]
     for t, n in enumerate(graph.num_nodes_per_type):
         offsets.append(offsets[-1] + n * len(relations[t]))
@@ -222,10 +223,11 @@ def edge_layout(graph: FlatGraph, self_loops: bool, by: str) -> EdgeLayout:
         edges = graph.sparse_edges(self_loops)
         group, num_groups = (edges.dst, graph.num_nodes) if by == "node" else (edges.group_row, graph.num_group_rows)
         order, crow = _compressed(group, num_groups)
-        col, group = edges.source_row[order], group[order]
+        # index_select: 1-D advanced indexing (x[order]) takes about three times as long.
+        col, group = edges.source_row.index_select(0, order), group.index_select(0, order)
         transposed_order, transposed_crow = _compressed(col, graph.num_source_rows)
-        return EdgeLayout(order, crow, col, group, edges.group_row[order], transposed_order, transposed_crow,
-                          group[transposed_order], num_groups, graph.num_source_rows)
+        return EdgeLayout(order, crow, col, group, edges.group_row.index_select(0, order), transposed_order,
+                          transposed_crow, group.index_select(0, transposed_order), num_groups, graph.num_source_rows)
 
     return graph.cached(("edge_layout", by, self_loops), make)
 
