@@ -160,12 +160,15 @@ def top_k(scores: Tensor, k: int, chunk: int = 4) -> tuple[Tensor, Tensor]:
     width = n // chunk
     # Chunk c holds entries c, c + width, c + 2 width, ...: its maximum is an elementwise maximum
     # of `chunk` slices, contiguous in either layout.
-    if scores.stride(-2) == 1 and scores.stride(-1) != 1:  # transposed: the rows are contiguous
+    transposed = scores.stride(-2) == 1 and scores.stride(-1) != 1  # the rows are contiguous
+    if transposed:
         maxima = scores.transpose(-1, -2).unflatten(-2, (chunk, width)).amax(-3).transpose(-1, -2)
     else:
         maxima = scores.unflatten(-1, (chunk, width)).amax(-2)
     offsets = width * torch.arange(chunk, device=scores.device).view(chunk, 1, 1)
     candidates = (_largest(maxima, k).unsqueeze(-3) + offsets).flatten(-3, -2).transpose(-1, -2)
+    if not transposed:
+        candidates = candidates.contiguous()  # gathered row by row, as the scores lie
     values = torch.gather(scores, -1, candidates)
     chosen = _largest(values, k).transpose(-1, -2)
     return torch.gather(values, -1, chosen), torch.gather(candidates, -1, chosen)
