@@ -167,9 +167,9 @@ def _narrow(indices: Tensor, bound: int) -> Tensor:
 
 def _sampled_into(out: Tensor, layout: EdgeLayout, groups: Tensor, sources: Tensor) -> None:
     """Adds ``dot(groups[group(e)], sources[source(e)])`` to ``out[e]`` for every (sorted) edge of
-    ``layout``: a sampled product into a CSR over ``out`` itself, where one into a pattern clones
-    the pattern's indices and values in every call. ``out`` holds zeros (or what to add to): with
-    ``beta=0`` the kernel still multiplies it (``0 * nan`` is ``nan``)."""
+    ``layout``: a sampled product into a CSR over ``out`` itself, where one into a separate pattern
+    clones the pattern's indices and values in every call. ``out`` must hold zeros (or what to add
+    to), not garbage: even ``beta=0`` multiplies what it holds, and ``0 * nan`` is ``nan``."""
     matrix = _csr(*layout.csr, out, (layout.num_groups, layout.num_sources))
     torch.sparse.sampled_addmm(matrix, groups, sources.t(), out=matrix)
 
