@@ -25,6 +25,7 @@ def test_edges_stay_within_samples_and_count(k, metadata, flat_graph, features):
         received = torch.bincount(ei[1], minlength=flat_graph.num_nodes_per_type[node_types.index(dst)])
         assert torch.equal(received, expected)
         assert torch.unique(ei, dim=1).size(1) == ei.size(1)  # no repeated edge
+        assert bool((ei[1, 1:] >= ei[1, :-1]).all())  # each destination's neighbours together, in order
 
 
 def test_neighbours_are_top_cosine(metadata):
@@ -120,6 +121,24 @@ def test_top_k_is_torch_topk_as_a_set(width, k):
     assert torch.equal(top_k(transposed, k)[0].sort(-1).values, transposed.topk(k)[0].sort(-1).values)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_top_k_with_ties_and_padding(dtype, transposed):
+    """Many equal scores (repeated tokens have equal features) beside padding: the k values are
+    torch.topk's, at k distinct indices, whichever of the equal entries they are."""
+    generator = torch.Generator().manual_seed(1)
+    scores = torch.randint(-2, 3, (2, 9, 256), generator=generator).to(dtype)
+    scores[0, :, 100:] = float("-inf")
+    scores[1, 3] = float("-inf")
+    scores[1, 4, 7:] = float("-inf")  # fewer finite entries than k
+    if transposed:
+        scores = scores.transpose(1, 2).contiguous().transpose(1, 2)
+    values, index = top_k(scores, 8)
+    assert torch.equal(values.sort(-1).values, scores.topk(8).values.sort(-1).values)
+    assert torch.equal(torch.gather(scores, -1, index), values)
+    assert bool((index.sort(-1).values.diff(dim=-1) > 0).all())  # distinct
+
+
 @pytest.mark.parametrize("uniform", [True, False])
 def test_neighbours_of_long_modalities(uniform, metadata):
     """Sources past the two-pass top-k's threshold (140 frames), with every sample of equal size (the
@@ -133,6 +152,7 @@ def test_neighbours_of_long_modalities(uniform, metadata):
     edges = DynamicKNNEdges(8, metadata, relations=relations).edges(x, graph)
     similarity = F.normalize(x_dict["text"], dim=-1) @ F.normalize(x_dict["audio"], dim=-1).T
     for (src, _, dst), ei in edges.items():
+        assert bool((ei[1, 1:] >= ei[1, :-1]).all())
         scores = similarity.T if dst == "audio" else similarity
         for i in range(scores.size(0)):
             same = (batches[src] == batches[dst][i]).nonzero().flatten()

@@ -106,42 +106,53 @@ class HeadFirstProjection(torch.autograd.Function):
     w_1, ...)`` with the flat features ``x`` ``[num_nodes, F]`` (node types in order, ``sizes[t]``
     nodes each) and ``w_t`` ``[H, F, R_t, C]`` gives, for node ``i`` of type ``t`` and its ``r``-th
     outgoing relation, ``out[h, source_row_offsets[t] + i * R_t + r] = x_t[i] @ w_t[h, :, r]``.
+    With one more weight ``s_t`` ``[F, L_t]`` per type after them (GAT's folded logits), it also
+    returns each type's plain product ``x_t @ s_t``: ``(out, p_0, p_1, ...)``.
 
     One matmul per (type, head) into its slice of the output: projecting all heads at once needs
     a copy into head-first order and the types a concatenation, and their backwards copy back.
+    The backward adds every product's gradient straight into the rows of ``x``'s (a per-type
+    product of its own would come back through a split's concatenation and an autograd sum).
     Under autocast the products run in its dtype, as a plain matmul's would.
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, sizes: list[int], *weights: Tensor) -> Tensor:
+    def forward(ctx, x: Tensor, sizes: list[int], *weights: Tensor):
+        weights, sides = weights[:len(sizes)], weights[len(sizes):]
         dtype = torch.promote_types(x.dtype, weights[0].dtype)
         if dtype == torch.float32 and torch.is_autocast_enabled(x.device.type):
             dtype = torch.get_autocast_dtype(x.device.type)
         heads, channels = weights[0].size(0), weights[0].size(-1)
         flat = [w.to(dtype).reshape(heads, w.size(1), -1) for w in weights]  # [H, F, R_t * C]
+        sides = [w.to(dtype) for w in sides]
         rows = [n * w.size(-1) // channels for n, w in zip(sizes, flat, strict=True)]
         out = x.new_empty(heads, sum(rows), channels, dtype=dtype)
+        products = []
         with torch.autocast(device_type=x.device.type, enabled=False):
-            for node, w, part in zip(torch.split(x.to(dtype), sizes), flat, torch.split(out, rows, 1), strict=True):
+            for t, (node, w, part) in enumerate(zip(torch.split(x.to(dtype), sizes), flat, torch.split(out, rows, 1),
+                                                    strict=True)):
                 for h in range(heads):
                     torch.mm(node, w[h], out=part[h].view(node.size(0), w.size(-1)))
-        ctx.sizes, ctx.rows, ctx.dtypes = sizes, rows, (x.dtype, [w.dtype for w in weights])
+                if sides:
+                    products.append(node @ sides[t])
+        ctx.sizes, ctx.rows, ctx.dtypes = sizes, rows, (x.dtype, [w.dtype for w in (*weights, *sides)])
         ctx.shapes = [w.shape for w in weights]
-        ctx.save_for_backward(x, *flat)
-        return out
+        ctx.save_for_backward(x, *flat, *sides)
+        return (out, *products) if sides else out
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor):
-        x, *flat = ctx.saved_tensors
+    def backward(ctx, grad_out: Tensor, *grad_products: Tensor):
+        x, *saved = ctx.saved_tensors
+        flat, sides = saved[:len(ctx.sizes)], saved[len(ctx.sizes):]
         dtype = flat[0].dtype
         grad_out = grad_out.to(dtype).contiguous()
         heads = grad_out.size(0)
         nodes = torch.split(x.to(dtype), ctx.sizes)
         grad_x = x.new_empty(x.shape, dtype=dtype)
-        grad_weights = []
+        grad_weights, grad_sides = [], []
         with torch.autocast(device_type=x.device.type, enabled=False):
-            for node, w, part, grad_node in zip(nodes, flat, torch.split(grad_out, ctx.rows, 1),
-                                                torch.split(grad_x, ctx.sizes), strict=True):
+            for t, (node, w, part, grad_node) in enumerate(zip(nodes, flat, torch.split(grad_out, ctx.rows, 1),
+                                                               torch.split(grad_x, ctx.sizes), strict=True)):
                 part = part.view(heads, node.size(0), w.size(-1))  # [H, n_t, R_t * C], each head contiguous
                 grad_w = torch.empty_like(w)
                 for h in range(heads):
@@ -149,9 +160,13 @@ class HeadFirstProjection(torch.autograd.Function):
                     torch.addmm(grad_node, part[h], w[h].t(), beta=1 if h else 0, out=grad_node)
                     torch.mm(node.t(), part[h], out=grad_w[h])
                 grad_weights.append(grad_w)
+                if sides:
+                    grad = grad_products[t].to(dtype)
+                    torch.addmm(grad_node, grad, sides[t].t(), out=grad_node)
+                    grad_sides.append(node.t() @ grad)
         x_dtype, w_dtypes = ctx.dtypes
-        return (grad_x.to(x_dtype), None,
-                *(g.view(shape).to(d) for g, shape, d in zip(grad_weights, ctx.shapes, w_dtypes, strict=True)))
+        grads = [g.view(shape) for g, shape in zip(grad_weights, ctx.shapes, strict=True)] + grad_sides
+        return grad_x.to(x_dtype), None, *(g.to(d) for g, d in zip(grads, w_dtypes, strict=True))
 
 
 def gat_conv(conv, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[Tensor, dict | None]:
@@ -165,20 +180,24 @@ def gat_conv(conv, x: Tensor, graph: FlatGraph, return_weights: bool) -> tuple[T
     weight = conv.weight.view(-1, conv.in_channels, H, C)
     src_logit = (weight * conv.att_src.unsqueeze(1)).sum(-1)
     dst_logit = (weight * conv.att_dst.unsqueeze(1)).sum(-1)
-    value_weights, src_logits, dst_logits, roots = [], [], [], []
-    for t, node in enumerate(graph.split(x)):
+    value_weights, side_weights, widths = [], [], []
+    for t in range(schema.num_node_types):
         out_rel, in_rel = list(schema.out_relations[t]), list(schema.in_relations[t])
         value_weights.append(weight[out_rel].permute(2, 1, 0, 3))  # [H, in, R_t, C]
         weights = [src_logit[out_rel].permute(1, 0, 2).reshape(conv.in_channels, -1),
                    dst_logit[in_rel].permute(1, 0, 2).reshape(conv.in_channels, -1)]
         if conv.root is not None:
             weights.append(conv.root[t])
-        parts = torch.split(node @ torch.cat(weights, 1), [w.size(1) for w in weights], dim=1)
+        side_weights.append(torch.cat(weights, 1))
+        widths.append([w.size(1) for w in weights])
+    values, *products = HeadFirstProjection.apply(x, graph.num_nodes_per_type, *value_weights, *side_weights)
+    src_logits, dst_logits, roots = [], [], []
+    for product, width in zip(products, widths, strict=True):
+        parts = torch.split(product, width, dim=1)
         src_logits.append(parts[0].reshape(-1, H))
         dst_logits.append(parts[1].reshape(-1, H))
         if conv.root is not None:
             roots.append(parts[2])
-    values = HeadFirstProjection.apply(x, graph.num_nodes_per_type, *value_weights)
     src_logits, dst_logits = torch.cat(src_logits), torch.cat(dst_logits)
 
     per_relation = conv.softmax == "relation"

@@ -41,6 +41,21 @@ def test_head_first_projection_gradcheck(sizes, relations):
                                     (x.requires_grad_(), *(w.requires_grad_() for w in weights)))
 
 
+@pytest.mark.parametrize("sizes, relations", CASES.values(), ids=CASES.keys())
+def test_head_first_projection_with_side_products(sizes, relations):
+    """One more weight per type (GAT's folded logits): also each type's plain product, and
+    gradients as if each were a matmul of its own."""
+    x, weights = inputs(sizes, relations)
+    generator = torch.Generator().manual_seed(1)
+    sides = [torch.randn(F, width, generator=generator, dtype=torch.float64) for width in (3, 0, 2, 1)[:len(sizes)]]
+    out, *products = HeadFirstProjection.apply(x, sizes, *weights, *sides)
+    torch.testing.assert_close(out, expected(x, sizes, weights))
+    for product, node, side in zip(products, torch.split(x, sizes), sides, strict=True):
+        torch.testing.assert_close(product, node @ side)
+    assert torch.autograd.gradcheck(lambda x, *weights: HeadFirstProjection.apply(x, sizes, *weights),
+                                    (x.requires_grad_(), *(w.requires_grad_() for w in (*weights, *sides))))
+
+
 def test_head_first_projection_of_strided_weights():
     """Weights as gat_conv passes them: a permuted view of the stacked relation weights."""
     sizes, relations = [4, 3], [2, 1]
