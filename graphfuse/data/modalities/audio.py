@@ -166,9 +166,9 @@ class AudioModality(Modality):
 
     def featurize_many(self, raws: Sequence[Any]) -> list[NodeSet]:
         """Clips -> their frame nodes, equal to :meth:`featurize` of each, with the frames of all clips
-        at one sample rate in one short-time Fourier transform and mel projection (a chunk of
-        frames at a time). Each clip keeps its own frame count: its frames are cut from it alone,
-        never from padding shared with a longer clip."""
+        at one sample rate windowed, transformed and projected together, a chunk of frames at a time
+        (the clips laid end to end, :func:`end_to_end`). Each clip keeps its own frame count: its
+        frames are cut from it alone, never from its neighbours' samples or padding."""
         if not featurizes_as(self, AudioModality):
             return super().featurize_many(raws)
         return self._frame_nodes(raws)
