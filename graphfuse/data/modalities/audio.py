@@ -86,7 +86,8 @@ class AudioModality(Modality):
     hop are in seconds and the filter bank in Hz, so frame times and band frequencies agree
     across rates. Levels do not: the power grows with the window length in samples (doubling
     the rate adds about :math:`\log 4` to a tone's features), so resample to one rate per dataset
-    when levels matter.
+    when levels matter. Featurisation carries no gradient: a waveform that requires one is read
+    detached.
 
     Args:
         sample_rate (int, optional): rate of waveforms given without one. (default: :obj:`16000`)
@@ -329,6 +330,8 @@ def to_mono(waveform: Any, name: str, check_samples: bool = True) -> Tensor:
     ``check_samples=False`` leaves checking float32 samples for NaN/Inf to the caller (a batch at once);
     wider floats are checked either way (before the cast to float32 turns large ones into inf)."""
     waveform = as_tensor(waveform, f"Modality '{name}'", "a waveform tensor or array [T] or [C, T]")
+    if waveform.requires_grad:  # featurisation carries no gradient
+        waveform = waveform.detach()
     if waveform.dtype == torch.int16:
         waveform = waveform.float() / 32768.0
     elif waveform.dtype == torch.float32 and not check_samples:

@@ -35,6 +35,7 @@ class ImageModality(Modality):
     ``channels_last=True``) or :math:`[H, W]`, ``uint8`` or floating, or a PIL image (channels
     last by definition, whatever ``channels_last`` says; palette and other modes are converted to
     RGB, or to L for ``channels=1``). A one-channel image is repeated to ``channels`` channels.
+    Featurisation carries no gradient: a tensor that requires one is read detached.
 
     Args:
         patch_size (int, optional): patch side :math:`p` in pixels. (default: :obj:`4`)
@@ -144,6 +145,8 @@ def image_pixels(raw: Any, channels: int, name: str, channels_last: bool = False
         raw = _from_pil(raw, channels)
     else:
         raw = as_tensor(raw, f"Modality '{name}'", f"an image tensor or array {layout} or [H, W]")
+        if raw.requires_grad:  # featurisation carries no gradient
+            raw = raw.detach()
     shape = tuple(raw.shape)
     if channels_last and raw.dim() == 3 and not pil:
         raw = raw.permute(2, 0, 1)

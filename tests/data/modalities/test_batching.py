@@ -1,5 +1,7 @@
 """Batched featurisation (Modality.featurize_many) equals featurising one input at a time, for every
 built-in modality: mixed lengths, sizes, rates and dtypes in one batch."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -287,3 +289,18 @@ def test_loud_but_finite_clips_whose_sum_overflows_are_not_refused_as_nan():
 ])
 def test_clips_are_transformed_a_few_frames_at_a_time(counts, groups):
     assert [(group.start, group.stop) for group in audio.frame_groups(counts, 7)] == groups
+
+
+@pytest.mark.parametrize("modality,raw", [
+    (AudioModality(n_mels=8), noise(4_000)),
+    (AudioModality(n_mels=8), noise(4_000, channels=2)),
+    (ImageModality(patch_size=4), rand(3, 8, 8)),  # patch rows moved as machine words
+    (ImageModality(patch_size=3), rand(3, 9, 9)),  # moved pixel by pixel
+])
+def test_inputs_that_require_grad_are_featurised_detached(modality, raw):
+    """Featurisation carries no gradient: the same features as the detached input, on every path."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nodes = modality.featurize_many([raw.clone().requires_grad_()])[0]
+    assert not nodes.x.requires_grad
+    assert_same_nodes(nodes, modality.featurize(raw))
