@@ -334,10 +334,9 @@ def to_mono(waveform: Any, name: str, check_samples: bool = True) -> Tensor:
         waveform = waveform.detach()
     if waveform.dtype == torch.int16:
         waveform = waveform.float() / 32768.0
-    elif waveform.dtype == torch.float32 and not check_samples:
-        pass
     elif waveform.is_floating_point():
-        waveform = to_float32(waveform, name, "samples")
+        if check_samples or waveform.dtype != torch.float32:
+            waveform = to_float32(waveform, name, "samples")
     else:
         raise TypeError(
             f"Modality '{name}' received samples of dtype {waveform.dtype}; expected a floating "

@@ -48,7 +48,6 @@ def sequence_positions(lengths: Sequence[int]) -> Tensor:
     return positions
 
 
-
 def chain_edges_many(lengths: Sequence[int], window: int = 1, self_loops: bool = False) -> list[Tensor]:
     """:func:`~graphfuse.data.chain_edges` of each of ``lengths``, the copies for one length made in one
     operation (:func:`~graphfuse.data.edges.copies`: writing into one leaves the others as they were)."""

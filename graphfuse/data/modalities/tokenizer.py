@@ -96,7 +96,8 @@ class Tokenizer:
         one ``torch.long`` tensor; each list's ids are a view of it."""
         # map() over the flat tokens into an int64 array, which torch takes as a buffer: a third of the
         # time of a list comprehension into torch.tensor
-        ids = array.array("q", map(self.stoi.get, itertools.chain.from_iterable(token_lists), itertools.repeat(1)))
+        ids = array.array("q", map(self.stoi.get, itertools.chain.from_iterable(token_lists),
+                                   itertools.repeat(self.unk_id)))
         flat = torch.frombuffer(ids, dtype=torch.long) if ids else torch.empty(0, dtype=torch.long)
         return list(flat.split([len(tokens) for tokens in token_lists]))
 
