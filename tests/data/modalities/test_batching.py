@@ -69,11 +69,14 @@ def test_audio_clips_of_mixed_lengths_rates_and_forms():
     assert [nodes.num_nodes for nodes in together[:4]] == [1, 1, 23, 23]
 
 
-def test_audio_frames_of_several_clips_share_chunks(monkeypatch):
-    """Chunks of 7 frames: clips start and end inside chunks, and long clips span several."""
+@pytest.mark.parametrize("alone_frames", [512, 20])
+def test_audio_frames_of_several_clips_share_chunks(monkeypatch, alone_frames):
+    """Chunks of 7 frames: clips start and end inside chunks, and long clips span several; with
+    ``_ALONE_FRAMES`` at 20 the clips of 23 and 98 frames are transformed by themselves."""
     raws = [noise(length, seed) for seed, length in enumerate((400, 1_500, 4_000, 720, 16_000))]
     alone = [AudioModality(n_mels=8).featurize(raw) for raw in raws]
     monkeypatch.setattr(audio, "_FRAME_CHUNK", 7)
+    monkeypatch.setattr(audio, "_ALONE_FRAMES", alone_frames)
     for nodes, expected in zip(AudioModality(n_mels=8).featurize_many(raws), alone, strict=True):
         assert_same_nodes(nodes, expected)
 
@@ -286,9 +289,11 @@ def test_loud_but_finite_clips_whose_sum_overflows_are_not_refused_as_nan():
     ([10, 1, 2, 9], [(0, 1), (1, 3), (3, 4)]),  # a clip longer than a group is alone
     ([7], [(0, 1)]),
     ([], []),
+    ([1, 5, 1, 1, 6, 5], [(0, 1), (1, 2), (2, 4), (4, 5), (5, 6)]),  # clips of 5 frames or more go alone
+    ([2, 2, 2, 2], [(0, 3), (3, 4)]),  # short clips fill a group past 5 frames
 ])
 def test_clips_are_transformed_a_few_frames_at_a_time(counts, groups):
-    assert [(group.start, group.stop) for group in audio.frame_groups(counts, 7)] == groups
+    assert [(group.start, group.stop) for group in audio.frame_groups(counts, 7, alone=5)] == groups
 
 
 @pytest.mark.parametrize("modality,raw", [
