@@ -2,6 +2,7 @@
 expression, hostile ones included), Tokenizer.load returns a working tokenizer or raises a ValueError
 naming the file; a saved tokenizer loads back equal."""
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -52,3 +53,17 @@ def test_a_saved_tokenizer_loads_back_equal(vocabulary, lowercase):
         tokenizer.save(Path(folder) / "t.json")
         loaded = Tokenizer.load(Path(folder) / "t.json")
     assert (loaded.itos, loaded.lowercase, loaded.pattern) == (tokenizer.itos, tokenizer.lowercase, tokenizer.pattern)
+
+
+WORDY_TEXT = st.one_of(
+    st.text(),
+    st.lists(st.text(st.characters(categories=("L", "N")), min_size=1, max_size=6), max_size=6).map(" ".join),
+    st.text(alphabet=st.sampled_from(["a", "B", "7", "_", " ", "\t", ",", "İ", "ß", "٣", "\u00a0"]), max_size=12),
+)
+
+
+@given(text=WORDY_TEXT, lowercase=st.booleans())
+@example(text="a,b c", lowercase=True)
+def test_the_default_pattern_tokens_are_the_regular_expressions(text, lowercase):
+    tokenizer = Tokenizer(lowercase=lowercase)
+    assert tokenizer.tokenize(text) == re.findall(r"\w+|[^\w\s]", text.lower() if lowercase else text)

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import torch
@@ -70,6 +71,20 @@ def test_bad_vocabulary(vocabulary, match):
 
 def test_tokenize_splits_words_and_punctuation():
     assert Tokenizer().tokenize("Hello, World!") == ["hello", ",", "world", "!"]
+
+
+@pytest.mark.parametrize("text, tokens", [
+    ("Two  spaced words ", ["two", "spaced", "words"]),  # words and spaces only: split at the spaces
+    ("snake_case word", ["snake_case", "word"]),  # "_" is a word character of the pattern, not alphanumeric
+    ("one,two three", ["one", ",", "two", "three"]),  # one mark among words and spaces
+    ("tab\tand\nnewline", ["tab", "and", "newline"]),
+    ("Straße ٣ İ", ["straße", "٣", "i", "\u0307"]),  # "İ" lower-cases to "i" and a combining dot
+    ("", []),
+    ("   ", []),
+])
+def test_tokenize_agrees_with_the_pattern_on_plain_words_and_beyond(text, tokens):
+    assert Tokenizer().tokenize(text) == tokens
+    assert Tokenizer(lowercase=False).tokenize(text) == re.findall(r"\w+|[^\w\s]", text)
 
 
 def test_encode_decode():
