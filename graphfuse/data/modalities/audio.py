@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -294,11 +295,9 @@ def log_mel(signal: Tensor, hop: int, window: Tensor, n_fft: int, bands: Sequenc
     frames = signal.unfold(0, window.numel(), hop)
     rows = frames.size(0)
     features = torch.empty(rows, n_mels)
-    chunk = torch.empty(min(rows, _FRAME_CHUNK), n_fft)  # windowed frames, zero-padded to n_fft once
-    chunk[:, window.numel():] = 0.0
-    power = torch.empty(chunk.size(0), n_fft // 2 + 1)
-    for start in range(0, rows, chunk.size(0)):
-        end = min(start + chunk.size(0), rows)
+    chunk, power = _frame_buffers(min(rows, _FRAME_CHUNK), window.numel(), n_fft)
+    for start in range(0, rows, _FRAME_CHUNK):
+        end = min(start + _FRAME_CHUNK, rows)
         torch.mul(frames[start:end], window, out=chunk[:end - start, :window.numel()])
         # |X|^2 = re^2 + im^2 (abs() would take a square root), squared in place as contiguous pairs
         parts = torch.view_as_real(torch.fft.rfft(chunk[:end - start])).square_()
@@ -309,6 +308,29 @@ def log_mel(signal: Tensor, hop: int, window: Tensor, n_fft: int, bands: Sequenc
     values = features.numpy()
     np.log(np.add(values, 1e-6, out=values), out=values)
     return features
+
+
+class _ThreadBuffers(threading.local):
+    def __init__(self) -> None:
+        self.frames: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
+
+
+_BUFFERS = _ThreadBuffers()
+
+
+def _frame_buffers(rows: int, win: int, n_fft: int) -> tuple[Tensor, Tensor]:
+    """This thread's buffers for :func:`log_mel`, kept from call to call and grown when a call needs more
+    rows: ``rows`` frames of ``win`` samples zero-padded to ``n_fft``, and their power spectra (6 MB at
+    most at the default settings). Made afresh for every batch, their megabytes sent glibc to the kernel
+    for new pages every time, which doubled the batched featurisation of short clips with glibc's
+    default settings."""
+    buffers = _BUFFERS.frames.get((win, n_fft))
+    if buffers is None or buffers[0].size(0) < rows:
+        with torch.inference_mode(False):  # buffers made in inference mode could not be written outside it
+            chunk = torch.zeros(rows, n_fft)  # only [:, :win] is ever written: the padding stays 0
+            buffers = (chunk, torch.empty(rows, n_fft // 2 + 1))
+        _BUFFERS.frames[(win, n_fft)] = buffers
+    return buffers
 
 
 def unpack_audio(raw: Any, sample_rate: int, name: str) -> tuple[Any, Any]:

@@ -1,4 +1,5 @@
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -91,6 +92,40 @@ def test_log_mel_matches_numpy_reference(sample_rate, n_mels, f_min, f_max, seco
     assert nodes.x.shape == reference.shape
     np.testing.assert_allclose(nodes.x.numpy(), reference, rtol=1e-4, atol=1e-3)
     nodes.validate("audio")
+
+
+def test_features_do_not_depend_on_what_was_featurised_before():
+    """Frames are transformed in buffers that each thread keeps from call to call: after calls with
+    another window (16 and 20 kHz share the 512-point FFT with windows of 400 and 500 samples) and
+    with more or fewer frames, a clip's features are still the reference's."""
+    modality = AudioModality(n_mels=16)
+    clips = [noise(1_600, 1), noise(48_000, 2), noise(500, 3)]
+    for sample_rate in (20_000, 16_000, 20_000, 16_000):
+        for clip in clips:
+            reference = log_mel_reference(clip.numpy(), sample_rate, 16, f_max=8000.0)
+            np.testing.assert_allclose(modality((clip, sample_rate)).x.numpy(), reference, rtol=1e-4, atol=1e-3)
+
+
+def test_threads_featurise_at_once_each_in_buffers_of_its_own():
+    modality = AudioModality(n_mels=16)
+    clips = [noise(16_000 + 160 * i, seed=i) for i in range(8)]
+    expected = [nodes.x for nodes in modality.featurize_many(clips)]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(5):
+            for x, reference in zip(pool.map(lambda clip: modality(clip).x, clips), expected, strict=True):
+                torch.testing.assert_close(x, reference, rtol=1e-6, atol=1e-6)
+
+
+def test_featurising_in_inference_mode_then_outside_it():
+    """A thread's first buffers, made in inference mode, are written outside it afterwards."""
+    def in_then_out():
+        with torch.inference_mode():
+            inside = AudioModality(n_mels=8)(noise(4_000)).x
+        return inside, AudioModality(n_mels=8)(noise(4_000)).x
+
+    with ThreadPoolExecutor(1) as pool:  # a thread that has featurised nothing yet
+        inside, outside = pool.submit(in_then_out).result()
+    torch.testing.assert_close(inside.clone(), outside)
 
 
 @pytest.mark.parametrize("frequency", [250.0, 440.0, 1000.0, 2500.0, 6000.0])
