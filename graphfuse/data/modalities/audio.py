@@ -23,6 +23,8 @@ _FRAME_CHUNK = 2048
 #: end to end with others copies its samples and saves only a call's fixed costs (on CPU, clips of 600
 #: frames and more went 5-10% faster alone, clips of 300 and 150 frames 9% and 38% slower).
 _ALONE_FRAMES = 512
+#: The most bytes of frame buffers a thread keeps between calls (see :func:`_frame_buffers`).
+_KEPT_BUFFER_BYTES = 16 << 20
 #: Mel filters projected together (see :func:`filter_bands`).
 _BAND_WIDTH = 16
 
@@ -319,17 +321,18 @@ _BUFFERS = _ThreadBuffers()
 
 
 def _frame_buffers(rows: int, win: int, n_fft: int) -> tuple[Tensor, Tensor]:
-    """This thread's buffers for :func:`log_mel`, kept from call to call and grown when a call needs more
-    rows: ``rows`` frames of ``win`` samples zero-padded to ``n_fft``, and their power spectra (6 MB at
-    most at the default settings). Made afresh for every batch, their megabytes sent glibc to the kernel
-    for new pages every time, which doubled the batched featurisation of short clips with glibc's
-    default settings."""
+    """Buffers for :func:`log_mel`: ``rows`` frames of ``win`` samples zero-padded to ``n_fft``, and their
+    power spectra. Each thread keeps its own from call to call, grown when a call needs more rows, up to
+    :data:`_KEPT_BUFFER_BYTES` (6 MB at the default settings; longer windows get new ones every call).
+    Made afresh for every batch, their megabytes sent glibc to the kernel for new pages every time, which
+    doubled the batched featurisation of short clips with glibc's default settings."""
     buffers = _BUFFERS.frames.get((win, n_fft))
     if buffers is None or buffers[0].size(0) < rows:
         with torch.inference_mode(False):  # buffers made in inference mode could not be written outside it
             chunk = torch.zeros(rows, n_fft)  # only [:, :win] is ever written: the padding stays 0
             buffers = (chunk, torch.empty(rows, n_fft // 2 + 1))
-        _BUFFERS.frames[(win, n_fft)] = buffers
+        if sum(buffer.nbytes for buffer in buffers) <= _KEPT_BUFFER_BYTES:
+            _BUFFERS.frames[(win, n_fft)] = buffers
     return buffers
 
 

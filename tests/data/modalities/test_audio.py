@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from graphfuse.data import AudioModality, mel_filter_bank
+from graphfuse.data.modalities import audio
 
 
 def noise(num_samples, seed=0, channels=None):
@@ -104,6 +105,15 @@ def test_features_do_not_depend_on_what_was_featurised_before():
         for clip in clips:
             reference = log_mel_reference(clip.numpy(), sample_rate, 16, f_max=8000.0)
             np.testing.assert_allclose(modality((clip, sample_rate)).x.numpy(), reference, rtol=1e-4, atol=1e-3)
+
+
+def test_frames_past_the_kept_buffers_are_transformed_in_buffers_of_their_own(monkeypatch):
+    monkeypatch.setattr(audio, "_KEPT_BUFFER_BYTES", 0)
+    clip = noise(1_600, 4)
+    for sample_rate in (20_000, 16_000):
+        reference = log_mel_reference(clip.numpy(), sample_rate, 16, f_max=8000.0)
+        np.testing.assert_allclose(AudioModality(n_mels=16)((clip, sample_rate)).x.numpy(), reference, rtol=1e-4,
+                                   atol=1e-3)
 
 
 def test_threads_featurise_at_once_each_in_buffers_of_its_own():
