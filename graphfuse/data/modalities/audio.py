@@ -17,14 +17,15 @@ from graphfuse.data.modalities.batching import chain_edges_many, featurizes_as, 
 from graphfuse.data.nodes import NodeSet
 
 _MIN_SAMPLE_RATE = 1000
-#: Frames featurised at once, of one clip or several (about 4 MB of spectra at the default settings).
+#: Frames of short clips laid end to end and featurised in one call (see :func:`frame_groups`).
 _FRAME_CHUNK = 2048
 #: A clip of this many frames or more (about 5 s at the default hop) is transformed by itself: laying it
 #: end to end with others copies its samples and saves only a call's fixed costs (on CPU, clips of 600
 #: frames and more went 5-10% faster alone, clips of 300 and 150 frames 9% and 38% slower).
 _ALONE_FRAMES = 512
-#: The most bytes of frame buffers a thread keeps between calls (see :func:`_frame_buffers`).
-_KEPT_BUFFER_BYTES = 16 << 20
+#: Bytes of windowed frames transformed at once (2,048 frames at the default 512-point FFT; their spectra
+#: and power add half as much again): see :func:`log_mel`.
+_CHUNK_BYTES = 4 << 20
 #: Mel filters projected together (see :func:`filter_bands`).
 _BAND_WIDTH = 16
 
@@ -291,15 +292,18 @@ def log_mel(signal: Tensor, hop: int, window: Tensor, n_fft: int, bands: Sequenc
     the filter bank :math:`M` in ``bands`` (:func:`filter_bands`): :math:`[F, n_{mels}]`.
 
     The frames are a strided view of the signal, windowed, transformed and projected
-    :data:`_FRAME_CHUNK` at a time, so the windowed frames and spectra (several times the size of the
-    signal) never exist whole. Many clips go through in one call laid end to end (:func:`end_to_end`).
+    :data:`_CHUNK_BYTES` of frames at a time (at most :data:`_FRAME_CHUNK` frames), in buffers each
+    thread keeps from call to call (:func:`_frame_buffers`), so the windowed frames and spectra
+    (several times the size of the signal) never exist whole. Many clips go through in one call laid
+    end to end (:func:`end_to_end`).
     """
     frames = signal.unfold(0, window.numel(), hop)
     rows = frames.size(0)
     features = torch.empty(rows, n_mels)
-    chunk, power = _frame_buffers(min(rows, _FRAME_CHUNK), window.numel(), n_fft)
-    for start in range(0, rows, _FRAME_CHUNK):
-        end = min(start + _FRAME_CHUNK, rows)
+    per_chunk = max(1, min(_FRAME_CHUNK, _CHUNK_BYTES // (4 * n_fft)))
+    chunk, power = _frame_buffers(min(rows, per_chunk), window.numel(), n_fft)
+    for start in range(0, rows, per_chunk):
+        end = min(start + per_chunk, rows)
         torch.mul(frames[start:end], window, out=chunk[:end - start, :window.numel()])
         # |X|^2 = re^2 + im^2 (abs() would take a square root), squared in place as contiguous pairs
         parts = torch.view_as_real(torch.fft.rfft(chunk[:end - start])).square_()
@@ -321,18 +325,16 @@ _BUFFERS = _ThreadBuffers()
 
 
 def _frame_buffers(rows: int, win: int, n_fft: int) -> tuple[Tensor, Tensor]:
-    """Buffers for :func:`log_mel`: ``rows`` frames of ``win`` samples zero-padded to ``n_fft``, and their
-    power spectra. Each thread keeps its own from call to call, grown when a call needs more rows, up to
-    :data:`_KEPT_BUFFER_BYTES` (6 MB at the default settings; longer windows get new ones every call).
-    Made afresh for every batch, their megabytes sent glibc to the kernel for new pages every time, which
-    doubled the batched featurisation of short clips with glibc's default settings."""
+    """This thread's buffers for :func:`log_mel`: ``rows`` frames of ``win`` samples zero-padded to
+    ``n_fft``, and their power spectra (6 MB at most: a chunk is :data:`_CHUNK_BYTES`), kept from call
+    to call and grown when a call needs more rows. Made afresh for every batch, their megabytes sent
+    glibc to the kernel for new pages every time, which doubled the batched featurisation of short clips
+    with glibc's default settings."""
     buffers = _BUFFERS.frames.get((win, n_fft))
     if buffers is None or buffers[0].size(0) < rows:
         with torch.inference_mode(False):  # buffers made in inference mode could not be written outside it
             chunk = torch.zeros(rows, n_fft)  # only [:, :win] is ever written: the padding stays 0
-            buffers = (chunk, torch.empty(rows, n_fft // 2 + 1))
-        if sum(buffer.nbytes for buffer in buffers) <= _KEPT_BUFFER_BYTES:
-            _BUFFERS.frames[(win, n_fft)] = buffers
+            _BUFFERS.frames[(win, n_fft)] = buffers = (chunk, torch.empty(rows, n_fft // 2 + 1))
     return buffers
 
 
