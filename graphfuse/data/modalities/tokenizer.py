@@ -51,7 +51,6 @@ class Tokenizer:
         self.lowercase = lowercase
         self.pattern = pattern
         self._regex = re.compile(pattern)
-        self._words_at_spaces = pattern == _DEFAULT_PATTERN  # a fast path of tokenize()
         self.itos: list[str] = [PAD, UNK]
         for token in vocabulary:
             if not isinstance(token, str) or not token:
@@ -84,7 +83,7 @@ class Tokenizer:
         text = self.normalize(text)
         # str.isalnum is the regular expression's \w without "_": where spaces part runs of letters and digits,
         # the default pattern's tokens are those runs, which str.split finds about three times as fast.
-        if self._words_at_spaces and text.replace(" ", "").isalnum():
+        if self.pattern == _DEFAULT_PATTERN and text.replace(" ", "").isalnum():
             return text.split()
         return self._regex.findall(text)
 

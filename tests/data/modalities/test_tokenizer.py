@@ -87,6 +87,10 @@ def test_tokenize_agrees_with_the_pattern_on_plain_words_and_beyond(text, tokens
     assert Tokenizer(lowercase=False).tokenize(text) == re.findall(r"\w+|[^\w\s]", text)
 
 
+def test_a_tokenizer_with_its_own_pattern_splits_plain_words_by_it():
+    assert Tokenizer(pattern=r"\w").tokenize("ab cd") == ["a", "b", "c", "d"]
+
+
 def test_encode_decode():
     tokenizer = Tokenizer.from_corpus(CORPUS)
     ids = tokenizer.encode("A b zebra d")
