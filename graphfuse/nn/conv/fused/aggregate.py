@@ -62,8 +62,7 @@ def _adjacency(graph: FlatGraph, normalize: str, self_loops: bool) -> SparseAdja
     order, crow = _compressed(row, num_rows)
     with warnings.catch_warnings():  # torch flags every CSR tensor as beta; the product here is exact
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        bound = max(edges.num_edges, num_rows, graph.num_nodes)
-        matrix = torch.sparse_csr_tensor(_narrow(crow, bound), _narrow(edges.src.index_select(0, order), bound),
+        matrix = torch.sparse_csr_tensor(*_kernel_indices(crow, edges.src.index_select(0, order), graph.num_nodes),
                                          weight.index_select(0, order), check_invariants=False,
                                          size=(num_rows, graph.num_nodes))
     offsets = [0]
@@ -159,10 +158,12 @@ def _spmm_into(out: Tensor, matrix: Tensor, dense: Tensor) -> None:
     torch.addmm(out, matrix, dense, beta=0, out=out)
 
 
-def _narrow(indices: Tensor, bound: int) -> Tensor:
-    """CSR ``indices`` as int32 where every index and count up to ``bound`` fits: the CPU sparse
-    kernels (MKL) take 32-bit indices and would copy 64-bit ones in every product."""
-    return indices.int() if bound <= torch.iinfo(torch.int32).max else indices
+def _kernel_indices(crow: Tensor, col: Tensor, num_columns: int) -> tuple[Tensor, Tensor]:
+    """A CSR's ``(crow, col)`` as int32 where every index and count fits: the CPU sparse kernels (MKL)
+    take 32-bit indices and would copy 64-bit ones in every product."""
+    if max(col.numel(), crow.numel() - 1, num_columns) <= torch.iinfo(torch.int32).max:
+        return crow.int(), col.int()
+    return crow, col
 
 
 def _sampled_into(out: Tensor, layout: EdgeLayout, groups: Tensor, sources: Tensor) -> None:
@@ -202,15 +203,14 @@ class EdgeLayout:
     transposed_col: Tensor
     num_groups: int
     num_sources: int
-    # (crow, col) of both CSRs as the sparse kernels take them (:func:`_narrow`); the 64-bit ones
+    # (crow, col) of both CSRs as the sparse kernels take them (:func:`_kernel_indices`); the 64-bit ones
     # stay for gathers, whose backward (index_add_) is many times slower with 32-bit indices.
     csr: tuple[Tensor, Tensor] = field(init=False)
     transposed_csr: tuple[Tensor, Tensor] = field(init=False)
 
     def __post_init__(self) -> None:
-        bound = max(self.col.numel(), self.num_groups, self.num_sources)
-        self.csr = (_narrow(self.crow, bound), _narrow(self.col, bound))
-        self.transposed_csr = (_narrow(self.transposed_crow, bound), _narrow(self.transposed_col, bound))
+        self.csr = _kernel_indices(self.crow, self.col, self.num_sources)
+        self.transposed_csr = _kernel_indices(self.transposed_crow, self.transposed_col, self.num_groups)
 
 
 GROUPINGS = ("node", "group")
