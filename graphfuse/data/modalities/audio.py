@@ -293,15 +293,14 @@ def log_mel(signal: Tensor, hop: int, window: Tensor, n_fft: int, bands: Sequenc
     the filter bank :math:`M` in ``bands`` (:func:`filter_bands`): :math:`[F, n_{mels}]`.
 
     The frames are a strided view of the signal, windowed, transformed and projected
-    :data:`_CHUNK_BYTES` of frames at a time (at most :data:`_FRAME_CHUNK` frames), in buffers each
-    thread keeps from call to call (:func:`_frame_buffers`), so the windowed frames and spectra
-    (several times the size of the signal) never exist whole. Many clips go through in one call laid
-    end to end (:func:`end_to_end`).
+    :data:`_CHUNK_BYTES` of frames at a time, in buffers each thread keeps from call to call
+    (:func:`_frame_buffers`), so the windowed frames and spectra (several times the size of the
+    signal) never exist whole. Many clips go through in one call laid end to end (:func:`end_to_end`).
     """
     frames = signal.unfold(0, window.numel(), hop)
     rows = frames.size(0)
     features = torch.empty(rows, n_mels)
-    per_chunk = max(1, min(_FRAME_CHUNK, _CHUNK_BYTES // (4 * n_fft)))
+    per_chunk = max(1, _CHUNK_BYTES // (4 * n_fft))
     chunk, power = _frame_buffers(min(rows, per_chunk), window.numel(), n_fft)
     for start in range(0, rows, per_chunk):
         end = min(start + per_chunk, rows)

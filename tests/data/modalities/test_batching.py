@@ -71,11 +71,13 @@ def test_audio_clips_of_mixed_lengths_rates_and_forms():
 
 @pytest.mark.parametrize("alone_frames", [512, 20])
 def test_audio_frames_of_several_clips_share_chunks(monkeypatch, alone_frames):
-    """Chunks of 7 frames: clips start and end inside chunks, and long clips span several; with
-    ``_ALONE_FRAMES`` at 20 the clips of 23 and 98 frames are transformed by themselves."""
+    """Groups of at most 7 frames transformed 5 frames at a time: clips start and end inside chunks and
+    groups, and long clips span several; with ``_ALONE_FRAMES`` at 20 the clips of 23 and 98 frames
+    are transformed by themselves."""
     raws = [noise(length, seed) for seed, length in enumerate((400, 1_500, 4_000, 720, 16_000))]
     alone = [AudioModality(n_mels=8).featurize(raw) for raw in raws]
     monkeypatch.setattr(audio, "_FRAME_CHUNK", 7)
+    monkeypatch.setattr(audio, "_CHUNK_BYTES", 5 * 4 * 512)
     monkeypatch.setattr(audio, "_ALONE_FRAMES", alone_frames)
     for nodes, expected in zip(AudioModality(n_mels=8).featurize_many(raws), alone, strict=True):
         assert_same_nodes(nodes, expected)
