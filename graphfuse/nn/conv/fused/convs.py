@@ -28,7 +28,6 @@ from graphfuse.nn.conv.fused.aggregate import (
     relation_aggregate,
     relational_attention,
     sparse_adjacency,
-    spmm,
 )
 from graphfuse.nn.conv.fused.bipartite import gat_block_sums, hgt_block_sums
 from graphfuse.nn.conv.fused.rules import KernelRules
@@ -59,7 +58,7 @@ def gcn_conv(conv, x: Tensor, graph: FlatGraph) -> Tensor:
     relation is pooled and transformed once per sample instead of once per node."""
     graph = kernel_graph(graph, conv.rules)
     adjacency = sparse_adjacency(graph, conv.normalize, conv.add_self_loops)
-    neighbours = spmm(adjacency.matrix, x)
+    neighbours = adjacency.product(x)
     inverse_count = relation_count(graph, conv.add_self_loops).to(x.dtype).reciprocal() if conv.aggr == "mean" else None
     dense = _gcn_dense_messages(conv, x, graph)
     outs = []

@@ -1,5 +1,6 @@
 """The CSR structure the fused kernels share (sorting edges by their rows), the sparse products
-written into place, the per-edge attention kernels (float64 gradcheck) and the node-first output."""
+written into place, the adjacency product and its transposed CSR, the per-edge attention kernels
+(float64 gradcheck) and the node-first output."""
 import pytest
 import torch
 
@@ -8,6 +9,7 @@ from graphfuse.nn.conv.fused.aggregate import (
     EdgeLayout,
     EdgeScores,
     NodeFirst,
+    SparseAdjacency,
     _compressed,
     _csr,
     _spmm_into,
@@ -74,3 +76,63 @@ def test_node_first_equals_a_scaled_permutation():
     grad_sums = torch.autograd.grad(out.square().sum(), sums)[0]
     assert grad_sums.is_contiguous()  # what each index_add_ backward and sparse product reads whole
     assert torch.autograd.gradcheck(NodeFirst.apply, (sums, scale))
+
+
+def adjacency(num_rows=6, num_columns=8, num_edges=30, dtype=torch.float64, seed=0) -> SparseAdjacency:
+    """A random non-square CSR with duplicate entries, rows and columns without any, as ``_adjacency``
+    lays it out (32-bit indices)."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.randint(0, num_rows - 1, (num_edges,), generator=generator)
+    columns = torch.randint(0, num_columns - 1, (num_edges,), generator=generator)
+    order, crow = _compressed(rows, num_rows)
+    matrix = _csr(crow.int(), columns[order].int(), torch.rand(num_edges, generator=generator, dtype=dtype),
+                  (num_rows, num_columns))
+    return SparseAdjacency(matrix, torch.arange(num_rows), [0, num_rows], [[0]])
+
+
+@pytest.mark.parametrize("num_edges", [0, 1, 30])
+def test_adjacency_transposed_is_the_transpose(num_edges):
+    sparse = adjacency(num_edges=num_edges)
+    transposed = sparse.transposed
+    assert transposed.layout == torch.sparse_csr and transposed.shape == (8, 6)
+    assert transposed.col_indices().dtype == torch.int32  # what the CPU kernels take without a copy
+    torch.testing.assert_close(transposed.to_dense(), sparse.matrix.to_dense().t())
+
+
+def test_adjacency_product_gradients():
+    """The product and its gradient in the dense side, once and twice differentiated, against dense
+    matrices (float64)."""
+    sparse = adjacency()
+    x = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
+    out = sparse.product(x)
+    torch.testing.assert_close(out, sparse.matrix.to_dense() @ x)
+    grad = torch.randn(6, 3, dtype=torch.float64)
+    torch.testing.assert_close(torch.autograd.grad(out, x, grad)[0], sparse.matrix.to_dense().t() @ grad)
+    assert torch.autograd.gradcheck(sparse.product, (x,))
+    assert torch.autograd.gradgradcheck(sparse.product, (x,))
+
+
+def test_adjacency_transposed_is_made_for_a_backward_once():
+    """Inference never makes it; every backward through the adjacency (a model's layers) shares one."""
+    sparse = adjacency()
+    x = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        sparse.product(x)
+    assert "transposed" not in vars(sparse)
+    sparse.product(x).sum().backward()
+    made = sparse.transposed
+    sparse.product(x).sum().backward()
+    assert sparse.transposed is made
+
+
+def test_adjacency_product_in_bfloat16():
+    """bf16 features are multiplied in float32 (CPU sparse kernels have none) and their gradient
+    comes back in bf16."""
+    sparse = adjacency(dtype=torch.float32)
+    x = torch.randn(8, 3).bfloat16().requires_grad_()
+    out = sparse.product(x)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), sparse.matrix.to_dense() @ x.float(), atol=0.02, rtol=0.02)
+    out.float().sum().backward()
+    assert x.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(x.grad.float(), sparse.matrix.to_dense().t() @ torch.ones(6, 3), atol=0.02, rtol=0.02)
