@@ -1,9 +1,10 @@
-"""The GAT values' head-first projection against per-type einsums: values, gradients (float64
-gradcheck), node types without nodes or without outgoing relations, bf16 autocast."""
+"""The fused convs' per-type projections against per-type products: the GAT values' head-first
+projection and the GCN's type projection (values, float64 gradcheck, node types without nodes or
+without relations, bf16 autocast; the type projection also twice differentiated)."""
 import pytest
 import torch
 
-from graphfuse.nn.conv.fused.convs import HeadFirstProjection
+from graphfuse.nn.conv.fused.convs import HeadFirstProjection, TypeProjection
 
 H, F, C = 2, 5, 3
 
@@ -85,6 +86,78 @@ def test_head_first_projection_under_bf16_autocast():
     torch.testing.assert_close(out, reference, atol=0.05, rtol=0.02)
     grads = torch.autograd.grad(out.float().square().sum(), [x, *weights])
     grads_expected = torch.autograd.grad(reference.float().square().sum(), [x, *weights])
+    for grad, grad_expected in zip(grads, grads_expected, strict=True):
+        assert grad.dtype == torch.float32
+        assert (grad - grad_expected).norm() / grad_expected.norm() < 0.02
+
+
+OUT = 4
+
+
+def type_inputs(counts, relations, dtype=torch.float64, seed=0):
+    """A GCN's two inputs: neighbour sums with ``relations[t]`` rows a node of type ``t`` (``C`` wide)
+    and node features (``F`` wide), with a weight per type for each: ``[R_t * C, OUT]`` and ``[F, OUT]``."""
+    generator = torch.Generator().manual_seed(seed)
+    sums = torch.randn(sum(n * r for n, r in zip(counts, relations, strict=True)), C, generator=generator, dtype=dtype)
+    x = torch.randn(sum(counts), F, generator=generator, dtype=dtype)
+    weights = [torch.randn(r * C, OUT, generator=generator, dtype=dtype) for r in relations]
+    roots = [torch.randn(F, OUT, generator=generator, dtype=dtype) for _ in counts]
+    return sums, x, weights, roots
+
+
+def type_expected(counts, relations, sums, x, weights, roots):
+    rows = [n * r for n, r in zip(counts, relations, strict=True)]
+    return torch.cat([grouped.reshape(n, w.size(0)) @ w + node @ root for grouped, node, n, w, root in zip(
+        torch.split(sums, rows), torch.split(x, counts), counts, weights, roots, strict=True)])
+
+
+TYPE_CASES = {"three types": ([4, 2, 3], [2, 3, 1]), "no relations": ([4, 2, 3], [2, 0, 1]),
+              "no nodes": ([4, 0, 3], [2, 3, 1]), "one type": ([5], [2])}
+
+
+@pytest.mark.parametrize("counts, relations", TYPE_CASES.values(), ids=TYPE_CASES.keys())
+def test_type_projection_equals_per_type_products(counts, relations):
+    sums, x, weights, roots = type_inputs(counts, relations)
+    out = TypeProjection.apply(counts, sums, x, *weights, *roots)
+    torch.testing.assert_close(out, type_expected(counts, relations, sums, x, weights, roots))
+    roots_only = torch.cat([node @ root for node, root in zip(torch.split(x, counts), roots, strict=True)])
+    torch.testing.assert_close(TypeProjection.apply(counts, x, *roots), roots_only)
+
+
+@pytest.mark.parametrize("counts, relations", TYPE_CASES.values(), ids=TYPE_CASES.keys())
+def test_type_projection_gradients(counts, relations):
+    """Once (the rows written in place) and twice differentiated (create_graph: plain matmuls)."""
+    tensors = [t.requires_grad_() for t in (lambda s, x, w, r: [s, x, *w, *r])(*type_inputs(counts, relations))]
+    assert torch.autograd.gradcheck(lambda *tensors: TypeProjection.apply(counts, *tensors), tensors)
+    assert torch.autograd.gradgradcheck(lambda *tensors: TypeProjection.apply(counts, *tensors), tensors)
+
+
+def test_type_projection_gradients_of_what_needs_them():
+    """Inputs without grad get none (frozen features, a frozen weight) and the rest are right."""
+    counts, relations = [3, 2], [2, 1]
+    sums, x, weights, roots = type_inputs(counts, relations)
+    sums.requires_grad_()
+    weights[1].requires_grad_()
+    out = TypeProjection.apply(counts, sums, x, *weights, *roots)
+    grads = torch.autograd.grad(out.square().sum(), [sums, weights[1]])
+    reference = type_expected(counts, relations, sums, x, weights, roots)
+    expected = torch.autograd.grad(reference.square().sum(), [sums, weights[1]])
+    for grad, grad_expected in zip(grads, expected, strict=True):
+        torch.testing.assert_close(grad, grad_expected)
+
+
+def test_type_projection_under_bf16_autocast():
+    """As plain matmuls under autocast: a bf16 output, the gradients back in the inputs' dtypes."""
+    counts, relations = [4, 2, 3], [2, 3, 1]
+    tensors = [t.requires_grad_() for t in (lambda s, x, w, r: [s, x, *w, *r])(
+        *type_inputs(counts, relations, torch.float32))]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = TypeProjection.apply(counts, *tensors)
+        reference = type_expected(counts, relations, tensors[0], tensors[1], tensors[2:5], tensors[5:])
+    assert out.dtype == reference.dtype == torch.bfloat16
+    torch.testing.assert_close(out, reference, atol=0.1, rtol=0.02)
+    grads = torch.autograd.grad(out.float().square().sum(), tensors)
+    grads_expected = torch.autograd.grad(reference.float().square().sum(), tensors)
     for grad, grad_expected in zip(grads, grads_expected, strict=True):
         assert grad.dtype == torch.float32
         assert (grad - grad_expected).norm() / grad_expected.norm() < 0.02
