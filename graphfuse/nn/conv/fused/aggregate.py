@@ -209,8 +209,13 @@ def _sampled_into(out: Tensor, layout: EdgeLayout, groups: Tensor, sources: Tens
 
 def _compressed(rows: Tensor, num_rows: int) -> tuple[Tensor, Tensor]:
     """``(order, crow)``: a stable sort of ``rows`` and the CSR row pointer."""
-    # 32-bit keys sort about twice as fast as 64-bit ones (a million edges: 10 ms against 17 on CPU).
-    order = torch.argsort(rows.int() if num_rows <= torch.iinfo(torch.int32).max else rows, stable=True)
+    # Narrow keys sort faster: a million edges on CPU, 16-bit 5 to 12 ms, 32-bit 10 to 18, 64-bit 17. Rows
+    # below 2^16 wrap into int16 with the sign bit flipped, which keeps their order.
+    if num_rows <= 1 << 16:
+        keys = rows.to(torch.int16).bitwise_xor_(torch.iinfo(torch.int16).min)
+    else:
+        keys = rows.int() if num_rows <= torch.iinfo(torch.int32).max else rows
+    order = torch.argsort(keys, stable=True)
     crow = torch.zeros(num_rows + 1, dtype=torch.long, device=rows.device)
     crow[1:] = torch.cumsum(torch.bincount(rows, minlength=num_rows), 0)
     return order, crow

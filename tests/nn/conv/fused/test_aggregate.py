@@ -16,10 +16,13 @@ from graphfuse.nn.conv.fused.aggregate import (
 )
 
 
-@pytest.mark.parametrize("num_rows", [1, 7, 1000])
+@pytest.mark.parametrize("num_rows", [1, 7, 1000, 40_000, 1 << 16, (1 << 16) + 1, 1 << 20])
 def test_compressed_is_the_stable_sort_of_the_rows(num_rows):
-    """32-bit keys sort the rows exactly as the 64-bit stable sort does: ties keep their input order."""
-    rows = torch.randint(0, num_rows, (5000,), generator=torch.Generator().manual_seed(num_rows))
+    """16- and 32-bit keys sort the rows exactly as the 64-bit stable sort does, rows past int16's
+    range included: ties keep their input order."""
+    generator = torch.Generator().manual_seed(num_rows)
+    rows = torch.cat([torch.randint(0, num_rows, (5000,), generator=generator),
+                      torch.tensor([num_rows - 1, 0, (1 << 15) - 1, 1 << 15]).clamp_max(num_rows - 1)])
     order, crow = _compressed(rows, num_rows)
     assert order.dtype == crow.dtype == torch.long
     assert torch.equal(order, torch.argsort(rows, stable=True))
