@@ -340,8 +340,14 @@ def _frame_buffers(rows: int, win: int, n_fft: int) -> tuple[Tensor, Tensor]:
 
 def unpack_audio(raw: Any, sample_rate: int, name: str) -> tuple[Any, Any]:
     """``(waveform, rate)`` of a raw audio input (a bare waveform is at ``sample_rate``); errors name ``name``."""
-    if isinstance(raw, Tensor):  # the common case first: isinstance of the Mapping ABC costs more
+    # The common cases first: isinstance of the Mapping ABC costs more
+    if isinstance(raw, Tensor):
         return raw, sample_rate
+    if isinstance(raw, tuple):
+        if len(raw) != 2:
+            raise ValueError(
+                f"Modality '{name}' received a tuple of {len(raw)} items; expected (waveform, sample_rate)")
+        return raw
     if isinstance(raw, Mapping):
         if set(raw) == {"waveform", "sample_rate"}:
             return raw["waveform"], raw["sample_rate"]
@@ -350,11 +356,6 @@ def unpack_audio(raw: Any, sample_rate: int, name: str) -> tuple[Any, Any]:
         raise ValueError(
             f"Modality '{name}' received a mapping with keys {sorted(raw)}; expected "
             f"'waveform' and 'sample_rate' (or a datasets Audio value: 'array', 'sampling_rate', 'path')")
-    if isinstance(raw, tuple):
-        if len(raw) != 2:
-            raise ValueError(
-                f"Modality '{name}' received a tuple of {len(raw)} items; expected (waveform, sample_rate)")
-        return raw
     return raw, sample_rate
 
 

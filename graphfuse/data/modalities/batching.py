@@ -41,6 +41,8 @@ def sequence_positions(lengths: Sequence[int]) -> Tensor:
     """``[0, 1, ..., n_0 - 1, 0, 1, ..., n_1 - 1, ...]``: each node's index in its own sequence, for
     sequences of ``lengths`` nodes back to back (the ``pos`` of a batch of token or frame
     sequences, in a few tensor operations whatever the number of sequences)."""
+    if len(lengths) > 1 and lengths.count(lengths[0]) == len(lengths):  # one length (fixed-size inputs): one op
+        return torch.arange(lengths[0]).repeat(len(lengths))
     positions = torch.arange(sum(lengths))
     if len(lengths) > 1:
         starts = torch.tensor([0, *itertools.accumulate(lengths[:-1])])

@@ -244,9 +244,12 @@ def test_in_groups_calls_once_per_key_and_keeps_the_order():
     assert calls == [[3, 5, 4], [10, 12]]
 
 
-@pytest.mark.parametrize("lengths", [[3], [2, 1, 4], [1, 1], [5, 2]])
+@pytest.mark.parametrize("lengths", [[3], [2, 1, 4], [1, 1], [5, 2], [4, 4, 4], [0, 0], [3, 0, 3], [2, 2, 3]])
 def test_sequence_positions(lengths):
-    assert sequence_positions(lengths).tolist() == [i for length in lengths for i in range(length)]
+    """Sequences of one length (fixed-size inputs) and of several."""
+    positions = sequence_positions(lengths)
+    assert positions.dtype == torch.long and positions.is_contiguous()
+    assert positions.tolist() == [i for length in lengths for i in range(length)]
 
 
 @pytest.mark.parametrize("window,self_loops", [(1, False), (2, True)])
