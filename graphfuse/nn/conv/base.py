@@ -51,7 +51,9 @@ class RelationalConv(torch.nn.Module):
         in_channels (int): input features per node.
         out_channels (int): output features per node (per head for GAT).
         metadata (tuple): ``(node_types, edge_types)``, as ``HeteroData.metadata()`` gives.
-        path (str, optional): ``"auto"``, ``"fused"`` or ``"reference"``. (default: :obj:`"auto"`)
+        path (str, optional): ``"auto"``, ``"fused"`` or ``"reference"``; the attention convs' fused
+            kernels are differentiable once, so second derivatives need ``"reference"``.
+            (default: :obj:`"auto"`)
         rules (KernelRules, optional): how the fused path runs each relation.
             (default: :obj:`KernelRules()`)
     """

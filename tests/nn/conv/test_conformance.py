@@ -1,7 +1,8 @@
 """One conformance suite for every registered fusion conv, on both paths (fused kernels and the
 reference gather / scatter): dense blocks equal sparse edges, the paths equal each other,
-gradients check, node permutations commute, samples stay apart, missing node types and
-single-node samples work, bf16 autocast stays close."""
+gradients check (second derivatives too, or a clear error where the fused kernels are differentiable
+once), node permutations commute, samples stay apart, missing node types and single-node samples
+work, bf16 autocast stays close."""
 import pytest
 import torch
 
@@ -38,6 +39,8 @@ PERMUTATIONS = {
 SINGLE_NODE = {"gcn": {"add_self_loops": True, "aggr": "mean"}}
 BATCHED = {"gcn": {}, "gat": {"softmax": "relation"}, "hgt": {"softmax": "relation"}, "gated": {"normalize": "sym"}}
 MISSING_TYPE = {"gcn": {"aggr": "mean"}}
+# Convs whose fused path autograd differentiates twice; the attention kernels' backwards write in place.
+FUSED_TWICE_DIFFERENTIABLE = {"gcn", "gated"}
 ids = str
 
 
@@ -153,6 +156,31 @@ def test_gradcheck(name, options, dense, path, tiny_batch, metadata, features, g
     graph = FlatGraph.from_batch(tiny_batch, metadata, dense=dense)
     assert any(graph.dense) == dense
     gradcheck(make(name, metadata, 4, path=path, **options), features(graph, 4), graph)
+
+
+@pytest.mark.parametrize("dense", [True, False])
+@pytest.mark.parametrize(("name", "options"), CASES, ids=ids)
+def test_second_derivatives(name, options, dense, metadata, tiny_batch, features):
+    """A gradient penalty (create_graph=True): the fused path gives the reference path's second
+    derivatives, or, where its kernels are differentiable once, an error naming the reference path."""
+    graph = FlatGraph.from_batch(tiny_batch, metadata, dense=dense)
+
+    def second_derivatives(path):
+        conv = make(name, metadata, 4, path=path, **options)
+        x = features(graph, 4).requires_grad_()
+        first = torch.autograd.grad(conv(x, graph).square().sum(), x, create_graph=True)[0]
+        return torch.autograd.grad(first.square().sum(), [x, *conv.parameters()], allow_unused=True)
+
+    reference = second_derivatives("reference")
+    assert reference[0] is not None and bool(reference[0].ne(0).any())
+    if name not in FUSED_TWICE_DIFFERENTIABLE:
+        with pytest.raises(RuntimeError, match=r"differentiable once.*path='reference'"):
+            second_derivatives("fused")
+        return
+    for fused_grad, reference_grad in zip(second_derivatives("fused"), reference, strict=True):
+        assert (fused_grad is None) == (reference_grad is None)
+        if reference_grad is not None:
+            torch.testing.assert_close(fused_grad, reference_grad)
 
 
 @pytest.mark.parametrize("path", PATHS)

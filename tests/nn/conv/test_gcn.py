@@ -33,21 +33,6 @@ def test_torch_compile_matches_eager(metadata, flat_graph, features):
         torch.testing.assert_close(compiled(x, flat_graph), conv(x, flat_graph), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("options", [{}, {"aggr": "mean", "add_self_loops": True}], ids=str)
-def test_fused_second_derivatives_match_the_reference(options, metadata, sparse_graph, features):
-    """create_graph through the fused path (its CSR products and per-type projection): a gradient
-    penalty's gradients equal the reference path's."""
-    grads = {}
-    for path in PATHS:
-        torch.manual_seed(0)
-        conv = RelationalGCNConv(8, 8, metadata, path=path, **options).double()
-        x = features(sparse_graph, 8).requires_grad_()
-        first = torch.autograd.grad(conv(x, sparse_graph).square().sum(), x, create_graph=True)[0]
-        grads[path] = torch.autograd.grad(first.square().sum(), [x, conv.weight, conv.root])
-    for fused, reference in zip(grads["fused"], grads["reference"], strict=True):
-        torch.testing.assert_close(fused, reference)
-
-
 def test_wrong_arguments(metadata, flat_graph, features):
     with pytest.raises(ValueError, match="aggr"):
         RelationalGCNConv(8, 6, metadata, aggr="max")

@@ -7,7 +7,9 @@
 * :mod:`~graphfuse.nn.conv.fused.bipartite`: attention over complete bipartite blocks, each
   relation as long as its own node types: GAT's dense (:class:`BlockAttention`) or sorted
   (:class:`SortedBlockAttention`), HGT's dot products (:class:`DotBlockAttention`);
-* :class:`KernelRules`: which kernel runs each relation, with overridable thresholds.
+* :class:`KernelRules`: which kernel runs each relation, with overridable thresholds;
+* :mod:`~graphfuse.nn.conv.fused.first_order`: the attention kernels are differentiable once (second
+  derivatives take the reference path) and say so when asked for more.
 """
 from graphfuse.nn.conv.fused.aggregate import EdgeAttention, EdgeScores, relation_aggregate, relational_attention
 from graphfuse.nn.conv.fused.bipartite import (

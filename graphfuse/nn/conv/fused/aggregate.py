@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from graphfuse.nn.conv.fused.bipartite import BlockSums
+from graphfuse.nn.conv.fused.first_order import require_first_order
 from graphfuse.nn.flat import FlatGraph
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -296,6 +297,7 @@ class EdgeAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
+        require_first_order("EdgeAttention")
         with torch.autocast(device_type=grad_out.device.type, enabled=False):
             return EdgeAttention._backward(ctx, grad_out)
 
@@ -336,6 +338,7 @@ class EdgeScores(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_scores: Tensor):
+        require_first_order("EdgeScores")
         queries, keys = ctx.saved_tensors
         layout = ctx.layout
         grad_scores = _head_first(grad_scores, queries.dtype)
@@ -365,6 +368,7 @@ class NodeFirst(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
+        require_first_order("NodeFirst")
         sums, scale = ctx.saved_tensors
         by_head = grad_out.permute(1, 0, 2)
         grad_sums = grad_scale = None

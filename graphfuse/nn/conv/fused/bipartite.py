@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from graphfuse.nn.conv.fused.first_order import require_first_order
 from graphfuse.nn.conv.fused.rules import KernelRules
 from graphfuse.nn.flat import DenseBlocks, FlatGraph
 
@@ -132,6 +133,7 @@ class GATBlocks(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grads: Tensor):
+        require_first_order("GATBlocks")
         flat_table, *saved = ctx.saved_tensors
         grad_table = torch.zeros_like(flat_table)
         channels, dtype = flat_table.size(-1), flat_table.dtype
@@ -382,6 +384,7 @@ class DotBlockAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grads: Tensor):
+        require_first_order("DotBlockAttention")
         flat_q, flat_k, flat_v, *saved = ctx.saved_tensors
         channels = flat_v.size(-1)
         grad_q, grad_k, grad_v = torch.zeros_like(flat_q), torch.zeros_like(flat_k), torch.zeros_like(flat_v)

@@ -32,6 +32,7 @@ from graphfuse.nn.conv.fused.aggregate import (
     sparse_adjacency,
 )
 from graphfuse.nn.conv.fused.bipartite import gat_block_sums, hgt_block_sums
+from graphfuse.nn.conv.fused.first_order import require_first_order
 from graphfuse.nn.conv.fused.rules import KernelRules
 from graphfuse.nn.flat import FlatGraph
 
@@ -208,6 +209,7 @@ class HeadFirstProjection(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: Tensor, *grad_products: Tensor):
+        require_first_order("HeadFirstProjection")
         x, *saved = ctx.saved_tensors
         flat, sides = saved[:len(ctx.sizes)], saved[len(ctx.sizes):]
         dtype = flat[0].dtype

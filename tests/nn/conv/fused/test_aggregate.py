@@ -70,6 +70,20 @@ def test_edge_attention_and_scores_gradcheck():
     torch.testing.assert_close(scores, (queries @ values.transpose(1, 2))[:, edges.group, edges.col])
 
 
+def test_attention_kernels_refuse_second_derivatives_clearly():
+    """Their backwards write in place: create_graph through them names the reference path."""
+    edges = layout()
+    weight = torch.randn(2, edges.col.numel(), dtype=torch.float64, requires_grad=True)
+    values = torch.randn(2, edges.num_sources, 3, dtype=torch.float64, requires_grad=True)
+    queries = torch.randn(2, edges.num_groups, 3, dtype=torch.float64, requires_grad=True)
+    scale = torch.rand(2, edges.num_groups, dtype=torch.float64, requires_grad=True)
+    for kernel, out in [("EdgeAttention", EdgeAttention.apply(weight, values, edges)),
+                        ("EdgeScores", EdgeScores.apply(queries, values, edges)),
+                        ("NodeFirst", NodeFirst.apply(queries, scale))]:
+        with pytest.raises(RuntimeError, match=f"fused {kernel} kernel is differentiable once.*path='reference'"):
+            torch.autograd.grad(out.square().sum(), values if kernel != "NodeFirst" else queries, create_graph=True)
+
+
 def test_node_first_equals_a_scaled_permutation():
     sums = torch.randn(3, 5, 4, dtype=torch.float64, requires_grad=True)
     scale = torch.rand(3, 5, dtype=torch.float64, requires_grad=True)

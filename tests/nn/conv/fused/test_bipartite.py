@@ -100,6 +100,19 @@ def test_dot_block_kernel_gradcheck():
     assert torch.autograd.gradcheck(sums, tables)
 
 
+def test_block_kernels_refuse_second_derivatives_clearly():
+    """GAT's blocks (through GATBlocks) and HGT's dot-product blocks write their gradients in place."""
+    randn, src_index, dst_index, src_valid, _ = inputs()
+    a, b, table = randn(H, R, B, 4), randn(H, R, B, 5), randn(H, S, C).requires_grad_()
+    _, total, out = BlockAttention.apply(a, b.masked_fill(~src_valid, float("-inf")), table, src_index, 0.2, 64)
+    with pytest.raises(RuntimeError, match="GATBlocks kernel is differentiable once.*path='reference'"):
+        torch.autograd.grad(out.square().sum(), table, create_graph=True)
+    tables = (randn(H, N, C).requires_grad_(), randn(H, S, C), randn(H, S, C))
+    _, total, out = DotBlockAttention.apply(*tables, 64, dst_index, src_index, src_valid)
+    with pytest.raises(RuntimeError, match="DotBlockAttention kernel is differentiable once.*path='reference'"):
+        torch.autograd.grad(out.square().sum(), tables[0], create_graph=True)
+
+
 def test_groups_of_blocks_share_their_tables():
     """Several groups of blocks of different shapes in one call (each GAT group by its own kernel):
     the shared tables' gradients add up over the groups."""

@@ -161,3 +161,11 @@ def test_type_projection_under_bf16_autocast():
     for grad, grad_expected in zip(grads, grads_expected, strict=True):
         assert grad.dtype == torch.float32
         assert (grad - grad_expected).norm() / grad_expected.norm() < 0.02
+
+
+def test_head_first_projection_refuses_second_derivatives_clearly():
+    sizes, relations = [4, 2], [2, 1]
+    x, weights = inputs(sizes, relations)
+    out = HeadFirstProjection.apply(x.requires_grad_(), sizes, *weights)
+    with pytest.raises(RuntimeError, match="HeadFirstProjection kernel is differentiable once.*path='reference'"):
+        torch.autograd.grad(out.square().sum(), x, create_graph=True)
