@@ -1,5 +1,9 @@
 """Names that moved keep working for one release: the old module's ``__getattr__`` returns the object
-from its new home with a :class:`DeprecationWarning` naming it.
+from its new home with a :class:`GraphfuseDeprecationWarning` naming it.
+
+Every deprecation graphfuse warns about is a :class:`GraphfuseDeprecationWarning`, a
+:class:`DeprecationWarning`, so one filter selects them all:
+``warnings.simplefilter("error", GraphfuseDeprecationWarning)`` finds the deprecated calls in a code base.
 
 The new home is imported when an old name is used, never before (by name, through ``importlib``), so
 an alias adds no import between layers: ``graphfuse.nn.EarlyFusion`` serves
@@ -14,6 +18,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 
+class GraphfuseDeprecationWarning(DeprecationWarning):
+    """A graphfuse API that still works but goes in the next release; the message names its replacement."""
+
+
 def moved(old: str, new: str, names: Iterable[str] | Mapping[str, str]) -> Callable[[str], Any]:
     """A module ``__getattr__`` for module ``old`` that serves ``names`` from module ``new`` with a
     warning; a mapping gives each old name its new one (``{"BASELINES": "COMPARISONS"}``)."""
@@ -24,7 +32,7 @@ def moved(old: str, new: str, names: Iterable[str] | Mapping[str, str]) -> Calla
             raise AttributeError(f"module {old!r} has no attribute {name!r}")
         target = renamed[name]
         warnings.warn(f"{old}.{name} moved to {new}.{target}; import it from {new} (the old name goes in the next "
-                      f"release)", DeprecationWarning, stacklevel=2)
+                      f"release)", GraphfuseDeprecationWarning, stacklevel=2)
         return getattr(importlib.import_module(new), target)
 
     return __getattr__
@@ -44,7 +52,7 @@ def renamed(**new_names: str) -> Callable[[Callable], Callable]:
                     if new in kwargs:
                         raise TypeError(f"{owner} got both {old!r} and its new name {new!r}; pass {new!r} alone")
                     warnings.warn(f"{owner}({old}=...) is now {owner}({new}=...), the vocabulary PyG uses (the old "
-                                  f"name goes in the next release)", DeprecationWarning, stacklevel=2)
+                                  f"name goes in the next release)", GraphfuseDeprecationWarning, stacklevel=2)
                     kwargs[new] = kwargs.pop(old)
             return function(*args, **kwargs)
 

@@ -50,7 +50,7 @@ from graphfuse.train import Trainer
 builder = tri_modal_builder()
 data = [(sample, i % 2) for i, sample in enumerate(synthetic_samples(8, seed=0))]
 model = create_model("graph-gat", builder=builder, num_classes=2, hidden_channels=8, heads=2)
-Trainer(model, epochs=1, batch_size=4, progress=False).fit(data[:6], data[6:])
+Trainer(model, builder, epochs=1, batch_size=4, progress=False).fit(data[:6], data[6:])
 print(sorted(name for name in {EXTRA_MODULES!r} if name in sys.modules))
 """
 

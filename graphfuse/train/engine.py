@@ -25,6 +25,7 @@ from graphfuse.checkpoint import CheckpointError, load_checkpoint, save_checkpoi
 from graphfuse.checks import check_choice, check_int, check_number, check_probability
 from graphfuse.config import short_repr
 from graphfuse.data import GraphBuilder, PairGraphs
+from graphfuse.deprecation import GraphfuseDeprecationWarning
 from graphfuse.io import ensure_writable_dir
 from graphfuse.nn.unimodal import MultimodalOutput
 from graphfuse.train import distributed as ddp
@@ -123,7 +124,7 @@ def _resolve_task(model: torch.nn.Module, task: str | Task | None) -> Task:
         legacy = getattr(model, "task", None)
         if isinstance(legacy, Task):
             warnings.warn("a model carrying its Task as model.task is deprecated: pass it to the Trainer, "
-                          "Trainer(model, builder, task=...)", DeprecationWarning, stacklevel=3)
+                          "Trainer(model, builder, task=...)", GraphfuseDeprecationWarning, stacklevel=3)
             return legacy
         task = getattr(model, "task_name", None)
         if task is None:
@@ -139,7 +140,7 @@ def _resolve_builder(model: torch.nn.Module, builder: GraphBuilder | None) -> Gr
         if builder is None:
             raise TypeError("Trainer needs the GraphBuilder that turns samples into graphs: Trainer(model, builder)")
         warnings.warn("Trainer(model) taking the builder the model remembers is deprecated: pass it, "
-                      "Trainer(model, builder)", DeprecationWarning, stacklevel=3)
+                      "Trainer(model, builder)", GraphfuseDeprecationWarning, stacklevel=3)
     if not isinstance(builder, GraphBuilder):
         raise TypeError(f"Trainer 'builder' must be the GraphBuilder of the data, got {type(builder).__name__}")
     return builder

@@ -223,8 +223,8 @@ def test_retrieval_dual_encoder(builder, complete_samples, make_batch, edit, nam
 
 def test_retrieval_trains_with_the_trainer(builder):
     net = model(builder, "early-fusion", task="retrieval")
-    history = Trainer(net, epochs=1, batch_size=4, lr=1e-2, progress=False).fit(synthetic_samples(8, tokens=3,
-                                                                                                   grid=2, frames=3))
+    history = Trainer(net, builder, epochs=1, batch_size=4, lr=1e-2, progress=False).fit(
+        synthetic_samples(8, tokens=3, grid=2, frames=3))
     assert len(history) == 1 and torch.isfinite(torch.tensor(history[0]["train_loss"]))
 
 

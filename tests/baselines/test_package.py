@@ -10,6 +10,7 @@ import pytest
 import graphfuse.baselines
 import graphfuse.models
 import graphfuse.nn
+from graphfuse.deprecation import GraphfuseDeprecationWarning
 
 PACKAGE = Path(graphfuse.baselines.__file__).resolve().parents[1]
 CORE = ("graph", "modalities", "nn", "models", "train")
@@ -21,14 +22,15 @@ MOVED += [(graphfuse.models, name) for name in ("BaselineFusionModel", "Baseline
 
 @pytest.mark.parametrize("module, name", MOVED, ids=[f"{m.__name__}.{n}" for m, n in MOVED])
 def test_old_names_warn_and_resolve_to_the_new_objects(module, name):
-    with pytest.warns(DeprecationWarning, match=rf"{module.__name__}\.{name} moved to graphfuse\.baselines\.{name}"):
+    with pytest.warns(GraphfuseDeprecationWarning,
+                      match=rf"{module.__name__}\.{name} moved to graphfuse\.baselines\.{name}"):
         old = getattr(module, name)
     assert old is getattr(graphfuse.baselines, name)
     assert name not in module.__all__  # a star import stays quiet
 
 
 def test_from_import_of_an_old_name_warns():
-    with pytest.warns(DeprecationWarning, match="graphfuse.nn.EarlyFusion moved to graphfuse.baselines"):
+    with pytest.warns(GraphfuseDeprecationWarning, match="graphfuse.nn.EarlyFusion moved to graphfuse.baselines"):
         from graphfuse.nn import EarlyFusion
     assert EarlyFusion is graphfuse.baselines.EarlyFusion
 

@@ -20,6 +20,7 @@ from graphfuse.bench.comparisons import (
     mean_per_sample,
 )
 from graphfuse.datasets import synthetic_samples
+from graphfuse.deprecation import GraphfuseDeprecationWarning
 from graphfuse.testing import requires_dgl
 
 HIDDEN, LAYERS, HEADS = 8, 2, 2
@@ -214,10 +215,10 @@ def test_dense_methods_reject_unknown_node_types(module, case):
 def test_the_old_module_warns_and_resolves_to_the_new_names():
     from graphfuse.bench import baselines, comparisons
 
-    with pytest.warns(DeprecationWarning, match="graphfuse.bench.baselines.BASELINES moved to "
-                                                "graphfuse.bench.comparisons.COMPARISONS"):
+    with pytest.warns(GraphfuseDeprecationWarning, match="graphfuse.bench.baselines.BASELINES moved to "
+                                                         "graphfuse.bench.comparisons.COMPARISONS"):
         assert baselines.BASELINES is comparisons.COMPARISONS
-    with pytest.warns(DeprecationWarning, match="graphfuse.bench.baselines.EarlyFusionMLP moved"):
+    with pytest.warns(GraphfuseDeprecationWarning, match="graphfuse.bench.baselines.EarlyFusionMLP moved"):
         assert baselines.EarlyFusionMLP is comparisons.EarlyFusionMLP
     with pytest.raises(AttributeError, match="has no attribute 'Nothing'"):
         baselines.Nothing  # noqa: B018

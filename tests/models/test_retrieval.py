@@ -305,7 +305,7 @@ def test_retrieval_trains_and_evaluates_with_a_last_batch_of_one(builder, comple
     from graphfuse.train import Trainer
 
     data = [builder.featurize(s) for s in complete_samples + complete_samples[:1]]  # 5 samples, batches of 4
-    trainer = Trainer(retrieval(builder, rerank=False), epochs=1, batch_size=4, progress=False)
+    trainer = Trainer(retrieval(builder, rerank=False), builder, epochs=1, batch_size=4, progress=False)
     assert len(trainer.fit(data)) == 1
     assert math.isfinite(trainer.evaluate(data)["loss"])
 

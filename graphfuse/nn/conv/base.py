@@ -10,6 +10,7 @@ from torch import Tensor
 from torch_geometric.utils import degree
 
 from graphfuse.checks import check_choice
+from graphfuse.deprecation import GraphfuseDeprecationWarning
 from graphfuse.nn.conv.fused.rules import DEFAULT_RULES, KernelRules
 from graphfuse.nn.flat import FlatGraph, Metadata, Schema, SparseEdges
 
@@ -79,7 +80,8 @@ class RelationalConv(torch.nn.Module):
         super().__init_subclass__(**kwargs)
         if "propagate_flat" in cls.__dict__ and "propagate" not in cls.__dict__:
             warnings.warn(f"{cls.__name__}.propagate_flat is deprecated: name it propagate (the reference path) "
-                          "and put fused kernels, if any, in propagate_fused", DeprecationWarning, stacklevel=2)
+                          "and put fused kernels, if any, in propagate_fused", GraphfuseDeprecationWarning,
+                          stacklevel=2)
             cls.propagate = cls.propagate_flat
 
     def runs_fused(self) -> bool:

@@ -6,6 +6,7 @@ work, bf16 autocast stays close."""
 import pytest
 import torch
 
+from graphfuse.deprecation import GraphfuseDeprecationWarning
 from graphfuse.nn import FlatGraph, RelationalConv
 from graphfuse.nn.conv import KernelRules
 from graphfuse.nn.fusion import create_conv, list_convs
@@ -264,7 +265,7 @@ def test_path_and_rules(name, metadata, flat_graph, features):
 
 def test_conv_written_for_propagate_flat_still_runs(metadata, flat_graph, features):
     """A conv from before the two paths (one ``propagate_flat``) runs it on both, with a warning."""
-    with pytest.warns(DeprecationWarning, match="propagate_flat is deprecated"):
+    with pytest.warns(GraphfuseDeprecationWarning, match="propagate_flat is deprecated"):
         class Identity(RelationalConv):
             def propagate_flat(self, x, graph, return_weights):
                 return x, None
