@@ -69,6 +69,9 @@ class GraphBackbone(torch.nn.Module):
         check_layers("GraphBackbone", hidden_channels, num_layers, heads, dropout, ffn_ratio,
                      split_heads=conv in ATTENTION_CONVS)
         schema = as_schema(schema, "GraphBackbone")
+        # What batches of its data hold (node types it does not read included): anything else in a batch
+        # comes from another builder, and ignoring it would fuse a part of the data silently.
+        self.data_types = (tuple(schema.node_types), tuple(schema.edge_types))
         self.node_types = list(schema.node_types if node_types is None else node_types)
         unknown = [t for t in self.node_types if t not in schema.node_types]
         if unknown:
@@ -98,6 +101,7 @@ class GraphBackbone(torch.nn.Module):
         of the subgraph of ``node_types``: their nodes and the relations among them only. With
         ``return_unimodal``, also each node's state after the per-modality blocks (the encoders'
         output without any), which no other modality has reached."""
+        self._check_types(batch)
         h_dict = self.encoders(batch, node_types)
         if all(h.size(0) == 0 for h in h_dict.values()):  # also a batch whose node types are all empty
             wanted = self.node_types if node_types is None else list(node_types)
@@ -122,3 +126,12 @@ class GraphBackbone(torch.nn.Module):
             return fused, batch_dict, batch.num_graphs
         unimodal = graph.unflatten(x)
         return fused, batch_dict, batch.num_graphs, {t: unimodal[t] for t in h_dict}
+
+    def _check_types(self, batch: Batch) -> None:
+        node_types, edge_types = self.data_types
+        unknown = ([t for t in batch.node_types if t not in node_types]
+                   + [e for e in batch.edge_types if e not in edge_types])
+        if unknown:
+            raise ValueError(f"The batch has node or edge types {unknown} that the model was not built for (node types "
+                             f"{list(node_types)}, relations {list(edge_types)}): make the batch with the builder the "
+                             f"model was created from, or create a model for this builder")

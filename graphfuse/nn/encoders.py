@@ -41,10 +41,52 @@ def sinusoidal_encoding(position: Tensor, channels: int) -> Tensor:
     return torch.nn.functional.pad(encoding, (0, channels - 2 * half))
 
 
-def _check_positions(owner: str, pos: Tensor, limit: int, name: str) -> None:
-    if is_debug_enabled() and pos.numel() and (int(pos.max()) >= limit or int(pos.min()) < 0):
-        raise ValueError(f"'{owner}' got {name} up to {int(pos.max())} but was built for {limit}; build it with a "
-                         f"larger '{name}' limit")
+#: What a batch made by another builder than the model's shows as, and what to do about it.
+_OTHER_BUILDER = "make the batch with the builder the model was created from"
+
+
+def check_features(x: Tensor, expected: int | None, owner: str) -> None:
+    """Raises unless ``x`` is ``[N, expected]`` (``expected`` ``None``: a lazy projection, any width)."""
+    if expected is not None and (x.dim() != 2 or x.size(-1) != expected):
+        raise ValueError(
+            f"{owner} was built for {expected} features per node, got features of shape {tuple(x.shape)}: "
+            f"{_OTHER_BUILDER} (the same modality settings: image channels and patch size, n_mels, feature sizes)")
+
+
+class _Projected(torch.nn.Module):
+    """An encoder whose features go through a linear projection ``proj`` first."""
+
+    proj: torch.nn.Module
+
+    @property
+    def in_features(self) -> int | None:
+        """Features per node the projection takes (``None`` while a lazy one has not seen any)."""
+        return None if isinstance(self.proj, torch.nn.LazyLinear) else self.proj.in_features
+
+
+def _as_input(x: Tensor, projection: torch.nn.Module) -> Tensor:
+    """Features in the projection's dtype (a model cast with ``.double()`` takes float32 batches); integer
+    features become float32. Under autocast floating features pass as they are: autocast casts them."""
+    if not x.is_floating_point():
+        return x.float()
+    if isinstance(projection, torch.nn.LazyLinear) or torch.is_autocast_enabled(x.device.type):
+        return x
+    return x.to(projection.weight.dtype)
+
+
+def _embed(embedding: torch.nn.Embedding, index: Tensor, error) -> Tensor:
+    """``embedding(index)``, with an index out of its range reported as ``error(index)`` says (on the CPU, where
+    the lookup raises; debug mode checks before the lookup on every device, see :mod:`graphfuse.debug`)."""
+    if is_debug_enabled() and index.numel() and (int(index.max()) >= embedding.num_embeddings or int(index.min()) < 0):
+        raise error(index)
+    try:
+        return embedding(index)
+    except IndexError:
+        raise error(index) from None
+
+
+def _range(index: Tensor) -> str:
+    return f"{int(index.min())} to {int(index.max())}"
 
 
 class TokenEncoder(torch.nn.Module):
@@ -77,18 +119,23 @@ class TokenEncoder(torch.nn.Module):
         if x.dtype != torch.long or x.dim() != 1:
             raise ValueError(f"'TokenEncoder' expects token ids as a [N] long tensor, got {x.dtype} "
                              f"{tuple(x.shape)}; use PatchEncoder/FeatureEncoder for float features")
-        # Reads the ids (a host sync): in debug mode only, like every value check (see graphfuse.debug).
-        if is_debug_enabled() and x.numel() and (int(x.max()) >= self.token.num_embeddings or int(x.min()) < 0):
-            raise ValueError(f"'TokenEncoder' got token id {int(x.max())} but has a vocabulary of "
-                             f"{self.token.num_embeddings}; build it with vocab_size=len(tokenizer)")
-        out = self.token(x)
+        out = _embed(self.token, x, self._token_error)
         if pos is not None:
-            _check_positions("TokenEncoder", pos, self.max_positions, "max_positions")
-            out = out + self.position(pos)
+            out = out + _embed(self.position, pos, self._position_error)
         return out
 
+    def _token_error(self, ids: Tensor) -> ValueError:
+        return ValueError(f"'TokenEncoder' got token ids {_range(ids)} but has a vocabulary of "
+                          f"{self.token.num_embeddings} (ids 0 to {self.token.num_embeddings - 1}): {_OTHER_BUILDER}, "
+                          f"whose tokenizer the model's vocabulary was sized for (vocab_size=len(tokenizer))")
 
-class PatchEncoder(torch.nn.Module):
+    def _position_error(self, pos: Tensor) -> ValueError:
+        return ValueError(f"'TokenEncoder' got token positions {_range(pos)} but holds max_positions="
+                          f"{self.max_positions}: cap the texts' length, TextModality(max_length={self.max_positions}, "
+                          f"overflow='truncate'), or build the encoder with a larger max_positions")
+
+
+class PatchEncoder(_Projected):
     r"""Image patches: a linear projection plus learned row and column embeddings.
 
     Args:
@@ -133,7 +180,8 @@ class PatchEncoder(torch.nn.Module):
             torch.nn.init.normal_(embedding.weight, std=POSITION_STD)
 
     def forward(self, x: Tensor, pos: Tensor | None = None, time: Tensor | None = None) -> Tensor:
-        x = x.float() if not x.is_floating_point() else x
+        check_features(x, self.in_features, "'PatchEncoder'")
+        x = _as_input(x, self.proj)
         if self.normalize:
             x = torch.nn.functional.layer_norm(x, x.shape[-1:])
         out = self.proj(x)
@@ -145,12 +193,17 @@ class PatchEncoder(torch.nn.Module):
                 encoding = torch.cat([sinusoidal_encoding(pos[:, 0], half),
                                       sinusoidal_encoding(pos[:, 1], out.size(-1) - half)], dim=-1)
                 return out + encoding.to(out.dtype)
-            _check_positions("PatchEncoder", pos, self.max_grid, "max_grid")
-            out = out + self.row(pos[:, 0]) + self.col(pos[:, 1])
+            out = out + _embed(self.row, pos[:, 0], self._grid_error) + _embed(self.col, pos[:, 1], self._grid_error)
         return out
 
+    def _grid_error(self, index: Tensor) -> ValueError:
+        return ValueError(f"'PatchEncoder' got patch rows or columns {_range(index)} but holds "
+                          f"max_grid={self.max_grid} of each: at most {self.max_grid} patches a side (an image of at "
+                          f"most {self.max_grid} times the patch size in pixels); resize the images, use larger "
+                          f"patches, or build the encoder with a larger max_grid")
 
-class FrameEncoder(torch.nn.Module):
+
+class FrameEncoder(_Projected):
     r"""Audio frames (or any timed features): a linear projection plus a sinusoidal encoding of
     the frame's start time (in ``time_scale`` units per second), or of its index without times,
     weighted per channel by a learned ``time_weight`` (starting at ``time_weight``;
@@ -193,6 +246,8 @@ class FrameEncoder(torch.nn.Module):
         torch.nn.init.constant_(self.time_weight, self.initial_time_weight)
 
     def forward(self, x: Tensor, pos: Tensor | None = None, time: Tensor | None = None) -> Tensor:
+        check_features(x, self.in_features, "'FrameEncoder'")
+        x = _as_input(x, self.proj)
         if self.normalize:
             x = torch.nn.functional.layer_norm(x, x.shape[-1:])
         out = self.proj(x)
@@ -205,7 +260,7 @@ class FrameEncoder(torch.nn.Module):
         return out + self.time_weight.to(out.dtype) * sinusoidal_encoding(position, self.channels).to(out.dtype)
 
 
-class FeatureEncoder(torch.nn.Module):
+class FeatureEncoder(_Projected):
     r"""Generic node features: a linear projection.
 
     Args:
@@ -226,7 +281,8 @@ class FeatureEncoder(torch.nn.Module):
             self.proj.reset_parameters()
 
     def forward(self, x: Tensor, pos: Tensor | None = None, time: Tensor | None = None) -> Tensor:
-        return self.proj(x.float() if not x.is_floating_point() else x)
+        check_features(x, self.in_features, "'FeatureEncoder'")
+        return self.proj(_as_input(x, self.proj))
 
 
 class NodeEncoders(torch.nn.ModuleDict):
@@ -281,6 +337,7 @@ class NodeEncoders(torch.nn.ModuleDict):
             store = data[node_type]
             if "x" not in store:
                 raise ValueError(f"'NodeEncoders' found no features 'x' for node type {node_type!r}")
+            check_features(store.x, getattr(encoder, "in_features", None), f"The encoder of node type {node_type!r}")
             if getattr(encoder, "needs_batch", False):
                 out[node_type] = encoder(store.x, store.get("pos"), store.get("time"), batch=store.get("batch"))
             else:

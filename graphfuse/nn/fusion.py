@@ -179,8 +179,11 @@ class FusionEncoder(torch.nn.Module):
         """The batch's :class:`FlatGraph` (from a PyG batch, or from the dicts)."""
         if isinstance(data, FlatGraph):
             return data
-        if edge_index_dict is None and hasattr(data, "metadata"):
-            return FlatGraph.from_batch(data, self.schema)
+        if edge_index_dict is None:
+            if hasattr(data, "metadata"):
+                return FlatGraph.from_batch(data, self.schema)
+            raise TypeError(f"FusionEncoder needs a PyG batch, a FlatGraph, or x_dict with an edge_index_dict, got "
+                            f"{type(data).__name__}")
         if x_dict is None:
             raise TypeError("FusionEncoder needs a PyG batch, a FlatGraph, or x_dict with an edge_index_dict")
         return FlatGraph.from_dicts(self.schema, {t: v.size(0) for t, v in x_dict.items()}, edge_index_dict or {},

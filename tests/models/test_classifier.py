@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 import torch
 
@@ -168,6 +170,22 @@ def test_errors(builder):
     net = model(builder)
     with pytest.raises(TypeError, match="takes a PyG batch"):
         net({"text": "a red square"})
+
+
+def test_a_batch_of_another_builder_is_refused_not_read_in_part(builder, samples):
+    from graphfuse.data import AudioModality, CrossEdges, GraphBuilder
+    from graphfuse.testing import tri_modal_builder
+
+    net = model(builder)
+    node_types = builder.metadata()[0]
+    more = GraphBuilder({**tri_modal_builder().modalities, "extra": AudioModality()}, cross="full")
+    with pytest.raises(ValueError, match=r"The batch has node or edge types \['extra', .* that the model was not "
+                                         r"built for .*: make the batch with the builder the model was created from"):
+        net(more.collate([{**sample, "extra": sample["audio"]} for sample in samples if "audio" in sample]))
+    renamed = GraphBuilder(tri_modal_builder().modalities, cross=[CrossEdges(a, b, "full", relation="joined")
+                                                      for a, b in itertools.combinations(node_types, 2)])
+    with pytest.raises(ValueError, match=r"\('text', 'joined', 'image'\)"):
+        net(renamed.collate(samples))
 
 
 @pytest.mark.parametrize(("ensemble", "gated"), [("gated", True), (True, False), (False, False)])

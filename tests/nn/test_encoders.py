@@ -1,3 +1,5 @@
+import contextlib
+
 import pytest
 import torch
 
@@ -13,10 +15,23 @@ def test_token_encoder():
     assert out.shape == (3, 8)
     torch.testing.assert_close(out, encoder.token(ids) + encoder.position(pos))
     assert torch.equal(encoder(torch.tensor([0])), torch.zeros(1, 8))  # the padding id
-    with debug(), pytest.raises(ValueError, match="token id 10 but has a vocabulary of 10"):
-        encoder(torch.tensor([10]))
-    with debug(), pytest.raises(ValueError, match="max_positions"):
-        encoder(ids, torch.tensor([0, 1, 6]))
+    with pytest.raises(ValueError, match="long tensor"):
+        encoder(torch.randn(3, 4))
+
+
+@pytest.mark.parametrize("checked", [False, True], ids=["lookup", "debug"])
+def test_token_encoder_ids_and_positions_out_of_range_name_the_fix(checked):
+    encoder = TokenEncoder(10, 8, max_positions=6)
+    ids = torch.tensor([1, 0, 9])
+    with debug() if checked else contextlib.nullcontext():
+        with pytest.raises(ValueError, match=r"got token ids 1 to 10 but has a vocabulary of 10 \(ids 0 to 9\): "
+                                             r"make the batch with the builder the model was created from"):
+            encoder(torch.tensor([1, 10]))
+        with pytest.raises(ValueError, match=r"got token ids -1 to 2"):
+            encoder(torch.tensor([-1, 2]))
+        with pytest.raises(ValueError, match=r"token positions 0 to 6 but holds max_positions=6: cap the texts' "
+                                             r"length, TextModality\(max_length=6, overflow='truncate'\)"):
+            encoder(ids, torch.tensor([0, 1, 6]))
     with pytest.raises(ValueError, match="long tensor"):
         encoder(torch.randn(3, 4))
 
@@ -28,8 +43,11 @@ def test_patch_encoder_lazy():
     assert out.shape == (5, 8) and encoder.proj.in_features == 12
     torch.testing.assert_close(out, encoder.proj(x) + encoder.row(pos[:, 0]) + encoder.col(pos[:, 1]))
     assert encoder(torch.randint(0, 255, (2, 12), dtype=torch.uint8)).dtype == torch.float32
-    with debug(), pytest.raises(ValueError, match="max_grid"):
-        encoder(x, torch.tensor([[0, 0], [0, 1], [1, 0], [4, 3], [2, 1]]))
+    beyond = torch.tensor([[0, 0], [0, 1], [1, 0], [4, 3], [2, 1]])
+    for context in (contextlib.nullcontext(), debug()):
+        with context, pytest.raises(ValueError, match=r"got patch rows or columns 0 to 4 but holds max_grid=4 of "
+                                                      r"each: at most 4 patches a side"):
+            encoder(x, beyond)
     with pytest.raises(ValueError, match=r"\[N, 2\]"):
         encoder(x, torch.zeros(5, dtype=torch.long))
 
@@ -140,3 +158,39 @@ def test_pretrained_hidden_states_are_normalised_and_raw_inputs_are_not(fusion_b
     assert encoders["image"].normalize and encoders["text"].normalize and not encoders["raw"].normalize
     built_in = NodeEncoders.from_builder(fusion_builder, 6)
     assert not built_in["image"].normalize  # raw pixels keep their scale, as before
+
+
+@pytest.mark.parametrize("make", [lambda: PatchEncoder(12, 8), lambda: FrameEncoder(12, 8),
+                                  lambda: FeatureEncoder(12, 8)], ids=["patch", "frame", "feature"])
+def test_features_of_another_width_name_the_builder(make):
+    encoder = make()
+    assert encoder.in_features == 12
+    with pytest.raises(ValueError, match=r"was built for 12 features per node, got features of shape \(3, 48\): make "
+                                         r"the batch with the builder the model was created from"):
+        encoder(torch.randn(3, 48))
+    with pytest.raises(ValueError, match=r"got features of shape \(12,\)"):
+        encoder(torch.randn(12))
+
+
+def test_node_encoders_name_the_node_type_of_features_of_another_width(fusion_builder, batch):
+    encoders = NodeEncoders.from_builder(fusion_builder, 16)
+    width = batch["image"].x.size(1)
+    batch = batch.clone()
+    batch["image"].x = torch.randn(batch["image"].num_nodes, width + 1)
+    with pytest.raises(ValueError, match=rf"The encoder of node type 'image' was built for {width} features per node"):
+        encoders(batch)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_encoders_cast_to_take_features_in_their_parameters_dtype(dtype):
+    torch.manual_seed(0)
+    x, pos = torch.randn(5, 12), torch.tensor([[0, 0], [0, 1], [1, 0], [3, 3], [2, 1]])
+    for encoder, args in ((PatchEncoder(12, 8), (x, pos)), (FrameEncoder(12, 8), (x, pos[:, 0])),
+                          (FeatureEncoder(12, 8), (x,))):
+        reference = encoder(*args)
+        cast = encoder.to(dtype)
+        out = cast(*args)
+        assert out.dtype == dtype
+        torch.testing.assert_close(out.float(), reference, atol=0.05 if dtype == torch.bfloat16 else 1e-6, rtol=0.02)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts the float32 projection itself
+        assert FeatureEncoder(12, 8)(x).dtype == torch.bfloat16

@@ -146,6 +146,10 @@ def test_arguments(metadata):
             FusionBlock(16, metadata, conv=conv, heads=2, conv_kwargs={"dropout": -0.5})
     with pytest.raises(TypeError, match="FusionEncoder needs"):
         FusionEncoder(16, metadata).graph(None)
+    h_dict = {node_type: torch.randn(2, 16) for node_type in metadata[0]}
+    for graph in (None, "batch"):  # not read as "no edges, one sample"
+        with pytest.raises(TypeError, match=rf"FusionEncoder needs a PyG batch, .*, got {type(graph).__name__}"):
+            FusionEncoder(16, metadata)(h_dict, graph)
 
 
 def test_graph_is_built_once(batch, metadata):
