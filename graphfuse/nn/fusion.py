@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from graphfuse.checks import check_choice, check_int, check_probability
+from graphfuse.checks import check_choice, check_int, check_number, check_probability
 from graphfuse.nn.context import ModalityContext
 from graphfuse.nn.conv import GatedRelationalConv, RelationalConv, RelationalGATConv, RelationalGCNConv
 from graphfuse.nn.conv.hgt import RelationalHGTConv
@@ -95,8 +95,7 @@ class FusionBlock(torch.nn.Module):
         check_choice(norm, NORMS, "FusionBlock 'norm'")
         check_choice(activation, tuple(ACTIVATIONS), "FusionBlock 'activation'")
         check_probability(dropout, "FusionBlock 'dropout'")
-        if ffn_ratio < 0:
-            raise ValueError(f"FusionBlock 'ffn_ratio' must be >= 0, got {ffn_ratio!r}")
+        ffn_ratio = check_number(ffn_ratio, "FusionBlock 'ffn_ratio'")
         self.conv_name, self.norm_first = conv, norm_first
         self.conv = create_conv(conv, channels, metadata, heads, **dict(conv_kwargs or {}))
         self.dropout = torch.nn.Dropout(dropout)

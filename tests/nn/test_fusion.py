@@ -131,8 +131,6 @@ def test_register_conv(metadata, flat_graph, features):
 
 
 def test_arguments(metadata):
-    with pytest.raises(ValueError, match="ffn_ratio"):
-        FusionBlock(16, metadata, ffn_ratio=-1)
     with pytest.raises(ValueError, match="heads"):
         FusionBlock(16, metadata, conv="gat", heads=3)
     with pytest.raises(ValueError, match="num_layers"):
@@ -141,6 +139,9 @@ def test_arguments(metadata):
         FusionBlock(16, metadata, conv="gat", heads=0)  # not a ZeroDivisionError
     with pytest.raises(ValueError, match=re.escape("FusionBlock 'dropout' is a probability in [0, 1), got 1.5")):
         FusionBlock(16, metadata, dropout=1.5)
+    for ratio in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match=re.escape(f"FusionBlock 'ffn_ratio' must be a number >= 0, got {ratio}")):
+            FusionBlock(16, metadata, ffn_ratio=ratio)
     for conv, name in (("gat", "RelationalGATConv"), ("hgt", "RelationalHGTConv")):
         with pytest.raises(ValueError, match=re.escape(f"{name} 'dropout' is a probability in [0, 1), got -0.5")):
             FusionBlock(16, metadata, conv=conv, heads=2, conv_kwargs={"dropout": -0.5})
