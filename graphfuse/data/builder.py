@@ -6,7 +6,7 @@ import itertools
 import json
 import operator
 import os
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,16 @@ class GraphBuilder:
                 raise ValueError(f"GraphBuilder 'cross' as a string must be 'full', got {cross!r}; pass a list "
                                  f"of CrossEdges for other strategies")
             return [CrossEdges(a, b) for a, b in itertools.combinations(self.modalities, 2)]
+        if isinstance(cross, (CrossEdges, VirtualNodes)):
+            raise TypeError(f"GraphBuilder 'cross' received a single {type(cross).__name__}; pass a list of cross-edge "
+                            f"specs: cross=[{type(cross).__name__}(...)]")
+        if isinstance(cross, tuple) and cross and isinstance(cross[0], str):  # one (src, dst, strategy) tuple
+            raise TypeError(f"GraphBuilder 'cross' received the tuple {short_repr(cross)}, a single cross-edge spec; "
+                            f"pass a list of cross-edge specs: cross=[{short_repr(cross)}]")
+        if not isinstance(cross, Iterable):
+            raise TypeError(f"GraphBuilder 'cross' must be 'full' or a list of cross-edge specs (CrossEdges, "
+                            f"(src, dst, strategy) tuples, VirtualNodes), got {type(cross).__name__} "
+                            f"{short_repr(cross)}")
         specs = []
         for spec in cross:
             if isinstance(spec, tuple):

@@ -218,6 +218,28 @@ def test_bad_configurations_raise_clear_errors(modalities, kwargs, error, match)
         GraphBuilder(**kwargs)
 
 
+@pytest.mark.parametrize("cross, match", [
+    (CrossEdges("text", "image", "full"), r"received a single CrossEdges; pass a list of cross-edge specs: "
+                                          r"cross=\[CrossEdges\(\.\.\.\)\]"),
+    (VirtualNodes(), r"received a single VirtualNodes; pass a list of cross-edge specs: cross=\[VirtualNodes"),
+    (("text", "image", "full"), r"received the tuple \('text', 'image', 'full'\), a single cross-edge spec; pass a "
+                                r"list of cross-edge specs: cross=\[\('text', 'image', 'full'\)\]"),
+    (None, r"'cross' must be 'full' or a list of cross-edge specs .*got NoneType None"),
+], ids=["CrossEdges", "VirtualNodes", "tuple", "None"])
+def test_a_cross_edge_spec_not_in_a_list_is_refused_with_the_list_to_pass(modalities, cross, match):
+    with pytest.raises(TypeError, match=match):
+        GraphBuilder(modalities, cross=cross)
+
+
+@pytest.mark.parametrize("cross", [
+    [CrossEdges("text", "image", "full")], (CrossEdges("text", "image", "full"),), [("text", "image", "full")],
+    [("text", "image")],
+])
+def test_a_list_or_tuple_of_cross_edge_specs_is_accepted(modalities, cross):
+    builder = GraphBuilder(modalities, cross=cross)
+    assert [spec.src for spec in builder.cross] == ["text"] and [spec.dst for spec in builder.cross] == ["image"]
+
+
 def test_temporal_alignment_needs_time_spans_on_both_sides(tokenizer, modalities):
     with pytest.raises(ValueError, match=r"needs 'time' on every node, but modality 'text' has none.*spans=True"):
         GraphBuilder({**modalities, "text": TextModality(tokenizer)}, cross=[("text", "audio", "temporal")])

@@ -43,6 +43,19 @@ def test_items_are_loaded_and_featurised_when_indexed(raw_builder, tmp_path):
     assert all(torch.equal(again[key].x, nodes[key].x) for key in nodes)
 
 
+def test_image_files_of_floating_pixels_are_read_as_they_are_and_16_bit_ones_refused(tmp_path):
+    image_module = pytest.importorskip("PIL.Image")
+    builder = GraphBuilder({"image": ImageModality(patch_size=4, channels=1)})
+    pixels = numpy.random.default_rng(0).random((8, 8), dtype=numpy.float32)
+    image_module.fromarray(pixels).save(tmp_path / "depth.tiff")
+    image_module.fromarray((pixels * 65535).astype(numpy.uint16)).save(tmp_path / "scan.png")
+    nodes = RawDataset([{"image": tmp_path / "depth.tiff"}], builder)[0]
+    assert torch.equal(nodes["image"].x, builder.featurize({"image": pixels})["image"].x)
+    with pytest.raises(TypeError, match=r"received a PIL image of mode 'I;16' \(16-bit integer pixels\), which "
+                                        r"converting to 8 bits would clip"):
+        RawDataset([{"image": tmp_path / "scan.png"}], builder)[0]
+
+
 def test_loaders_by_modality_read_strings_too(raw_builder, tmp_path):
     items = write_files(tmp_path, count=1)
     table = from_columns({"path": [str(items[0][0]["audio"])], "caption": ["a cat"]},

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import numbers
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,6 +18,8 @@ from graphfuse.data.modalities.batching import chain_edges_many, featurizes_as, 
 from graphfuse.data.nodes import NodeSet
 
 _MIN_SAMPLE_RATE = 1000
+#: The longest window accepted, in seconds: a longer one was most likely given in samples or milliseconds.
+_MAX_WIN_SECONDS = 1.0
 #: Frames of short clips laid end to end and featurised in one call (see :func:`frame_groups`).
 _FRAME_CHUNK = 2048
 #: A clip of this many frames or more (about 5 s at the default hop) is transformed by itself: laying it
@@ -101,8 +104,10 @@ class AudioModality(Modality):
     Args:
         sample_rate (int, optional): rate of waveforms given without one. (default: :obj:`16000`)
         n_mels (int, optional): mel bands, the feature size. (default: :obj:`64`)
-        win_length (float, optional): window in seconds. (default: :obj:`0.025`)
-        hop_length (float, optional): hop in seconds. (default: :obj:`0.010`)
+        win_length (float, optional): window in seconds, at most 1 (400 samples at 16 kHz are
+            ``0.025``). (default: :obj:`0.025`)
+        hop_length (float, optional): hop in seconds, at most ``win_length``.
+            (default: :obj:`0.010`)
         f_min (float, optional): lowest filter edge in Hz. (default: :obj:`0.0`)
         f_max (float, optional): highest filter edge in Hz. (default: ``sample_rate / 2``)
         window (int, optional): frames at most this far apart are joined. (default: :obj:`1`)
@@ -127,6 +132,8 @@ class AudioModality(Modality):
             raise ValueError(
                 f"AudioModality needs 0 < hop_length <= win_length (seconds), got hop_length={hop_length}, "
                 f"win_length={win_length}")
+        if win_length > _MAX_WIN_SECONDS:
+            raise ValueError(_long_window_message(win_length, hop_length, self.sample_rate))
         f_max = self.sample_rate / 2.0 if f_max is None else f_max
         if not 0.0 <= f_min < f_max:
             raise ValueError(f"AudioModality needs 0 <= f_min < f_max, got f_min={f_min}, f_max={f_max}")
@@ -140,6 +147,7 @@ class AudioModality(Modality):
         self.window = window
         self.self_loops = self_loops
         self._check_rate(self.sample_rate)  # again, now that f_max is known
+        self._analysis_for(self.sample_rate)  # here, so that a warning about its filter bank points at this call
 
     def _check_rate(self, sample_rate: Any) -> int:
         if type(sample_rate) is int and sample_rate in self._analysis:  # checked before its analysis was made
@@ -161,15 +169,35 @@ class AudioModality(Modality):
         return sample_rate
 
     def _analysis_for(self, sample_rate: int) -> tuple[int, int, int, Tensor, list[tuple[slice, slice, Tensor]]]:
-        """``(win, hop, n_fft, window, filter bands)`` at ``sample_rate``, made once per rate."""
+        """``(win, hop, n_fft, window, filter bands)`` at ``sample_rate``, made once per rate (warning once
+        about mel bands that no frequency bin falls in)."""
         if sample_rate not in self._analysis:
             win = max(2, round(self.win_length * sample_rate))
             hop = max(1, round(self.hop_length * sample_rate))
             n_fft = 1 << (win - 1).bit_length()
             filters = mel_filter_bank(n_fft // 2 + 1, self.n_mels, sample_rate, self.f_min, self.f_max)
+            num_empty = int(filters.eq(0).all(dim=0).sum())
+            if num_empty:
+                warnings.warn(self._empty_bands_message(num_empty, sample_rate, n_fft), UserWarning, stacklevel=3)
             self._analysis[sample_rate] = (win, hop, n_fft, torch.hann_window(win, periodic=True),
                                            filter_bands(filters))
         return self._analysis[sample_rate]
+
+    def _empty_bands_message(self, num_empty: int, sample_rate: int, n_fft: int) -> str:
+        # The lowest band is the narrowest in Hz (mel is concave in Hz); a band wider than the bin spacing
+        # holds a bin, so the bound below leaves none empty.
+        bin_hz = sample_rate / n_fft
+        mel_min, mel_max = (float(hz_to_mel(torch.tensor(f, dtype=torch.float64))) for f in (self.f_min, self.f_max))
+        mel_step = (mel_max - mel_min) / (self.n_mels + 1)
+        lowest_hz = float(mel_to_hz(torch.tensor(mel_min + 2 * mel_step, dtype=torch.float64))) - self.f_min
+        one_bin_mel = float(hz_to_mel(torch.tensor(self.f_min + bin_hz, dtype=torch.float64))) - mel_min
+        safe_n_mels = math.ceil(2 * (mel_max - mel_min) / one_bin_mel) - 2
+        fewer = f"fewer mel bands (n_mels={safe_n_mels} or fewer leaves none empty) or " if safe_n_mels >= 1 else ""
+        bands = "1 mel band" if num_empty == 1 else f"{num_empty} mel bands"
+        return (f"AudioModality(n_mels={self.n_mels}) has {bands} with no frequency bin at {sample_rate} Hz: its "
+                f"{n_fft}-point FFT has bins {bin_hz:.3g} Hz apart, wider than its lowest band ({lowest_hz:.3g} Hz), "
+                f"so the features of those bands are the constant log(1e-6). Use {fewer}a longer win_length (a "
+                f"finer FFT)")
 
     def featurize(self, raw: Any) -> NodeSet:
         return self._frame_nodes([raw])[0]
@@ -251,6 +279,19 @@ class AudioModality(Modality):
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(sample_rate={self.sample_rate}, n_mels={self.n_mels}, "
                 f"win_length={self.win_length}, hop_length={self.hop_length}, window={self.window})")
+
+
+def _long_window_message(win_length: float, hop_length: float, sample_rate: int) -> str:
+    message = (f"AudioModality received win_length={win_length}, hop_length={hop_length}, a window of "
+               f"{win_length} seconds; win_length and hop_length are in seconds (e.g. 0.025 and 0.010) and "
+               f"win_length must be at most {_MAX_WIN_SECONDS:g} s")
+    if float(win_length).is_integer():  # a window given in samples or milliseconds
+        whole = [("win_length", win_length)] + ([("hop_length", hop_length)] if float(hop_length).is_integer() else [])
+        in_samples = ", ".join(f"{name}={value / sample_rate:g}" for name, value in whole)
+        in_milliseconds = ", ".join(f"{name}={value / 1000:g}" for name, value in whole)
+        message += (f". If {'they are' if len(whole) > 1 else 'it is'} in samples at sample_rate={sample_rate} Hz, "
+                    f"pass {in_samples}; if in milliseconds, {in_milliseconds}")
+    return message
 
 
 def frame_groups(counts: Sequence[int], frames: int, alone: int) -> list[slice]:

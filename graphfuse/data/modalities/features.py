@@ -38,7 +38,8 @@ class FeatureModality(Modality):
         timed (bool, optional): inputs carry ``time`` spans (then temporal alignment applies).
             (default: :obj:`False`)
         pos_shape (tuple, optional): trailing shape of ``pos``. (default: :obj:`()`, an index per node)
-        pos_dtype (torch.dtype, optional): dtype of ``pos``. (default: :obj:`torch.long`)
+        pos_dtype (torch.dtype, optional): dtype of ``pos``; floating positions given for an
+            integer dtype must be whole numbers. (default: :obj:`torch.long`)
         edges (str or callable, optional): the intra-modal edge rule: ``None`` for none,
             ``"chain"`` to join rows at most ``window`` apart, or a callable taking the
             :class:`NodeSet` (without edges) and returning local edges :math:`[2, E]` (or the
@@ -96,7 +97,10 @@ class FeatureModality(Modality):
             raise TypeError(f"Modality '{self.name}' received features of dtype {x.dtype}; expected a floating dtype")
         x = to_float32(x, self.name, "features")
         if pos is not None:
-            pos = as_tensor(pos, f"Modality '{self.name}' 'pos'", "a tensor or array").to(self.pos_dtype)
+            pos = as_tensor(pos, f"Modality '{self.name}' 'pos'", "a tensor or array")
+            if pos.is_floating_point() and not self.pos_dtype.is_floating_point:
+                self._check_whole(pos)
+            pos = pos.to(self.pos_dtype)
             if tuple(pos.shape) != (x.size(0), *self.pos_shape):
                 raise ValueError(
                     f"Modality '{self.name}' received 'pos' of shape {tuple(pos.shape)}; expected "
@@ -108,6 +112,16 @@ class FeatureModality(Modality):
         if pos is None and not callable(self.edges):
             nodes.structure = (self.edges, x.size(0), self.window)
         return nodes.validate(self.name)
+
+    def _check_whole(self, pos: Tensor) -> None:
+        """Refuses floating positions that casting to the integer ``pos_dtype`` would truncate."""
+        not_whole = pos.frac().ne(0)  # NaN and inf included: their fraction is NaN
+        if bool(not_whole.any()):
+            example = float(pos[not_whole][0])
+            raise ValueError(
+                f"Modality '{self.name}' received 'pos' with {int(not_whole.sum())} value(s) that are not whole "
+                f"numbers (e.g. {example:g}), but its positions are {self.pos_dtype}, which would truncate them; pass "
+                f"whole-number positions, or create the modality with pos_dtype=torch.float32 for continuous ones")
 
     def _edges(self, nodes: NodeSet) -> Tensor:
         if self.edges is None:

@@ -33,8 +33,10 @@ class ImageModality(Modality):
 
     Raw input: a tensor (or array) :math:`[C, H, W]` (:math:`[H, W, C]` with
     ``channels_last=True``) or :math:`[H, W]`, ``uint8`` or floating, or a PIL image (channels
-    last by definition, whatever ``channels_last`` says; palette and other modes are converted to
-    RGB, or to L for ``channels=1``). A one-channel image is repeated to ``channels`` channels.
+    last by definition, whatever ``channels_last`` says; palette and other 8-bit modes are
+    converted to RGB, or to L for ``channels=1``; mode ``F`` is read as floating pixels; the
+    integer modes ``I`` and ``I;16`` are refused: convert them to floating pixels). A
+    one-channel image is repeated to ``channels`` channels.
     Featurisation carries no gradient: a tensor that requires one is read detached.
 
     Args:
@@ -128,21 +130,24 @@ class ImageModality(Modality):
                 f"{', channels_last=True' if self.channels_last else ''})")
 
 
-def read_image(raw: Any, channels: int, name: str, channels_last: bool = False) -> Tensor:
+def read_image(raw: Any, channels: int, name: str, channels_last: bool = False,
+               owner: str = "ImageModality") -> Tensor:
     """A raw image (tensor or array ``[C, H, W]``, or ``[H, W, C]`` with ``channels_last``, or ``[H, W]``,
     ``uint8`` or floating, or a PIL image) as a float tensor ``[channels, H, W]`` (``uint8`` scaled to
-    [0, 1], one channel repeated); errors name the modality ``name``."""
-    image = image_pixels(raw, channels, name, channels_last)
+    [0, 1], one channel repeated); errors name the modality ``name`` and the class ``owner`` whose settings
+    they suggest."""
+    image = image_pixels(raw, channels, name, channels_last, owner)
     return image.float().div_(255.0) if image.dtype == torch.uint8 else image
 
 
-def image_pixels(raw: Any, channels: int, name: str, channels_last: bool = False) -> Tensor:
+def image_pixels(raw: Any, channels: int, name: str, channels_last: bool = False,
+                 owner: str = "ImageModality") -> Tensor:
     """:func:`read_image` before ``uint8`` pixels are scaled: ``[channels, H, W]``, ``uint8`` or ``float32``
     (so that many images are scaled together, once stacked)."""
     layout = "[H, W, C]" if channels_last else "[C, H, W]"
     pil = _is_pil_image(raw)
     if pil:
-        raw = _from_pil(raw, channels)
+        raw = _from_pil(raw, channels, name)
     else:
         raw = as_tensor(raw, f"Modality '{name}'", f"an image tensor or array {layout} or [H, W]")
         if raw.requires_grad:  # featurisation carries no gradient
@@ -168,17 +173,27 @@ def image_pixels(raw: Any, channels: int, name: str, channels_last: bool = False
     if num_channels == 1 and channels > 1:
         image = image.expand(channels, -1, -1)
     elif num_channels != channels:
-        hint = (" (channels last? pass ImageModality(channels_last=True), or permute it to [C, H, W])"
+        hint = (f" (channels last? pass {owner}(channels_last=True), or permute it to [C, H, W])"
                 if not (channels_last or pil) and shape[-1] == channels else "")
         raise ValueError(
             f"Modality '{name}' received {num_channels} channels in an image of shape {shape}{hint}; expected "
-            f"{channels} channels {layout}, as set by ImageModality(channels={channels}"
+            f"{channels} channels {layout}, as set by {owner}(channels={channels}"
             f"{', channels_last=True' if channels_last else ''})")
     return image
 
 
-def _from_pil(image: Any, channels: int) -> Tensor:
-    """A PIL image as a ``uint8`` tensor ``[C, H, W]`` (PIL is duck-typed: graphfuse does not need it)."""
+def _from_pil(image: Any, channels: int, name: str) -> Tensor:
+    """A PIL image as a ``uint8`` tensor ``[C, H, W]``, or ``float32`` ``[1, H, W]`` for mode ``F`` (PIL is
+    duck-typed: graphfuse does not need it). Integer modes are refused: converting them to 8 bits would
+    clip every value above 255."""
+    if image.mode == "F":
+        return torch.from_numpy(numpy.array(image, dtype=numpy.float32)).unsqueeze(0)
+    if image.mode == "I" or image.mode.startswith("I;"):
+        bits = "32-bit" if image.mode == "I" else "16-bit"
+        raise TypeError(
+            f"Modality '{name}' received a PIL image of mode {image.mode!r} ({bits} integer pixels), which "
+            f"converting to 8 bits would clip; pass floating pixels in [0, 1] instead, e.g. "
+            f"numpy.asarray(image, dtype=numpy.float32) / 65535 for 16-bit data")
     if image.mode not in ("L", "RGB", "RGBA"):
         image = image.convert("L" if channels == 1 else "RGB")
     if image.mode == "RGBA" and channels == 3:

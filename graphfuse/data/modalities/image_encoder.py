@@ -29,6 +29,24 @@ def _as_backbone(encoder: Any, channels: int, layer: int | None) -> Backbone:
     return FeatureMapEncoder(encoder, in_channels=channels)
 
 
+def _raise_if_channels_differ(encoder: Any, channels: int, error: RuntimeError) -> None:
+    """Explains ``error``, raised by a probe run of a CNN on ``channels``-channel images, when the first
+    convolution of the CNN (its stem) takes another number of channels."""
+    module = encoder.module if isinstance(encoder, FeatureMapEncoder) else encoder
+    if not isinstance(module, torch.nn.Module):
+        return
+    conv = next((layer for layer in module.modules() if isinstance(layer, torch.nn.modules.conv._ConvNd)), None)
+    if conv is not None and conv.in_channels != channels:
+        raise _channels_mismatch(channels, conv.in_channels) from error
+
+
+def _channels_mismatch(channels: int, encoder_channels: int) -> ValueError:
+    return ValueError(
+        f"ImageEncoderModality(channels={channels}) feeds the encoder {channels}-channel images, but the encoder "
+        f"takes {encoder_channels} input channels; pass channels={encoder_channels} (with one mean and std per "
+        f"channel): one-channel (grayscale) images are repeated to {encoder_channels} channels")
+
+
 @register_modality("image-encoder")
 class ImageEncoderModality(PretrainedModality):
     r"""Patch nodes whose features are a pretrained vision encoder's hidden states.
@@ -42,8 +60,9 @@ class ImageEncoderModality(PretrainedModality):
     :class:`~graphfuse.ImageModality`), from which the model rebuilds the image and runs the
     encoder (see :class:`PretrainedModality`).
 
-    Raw input: as :class:`~graphfuse.ImageModality` (a tensor or array :math:`[C, H, W]` or
-    :math:`[H, W]`, ``uint8`` or floating, or a PIL image).
+    Raw input: as :class:`~graphfuse.ImageModality` (a tensor or array :math:`[C, H, W]`
+    (:math:`[H, W, C]` with ``channels_last=True``) or :math:`[H, W]`, ``uint8`` or floating, or a
+    PIL image).
 
     Args:
         encoder: an :class:`~graphfuse.backbones.HFVisionEncoder` or
@@ -55,12 +74,15 @@ class ImageEncoderModality(PretrainedModality):
             of the encoder's stride. (default: a ViT's ``config.image_size``; required for a CNN)
         mean (Sequence[float], optional): per-channel mean :math:`\mu`. (default: ImageNet's)
         std (Sequence[float], optional): per-channel deviation :math:`\sigma`. (default: ImageNet's)
-        channels (int, optional): image channels. (default: :obj:`3`)
+        channels (int, optional): image channels, the encoder's input channels; one-channel
+            images are repeated to them. (default: :obj:`3`)
         neighbourhood (int, optional): ``4`` or ``8``. (default: :obj:`4`)
         self_loops (bool, optional): join each patch to itself. (default: :obj:`False`)
         layer (int, optional): the hidden layer of a transformers model given bare.
             (default: :obj:`None`, the last)
         device, batch_size, cache_size: see :class:`PretrainedModality`.
+        channels_last (bool, optional): 3-D tensors and arrays are :math:`[H, W, C]`, as
+            NumPy, OpenCV and Hugging Face ``datasets`` hand them over. (default: :obj:`False`)
 
     Example:
         >>> image = ImageEncoderModality(efficientnet_lite0(pretrained=True), image_size=224)
@@ -73,11 +95,20 @@ class ImageEncoderModality(PretrainedModality):
                  image_size: int | Sequence[int] | None = None, mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD, channels: int = 3, neighbourhood: int = 4,
                  self_loops: bool = False, layer: int | None = None, device: str | torch.device | None = None,
-                 batch_size: int = 32, cache_size: int = 4096) -> None:
+                 batch_size: int = 32, cache_size: int = 4096, channels_last: bool = False) -> None:
         check_int(channels, "ImageEncoderModality 'channels'")
         check_choice(neighbourhood, (4, 8), "ImageEncoderModality 'neighbourhood'")
         check_bool(self_loops, "ImageEncoderModality 'self_loops'")
-        super().__init__(_as_backbone(encoder, channels, layer), trainable, device, batch_size, cache_size)
+        check_bool(channels_last, "ImageEncoderModality 'channels_last'")
+        try:  # a bare CNN is probed with `channels`-channel images when wrapped (or when its stride is read)
+            backbone = _as_backbone(encoder, channels, layer)
+        except RuntimeError as error:
+            _raise_if_channels_differ(encoder, channels, error)
+            raise
+        encoder_channels = getattr(backbone, "in_channels", channels)
+        if encoder_channels != channels:
+            raise _channels_mismatch(channels, encoder_channels)
+        super().__init__(backbone, trainable, device, batch_size, cache_size)
         if image_size is None:
             image_size = getattr(self.backbone, "image_size", None)
             if image_size is None:
@@ -90,7 +121,11 @@ class ImageEncoderModality(PretrainedModality):
         self.image_size = check_shape(image_size, what)
         if len(self.image_size) != 2:
             raise ValueError(f"{what} must give two sides, got {image_size!r}")
-        self.stride = self._stride()
+        try:
+            self.stride = self._stride()
+        except RuntimeError as error:
+            _raise_if_channels_differ(encoder, channels, error)
+            raise
         self.rows, self.cols = self.image_size[0] // self.stride, self.image_size[1] // self.stride
         for name, values in (("mean", mean), ("std", std)):
             if not isinstance(values, (list, tuple)):
@@ -103,6 +138,7 @@ class ImageEncoderModality(PretrainedModality):
                              f"mean={tuple(mean)}, std={tuple(std)}")
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
         self.channels, self.neighbourhood, self.self_loops = channels, neighbourhood, self_loops
+        self.channels_last = channels_last
         self._pos = torch.stack(torch.meshgrid(torch.arange(self.rows), torch.arange(self.cols), indexing="ij"),
                                 dim=-1).reshape(-1, 2)
 
@@ -120,7 +156,7 @@ class ImageEncoderModality(PretrainedModality):
         return stride
 
     def node_inputs(self, raw: Any) -> NodeSet:
-        image = read_image(raw, self.channels, self.name)
+        image = read_image(raw, self.channels, self.name, self.channels_last, owner="ImageEncoderModality")
         if tuple(image.shape[-2:]) != self.image_size:
             image = F.interpolate(image.unsqueeze(0), size=self.image_size, mode="bilinear", align_corners=False,
                                   antialias=True).squeeze(0)
@@ -138,7 +174,7 @@ class ImageEncoderModality(PretrainedModality):
     def get_config(self) -> dict:
         return {**self.backbone_config(), "image_size": list(self.image_size), "mean": list(self.mean),
                 "std": list(self.std), "channels": self.channels, "neighbourhood": self.neighbourhood,
-                "self_loops": self.self_loops}
+                "self_loops": self.self_loops, "channels_last": self.channels_last}
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(encoder={self.backbone.extra_repr()}, trainable={self.trainable}, "

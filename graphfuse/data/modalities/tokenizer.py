@@ -48,6 +48,10 @@ class Tokenizer:
 
     def __init__(self, vocabulary: Sequence[str] = (), lowercase: bool = True,
                  pattern: str = _DEFAULT_PATTERN) -> None:
+        if isinstance(vocabulary, (str, bytes)) or not isinstance(vocabulary, Iterable):
+            raise TypeError(f"Tokenizer expects a list of vocabulary tokens, e.g. Tokenizer(['red', 'blue']), got "
+                            f"{type(vocabulary).__name__} {short_repr(vocabulary, 40)}; to build the vocabulary from "
+                            f"texts, use Tokenizer.from_corpus([text, ...])")
         self.lowercase = lowercase
         self.pattern = pattern
         self._regex = re.compile(pattern)
@@ -123,10 +127,21 @@ class Tokenizer:
             raise ValueError(f"'min_freq' must be >= 1, got {min_freq}")
         if max_size is not None and max_size < 0:
             raise ValueError(f"'max_size' must be >= 0 or None, got {max_size}")
+        if isinstance(corpus, (str, bytes)) or not isinstance(corpus, Iterable):
+            raise TypeError(f"Tokenizer.from_corpus expects a list of texts, each a string or a list of token "
+                            f"strings, e.g. from_corpus(['a red square']), got {type(corpus).__name__} "
+                            f"{short_repr(corpus, 40)}")
         scratch = cls(lowercase=lowercase, pattern=pattern)
         counts: Counter = Counter()
-        for text in corpus:
-            tokens = scratch.tokenize(text) if isinstance(text, str) else [scratch.normalize(t) for t in text]
+        for index, text in enumerate(corpus):
+            if isinstance(text, str):
+                tokens = scratch.tokenize(text)
+            else:
+                tokens = list(text) if isinstance(text, Iterable) and not isinstance(text, bytes) else None
+                if tokens is None or not all(isinstance(token, str) for token in tokens):
+                    raise TypeError(f"Tokenizer.from_corpus expects a list of texts, each a string or a list of "
+                                    f"token strings; text {index} is {type(text).__name__} {short_repr(text, 40)}")
+                tokens = [scratch.normalize(token) for token in tokens]
             counts.update(tokens)
         kept = [token for token, count in counts.most_common() if count >= min_freq and token not in (PAD, UNK)]
         if max_size is not None:

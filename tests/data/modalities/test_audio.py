@@ -1,4 +1,6 @@
+import math
 import re
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -299,6 +301,59 @@ def test_bad_waveforms(raw, error, match):
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         AudioModality(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"win_length": 400, "hop_length": 160},
+     r"400\.0, hop_length=160\.0, a window of 400\.0 seconds; win_length and hop_length are in "
+     r"seconds \(e\.g\. 0\.025 and 0\.010\) and win_length must be at most 1 s\. If they are in samples at "
+     r"sample_rate=16000 Hz, pass win_length=0\.025, hop_length=0\.01; if in milliseconds, win_length=0\.4, "
+     r"hop_length=0\.16$"),
+    ({"win_length": 25, "hop_length": 10, "sample_rate": 8000, "f_max": 4000.0},
+     r"If they are in samples at sample_rate=8000 Hz, pass win_length=0\.003125, hop_length=0\.00125; if in "
+     r"milliseconds, win_length=0\.025, hop_length=0\.01$"),
+    ({"win_length": 400, "hop_length": 0.01},
+     r"If it is in samples at sample_rate=16000 Hz, pass win_length=0\.025; if in milliseconds, win_length=0\.4$"),
+    ({"win_length": 1.5, "hop_length": 0.5}, r"win_length must be at most 1 s$"),
+])
+def test_a_window_longer_than_a_second_is_refused_as_samples_or_milliseconds(kwargs, match):
+    with pytest.raises(ValueError, match=r"AudioModality received win_length=.*" + match):
+        AudioModality(**kwargs)
+
+
+def test_a_window_of_one_second_is_accepted():
+    nodes = AudioModality(n_mels=8, win_length=1.0, hop_length=0.5)(noise(32_000))
+    assert nodes.num_nodes == 3 and torch.allclose(nodes.time[-1], torch.tensor([1.0, 2.0]))
+
+
+@pytest.mark.parametrize("n_mels, num_empty", [(128, "1 mel band"), (200, "12 mel bands")])
+def test_mel_bands_without_a_frequency_bin_warn_once_when_the_filter_bank_is_made(n_mels, num_empty):
+    with pytest.warns(UserWarning, match=rf"AudioModality\(n_mels={n_mels}\) has {num_empty} with no frequency bin at "
+                                         r"16000 Hz: its 512-point FFT has bins 31\.2 Hz apart, wider than its lowest "
+                                         r"band .* Use fewer mel bands \(n_mels=114 or fewer leaves none empty\) or a "
+                                         r"longer win_length"):
+        modality = AudioModality(n_mels=n_mels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = modality(noise(4_000)).x  # made once: featurising does not warn again
+    assert bool((x[:, 0] == math.log(1e-6)).all())  # the lowest band is the empty one
+
+
+def test_mel_bands_of_a_clip_at_another_rate_warn_when_its_filter_bank_is_made():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        modality = AudioModality(n_mels=100, f_max=8000.0)  # 16 kHz: 400-sample windows, bins 31.25 Hz apart
+    with pytest.warns(UserWarning, match=r"has 1 mel band with no frequency bin at 20000 Hz: its 512-point FFT has "
+                                         r"bins 39\.1 Hz apart"):  # 500-sample windows
+        modality((noise(20_000), 20_000))
+
+
+@pytest.mark.parametrize("kwargs", [{"n_mels": 114}, {"n_mels": 128, "win_length": 0.05}, {"n_mels": 64}])
+def test_fewer_mel_bands_or_a_longer_window_leave_no_band_empty(kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = AudioModality(**kwargs)(noise(16_000)).x
+    assert bool((x > math.log(1e-6)).any(dim=0).all())
 
 
 def test_empty_node_set():

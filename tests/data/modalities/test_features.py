@@ -52,6 +52,27 @@ def test_pos_shape_and_dtype():
         modality({"x": features(3, 2), "pos": torch.arange(3)})
 
 
+@pytest.mark.parametrize("pos, count, example", [
+    (torch.tensor([[0.1, 0.9], [0.5, 0.5], [0.9, 0.1]]), 6, "0.1"),
+    (np.array([[2.0, 1.5], [0.0, 3.0], [1.0, 1.0]]), 1, "1.5"),
+    (torch.tensor([[2.0, 1.0], [float("nan"), 3.0], [1.0, 1.0]]), 1, "nan"),
+    (torch.tensor([[2.0, 1.0], [0.0, float("inf")], [1.0, 1.0]], dtype=torch.float16), 1, "inf"),
+])
+def test_fractional_positions_are_refused_for_an_integer_pos_dtype(pos, count, example):
+    modality = FeatureModality(dim=2, positions=True, pos_shape=(2,))
+    with pytest.raises(ValueError, match=rf"Modality 'features' received 'pos' with {count} value\(s\) that are not "
+                                         rf"whole numbers \(e\.g\. {example}\), but its positions are torch\.int64, "
+                                         r"which would truncate them; pass whole-number positions, or create the "
+                                         r"modality with pos_dtype=torch\.float32"):
+        modality({"x": features(3, 2), "pos": pos})
+
+
+def test_whole_floating_positions_are_kept_for_an_integer_pos_dtype():
+    nodes = FeatureModality(dim=2, positions=True, pos_shape=(2,))({"x": features(3, 2),
+                                                                    "pos": [[2.0, 1.0], [0.0, -3.0], [1.0, 1.0]]})
+    assert nodes.pos.dtype == torch.long and nodes.pos.tolist() == [[2, 1], [0, -3], [1, 1]]
+
+
 @pytest.mark.parametrize("x", [features(5, 3), features(5, 4)[0], torch.randn(2, 5, 4), torch.empty(0, 4)])
 def test_wrong_shape(x):
     with pytest.raises(ValueError, match=re.escape(f"Modality 'features' received features of shape {tuple(x.shape)}; "

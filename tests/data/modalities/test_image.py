@@ -207,3 +207,34 @@ def test_pil_images_are_read_channels_last(mode, channels):
     reference = torch.from_numpy(reference.copy())
     reference = reference.unsqueeze(0) if reference.dim() == 2 else reference.permute(2, 0, 1)
     assert torch.equal(modality(image).x, modality(reference).x)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_floating_pil_image_is_read_as_its_pixels(channels):
+    image_module = pytest.importorskip("PIL.Image")
+    pixels = np.random.default_rng(0).random((8, 12), dtype=np.float32) * 2.0 - 0.5  # outside [0, 1] too
+    image = image_module.fromarray(pixels)
+    assert image.mode == "F"
+    modality = ImageModality(patch_size=4, channels=channels)
+    assert torch.equal(modality(image).x, modality(torch.from_numpy(pixels)).x)
+
+
+@pytest.mark.parametrize("mode, bits, to_image", [
+    ("I;16", "16-bit", lambda module, pixels: module.fromarray(pixels)),
+    ("I;16B", "16-bit", lambda module, pixels: module.fromarray(pixels.astype(">u2"))),
+    ("I", "32-bit", lambda module, pixels: module.fromarray(pixels).convert("I")),
+])
+def test_an_integer_pil_image_is_refused_with_how_to_convert_it(mode, bits, to_image):
+    """Converted to 8 bits (mode L), these pixels would be clipped to 255."""
+    image_module = pytest.importorskip("PIL.Image")
+    pixels = np.arange(96, dtype=np.uint16).reshape(8, 12) * 600
+    image = to_image(image_module, pixels)
+    assert image.mode == mode
+    modality = ImageModality(patch_size=4, channels=1)
+    with pytest.raises(TypeError, match=rf"Modality 'image' received a PIL image of mode '{mode}' \({bits} integer "
+                                        r"pixels\), which converting to 8 bits would clip; pass floating pixels in "
+                                        r"\[0, 1\] instead, e\.g\. numpy\.asarray\(image, dtype=numpy\.float32\) / "
+                                        r"65535"):
+        modality(image)
+    converted = np.asarray(image, dtype=np.float32) / 65535  # what the message says to do
+    assert torch.equal(modality(converted).x, modality(torch.from_numpy(pixels / np.float32(65535))).x)

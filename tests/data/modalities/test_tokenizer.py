@@ -59,6 +59,35 @@ def test_from_corpus_bad_arguments(kwargs, match):
         Tokenizer.from_corpus(CORPUS, **kwargs)
 
 
+@pytest.mark.parametrize("corpus, what", [
+    ("a red square", r", e\.g\. from_corpus\(\['a red square'\]\), got str 'a red square'"),
+    (None, r", .*got NoneType None"),
+    (7, r", .*got int 7"),
+    ([1, 2], r"; text 0 is int 1"),
+    (["a red square", ["red", 3]], r"; text 1 is list \['red', 3\]"),
+    ([b"red"], r"; text 0 is bytes b'red'"),
+], ids=["str", "None", "int", "ints", "token-list-with-an-int", "bytes"])
+def test_from_corpus_refuses_what_is_not_a_list_of_texts(corpus, what):
+    with pytest.raises(TypeError, match=r"Tokenizer\.from_corpus expects a list of texts, each a string or a list of "
+                                        r"token strings" + what):
+        Tokenizer.from_corpus(corpus)
+
+
+def test_from_corpus_accepts_any_iterable_of_texts_and_token_sequences():
+    texts = ["Red square", ("blue", "circle"), iter(["red"])]
+    tokenizer = Tokenizer.from_corpus(text for text in texts)
+    assert tokenizer.itos[2:] == ["red", "square", "blue", "circle"]
+
+
+@pytest.mark.parametrize("vocabulary, shown", [("red blue", "str 'red blue'"), (None, "NoneType None"), (3, "int 3")])
+def test_a_vocabulary_that_is_not_a_list_of_tokens_is_refused(vocabulary, shown):
+    with pytest.raises(TypeError, match=rf"Tokenizer expects a list of vocabulary tokens, e\.g\. Tokenizer\(\['red', "
+                                        rf"'blue'\]\), got {shown}; to build the vocabulary from texts, use "
+                                        rf"Tokenizer\.from_corpus"):
+        Tokenizer(vocabulary)
+    assert Tokenizer(("red", "blue")).itos[2:] == Tokenizer(["red", "blue"]).itos[2:] == ["red", "blue"]
+
+
 @pytest.mark.parametrize("vocabulary, match", [
     (["a", ""], "non-empty strings"),
     (["a", 3], "non-empty strings"),
