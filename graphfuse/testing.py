@@ -1,4 +1,5 @@
-"""Test helpers: marks for optional dependencies and devices (they need pytest), and graph comparison."""
+"""Test helpers: marks for optional dependencies and devices (they need pytest), graph comparison, and
+a model of a user's own."""
 from __future__ import annotations
 
 import itertools
@@ -58,3 +59,15 @@ def assert_same_graph(actual: HeteroData, expected: HeteroData, ordered: bool = 
     difference = graph_difference(actual, expected, ordered, exclude, rtol, atol)
     if difference is not None:
         raise AssertionError(difference)
+
+
+class UserModel(torch.nn.Module):
+    """A model of a user's own around ``inner`` (one from :func:`graphfuse.models.create_model`): its
+    forward and head, but no ``task_name``, so that the Trainer and the Pipeline cannot know its task."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner, self.head = inner, inner.head
+
+    def forward(self, batch):
+        return self.inner(batch)

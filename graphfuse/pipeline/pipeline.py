@@ -19,6 +19,8 @@ from graphfuse.pipeline.folder import FORMAT, FORMAT_VERSION, WEIGHTS_FILE, read
 from graphfuse.pipeline.gallery import GalleryIndex
 from graphfuse.train import create_task
 from graphfuse.train.data import split_item
+from graphfuse.train.distributed import check_device
+from graphfuse.train.tasks import check_task_fits
 from graphfuse.version import __version__
 
 TASKS = ("classification", "multilabel", "regression", "retrieval")
@@ -61,6 +63,7 @@ class Pipeline:
         if task not in TASKS:
             raise ValueError(f"Pipeline 'task' must be one of {TASKS}, got {task!r}"
                              f"{' (the model names none: pass task=)' if task is None else ''}")
+        check_task_fits(task, model, "Pipeline")
         self.builder, self.model, self.task = builder, model, task
         self.class_names = self._checked_class_names(class_names)
         if model_kwargs is not None and model_name is None:
@@ -88,7 +91,7 @@ class Pipeline:
 
     def to(self, device: str | torch.device) -> Pipeline:
         """Moves the model to ``device``; returns the pipeline."""
-        self.model.to(device)
+        self.model.to(check_device(device, "Pipeline.to 'device'"))
         return self
 
     # Saving and loading -------------------------------------------------------------------------
@@ -156,6 +159,7 @@ class Pipeline:
         module, before loading). A missing, damaged or replaced file, settings that do not build a
         builder and a model the weights fit, or a folder saved by a newer graphfuse, raise a
         :class:`~graphfuse.checkpoint.CheckpointError` naming the file and what is wrong."""
+        device = check_device(device, "Pipeline.from_pretrained 'device'")
         folder = Path(folder)
         config = read_config(folder)
         where = folder / "pipeline.json"
@@ -273,6 +277,10 @@ class Pipeline:
             gallery = self.index(gallery, batch_size)
         query_sets = self.featurize(queries)
         similarity = self._run(query_sets, batch_size, lambda batch: self.model.encode(batch, "query"))
+        if similarity.size(1) != gallery.embeddings.size(1):
+            raise ValueError(f"Pipeline.search: this model embeds queries in {similarity.size(1)} dimensions, but the "
+                             f"GalleryIndex holds {gallery.embeddings.size(1)}-dimensional embeddings, so another "
+                             f"model built it; rebuild the index with this pipeline, pipeline.index(gallery_samples)")
         similarity = similarity @ gallery.embeddings.float().cpu().T
         if rerank:
             candidates = k if rerank is True else rerank

@@ -7,7 +7,8 @@ which samples it holds (evaluation under DDP uses that to drop the copies its sa
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import operator
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -34,17 +35,28 @@ def stack_targets(targets: Sequence[Any]) -> Tensor:
                          f"target of the same shape: an int class, a float, or a fixed-length vector") from None
 
 
+def check_dataset(data: Any, role: str = "training") -> None:
+    """Refuses ``data`` that is not a non-empty sequence of items; ``role`` names it in errors."""
+    # A mapping has __len__ and __getitem__, but items are read by position (data[0], data[1], ...): unless
+    # those are its keys, that fails deep inside the data loader.
+    if isinstance(data, Mapping) and not all(position in data for position in range(len(data))):
+        raise TypeError(f"The {role} data must be a sequence (a list or a torch Dataset) of samples or (sample, "
+                        f"target) pairs, got a {type(data).__name__}; pass a list of its items, e.g. "
+                        f"list(data.values()), or [sample] for a single sample")
+    if not hasattr(data, "__len__") or not hasattr(data, "__getitem__"):
+        raise TypeError(f"The {role} data must be a sequence (a list or a torch Dataset with __len__) of samples or "
+                        f"(sample, target) pairs, got {type(data).__name__}")
+    if len(data) == 0:
+        raise ValueError(f"The {role} data is empty; give at least one sample")
+
+
 class IndexedDataset(torch.utils.data.Dataset):
     """``(key, item)`` of any sequence, where ``key`` is what the sampler gave: an index, or
     ``(index, epoch, keep_one_of)`` from an :class:`EpochSampler`; ``role`` names it in errors
     (``"training"``, ...)."""
 
     def __init__(self, data: Sequence[Any], role: str = "training") -> None:
-        if not hasattr(data, "__len__") or not hasattr(data, "__getitem__"):
-            raise TypeError(f"The {role} data must be a sequence (a list or a torch Dataset with __len__), got "
-                            f"{type(data).__name__}")
-        if len(data) == 0:
-            raise ValueError(f"The {role} data is empty; give at least one sample")
+        check_dataset(data, role)
         self.data = data
 
     def __len__(self) -> int:
@@ -107,6 +119,11 @@ class GraphCollate:
         self.seed = seed
 
     def __call__(self, items: Sequence[tuple[int, Any]]) -> Batch:
+        if items and not _is_keyed(items[0]):  # the first item only: a DataLoader's batch comes from one dataset
+            raise TypeError(f"GraphCollate takes the (index, item) pairs of graphfuse.train.IndexedDataset, got "
+                            f"{_describe_item(items[0])}; wrap the dataset, DataLoader(IndexedDataset(data), "
+                            f"collate_fn=GraphCollate(builder)), or batch samples without targets with "
+                            f"collate_fn=builder.collate")
         keys, indices, samples, targets = [], [], [], []
         for key, item in items:
             index, epoch, keep_one_of = key if isinstance(key, tuple) else (key, 0, None)
@@ -133,6 +150,27 @@ class GraphCollate:
         if self.keep_samples:
             batch.node_sets = node_sets
         return batch
+
+
+def _is_keyed(item: Any) -> bool:
+    """Whether ``item`` is ``(key, item)`` as :class:`IndexedDataset` gives it, the key an index
+    or an :class:`EpochSampler` tuple ``(index, epoch, keep_one_of)``."""
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        return False
+    key = item[0]
+    try:
+        operator.index(key[0] if isinstance(key, tuple) and key else key)  # int, numpy or 0-d tensor index
+    except TypeError:
+        return False
+    return True
+
+
+def _describe_item(item: Any) -> str:
+    if isinstance(item, Mapping):
+        return "a sample (a mapping from modality to input)"
+    if isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], Mapping):
+        return "a (sample, target) pair"
+    return f"an item of type {type(item).__name__}"
 
 
 #: Samples :func:`featurize_dataset` hands the builder at once (a pretrained encoder batches within them).

@@ -44,6 +44,29 @@ def default_device(local_rank: int = 0) -> torch.device:
     return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
 
 
+def check_device(device: Any, what: str) -> torch.device | None:
+    """``device`` as a :class:`torch.device` (``None`` stays ``None``: the default device), refused
+    where torch cannot parse it or it is a CUDA device this machine does not have; ``what`` names
+    the argument, e.g. ``"Trainer 'device'"``."""
+    if device is None:
+        return None
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{what} must be None, a torch.device or a device name such as 'cpu', 'cuda' or 'cuda:0', "
+                         f"got {device!r}") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"{what} is {device!r}, but no CUDA device is available (torch.cuda.is_available() is "
+                             f"False); pass device='cpu', or leave device=None to use a GPU where there is one")
+        if parsed.index is not None and parsed.index >= count:
+            devices = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+            raise ValueError(f"{what} is {device!r}, but this machine has {count} CUDA device"
+                             f"{'s' if count > 1 else ''} ({devices}); pick one of them, or leave device=None")
+    return parsed
+
+
 def setup(distributed: bool | None = None, device: str | torch.device | None = None) -> ProcessInfo:
     """Joins (or reuses) the process group when launched by ``torchrun``.
 

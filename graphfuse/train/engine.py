@@ -31,9 +31,9 @@ from graphfuse.nn.unimodal import MultimodalOutput
 from graphfuse.train import distributed as ddp
 from graphfuse.train.balance import GradientModulation
 from graphfuse.train.callbacks import Callback, check_callbacks
-from graphfuse.train.data import EpochSampler, GraphCollate, IndexedDataset
+from graphfuse.train.data import EpochSampler, GraphCollate, IndexedDataset, check_dataset
 from graphfuse.train.optim import GroupsSpec, OptimizerSpec, build_optimizer, check_optimizer
-from graphfuse.train.tasks import TASKS, ClassificationTask, Task, create_task
+from graphfuse.train.tasks import TASKS, ClassificationTask, Task, check_task_fits, create_task
 
 log = logging.getLogger("graphfuse.train")
 
@@ -131,6 +131,8 @@ def _resolve_task(model: torch.nn.Module, task: str | Task | None) -> Task:
             raise TypeError(f"Trainer needs the task {type(model).__name__} is trained for: pass task= a registered "
                             f"name ({TASKS.names()}) or a graphfuse.train.Task (e.g. ClassificationTask(model.head)); "
                             f"models from graphfuse.models.create_model name theirs as model.task_name")
+    else:
+        check_task_fits(task, model, "Trainer")
     return create_task(task, model)
 
 
@@ -231,8 +233,9 @@ class Trainer:
             epoch's. (default: :obj:`False`)
         distributed (bool, optional): DDP over the processes ``torchrun`` started; ``None`` joins
             when launched by torchrun. (default: :obj:`None`)
-        device (str or torch.device, optional): default: the (local) CUDA device when there is
-            one, else the CPU.
+        device (str or torch.device, optional): ``"cpu"``, ``"cuda"``, ``"cuda:0"`` or a
+            :class:`torch.device`; a CUDA device this machine lacks is refused here. Default: the
+            (local) CUDA device when there is one, else the CPU.
         num_workers (int, optional): ``DataLoader`` worker processes (they featurise and batch).
             (default: :obj:`0`)
         progress (bool, optional): progress bars and a one-line summary per epoch, on rank 0 only:
@@ -294,6 +297,7 @@ class Trainer:
         check_number(lr, "Trainer 'lr'")  # 0 freezes the weights, as torch's optimisers allow
         check_number(weight_decay, "Trainer 'weight_decay'")
         check_int(seed, "Trainer 'seed'", minimum=0)
+        device = ddp.check_device(device, "Trainer 'device'")
         if not check_number(warmup, "Trainer 'warmup' (a fraction of all steps)") < 1:
             raise ValueError(f"Trainer 'warmup' is a fraction of all steps in [0, 1), got {warmup!r}")
         if clip_grad_norm is not None and check_number(clip_grad_norm, "Trainer 'clip_grad_norm' (or None)") == 0:
@@ -487,6 +491,8 @@ class Trainer:
                 ``"best"`` in ``checkpoint_dir``: weights, optimiser, schedule, random state,
                 epoch and early-stopping state all resume.
         """
+        if val_data is not None:  # here, rather than after the first epoch's training
+            check_dataset(val_data, "validation")
         self._setup()
         seed_everything(self.seed)
         self._check_checkpoint_dir(resume)

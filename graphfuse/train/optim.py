@@ -24,7 +24,10 @@ def decays(name: str, parameter: torch.Tensor) -> bool:
 
 
 def check_optimizer(optimizer: Any, groups: GroupsSpec | None = None) -> None:
-    """Refuses what :func:`build_optimizer` cannot use, when the Trainer is created."""
+    """Refuses what :func:`build_optimizer` cannot use, when the Trainer is created (groups from
+    a callable are checked when it gives them)."""
+    if not callable(groups):
+        check_param_groups(groups)
     if groups is not None and isinstance(optimizer, torch.optim.Optimizer):
         raise ValueError("Trainer got an optimizer instance and param_groups; an optimizer built already has its "
                          "groups: build them into it, or pass a factory (optimizer=lambda groups: "
@@ -37,6 +40,24 @@ def check_optimizer(optimizer: Any, groups: GroupsSpec | None = None) -> None:
         raise TypeError(f"Trainer 'optimizer' must be a name ({', '.join(OPTIMIZERS)}), a torch.optim.Optimizer over "
                         f"the model's parameters, or a factory groups -> Optimizer (e.g. "
                         f"functools.partial(torch.optim.SGD, momentum=0.9)); got {type(optimizer).__name__}")
+
+
+def check_param_groups(groups: Any) -> None:
+    """Refuses ``groups`` that are not a list of dicts with ``"params"``, or whose ``lr`` or
+    ``weight_decay`` is not a number >= 0 (the schedule multiplies them)."""
+    if isinstance(groups, (Mapping, str)) or not isinstance(groups, (Sequence, type(None))):
+        raise TypeError(f"Trainer 'param_groups' must be a list of dicts ({{'params': 'backbone', 'lr': 1e-5}}) or "
+                        f"a callable model -> such a list; got {type(groups).__name__}")
+    for index, group in enumerate(groups or ()):
+        if not isinstance(group, Mapping) or "params" not in group:
+            raise TypeError(f"Trainer 'param_groups[{index}]' must be a dict with 'params' (a module-name prefix, or "
+                            f"a list of prefixes or parameters) and its settings, e.g. {{'params': 'backbone', "
+                            f"'lr': 1e-5}}; got {group!r}")
+        for key in ("lr", "weight_decay"):
+            value = group.get(key)
+            if key in group and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0):
+                raise ValueError(f"Trainer 'param_groups[{index}]['{key}']' must be a number >= 0, as Trainer's own "
+                                 f"'{key}', got {value!r} of type {type(value).__name__}")
 
 
 def parameter_groups(model: torch.nn.Module, groups: GroupsSpec | None = None, lr: float = 1e-3,
@@ -62,16 +83,10 @@ def parameter_groups(model: torch.nn.Module, groups: GroupsSpec | None = None, l
     named = list(model.named_parameters())
     if callable(groups):
         groups = groups(model)
-    if isinstance(groups, Mapping) or not isinstance(groups, (Sequence, type(None))):
-        raise TypeError(f"Trainer 'param_groups' must be a list of dicts ({{'params': 'backbone', 'lr': 1e-5}}) or "
-                        f"a callable model -> such a list; got {type(groups).__name__}")
+    check_param_groups(groups)
     owner: dict[int, int] = {}
     selected = []
     for index, group in enumerate(groups or ()):
-        if not isinstance(group, Mapping) or "params" not in group:
-            raise TypeError(f"Trainer 'param_groups[{index}]' must be a dict with 'params' (a module-name prefix, or "
-                            f"a list of prefixes or parameters) and its settings, e.g. {{'params': 'backbone', "
-                            f"'lr': 1e-5}}; got {group!r}")
         chosen = []
         for name, parameter in _select(model, named, group["params"], index):
             if owner.get(id(parameter), index) != index:

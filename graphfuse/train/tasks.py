@@ -281,6 +281,31 @@ def create_task(task: str | Task, model: torch.nn.Module) -> Task:
     return TASKS.get(task)(model)
 
 
+#: The Task class each built-in task name makes, to tell whether a task fits a model's ``task_name``.
+BUILTIN_TASKS: dict[str, type[Task]] = {"classification": ClassificationTask, "multilabel": ClassificationTask,
+                                        "regression": RegressionTask, "retrieval": RetrievalTask}
+
+
+def check_task_fits(task: str | Task, model: torch.nn.Module, owner: str) -> None:
+    """Refuses a built-in task, by name or object, for a model that declares another one as
+    ``model.task_name`` (models from :func:`~graphfuse.models.create_model` do); tasks registered
+    by the user, tasks of their own classes and models that declare none pass, as their fit is
+    unknown. ``owner`` names the caller in the error."""
+    declared = getattr(model, "task_name", None)
+    expected = BUILTIN_TASKS.get(declared) if isinstance(declared, str) else None
+    if expected is None or task == declared:
+        return
+    if isinstance(task, str):
+        fits = task not in BUILTIN_TASKS
+    else:
+        fits = isinstance(task, expected) or not isinstance(task, tuple(BUILTIN_TASKS.values()))
+    if not fits:
+        name = task if isinstance(task, str) else task.name
+        raise ValueError(f"{owner} got task={task!r}, but {type(model).__name__} was created for {declared!r} (its "
+                         f"model.task_name): leave task= out to use {declared!r}, or create the model for "
+                         f"{name!r} (graphfuse.models.create_model(..., task={name!r}))")
+
+
 def _head_task(task_class: type[_HeadTask], multilabel: bool | None = None) -> TaskFactory:
     def factory(model: torch.nn.Module) -> Task:
         head = getattr(model, "head", None)

@@ -14,7 +14,7 @@ from graphfuse import GalleryIndex, GraphBuilder, Pipeline
 from graphfuse.data import FeatureModality, NodeSet, register_function
 from graphfuse.models import create_model
 from graphfuse.pipeline.folder import CONFIG_FILE, FORMAT, FORMAT_VERSION, WEIGHTS_FILE
-from graphfuse.testing import requires_cuda
+from graphfuse.testing import UserModel, requires_cuda
 from tests.pipeline.conftest import CLASS_NAMES, raw_samples
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,6 +153,57 @@ def test_pipeline_arguments_are_checked(classifier, retriever):
     with pytest.raises(ValueError, match="needs a model with a re-ranker"):
         Pipeline(retriever.builder, no_rerank).search([{"text": s["text"]} for s in samples],
                                                       [{"image": s["image"]} for s in samples], rerank=True)
+
+
+def test_a_task_the_model_was_not_created_for_is_refused(classifier, retriever):
+    builder = classifier.builder
+    for task in ("regression", "retrieval"):
+        with pytest.raises(ValueError, match=rf"Pipeline got task='{task}', but GraphFusionModel was created for "
+                                             rf"'classification' \(its model.task_name\): leave task= out to use "
+                                             rf"'classification', or create the model for '{task}'"):
+            Pipeline(builder, classifier.model, task=task)
+    with pytest.raises(ValueError, match="task='classification', but GraphRetrievalModel was created for 'retrieval'"):
+        Pipeline(builder, retriever.model, task="classification")
+
+    samples = raw_samples(3, seed=8)
+    expected = classifier.predict(samples)["probabilities"]
+    assert torch.equal(Pipeline(builder, classifier.model, task="classification").predict(samples)["probabilities"],
+                       expected)
+    assert torch.equal(Pipeline(builder, UserModel(classifier.model), task="classification").predict(samples)[
+        "probabilities"], expected)  # a model that names no task takes the one given
+    queries = [{"text": s["text"]} for s in samples]
+    assert torch.equal(Pipeline(builder, retriever.model, task="retrieval").predict(queries)["embeddings"],
+                       retriever.predict(queries)["embeddings"])
+
+
+def test_a_gallery_index_of_another_embedding_size_is_refused(retriever):
+    other = create_model("graph-gcn", builder=retriever.builder, task="retrieval", query=["text"],
+                         gallery=["image", "audio"], hidden_channels=8, embed_dim=16, num_layers=1, rerank=False)
+    samples = raw_samples(3, seed=9)
+    gallery = [{"image": s["image"], "audio": s["audio"]} for s in samples]
+    index = Pipeline(retriever.builder, other).index(gallery)
+    queries = [{"text": s["text"]} for s in samples]
+    with pytest.raises(ValueError, match=r"Pipeline.search: this model embeds queries in 8 dimensions, but the "
+                                         r"GalleryIndex holds 16-dimensional embeddings, so another model built it; "
+                                         r"rebuild the index with this pipeline, pipeline.index\(gallery_samples\)"):
+        retriever.search(queries, index)
+    assert retriever.search(queries, retriever.index(gallery), k=2)["indices"].shape == (3, 2)
+
+
+def test_a_device_that_does_not_parse_or_is_not_there_is_refused(classifier, saved_classifier, monkeypatch):
+    with pytest.raises(ValueError, match=r"Pipeline.from_pretrained 'device' must be None, a torch.device or a device "
+                                         r"name such as 'cpu', 'cuda' or 'cuda:0', got 'gpu'"):
+        Pipeline.from_pretrained(saved_classifier, device="gpu")
+    with pytest.raises(ValueError, match=r"Pipeline.to 'device' must be None, a torch.device .* got 'gpu'"):
+        classifier.to("gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"Pipeline.from_pretrained 'device' is 'cuda', but no CUDA device is "
+                                         r"available"):
+        Pipeline.from_pretrained(saved_classifier, device="cuda")
+    with pytest.raises(ValueError, match=r"Pipeline.to 'device' is 'cuda:0', but no CUDA device is available"):
+        classifier.to("cuda:0")
+    assert Pipeline.from_pretrained(saved_classifier, device="cpu").device == torch.device("cpu")
+    assert classifier.to(torch.device("cpu")) is classifier and classifier.device == torch.device("cpu")
 
 
 @requires_cuda

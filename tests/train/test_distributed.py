@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import ddp_worker
 import pytest
 import torch
 
-from graphfuse.train import distributed
+from graphfuse.train import Trainer, distributed
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -197,6 +198,32 @@ def test_setup_without_torchrun(monkeypatch):
     assert distributed.all_reduce_mean(value) is value
     assert distributed.all_gather_objects({"a": 1}) == [{"a": 1}]
     assert distributed.all_gather_with_grad(value) is value
+
+
+def test_a_device_that_does_not_parse_or_is_not_there_is_refused_when_the_trainer_is_made(
+        make_model, colour_builder, small, monkeypatch):
+    model = make_model()
+    for device in ("gpu", "cuda:x", 3.5):
+        with pytest.raises(ValueError, match=rf"Trainer 'device' must be None, a torch.device or a device name such "
+                                             rf"as 'cpu', 'cuda' or 'cuda:0', got {re.escape(repr(device))}"):
+            Trainer(model, colour_builder, device=device)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device in ("cuda", "cuda:0", torch.device("cuda")):
+        with pytest.raises(ValueError, match=rf"Trainer 'device' is {re.escape(repr(device))}, but no CUDA device is "
+                                             rf"available \(torch.cuda.is_available\(\) is False\); pass "
+                                             rf"device='cpu', or leave device=None"):
+            Trainer(model, colour_builder, device=device)
+    for device in ("cpu", torch.device("cpu"), None):  # None: the CPU, as there is no CUDA device
+        assert Trainer(model, colour_builder, device=device).device == torch.device("cpu")
+    assert len(Trainer(model, colour_builder, device="cpu", epochs=1, batch_size=8, progress=False).fit(*small)) == 1
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert distributed.check_device("cuda:0", "Trainer 'device'") == torch.device("cuda", 0)
+    Trainer(model, colour_builder, device="cuda")  # accepted; the device is only used by fit
+    with pytest.raises(ValueError, match=r"Trainer 'device' is 'cuda:1', but this machine has 1 CUDA device "
+                                         r"\(cuda:0\); pick one of them, or leave device=None"):
+        Trainer(model, colour_builder, device="cuda:1")
 
 
 def last_json_line(stdout: str) -> dict:

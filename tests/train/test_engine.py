@@ -575,7 +575,7 @@ def test_the_trainer_owns_the_task_by_name_or_object(make_model, colour_builder,
     mine = ClassificationTask(model.head)
     assert Trainer(model, colour_builder, task=mine).task is mine
     assert isinstance(Trainer(model, colour_builder, task="classification").task, ClassificationTask)
-    with pytest.raises(ValueError, match="head is multi-class; build the model with the task it is trained for"):
+    with pytest.raises(ValueError, match="task='multilabel', but GraphFusionModel was created for 'classification'"):
         Trainer(model, colour_builder, task="multilabel")
     assert len(by_default.fit(*small)) == 1
 

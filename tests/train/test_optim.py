@@ -54,10 +54,36 @@ def test_groups_from_a_callable_with_parameters_prefix_lists_and_their_own_setti
     ([{"lr": 1e-5}], TypeError, r"'param_groups\[0\]' must be a dict with 'params'"),
     ({"params": "head"}, TypeError, r"'param_groups' must be a list of dicts"),
     ([{"params": 3}], TypeError, r"'param_groups\[0\]\['params'\]' must be a module-name prefix"),
+    ("head", TypeError, r"'param_groups' must be a list of dicts .* got str"),
+    ([{"params": "head"}, {"params": "backbone", "lr": "1e-5"}], ValueError,
+     r"Trainer 'param_groups\[1\]\['lr'\]' must be a number >= 0, as Trainer's own 'lr', got '1e-5' of type str"),
+    ([{"params": "head", "weight_decay": -0.1}], ValueError,
+     r"'param_groups\[0\]\['weight_decay'\]' must be a number >= 0, as Trainer's own 'weight_decay', got -0.1"),
+    ([{"params": "head", "lr": float("nan")}], ValueError, r"'param_groups\[0\]\['lr'\]' must be a number >= 0"),
+    ([{"params": "head", "lr": True}], ValueError, r"'param_groups\[0\]\['lr'\]' must be a number >= 0"),
 ])
 def test_bad_groups_are_refused(make_model, groups, error, match):
     with pytest.raises(error, match=match):
         parameter_groups(make_model(materialize=True), groups)
+
+
+def test_group_settings_are_checked_when_the_trainer_is_made_or_the_callable_gives_them(make_model, colour_builder,
+                                                                                      small):
+    model = make_model(materialize=True)
+    with pytest.raises(ValueError, match=r"Trainer 'param_groups\[0\]\['lr'\]' must be a number >= 0, as "
+                                         r"Trainer's own 'lr', got '1e-5' of type str"):
+        Trainer(model, colour_builder, param_groups=[{"params": "head", "lr": "1e-5"}])
+    trainer = Trainer(model, colour_builder, epochs=1, param_groups=lambda model: [{"params": "head", "lr": "1e-5"}],
+                      **FAST)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    with pytest.raises(ValueError, match=r"'param_groups\[0\]\['lr'\]' must be a number >= 0"):
+        trainer.fit(small[0])
+    assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())  # refused before any step
+    # An integer rate is a number: 0 freezes the head, the rest trains.
+    Trainer(model, colour_builder, epochs=1, param_groups=[{"params": "head", "lr": 0, "weight_decay": 0}],
+            **FAST).fit(small[0])
+    changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert changed and not any(name.startswith("head.") for name in changed)
 
 
 def test_a_factory_gets_the_groups_and_the_schedule_scales_each_from_its_own_rate(make_model, colour_builder, small):
