@@ -2,6 +2,8 @@
 over the whole graph of a batch or over the subgraph of some node types."""
 from __future__ import annotations
 
+import difflib
+import inspect
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -13,7 +15,7 @@ from graphfuse.checks import check_int, check_layers
 from graphfuse.data import GraphBuilder, GraphSchema
 from graphfuse.data.layout import batch_layout
 from graphfuse.deprecation import renamed
-from graphfuse.nn import FlatGraph, FusionEncoder, NodeEncoders
+from graphfuse.nn import FlatGraph, FusionBlock, FusionEncoder, NodeEncoders
 
 #: The convs that split ``hidden_channels`` over attention ``heads``.
 ATTENTION_CONVS = ("gat", "hgt")
@@ -37,6 +39,21 @@ def as_schema(schema: GraphSchema | GraphBuilder, owner: str) -> GraphSchema:
         return schema
     raise TypeError(f"{owner} is built from the GraphSchema of its data (builder.schema()) or the GraphBuilder "
                     f"itself, got {type(schema).__name__}")
+
+
+def _check_block_options(options: Mapping[str, Any]) -> None:
+    """Refuses options that neither :class:`~graphfuse.nn.FusionEncoder` nor its blocks take (a typo reaches
+    here from :func:`~graphfuse.models.create_model`), with the closest known name."""
+    passed_on = ({*inspect.signature(FusionBlock).parameters, *inspect.signature(FusionEncoder).parameters}
+                 - {"channels", "metadata", "block_kwargs"})
+    unknown = sorted(set(options) - passed_on)
+    if unknown:
+        known = sorted(passed_on | set(inspect.signature(GraphBackbone).parameters) - {"schema", "block_kwargs"})
+        guesses = {name: difflib.get_close_matches(name, known, n=1) for name in unknown}
+        hints = "; ".join(f"{name!r}" + (f" (did you mean {guess[0]!r}?)" if guess else "")
+                          for name, guess in guesses.items())
+        raise TypeError(f"A graph model got unknown options: {hints}. Its fusion takes {known}, besides the "
+                        f"model's own (task, num_classes, pool, ...)")
 
 
 class GraphBackbone(torch.nn.Module):
@@ -68,6 +85,7 @@ class GraphBackbone(torch.nn.Module):
         super().__init__()
         check_layers("GraphBackbone", hidden_channels, num_layers, heads, dropout, ffn_ratio,
                      split_heads=conv in ATTENTION_CONVS)
+        _check_block_options(block_kwargs)
         schema = as_schema(schema, "GraphBackbone")
         # What batches of its data hold (node types it does not read included): anything else in a batch
         # comes from another builder, and ignoring it would fuse a part of the data silently.

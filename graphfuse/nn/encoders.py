@@ -252,6 +252,8 @@ class FrameEncoder(_Projected):
             x = torch.nn.functional.layer_norm(x, x.shape[-1:])
         out = self.proj(x)
         if time is not None:
+            if time.dim() != 2 or time.size(-1) != 2:
+                raise ValueError(f"'FrameEncoder' expects (start, end) times of shape [N, 2], got {tuple(time.shape)}")
             position = torch.nan_to_num(time[:, 0]) * self.time_scale
         elif pos is not None:
             position = pos

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+from torch_geometric.data import HeteroData
 
 from graphfuse.data.layout import BatchLayout, batch_layout
 from graphfuse.debug import is_debug_enabled
@@ -77,9 +78,10 @@ class Schema:
         """From PyG's ``(node_types, edge_types)`` (``HeteroData.metadata()``)."""
         if isinstance(metadata, Schema):
             return metadata
-        if not (isinstance(metadata, (tuple, list)) and len(metadata) == 2):
-            raise TypeError(f"metadata must be (node_types, edge_types) as HeteroData.metadata() gives, "
-                            f"got {type(metadata).__name__}")
+        if not _is_metadata(metadata):
+            raise TypeError(f"metadata must be (node_types, edge_types) as HeteroData.metadata() or "
+                            f"builder.metadata() gives: a list of node type names and a list of (source, relation, "
+                            f"destination) triples; got {metadata!r:.200}")
         return cls(tuple(metadata[0]), tuple(tuple(e) for e in metadata[1]))
 
     @property
@@ -92,6 +94,17 @@ class Schema:
 
     def metadata(self) -> tuple[list[NodeType], list[EdgeType]]:
         return list(self.node_types), list(self.edge_types)
+
+
+def _is_metadata(metadata: object) -> bool:
+    """Whether ``metadata`` is ``(node type names, (source, relation, destination) triples)``."""
+    def names(items: object, length: int | None = None) -> bool:
+        return (isinstance(items, (tuple, list)) and (length is None or len(items) == length)
+                and all(isinstance(item, str) for item in items))
+
+    return (isinstance(metadata, (tuple, list)) and len(metadata) == 2 and names(metadata[0])
+            and isinstance(metadata[1], (tuple, list))
+            and all(names(edge_type, 3) for edge_type in metadata[1]))
 
 
 @dataclass
@@ -250,6 +263,9 @@ class FlatGraph:
     def from_batch(cls, batch, metadata: Metadata | Schema | None = None, dense: bool = True) -> FlatGraph:
         """From a PyG ``HeteroData`` or its ``Batch`` (the builder's :meth:`collate` output, whose
         :class:`BatchLayout` it uses)."""
+        if not isinstance(batch, HeteroData):
+            raise TypeError(f"FlatGraph.from_batch takes a PyG HeteroData or its Batch (builder.collate), got "
+                            f"{type(batch).__name__}; for dicts of edges use FlatGraph.from_dicts")
         metadata = batch.metadata() if metadata is None else metadata
         schema = Schema.from_metadata(metadata)
         num_nodes = {t: batch[t].num_nodes or 0 for t in schema.node_types if t in batch.node_types}

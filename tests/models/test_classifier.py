@@ -167,6 +167,10 @@ def test_errors(builder):
         GraphFusionModel(builder, num_classes=1, **SMALL)
     with pytest.raises(ValueError, match=r"'unimodal_ensemble' must be one of \('gated', True, False\), got 'always'"):
         GraphFusionModel(builder, num_classes=3, unimodal_ensemble="always", **SMALL)
+    with pytest.raises(TypeError, match=r"A graph model got unknown options: 'hiden_channels' \(did you mean "
+                                        r"'hidden_channels'\?\); 'zzz'\. Its fusion takes \[.*'norm_first'"):
+        create_model("graph-gat", builder=builder, num_classes=3, hiden_channels=8, zzz=1)
+    assert create_model("graph-gat", builder=builder, num_classes=3, norm_first=True, **SMALL) is not None
     net = model(builder)
     with pytest.raises(TypeError, match="takes a PyG batch"):
         net({"text": "a red square"})

@@ -62,6 +62,8 @@ def test_frame_and_feature_encoders():
                                                                 [0.03, 0.04]]))
     torch.testing.assert_close(by_index, by_time)  # 10 ms frames at time_scale 100 are positions 0..3
     assert not torch.allclose(plain, by_index)
+    with pytest.raises(ValueError, match=r"'FrameEncoder' expects \(start, end\) times of shape \[N, 2\], got \(4,\)"):
+        frames(x, time=torch.zeros(4))
     features = FeatureEncoder(-1, 5)
     assert features(torch.randn(3, 7)).shape == (3, 5)
     assert FeatureEncoder(7, 5)(torch.randint(0, 3, (2, 7))).shape == (2, 5)

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from graphfuse.nn import FlatGraph
+from graphfuse.nn.flat import Schema
 
 CROSS = [("text", "to", "image"), ("image", "to", "text"), ("text", "to", "audio"), ("audio", "to", "text"),
          ("image", "to", "audio"), ("audio", "to", "image")]
@@ -154,3 +155,17 @@ def test_with_edges_keeps_nodes(flat_graph, metadata):
 def test_repr(tiny_batch, metadata):
     graph = FlatGraph.from_batch(tiny_batch, metadata, dense=False)
     assert repr(graph) == "FlatGraph(num_nodes=14, num_samples=2, num_relations=9, dense=[])"
+
+
+@pytest.mark.parametrize("metadata", [["text", "image"], ("text", [("text", "to")]), (["text"], "edges"), None],
+                         ids=["node types alone", "a pair for a triple", "a string of edges", "none"])
+def test_metadata_of_another_shape_is_refused(metadata):
+    with pytest.raises(TypeError, match=r"metadata must be \(node_types, edge_types\) as HeteroData.metadata\(\) or "
+                                        r"builder.metadata\(\) gives"):
+        Schema.from_metadata(metadata)
+
+
+def test_from_batch_refuses_what_is_no_pyg_graph(batch, metadata):
+    with pytest.raises(TypeError, match="FlatGraph.from_batch takes a PyG HeteroData or its Batch .*got dict; for "
+                                        "dicts of edges use FlatGraph.from_dicts"):
+        FlatGraph.from_batch({"text": batch["text"].x}, metadata)

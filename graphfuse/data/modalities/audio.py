@@ -128,6 +128,9 @@ class AudioModality(Modality):
         f_min = check_number(f_min, "AudioModality 'f_min'")
         if f_max is not None:
             f_max = check_number(f_max, "AudioModality 'f_max'")
+            if not math.isfinite(f_max):
+                raise ValueError(f"AudioModality 'f_max' is the highest filter edge in Hz, at most sample_rate / 2; "
+                                 f"got {f_max}")
         if not 0 < hop_length <= win_length:
             raise ValueError(
                 f"AudioModality needs 0 < hop_length <= win_length (seconds), got hop_length={hop_length}, "

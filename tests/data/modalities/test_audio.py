@@ -296,6 +296,8 @@ def test_bad_waveforms(raw, error, match):
     ({"hop_length": 0.05}, "needs 0 < hop_length <= win_length"),
     ({"f_min": 9000.0, "f_max": 8000.0}, "needs 0 <= f_min < f_max"),
     ({"f_min": -1.0}, "AudioModality 'f_min' must be a number >= 0"),
+    ({"f_max": float("inf")}, r"AudioModality 'f_max' is the highest filter edge in Hz, at most sample_rate / 2; "
+                              r"got inf"),
     ({"window": 0}, "AudioModality 'window' must be an integer >= 1"),
 ])
 def test_bad_arguments(kwargs, match):
