@@ -64,4 +64,5 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                          f"{args.model!r}")
     args.stem = "ablation"
     # Every variant trains with the settings tuned for the ablated model.
-    return accuracy.execute(args, ablation_methods(args.model), lambda method: method.model, ranked=False)
+    return accuracy.execute(args, ablation_methods(args.model), lambda method: method.model, ranked=False,
+                            runs="classification tasks")

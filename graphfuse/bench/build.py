@@ -67,6 +67,8 @@ REAL_SIZE = {"tokens": 64, "grid": 14, "patch_size": 16, "frames": 1000}
 REAL_CROSS = "strided"
 #: Batched and per-sample featurisation agree to float32 rounding (FFTs over different frame counts).
 RAW_TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
+#: Measurement rounds: ``--rounds``' default, and the rounds of ``--quick``.
+ROUNDS, QUICK_ROUNDS = 30, 5
 
 
 def make_builder(patch_size: int, channels: int, cross: str) -> GraphBuilder:
@@ -287,13 +289,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cross", choices=CROSS_CHOICES, default=None,
                         help="cross-modal edges: full bipartite, or strided / random with 8 edges per node (default: "
                              f"full; with --from-raw, full at the default size and {REAL_CROSS} at the real one)")
-    parser.add_argument("--rounds", type=int, default=30, help="interleaved measurement rounds (median reported)")
+    parser.add_argument("--rounds", type=int,
+                        help=f"interleaved measurement rounds (median reported; default: {ROUNDS})")
     parser.add_argument("--methods", default=None, help=f"comma-separated subset of {','.join(METHODS)} "
                                                         f"(with --from-raw: {','.join(RAW_METHODS)})")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--allocator", choices=ALLOCATORS, default="tuned",
                         help="'tuned' keeps freed memory in the process (all methods alike); 'default' is glibc's")
-    parser.add_argument("--quick", action="store_true", help="5 rounds instead of --rounds")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_ROUNDS} rounds; not with --rounds")
     parser.add_argument("--from-raw", action="store_true",
                         help="start from raw samples: batched featurisation against per-sample featurisation and "
                              "against PyG's path (featurise + HeteroData + Batch.from_data_list)")
@@ -304,7 +307,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> dict:
-    rounds = 5 if args.quick else args.rounds
+    if args.quick and args.rounds is not None:
+        raise UsageError(f"error: --quick measures {QUICK_ROUNDS} rounds; drop --rounds, or --quick")
+    rounds = QUICK_ROUNDS if args.quick else ROUNDS if args.rounds is None else args.rounds
     if args.from_raw:
         methods = names_of("--methods", RAW_METHODS if args.methods is None else args.methods, RAW_METHODS)
         sizes = names_of("--sizes", SIZES if args.sizes is None else args.sizes, SIZES)
@@ -315,9 +320,12 @@ def main(args: argparse.Namespace) -> dict:
         return report
     if args.sizes is not None:
         raise UsageError("error: --sizes applies to --from-raw only; add --from-raw or drop --sizes")
+    methods = names_of("--methods", METHODS if args.methods is None else args.methods, METHODS)
+    if methods == ["dgl"] and not dgl_importable():
+        raise UsageError("error: --methods dgl needs DGL, which is not importable here; install the extra: pip install "
+                         "'graphfuse[dgl]' (or measure graphfuse,pyg)")
     report = run(batch_size=args.batch_size, tokens=args.tokens, grid=args.grid, patch_size=args.patch_size,
                  channels=args.channels, frames=args.frames, cross=args.cross or "full", rounds=rounds,
-                 methods=names_of("--methods", METHODS if args.methods is None else args.methods, METHODS),
-                 threads=args.threads, allocator=args.allocator)
+                 methods=methods, threads=args.threads, allocator=args.allocator)
     print(format_table(report))
     return report

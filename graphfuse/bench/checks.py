@@ -28,8 +28,9 @@ def check_positive(args: argparse.Namespace, names: Iterable[str]) -> None:
 
 
 def names_of(option: str, values: str | Sequence[str], choices: Sequence[str] | None = None) -> list[str]:
-    """The comma- (and, for ``nargs`` options, space-) separated names of ``option``; refuses an
-    empty list, an empty name and, when ``choices`` are given, a name that is not one of them."""
+    """The comma- (and, for ``nargs`` options, space-) separated names of ``option``, each once (in
+    the order first given); refuses an empty list, an empty name and, when ``choices`` are given, a
+    name that is not one of them."""
     given = [values] if isinstance(values, str) else list(values)
     names = [name.strip() for value in given for name in value.split(",")]
     listed = f"; choose from {', '.join(choices)}" if choices is not None else ""
@@ -40,7 +41,7 @@ def names_of(option: str, values: str | Sequence[str], choices: Sequence[str] | 
     unknown = [name for name in names if choices is not None and name not in choices]
     if unknown:
         raise UsageError(f"error: unknown {option.lstrip('-')} {unknown} in {option}{listed}")
-    return names
+    return list(dict.fromkeys(names))
 
 
 def check_writable_folder(option: str, folder: str | os.PathLike) -> None:

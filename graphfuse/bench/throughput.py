@@ -81,6 +81,10 @@ logger = logging.getLogger(__name__)
 GRAPHFUSE_CONVS = ("gcn", "gat", "hgt", "gated")
 METHODS = (*(f"graphfuse-{conv}" for conv in GRAPHFUSE_CONVS), "pyg-heteroconv-gcn", "pyg-heteroconv-gat", "pyg-hgt",
            "dgl-graphconv", "dgl-gat", "dense-transformer", "early-fusion-mlp")
+#: The methods whose attention splits ``--hidden`` channels over ``--heads``.
+SPLIT_HEADS = ("graphfuse-gat", "graphfuse-hgt", "pyg-heteroconv-gat", "pyg-hgt", "dgl-gat", "dense-transformer")
+#: Measurement rounds: ``--rounds``' default, and the rounds of ``--quick``.
+ROUNDS, QUICK_ROUNDS = 7, 3
 SIZES = (16, 64, 256)
 CROSS = ("full", "knn")
 PRESETS = ("default", "real")
@@ -339,13 +343,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=PRESETS, default="default",
                         help="real: a 64-word timed caption, 196 patches of a 224-pixel image and 1,000 audio frames, "
                              "batch 8, with sparse, k-NN and full cross-modal edges")
-    parser.add_argument("--quick", action="store_true", help="the default config only, few rounds (< 5 minutes)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"the default config only, {QUICK_ROUNDS} rounds (< 5 minutes); not with --sizes or "
+                             f"--rounds")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--batch-size", type=int, help="samples per step (default: 64; 8 with --preset real)")
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved measurement rounds (median reported)")
+    parser.add_argument("--heads", type=int, default=4, help=f"attention heads, a divisor of --hidden (for "
+                                                              f"{', '.join(SPLIT_HEADS)})")
+    parser.add_argument("--rounds", type=int,
+                        help=f"interleaved measurement rounds (median reported; default: {ROUNDS})")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
     parser.add_argument("--modes", default="fp32", help="comma-separated subset of " + ",".join(MODES) +
                         " measured side by side (default: fp32)")
@@ -364,6 +372,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> dict:
     methods = names_of("--methods", args.methods, METHODS)
     modes = names_of("--modes", args.modes, MODES)
+    split = [method for method in methods if method in SPLIT_HEADS]
+    if split and args.hidden % args.heads:
+        raise UsageError(f"error: --hidden {args.hidden} does not split over --heads {args.heads} in "
+                         f"{', '.join(split)}; pick --heads that divides --hidden, or a --hidden that is a multiple "
+                         f"of --heads")
+    if args.quick:
+        conflicts = [option for option, given in (("--sizes", args.sizes), ("--rounds", args.rounds is not None))
+                     if given]
+        if conflicts:
+            raise UsageError(f"error: --quick measures the default config in {QUICK_ROUNDS} rounds; drop "
+                             f"{' and '.join(conflicts)}, or --quick")
     if not re.fullmatch(r"cpu|cuda(:\d+)?", args.device):
         raise UsageError(f"error: --device must be cpu, cuda or cuda:N, got {args.device!r}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -377,9 +396,10 @@ def main(args: argparse.Namespace) -> dict:
     if args.batch_size is not None:
         base = replace(base, batch_size=args.batch_size)
     results = []
-    for config in configs(base, args.sizes and not args.quick, args.preset):
+    rounds = QUICK_ROUNDS if args.quick else ROUNDS if args.rounds is None else args.rounds
+    for config in configs(base, args.sizes, args.preset):
         logger.info("measuring size=%s cross=%s", config.size, config.cross)
-        results.extend(measure(config, methods, 3 if args.quick else args.rounds, modes))
+        results.extend(measure(config, methods, rounds, modes))
     report = {"config": {**asdict(base), "knn": KNN, "sizes": list(SIZES) if args.sizes else [],
                          "preset": args.preset, "sparse_budget": SPARSE_BUDGET, "modes": modes,
                          "allocator": allocator, "torch": torch.__version__,

@@ -81,7 +81,7 @@ def choose(trials: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    accuracy.add_arguments(parser, DEFAULT_OUT, "the report's JSON file")
+    accuracy.add_arguments(parser, DEFAULT_OUT, "the report's JSON file", settings=False)  # tune chooses them
     parser.set_defaults(seeds=SEEDS)
 
 

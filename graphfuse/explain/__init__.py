@@ -4,6 +4,7 @@ them for a model trained on an embedded task or a saved pipeline."""
 from graphfuse.explain.attention import AttentionRecorder, LayerAttention
 from graphfuse.explain.explainer import explain
 from graphfuse.explain.explanation import Explanation
-from graphfuse.explain.measures import SpanAttention, span_attention
+from graphfuse.explain.measures import NothingToMeasure, SpanAttention, span_attention
 
-__all__ = ["AttentionRecorder", "Explanation", "LayerAttention", "SpanAttention", "explain", "span_attention"]
+__all__ = ["AttentionRecorder", "Explanation", "LayerAttention", "NothingToMeasure", "SpanAttention", "explain",
+           "span_attention"]

@@ -10,6 +10,12 @@ from graphfuse.explain.explanation import Explanation
 METHODS = ("rollout", "attention")
 
 
+class NothingToMeasure(ValueError):
+    """:func:`span_attention` found nothing to measure: the model recorded no attention, the batch
+    has no timed nodes of the two types, or no sample holds the word with frames inside its span
+    and inside another word's. The message says which."""
+
+
 @dataclass(frozen=True)
 class SpanAttention:
     """What :func:`span_attention` measured.
@@ -68,10 +74,15 @@ def span_attention(explanations: Explanation | Sequence[Explanation], word: str,
         explanations = [explanations]
     own_sum, other_sum, peers_sum, count = 0.0, 0.0, 0.0, 0
     for explanation in explanations:
+        if not explanation.layers:
+            raise NothingToMeasure("The model recorded no attention: it has no attention layers (conv='gcn' and "
+                                   "'gated' and the baselines have none); measure a graph model with conv='gat' or "
+                                   "'hgt'")
         for types in (query, key):
             if types not in explanation.graph.node_types or "time" not in explanation.graph[types]:
-                raise ValueError(f"span_attention needs timed {types!r} nodes (a 'time' [N, 2] of spans), "
-                                 f"which the batch lacks; give the text its word spans (TextModality(spans=True))")
+                raise NothingToMeasure(f"span_attention needs timed {types!r} nodes (a 'time' [N, 2] of spans), "
+                                       f"which the batch lacks; give the text its word spans "
+                                       f"(TextModality(spans=True))")
         for sample in range(explanation.num_samples):
             tokens = _word_tokens(explanation.samples[sample] if sample < len(explanation.samples) else None)
             if tokens is None or word not in tokens or explanation.num_nodes(sample, key) == 0:
@@ -100,6 +111,6 @@ def span_attention(explanations: Explanation | Sequence[Explanation], word: str,
             peers_sum += sum(peers) / len(peers) if peers else float("nan")
             count += 1
     if count == 0:
-        raise ValueError(f"No sample holds the word {word!r} with {key!r} frames inside its span and inside another "
-                         f"word's span")
+        raise NothingToMeasure(f"No sample holds the word {word!r} with {key!r} frames inside its span and inside "
+                               f"another word's span")
     return SpanAttention(own_sum / count, other_sum / count, peers_sum / count, count)

@@ -138,6 +138,8 @@ def test_cli_from_raw_writes_the_json_document(tmp_path, capsys):
     (["--methods", "batched"], r"unknown methods \['batched'\] in --methods; choose from graphfuse, pyg, dgl"),
     (["--from-raw", "--batch-size", "0"], "--batch-size must be at least 1"),
     (["--from-raw", "--cross", "dense"], "invalid choice: 'dense'"),
+    (["--quick", "--rounds", "3"], r"error: --quick measures 5 rounds; drop --rounds, or --quick"),
+    (["--from-raw", "--quick", "--rounds", "3"], r"error: --quick measures 5 rounds; drop --rounds, or --quick"),
 ])
 def test_cli_refuses_bad_options_before_any_work(argv, match, monkeypatch, capsys):
     def no_work(*args, **kwargs):
@@ -149,3 +151,28 @@ def test_cli_refuses_bad_options_before_any_work(argv, match, monkeypatch, capsy
         main(["build", *argv])
     assert raised.value.code == 2
     assert re.search(match, f"{raised.value}{capsys.readouterr().err}")
+
+
+def test_dgl_alone_where_it_is_not_importable_is_refused_naming_the_extra(monkeypatch):
+    monkeypatch.setattr(build, "dgl_importable", lambda: False)
+    monkeypatch.setattr(build, "run", lambda **kwargs: pytest.fail("the benchmark ran"))
+    for methods in ("dgl", "dgl,dgl"):
+        with pytest.raises(SystemExit) as raised:
+            main(["build", "--methods", methods])
+        assert raised.value.code == 2
+        assert str(raised.value) == ("error: --methods dgl needs DGL, which is not importable here; install the "
+                                     "extra: pip install 'graphfuse[dgl]' (or measure graphfuse,pyg)")
+
+
+def test_dgl_beside_other_methods_is_skipped_with_a_warning(monkeypatch, caplog):
+    monkeypatch.setattr(build, "dgl_importable", lambda: False)
+    report = build.run(methods=("graphfuse", "dgl"), **SMALL)
+    assert [r["method"] for r in report["results"]] == ["graphfuse"]
+    assert "the 'dgl' method is skipped (install graphfuse[dgl])" in caplog.text
+
+
+def test_a_method_named_twice_is_measured_once(capsys):
+    assert main(["build", "--quick", "--batch-size", "2", "--tokens", "4", "--grid", "2", "--frames", "3",
+                 "--methods", "graphfuse,pyg,graphfuse", "--allocator", "default"]) == 0
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.startswith(("graphfuse ", "pyg "))]
+    assert rows == ["graphfuse", "pyg"]

@@ -1,6 +1,7 @@
 """Every option of every ``python -m graphfuse.bench`` command is checked before any work starts:
 output paths, whole numbers and lists of names."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -147,6 +148,10 @@ def test_names_of_splits_commas_and_spaces():
     assert names_of("--x", "a,b", ("a", "b")) == ["a", "b"]
 
 
+def test_names_of_keeps_each_name_once_in_the_order_first_given():
+    assert names_of("--x", ["b,a", "b", "c,a"]) == ["b", "a", "c"]
+
+
 def test_the_command_line_prints_the_error_and_exits_2(tmp_path):
     result = subprocess.run([sys.executable, "-m", "graphfuse.bench", "throughput", "--rounds", "0"],
                             capture_output=True, text=True, timeout=120)
@@ -175,3 +180,27 @@ def test_each_commands_help_names_its_own_out_default(command, default, capsys):
     help_text = " ".join(capsys.readouterr().out.split())
     assert f"(default: {default})" in help_text
     assert parse_args([command]).out == Path(default)
+
+
+@pytest.mark.parametrize("command, runs", [("ablation", "classification tasks"),
+                                           ("robustness", "classification tasks of two modalities or more")])
+@pytest.mark.parametrize("tasks", ["_tiny_retrieval", "_tiny,_tiny_retrieval"])
+def test_tasks_a_command_has_no_methods_for_are_refused_before_training(tmp_path, tiny_tasks, monkeypatch, command,
+                                                                         runs, tasks):
+    monkeypatch.setattr(accuracy_cli, "run_plans", lambda *args, **kwargs: pytest.fail("training started"))
+    refused([command, "--tasks", tasks, "--out", str(tmp_path / "out")],
+            re.escape(f"error: python -m graphfuse.bench {command} runs {runs}; --tasks names '_tiny_retrieval' "
+                      f"(retrieval, 2 modalities); name tasks it runs, e.g. synergy, digits"))
+    assert not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("command, planned", [("accuracy", ["_tiny", "_tiny_retrieval"]), ("ablation", ["_tiny"]),
+                                              ("robustness", ["_tiny"])])
+def test_all_tasks_are_the_tasks_a_command_runs(tmp_path, tiny_tasks, monkeypatch, caplog, command, planned):
+    monkeypatch.setattr(accuracy_cli, "list_tasks", lambda: ["_tiny", "_tiny_retrieval"])
+    plans = {}
+    monkeypatch.setattr(accuracy_cli, "run_plans", lambda args, chosen, *rest: plans.update(chosen) or {"tasks": {}})
+    with caplog.at_level("INFO", logger="graphfuse.bench"):
+        assert main([command, "--tasks", "all", "--out", str(tmp_path / "out")]) == 0
+    assert list(plans) == planned
+    assert ("task '_tiny_retrieval': python -m graphfuse.bench" in caplog.text) == (command != "accuracy")

@@ -166,8 +166,72 @@ def test_conv_path_reaches_every_conv_and_is_recorded(tmp_path, monkeypatch):
         assert convs and {conv.path for conv in convs} == {path}
     monkeypatch.setattr(throughput, "_probe_in_subprocess", lambda method, config: 1.0)
     out = tmp_path / "paths.json"
-    assert main(["throughput", "--quick", "--rounds", "1", "--hidden", "16", "--batch-size", "2", "--conv-path",
+    assert main(["throughput", "--rounds", "1", "--hidden", "16", "--batch-size", "2", "--conv-path",
                  "fused", "--methods", "graphfuse-gcn", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["config"]["conv_path"] == "fused"
     with pytest.raises(SystemExit):
         main(["throughput", "--conv-path", "sparse"])
+
+
+@pytest.fixture
+def measured(monkeypatch):
+    """Records the configs and rounds ``main`` would measure, measuring nothing."""
+    calls = []
+    monkeypatch.setattr(throughput, "configure_allocator", lambda allocator: allocator)
+    monkeypatch.setattr(throughput, "measure", lambda config, methods, rounds, modes: calls.append((config, rounds))
+                        or [])
+    return calls
+
+
+@pytest.mark.parametrize("argv, split", [
+    (["--methods", "graphfuse-gat", "--hidden", "130"], "--hidden 130 does not split over --heads 4 in graphfuse-gat"),
+    (["--methods", "graphfuse-hgt", "--heads", "3"], "--hidden 128 does not split over --heads 3 in graphfuse-hgt"),
+    (["--methods", "dense-transformer,graphfuse-gcn", "--heads", "3"],
+     "--hidden 128 does not split over --heads 3 in dense-transformer;"),
+    (["--heads", "3"], "--hidden 128 does not split over --heads 3 in graphfuse-gat, graphfuse-hgt, "
+                       "pyg-heteroconv-gat, pyg-hgt, dgl-gat, dense-transformer;"),
+])
+def test_heads_that_do_not_divide_hidden_are_refused_before_any_work(measured, argv, split):
+    with pytest.raises(SystemExit, match=f"error: {split}") as raised:
+        main(["throughput", *argv])
+    assert raised.value.code == 2 and "pick --heads that divides --hidden" in str(raised.value)
+    assert not measured
+
+
+def test_methods_without_heads_take_any_heads(measured):
+    assert main(["throughput", "--methods", "graphfuse-gcn,graphfuse-gated,pyg-heteroconv-gcn,early-fusion-mlp",
+                 "--heads", "3"]) == 0
+    assert len(measured) == 1
+
+
+@pytest.mark.parametrize("method", throughput.METHODS)
+def test_split_heads_lists_the_methods_that_split_hidden_over_heads(method):
+    if throughput.COMPARISONS.get(method) is not None and throughput.COMPARISONS[method].requires_dgl:
+        pytest.importorskip("dgl")
+    indivisible = replace(TINY, hidden=6, heads=4)
+    if method in throughput.SPLIT_HEADS:
+        with pytest.raises(ValueError, match="6"):
+            throughput.setup(method, indivisible)
+    else:
+        throughput.setup(method, indivisible)
+
+
+@pytest.mark.parametrize("argv, conflicts", [
+    (["--sizes"], "--sizes"), (["--rounds", "5"], "--rounds"), (["--sizes", "--rounds", "3"], "--sizes and --rounds"),
+])
+def test_quick_refuses_the_options_it_would_override(measured, argv, conflicts):
+    with pytest.raises(SystemExit, match=f"error: --quick measures the default config in 3 rounds; drop {conflicts}, "
+                                         f"or --quick") as raised:
+        main(["throughput", "--quick", *argv])
+    assert raised.value.code == 2 and not measured
+
+
+def test_quick_measures_the_default_config_in_three_rounds_and_rounds_otherwise(measured):
+    assert main(["throughput", "--quick", "--methods", "graphfuse-gcn"]) == 0
+    assert [(config.size, rounds) for config, rounds in measured] == [("default", 3)]
+    measured.clear()
+    assert main(["throughput", "--methods", "graphfuse-gcn"]) == 0
+    assert [rounds for _, rounds in measured] == [throughput.ROUNDS]
+    measured.clear()
+    assert main(["throughput", "--methods", "graphfuse-gcn", "--rounds", "2", "--sizes"]) == 0
+    assert {rounds for _, rounds in measured} == {2} and len(measured) == 1 + len(throughput.SIZES) * 2

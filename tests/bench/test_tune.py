@@ -92,14 +92,50 @@ def test_quick_runs_are_never_tuned(tiny_tasks):
     assert accuracy.method_config("_tiny", "mult", quick=False, settings=settings) == TINY
 
 
-@pytest.mark.parametrize("content", ["not json", json.dumps({"tasks": {"_tiny": {"graph-gat": {"val": 1}}}}),
-                                     json.dumps([1, 2])])
-def test_unreadable_settings_are_refused_before_training(tmp_path, tiny_tasks, content):
+@pytest.mark.parametrize("content, reason", [
+    ("not json", "(JSONDecodeError: Expecting value"),
+    (json.dumps([1, 2]), '(it holds no "tasks" object)'),
+    (json.dumps({"tasks": {"_tiny": [1]}}), """("tasks" / '_tiny' is [1], not an object of methods)"""),
+    (json.dumps({"tasks": {"_tiny": {"graph-gat": {"val": 1}}}}), """("tasks" / '_tiny' / 'graph-gat' / "chosen" is """
+                                                                  "missing)"),
+    (json.dumps({"tasks": {"_tiny": {"graph-gat": {"chosen": {"lr": "fast", "hidden": 8, "epochs": 2}}}}}),
+     """("tasks" / '_tiny' / 'graph-gat' / "chosen" is {'lr': 'fast', 'hidden': 8, 'epochs': 2}, not a choice of a """
+     "learning rate 'lr' > 0 and whole numbers 'hidden' and 'epochs' >= 1)"),
+    (json.dumps({"tasks": {"_tiny": {"graph-gat": {"chosen": {"lr": 1e-3, "hidden": 8.5, "epochs": 2}}}}}),
+     "'hidden': 8.5"),
+])
+def test_unreadable_settings_are_refused_before_training(tmp_path, tiny_tasks, monkeypatch, content, reason):
     path = tmp_path / "settings.json"
     path.write_text(content)
-    with pytest.raises(SystemExit, match="not a readable report of 'python -m graphfuse.bench tune'"):
+    monkeypatch.setattr(accuracy.cli, "run_plans", lambda *args, **kwargs: pytest.fail("training started"))
+    with pytest.raises(SystemExit) as raised:
         cli(["accuracy", "--no-progress", "--jobs", "1", "--tasks", "_tiny", "--settings", str(path),
              "--out", str(tmp_path / "o")])
+    assert raised.value.code == 2
+    message = str(raised.value)
+    assert message.startswith(f"error: --settings '{path}' is not a readable report of 'python -m graphfuse.bench "
+                              f"tune' ")
+    assert reason in message and message.endswith("; rerun tune, or pass --settings none")
+
+
+def test_a_method_tune_chose_nothing_for_trains_with_the_tasks_settings(tmp_path, tiny_tasks, monkeypatch, caplog):
+    settings = {"tasks": {"_tiny": {"graph-gat": {"chosen": None, "val": None, "trials": []},
+                                    "graph-hgt": {"chosen": {"lr": 5e-3, "hidden": 8, "epochs": 2}, "val": 90.0}}}}
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps(settings))
+    configs = {}
+
+    def plans(args, chosen, tasks, patterns, started, config_of, *rest):
+        configs.update({method.name: config_of("_tiny", method) for method in chosen["_tiny"]})
+        return {"tasks": {}}
+
+    monkeypatch.setattr(accuracy.cli, "run_plans", plans)
+    assert cli(["accuracy", "--no-progress", "--jobs", "1", "--tasks", "_tiny", "--methods", "graph-*",
+                "--settings", str(path), "--out", str(tmp_path / "o")]) == 0
+    assert configs["graph-gat"] == TINY
+    assert (configs["graph-hgt"].lr, configs["graph-hgt"].hidden, configs["graph-hgt"].epochs) == (5e-3, 8, 2)
+    assert (f"--settings '{path}' holds no settings for _tiny / graph-gat (every trial of tune failed): it trains "
+            "with the task's own settings") in caplog.text
 
 
 def test_tune_arguments_are_checked(tmp_path, tiny_tasks):
@@ -111,6 +147,19 @@ def test_tune_arguments_are_checked(tmp_path, tiny_tasks):
         cli(["tune", "--tasks", "_tiny", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="unknown tasks"):
         cli(["tune", "--tasks", "_nope", "--out", str(tmp_path / "t.json")])
+
+
+def test_tune_takes_no_settings_it_would_not_read(tmp_path, tiny_tasks, capsys):
+    """tune chooses the settings; --settings is what accuracy trains with."""
+    with pytest.raises(SystemExit) as raised:
+        cli(["tune", "--tasks", "_tiny", "--settings", str(tmp_path / "s.json"), "--out", str(tmp_path / "t.json")])
+    assert raised.value.code == 2 and "unrecognized arguments: --settings" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli(["tune", "--help"])
+    assert "[--settings SETTINGS]" not in capsys.readouterr().out  # (its description names accuracy's)
+    with pytest.raises(SystemExit):
+        cli(["accuracy", "--help"])
+    assert "[--settings SETTINGS]" in capsys.readouterr().out
 
 
 def test_shipped_settings_cover_every_method_of_the_default_run():

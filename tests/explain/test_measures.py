@@ -3,6 +3,7 @@ import torch
 from torch_geometric.data import Batch, HeteroData
 
 from graphfuse.explain import Explanation, LayerAttention, span_attention
+from graphfuse.explain.measures import NothingToMeasure
 
 TEXT_AUDIO = ("audio", "to", "text")
 
@@ -46,10 +47,15 @@ def test_rollout_adds_the_residual_path():
 
 def test_nothing_to_measure_is_an_error_naming_the_word():
     explanation = _explanation([[0.25] * 4, [0.25] * 4])
-    with pytest.raises(ValueError, match="No sample holds the word 'gone'"):
+    with pytest.raises(NothingToMeasure, match="No sample holds the word 'gone'"):
         span_attention(explanation, "gone")
-    with pytest.raises(ValueError, match="must be one of"):
+    with pytest.raises(ValueError, match="must be one of") as raised:
         span_attention(explanation, "keep", method="flow")
+    assert not isinstance(raised.value, NothingToMeasure)  # a wrong argument, not an empty measure
+    without_attention = _explanation([[0.25] * 4, [0.25] * 4])
+    without_attention.layers = []
+    with pytest.raises(NothingToMeasure, match="The model recorded no attention"):
+        span_attention(without_attention, "keep")
     del explanation.graph["text"].time
-    with pytest.raises(ValueError, match=r"TextModality\(spans=True\)"):
+    with pytest.raises(NothingToMeasure, match=r"TextModality\(spans=True\)"):
         span_attention(explanation, "keep")

@@ -58,9 +58,11 @@ def task_names(values: Sequence[str] | None) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser, out: Path = DEFAULT_OUT,
-                  out_help: str = "folder for accuracy.md, accuracy.csv and accuracy.png") -> None:
+                  out_help: str = "folder for accuracy.md, accuracy.csv and accuracy.png",
+                  settings: bool = True) -> None:
     """The options of ``accuracy`` and of the commands built on it, whose ``--out`` (``out``) holds
-    what ``out_help`` says."""
+    what ``out_help`` says; ``--settings`` only for those that train with tuned settings
+    (``settings``)."""
     parser.add_argument("--tasks", nargs="+", metavar="TASK",
                         help=f"tasks to run, space- or comma-separated, or 'all' for every registered task "
                              f"(default: {' '.join(DEFAULT_TASKS)})")
@@ -75,10 +77,12 @@ def add_arguments(parser: argparse.ArgumentParser, out: Path = DEFAULT_OUT,
                         help="train every method this many epochs instead of its task's configured number (e.g. "
                              "to check that a ranking holds with longer training)")
     parser.add_argument("--out", type=Path, default=out, help=f"{out_help} (default: {out})")
-    parser.add_argument("--settings", type=_settings_path, default=TUNED_SETTINGS if TUNED_SETTINGS.is_file() else None,
-                        help="a report of 'python -m graphfuse.bench tune' whose chosen learning rate, width and "
-                             "epochs each method trains with, or 'none' for the tasks' shared settings (default: "
-                             "the settings shipped with graphfuse, graphfuse/bench/tuned.json)")
+    if settings:
+        parser.add_argument("--settings", type=_settings_path,
+                            default=TUNED_SETTINGS if TUNED_SETTINGS.is_file() else None,
+                            help="a report of 'python -m graphfuse.bench tune' whose chosen learning rate, width and "
+                                 "epochs each method trains with, or 'none' for the tasks' shared settings (default: "
+                                 "the settings shipped with graphfuse, graphfuse/bench/tuned.json)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--threads", type=int,
                         help="torch.set_num_threads per process (default: torch's own with --jobs 1, else 1)")
@@ -93,11 +97,13 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
 def execute(args: argparse.Namespace, methods_of: Callable[[TaskData], list[Method]],
             settings_of: Callable[[Method], str] = lambda method: method.settings_name,
-            ranked: bool = True, reports: ModuleType = accuracy_reports) -> dict[str, Any]:
+            ranked: bool = True, reports: ModuleType = accuracy_reports, runs: str = "every task") -> dict[str, Any]:
     """Checks the arguments, then trains and scores ``methods_of(task)`` (filtered by
     ``--methods``) on every task of ``--tasks``, each method with the tuned settings of
     ``settings_of(method)`` (see ``--settings``); ``ranked`` and ``reports`` as in
-    :func:`~graphfuse.bench.accuracy.runner.run_plans`."""
+    :func:`~graphfuse.bench.accuracy.runner.run_plans`. ``runs`` says in words which tasks
+    ``methods_of`` has methods for: a task of ``--tasks`` that it has none for is refused with it
+    (``--tasks all`` skips such tasks)."""
     started = time.perf_counter()
     check_positive(args, ("seeds", "epochs", "jobs", "threads"))
     names = task_names(args.tasks)
@@ -109,6 +115,12 @@ def execute(args: argparse.Namespace, methods_of: Callable[[TaskData], list[Meth
 
     tasks = load_tasks(names, args.quick)
     available = {name: methods_of(task) for name, task in tasks.items()}
+    unrunnable = [name for name, methods in available.items() if not methods]
+    if unrunnable and not (args.tasks is not None and "all" in names_of("--tasks", args.tasks)):
+        named = ", ".join(f"{name!r} ({tasks[name].kind}, {len(tasks[name].builder.modalities)} modalities)"
+                          for name in unrunnable)
+        raise UsageError(f"error: python -m graphfuse.bench {args.command} runs {runs}; --tasks names {named}; name "
+                         f"tasks it runs, e.g. {', '.join(DEFAULT_TASKS)}")
     plans = {name: select_methods(methods, patterns) for name, methods in available.items()}
     offered = sorted({m.name for methods in available.values() for m in methods})
     for pattern in patterns or []:
@@ -116,7 +128,9 @@ def execute(args: argparse.Namespace, methods_of: Callable[[TaskData], list[Meth
             raise UsageError(f"error: --methods pattern {pattern!r} matches no method of the tasks {names}; "
                              f"their methods: {offered}")
     for name in tasks:
-        if not plans[name]:
+        if name in unrunnable:
+            logger.info("task %r: python -m graphfuse.bench %s runs %s; skipped", name, args.command, runs)
+        elif not plans[name]:
             logger.info("task %r: no method matches %s; skipped", name, patterns)
     plans = {name: methods for name, methods in plans.items() if methods}
 

@@ -7,6 +7,7 @@ import fnmatch
 import importlib.util
 import json
 import logging
+import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import graphfuse.datasets  # noqa: F401  (registers the package's tasks)
 from graphfuse.bench.checks import UsageError
+from graphfuse.config import short_repr
 from graphfuse.datasets.fashion import DatasetNotInstalledError
 from graphfuse.datasets.tasks import TaskData, load_task
 from graphfuse.models import list_models
@@ -228,17 +230,49 @@ def keep_modalities(data: Sequence[Any], keep: Collection[str]) -> list[Any]:
 
 def load_settings(path: Path | None) -> dict[str, Any] | None:
     """The ``{task: {method: {"lr", "hidden", "epochs"}}}`` choices of a ``tune`` report at
-    ``path`` (``None``: every method trains with its task's :class:`TrainConfig`)."""
+    ``path`` (``None``: every method trains with its task's :class:`TrainConfig`). A method the
+    report chose nothing for (``"chosen": null``: every trial failed) is left out with a warning,
+    so it trains with its task's settings; a report that is not one, or an entry that is not a
+    choice, is refused naming it."""
     if path is None:
         return None
+
+    def unreadable(reason: str) -> UsageError:
+        return UsageError(f"error: --settings '{path}' is not a readable report of 'python -m graphfuse.bench tune' "
+                          f"({reason}); rerun tune, or pass --settings none")
+
     try:
         report = json.loads(Path(path).read_text())
-        chosen = {task: {method: {key: trial["chosen"][key] for key in TUNED} for method, trial in methods.items()}
-                  for task, methods in report["tasks"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        raise UsageError(f"error: --settings '{path}' is not a readable report of 'python -m graphfuse.bench tune' "
-                         f"({type(error).__name__}: {error}); rerun tune, or pass --settings none") from None
+    except (OSError, ValueError) as error:
+        raise unreadable(f"{type(error).__name__}: {error}") from None
+    tasks = report.get("tasks") if isinstance(report, dict) else None
+    if not isinstance(tasks, dict):
+        raise unreadable('it holds no "tasks" object')
+    chosen: dict[str, dict[str, dict[str, Any]]] = {}
+    for task, methods in tasks.items():
+        if not isinstance(methods, dict):
+            raise unreadable(f'"tasks" / {task!r} is {short_repr(methods, 40)}, not an object of methods')
+        chosen[task] = {}
+        for method, summary in methods.items():
+            entry = f'"tasks" / {task!r} / {method!r} / "chosen"'
+            if not isinstance(summary, dict) or "chosen" not in summary:
+                raise unreadable(f"{entry} is missing")
+            point = summary["chosen"]
+            if point is None:
+                logger.warning("--settings '%s' holds no settings for %s / %s (every trial of tune failed): it "
+                               "trains with the task's own settings", path, task, method)
+                continue
+            if not isinstance(point, dict) or not all(_is_setting(key, point.get(key)) for key in TUNED):
+                raise unreadable(f"{entry} is {short_repr(point, 80)}, not a choice of a learning rate 'lr' > 0 and "
+                                 f"whole numbers 'hidden' and 'epochs' >= 1")
+            chosen[task][method] = {key: point[key] for key in TUNED}
     return chosen
+
+
+def _is_setting(key: str, value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return value > 0 if key == "lr" else isinstance(value, int) and value >= 1
 
 
 def load_tasks(names: Sequence[str], quick: bool) -> dict[str, TaskData]:
