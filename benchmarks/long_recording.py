@@ -4,7 +4,7 @@ for one step and predicted, each model in a fresh process whose peak resident se
 (``ru_maxrss``, imports included) is reported.
 
     .venv/bin/python benchmarks/long_recording.py                        # graph-gat, -gat-knn, -gcn, -hgt
-    .venv/bin/python benchmarks/long_recording.py --models graph-gat --frames 120000 --json out.json
+    .venv/bin/python benchmarks/long_recording.py --models graph-gat,graph-gcn --frames 120000 --json out.json
 
 The cross-modal edges: words <-> the frames they span (``TemporalAlignment``), words <-> patches
 (``"full"``: 9 x 49), patches <-> frames (``StridedBipartite(8)``); the graph has about 720,000
@@ -24,9 +24,10 @@ from pathlib import Path
 import torch
 
 from graphfuse import AudioModality, CrossEdges, GraphBuilder, ImageModality, TextModality, Tokenizer
+from graphfuse.bench.checks import UsageError, check_writable_file, names_of
 from graphfuse.data import StridedBipartite, TemporalAlignment
 from graphfuse.io import atomic_write_text
-from graphfuse.models import create_model
+from graphfuse.models import create_model, list_models
 from graphfuse.train import Trainer
 
 MODELS = ("graph-gat", "graph-gat-knn", "graph-gcn", "graph-hgt")
@@ -85,14 +86,29 @@ def measure(model_name: str, frames: int, train: bool = True) -> dict:
     return record
 
 
+def frame_count(text: str) -> int:
+    """An argparse type: a whole number of audio frames, at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=list(MODELS))
-    parser.add_argument("--frames", type=int, default=60_000)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), metavar="NAME",
+                        help=f"graph models, separated by commas or spaces (default: {','.join(MODELS)})")
+    parser.add_argument("--frames", type=frame_count, default=60_000)
     parser.add_argument("--no-train", dest="train", action="store_false", help="featurise, batch and predict only")
     parser.add_argument("--json", type=Path, help="also write the results to this path")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # the child process of one model
     args = parser.parse_args(argv)
+    try:  # before any model runs, as python -m graphfuse.bench does
+        args.models = names_of("--models", args.models, list_models(family="graph"))
+        if args.json is not None:
+            check_writable_file("--json", args.json)
+    except UsageError as error:
+        parser.error(str(error).removeprefix("error: "))
     if args.one:
         return measure(args.models[0], args.frames, args.train)
     runs = []

@@ -19,25 +19,38 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 import retrieval as example  # noqa: E402  (the example's data generator)
 
+from graphfuse.bench.checks import UsageError, check_writable_file  # noqa: E402
 from graphfuse.data import PairGraphs  # noqa: E402
 from graphfuse.io import atomic_write_text  # noqa: E402
-from graphfuse.models import create_model  # noqa: E402
+from graphfuse.models import create_model, list_models  # noqa: E402
+from graphfuse.nn import list_convs  # noqa: E402
 from graphfuse.train import Trainer, featurize_dataset, ranking_metrics  # noqa: E402
 
+TRAIN_SIZE, TEST_SIZE = 2048, 256  # the test set is the gallery the top k is taken from
 
-def main() -> dict:
+
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="graph-gat")
-    parser.add_argument("--rerank-conv", default="hgt", help='a conv name, or "shared" for the dual encoder\'s')
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default="graph-gat", choices=list_models(family="graph"),
+                        help="a graph model (default: graph-gat)")
+    parser.add_argument("--rerank-conv", default="hgt", choices=[*list_convs(), "shared"],
+                        help='a conv name, or "shared" for the dual encoder\'s (default: hgt)')
+    parser.add_argument("--epochs", type=example.at_least(1), default=10)
+    parser.add_argument("--k", type=example.at_least(1), default=10, help=f"at most {TEST_SIZE}, the gallery size")
+    parser.add_argument("--seed", type=example.at_least(0), default=0)
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.k > TEST_SIZE:
+        parser.error(f"--k {args.k} is more than the {TEST_SIZE} gallery images it ranks; choose at most {TEST_SIZE}")
+    if args.json is not None:
+        try:
+            check_writable_file("--json", args.json)  # before training, as python -m graphfuse.bench does
+        except UsageError as error:
+            parser.error(str(error).removeprefix("error: "))
 
     builder = example.make_builder()
-    train = featurize_dataset(builder, example.make_data(2048, args.seed), progress=False)
-    test = featurize_dataset(builder, example.make_data(256, args.seed + 1), progress=False)
+    train = featurize_dataset(builder, example.make_data(TRAIN_SIZE, args.seed), progress=False)
+    test = featurize_dataset(builder, example.make_data(TEST_SIZE, args.seed + 1), progress=False)
     torch.manual_seed(args.seed)
     model = create_model(args.model, builder=builder, task="retrieval", hidden_channels=64, dropout=0.0,
                          rerank_negatives=2, rerank_conv=None if args.rerank_conv == "shared" else args.rerank_conv)

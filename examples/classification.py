@@ -18,11 +18,12 @@ import argparse
 import json
 import logging
 import math
+from collections.abc import Callable
 
 import torch
 
 from graphfuse import AudioModality, GraphBuilder, ImageModality, TextModality, Tokenizer
-from graphfuse.models import create_model
+from graphfuse.models import create_model, list_models, model_family
 from graphfuse.train import Trainer, featurize_dataset
 from graphfuse.train.distributed import setup
 
@@ -55,14 +56,27 @@ def make_data(size: int, seed: int) -> list[tuple[dict, int]]:
     return [(make_sample(label, generator), label) for label in labels]
 
 
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``."""
+    def integer(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return integer
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="graph-gat", help="a graphfuse.models name (default: graph-gat)")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=32, help="global batch size, split across processes")
-    parser.add_argument("--train-size", type=int, default=1024)
-    parser.add_argument("--test-size", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=0)
+    models = [name for name in list_models() if model_family(name) != "unimodal"]  # unimodal needs a modality
+    parser.add_argument("--model", default="graph-gat", choices=models, metavar="NAME",
+                        help=f"one of {', '.join(models)} (default: graph-gat)")
+    parser.add_argument("--epochs", type=at_least(1), default=30)
+    parser.add_argument("--batch-size", type=at_least(1), default=32, help="global batch size, split across processes")
+    parser.add_argument("--train-size", type=at_least(1), default=1024)
+    parser.add_argument("--test-size", type=at_least(2), default=256,
+                        help="test samples; a validation set half this size is drawn too")
+    parser.add_argument("--seed", type=at_least(0), default=0)
     parser.add_argument("--ddp", action="store_true", help="train on the processes torchrun started (DDP)")
     parser.add_argument("--checkpoint-dir", default=None, help="keep last.pt / best.pt here")
     parser.add_argument("--no-progress", action="store_true")

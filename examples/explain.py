@@ -20,15 +20,18 @@ import json
 import statistics
 
 import torch
+from classification import at_least  # examples/classification.py's argparse type
 
 from graphfuse import AudioModality, GraphBuilder, ImageModality, Pipeline, TextModality, Tokenizer
 from graphfuse.explain import explain
+from graphfuse.io import ensure_writable_dir
 from graphfuse.models import create_model
 from graphfuse.train import Trainer
 
 COLOURS = ("red", "blue")
 FILLER = "the a shape here there is on with and of small big image sound picture".split()
 SAMPLE_RATE = 8000
+TEST_SIZE = 256
 
 
 def make_sample(label: int, generator: torch.Generator) -> dict:
@@ -52,11 +55,18 @@ def make_data(size: int, seed: int) -> list[tuple[dict, int]]:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="explain-pictures", help="folder for the pictures (default: explain-pictures)")
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--train-size", type=int, default=512)
-    parser.add_argument("--explain", type=int, default=16, help="test samples to explain (default: 16)")
+    parser.add_argument("--epochs", type=at_least(1), default=8)
+    parser.add_argument("--train-size", type=at_least(1), default=512)
+    parser.add_argument("--explain", type=at_least(1), default=16,
+                        help=f"test samples to explain, at most {TEST_SIZE} (default: 16)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    if args.explain > TEST_SIZE:
+        parser.error(f"--explain {args.explain} is more than the {TEST_SIZE} test samples; choose at most {TEST_SIZE}")
+    try:
+        ensure_writable_dir(args.out, "--out")  # before training, not at the first picture
+    except OSError as error:
+        parser.error(str(error))
 
     builder = GraphBuilder({
         "text": TextModality(Tokenizer(list(COLOURS) + FILLER)),
@@ -67,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
     trainer = Trainer(model, builder, epochs=args.epochs, batch_size=32, lr=3e-3, seed=0,
                       progress=not args.no_progress)
     trainer.fit(make_data(args.train_size, 0), make_data(128, 1))
-    test = make_data(256, 2)
+    test = make_data(TEST_SIZE, 2)
     accuracy = trainer.evaluate(test)["accuracy"]
     pipeline = Pipeline(builder, model, class_names=list(COLOURS))
 

@@ -19,10 +19,10 @@ words), the orientation of a bar in the image (horizontal / vertical) and the pi
 Frozen encoders run once, at featurisation. With ``--fine-tune-text`` the text encoder runs inside
 the model instead (``trainable=True``), trained with a learning rate of its own (``param_groups``).
 
-The trained pipeline is saved (``--out``), loaded by a fresh Python process running this script
-with ``--predict FOLDER``, which predicts from raw samples; the example checks that its
-predictions equal this process's bit for bit. The last line printed is one JSON object: the test
-metrics and ``"reloaded_identical"``.
+The trained pipeline is saved (``--out``; ``--overwrite`` replaces a pipeline saved there before),
+loaded by a fresh Python process running this script with ``--predict FOLDER``, which predicts from
+raw samples; the example checks that its predictions equal this process's bit for bit. The last
+line printed is one JSON object: the test metrics and ``"reloaded_identical"``.
 
     python examples/pretrained_encoders.py
     python examples/pretrained_encoders.py --fine-tune-text --out my-pipeline
@@ -39,11 +39,12 @@ import time
 from pathlib import Path
 
 import torch
-from classification import COLOURS, SAMPLE_RATE, make_data  # the data of examples/classification.py
+from classification import COLOURS, SAMPLE_RATE, at_least, make_data  # examples/classification.py's data
 
 import graphfuse
 from graphfuse import AudioModality, GraphBuilder, ImageEncoderModality, Pipeline, TextEncoderModality
 from graphfuse.backbones import EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD, FeatureMapEncoder
+from graphfuse.io import ensure_writable_dir
 from graphfuse.models import create_model
 from graphfuse.train import Trainer, featurize_dataset
 
@@ -112,17 +113,37 @@ def predict_in_fresh_process(folder: Path, size: int, seed: int) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def check_out(parser: argparse.ArgumentParser, out: Path, overwrite: bool) -> None:
+    """Refuses an ``--out`` the pipeline cannot be saved to, before any work starts."""
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out '{out}' is a file; choose a new or empty folder for the pipeline")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / "pipeline.json").is_file():
+            parser.error(f"--out '{out}' holds other files (no pipeline.json), which saving would replace; choose a "
+                         f"new or empty folder")
+        if not overwrite:
+            parser.error(f"--out '{out}' already holds a saved pipeline; pass --overwrite to replace it, or choose "
+                         f"another folder")
+    try:
+        ensure_writable_dir(out.parent, "--out's parent")  # the pipeline is written beside it first
+    except OSError as error:
+        parser.error(str(error))
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--train-size", type=int, default=768)
-    parser.add_argument("--test-size", type=int, default=256)
-    parser.add_argument("--predict-size", type=int, default=16, help="raw test samples the reloaded pipeline predicts")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=at_least(1), default=20)
+    parser.add_argument("--batch-size", type=at_least(1), default=32)
+    parser.add_argument("--train-size", type=at_least(1), default=768)
+    parser.add_argument("--test-size", type=at_least(2), default=256,
+                        help="test samples; a validation set half this size is drawn too")
+    parser.add_argument("--predict-size", type=at_least(1), default=16,
+                        help="raw test samples the reloaded pipeline predicts")
+    parser.add_argument("--seed", type=at_least(0), default=0)
     parser.add_argument("--fine-tune-text", action="store_true",
                         help="fine-tune the text encoder (trainable=True, learning rate 1e-5) instead of freezing it")
     parser.add_argument("--out", default=None, help="save the pipeline here (default: a temporary folder)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a pipeline saved in --out before")
     parser.add_argument("--predict", default=None, metavar="FOLDER",
                         help="only load the pipeline saved in FOLDER and print its predictions for raw test samples")
     parser.add_argument("--no-progress", action="store_true")
@@ -131,6 +152,8 @@ def main(argv: list[str] | None = None) -> dict:
         result = serve(args.predict, args.predict_size, args.seed + 3)
         print(json.dumps(result))
         return result
+    if args.out is not None:
+        check_out(parser, Path(args.out), args.overwrite)
 
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="graphfuse-pretrained-")) / "pipeline"
     train_data = make_data(args.train_size, args.seed)
@@ -155,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"trained in {time.perf_counter() - start - featurised:.1f} s")
 
     pipeline = Pipeline(builder, model, class_names=CLASS_NAMES).to("cpu")
-    pipeline.save_pretrained(out, overwrite=True)
+    pipeline.save_pretrained(out, overwrite=args.overwrite)
     samples = [sample for sample, _ in make_data(args.predict_size, args.seed + 3)]  # new samples to serve
     here = pipeline.predict(samples)
     there = predict_in_fresh_process(out, args.predict_size, args.seed)

@@ -19,18 +19,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 
 import torch
+from classification import at_least  # examples/classification.py's argparse type
 
 from graphfuse import GraphBuilder, ImageModality, TextModality, Tokenizer
 from graphfuse.data import PairGraphs
-from graphfuse.models import create_model
+from graphfuse.models import create_model, list_models
 from graphfuse.train import Trainer, featurize_dataset, ranking_metrics
 from graphfuse.train.distributed import setup
 
 ROWS, COLUMNS = "abcde", "12345"
 CELLS = [row + column for row in ROWS for column in COLUMNS]
 LIT = 4
+LAYOUTS = math.comb(len(CELLS), LIT)  # distinct layouts: make_data draws at most this many samples
 FILLER = "the a lit cells are at and in picture grid".split()
 
 
@@ -68,16 +71,22 @@ def recalls(metrics: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="graph-gat", help="a graphfuse.models name (default: graph-gat)")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=64, help="global batch size, split across processes")
-    parser.add_argument("--train-size", type=int, default=2048)
-    parser.add_argument("--test-size", type=int, default=256)
-    parser.add_argument("--rerank-k", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
+    models = list_models(family="graph")  # a dual encoder with a re-ranker
+    parser.add_argument("--model", default="graph-gat", choices=models, metavar="NAME",
+                        help=f"one of {', '.join(models)} (default: graph-gat)")
+    parser.add_argument("--epochs", type=at_least(1), default=10)
+    parser.add_argument("--batch-size", type=at_least(1), default=64, help="global batch size, split across processes")
+    parser.add_argument("--train-size", type=at_least(1), default=2048, help=f"at most {LAYOUTS} (distinct layouts)")
+    parser.add_argument("--test-size", type=at_least(1), default=256, help=f"at most {LAYOUTS} (distinct layouts)")
+    parser.add_argument("--rerank-k", type=at_least(1), default=10)
+    parser.add_argument("--seed", type=at_least(0), default=0)
     parser.add_argument("--ddp", action="store_true", help="train on the processes torchrun started (DDP)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    for option, size in (("--train-size", args.train_size), ("--test-size", args.test_size)):
+        if size > LAYOUTS:
+            parser.error(f"{option} {size} is more than the {LAYOUTS} distinct layouts ({LIT} lit cells of "
+                         f"{len(CELLS)}) it can draw; choose at most {LAYOUTS}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     builder = make_builder()

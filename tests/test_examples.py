@@ -65,6 +65,15 @@ def test_pretrained_encoders_example_reloads_its_pipeline_in_a_fresh_process(tmp
     assert {"pipeline.json", "model.safetensors", "text.backbone.safetensors", "image.backbone.safetensors",
             "text.tokenizer/tokenizer.json"} <= files  # the frozen encoders' weights, named by modality key
 
+    saved = (folder / "pipeline.json").read_text()
+    again = subprocess.run([sys.executable, str(EXAMPLES / "pretrained_encoders.py"), "--out", str(folder)],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "already holds a saved pipeline; pass --overwrite" in again.stderr
+    assert (folder / "pipeline.json").read_text() == saved  # refused before any work: nothing replaced
+    replaced = run_example("pretrained_encoders.py", "--epochs", "1", "--train-size", "32", "--test-size", "16",
+                           "--predict-size", "4", "--seed", "1", "--out", str(folder), "--overwrite")
+    assert replaced["reloaded_identical"] is True and (folder / "pipeline.json").read_text() != saved
+
 
 def test_pretrained_encoders_example_fine_tunes_the_text_encoder_inside_the_model(tmp_path):
     pytest.importorskip("transformers")
