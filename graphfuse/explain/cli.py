@@ -192,8 +192,7 @@ def run(args: argparse.Namespace, task, pipeline) -> dict[str, Any]:
             model, accuracy, before = _train(args, task, seed)
             builder = task.builder
         explanations = _explain_split(model, builder, task.test)
-        after, why = _measure(explanations, args.word)
-        unmeasured = why
+        after, unmeasured = _measure(explanations, args.word)
         runs.append({"seed": seed, "accuracy": accuracy, "trained": after, "untrained": before})
         parts = [] if accuracy is None else [f"test accuracy {100 * accuracy:.1f} %"]
         if after is not None:
